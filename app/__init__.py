@@ -1,0 +1,1 @@
+"""The shell around the graph: configuration, models, persistence, usage, the CLI."""

@@ -1,0 +1,94 @@
+"""Run configuration: the graph's `context_schema`.
+
+Every field has a default and a description so LangGraph Studio can render a form for it. A field
+left at its default is filled from the environment variable of the same name in upper case with a
+`PLANEXEC_` prefix (`PLANEXEC_PLANNER_MODEL=openai:gpt-4.1 planexec run ...`), as LangGraph's
+templates do; the prefix keeps generic names such as WORKSPACE (set by CI systems) out of it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from tools import DEFAULT_TOOLS
+
+
+@dataclass(kw_only=True)
+class Context:
+    """How a run is configured: which models play which role, which tools, which caps."""
+
+    planner_model: str = field(
+        default="openai:gpt-4o",
+        metadata={"description": "Model that writes the plan: 'provider:model' or 'scripted:NAME'"},
+    )
+    executor_model: str = field(
+        default="openai:gpt-4o-mini",
+        metadata={"description": "Cheaper model that runs one step at a time with tools."},
+    )
+    replanner_model: str = field(
+        default="openai:gpt-4o",
+        metadata={"description": "Model that continues, revises the rest of the plan, or answers"},
+    )
+    max_replans: int = field(
+        default=5,
+        metadata={"description": "Plan revisions allowed before the run ends as replan_limit."},
+    )
+    max_steps: int = field(
+        default=12, metadata={"description": "Most steps a plan (or a revision) may have."}
+    )
+    max_tool_calls_per_step: int = field(
+        default=6, metadata={"description": "Most tool calls one step may make before it fails."}
+    )
+    replan_every: int = field(
+        default=0,
+        metadata={
+            "description": "Call the replanner after every N completed steps; 0 calls it only "
+            "on surprises and when the plan is done."
+        },
+    )
+    max_concurrency: int = field(
+        default=4, metadata={"description": "Most steps that run at the same time."}
+    )
+    tools: list[str] = field(
+        default_factory=lambda: list(DEFAULT_TOOLS),
+        metadata={"description": "Tool names from the registry the executor may use."},
+    )
+    workspace: str = field(
+        default=".planexec/workspace",
+        metadata={"description": "Folder the file tools are confined to."},
+    )
+    sql_database: str = field(
+        default="",
+        metadata={"description": "SQLite file the read-only sql_query tool reads."},
+    )
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            env_value = os.environ.get(f"PLANEXEC_{f.name.upper()}")
+            if env_value is None or getattr(self, f.name) != _default_of(f):
+                continue
+            setattr(self, f.name, _parse_env(f.type, env_value))
+
+
+def _default_of(f: Any) -> Any:
+    return f.default_factory() if callable(f.default_factory) else f.default
+
+
+def _parse_env(type_name: Any, raw: str) -> Any:
+    # Annotations are strings under `from __future__ import annotations`.
+    if type_name in ("int", int):
+        return int(raw)
+    if type_name in ("list[str]",):
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def resolve_context(value: Context | dict | None) -> Context:
+    """The context a node should use: LangGraph passes None when the caller gave none."""
+    if value is None:
+        return Context()
+    if isinstance(value, dict):
+        return Context(**value)
+    return value

@@ -1,0 +1,66 @@
+"""Model strings ('provider:model') to chat models.
+
+Hosted models go through LangChain's `init_chat_model`; `scripted:NAME_OR_PATH` plays a scenario
+offline. Configuration mistakes are `ModelConfigError`s with a message for the user, checked
+before a run starts so nobody pays for a planner call and then hits a missing key.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from langchain_core.language_models import BaseChatModel
+
+from app.scenarios import ScenarioError, load_scenario
+from app.scripted import ScriptedChatModel
+
+
+class ModelConfigError(ValueError):
+    """A model string that cannot be used as configured."""
+
+
+def check_model(spec: str) -> None:
+    """Raise ModelConfigError if `spec` cannot be loaded here and now (no network is used)."""
+    provider, _, name = spec.partition(":")
+    if not name:
+        raise ModelConfigError(
+            f"model {spec!r} is not 'provider:model' (for example 'openai:gpt-4o-mini' or "
+            "'scripted:demo')"
+        )
+    if provider == "scripted":
+        try:
+            load_scenario(name)
+        except ScenarioError as exc:
+            raise ModelConfigError(str(exc)) from exc
+    elif provider == "openai":
+        if not os.environ.get("OPENAI_API_KEY") and not os.environ.get("OPENAI_BASE_URL"):
+            raise ModelConfigError(
+                f"model {spec!r} needs OPENAI_API_KEY (or OPENAI_BASE_URL for an "
+                "OpenAI-compatible endpoint such as Ollama or vLLM). "
+                "`planexec demo` runs offline with scripted models."
+            )
+
+
+def load_chat_model(spec: str) -> BaseChatModel:
+    """A chat model for 'provider:model'."""
+    check_model(spec)
+    return _load(spec, os.environ.get("OPENAI_BASE_URL", ""))
+
+
+@lru_cache(maxsize=32)
+def _load(spec: str, base_url: str) -> BaseChatModel:
+    # Cached per base URL: models are stateless, and building a client per call is wasted work.
+    provider, _, name = spec.partition(":")
+    if provider == "scripted":
+        return ScriptedChatModel(scenario=name)
+    from langchain.chat_models import init_chat_model
+
+    kwargs: dict = {}
+    if provider == "openai" and base_url and not os.environ.get("OPENAI_API_KEY"):
+        # Local OpenAI-compatible servers accept any key; the client insists on one.
+        kwargs["api_key"] = "not-needed"
+    try:
+        return init_chat_model(spec, **kwargs)
+    except (ImportError, ValueError) as exc:
+        raise ModelConfigError(f"cannot load model {spec!r}: {exc}") from exc

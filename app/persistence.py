@@ -1,0 +1,108 @@
+"""Database URLs to a LangGraph checkpointer and store.
+
+    memory://                         in-process only (tests, throwaway runs)
+    path/to/file.sqlite               SQLite (the default: ./.planexec/planexec.sqlite)
+    sqlite:///abs/path.sqlite         the same, as a URL
+    postgresql://user@host:5432/db    PostgreSQL, for servers and several workers
+
+The checkpointer holds the run's state between nodes; the store journals each finished step
+(graphs/journal.py). Both live in the same database.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.store.base import BaseStore
+
+DEFAULT_DB = ".planexec/planexec.sqlite"
+
+
+class DatabaseURLError(ValueError):
+    """A --db / PLANEXEC_DB value that cannot be opened."""
+
+
+@dataclass
+class Persistence:
+    checkpointer: BaseCheckpointSaver
+    store: BaseStore
+    url: str
+
+
+def default_db_url() -> str:
+    return os.environ.get("PLANEXEC_DB") or DEFAULT_DB
+
+
+@contextmanager
+def open_persistence(url: str | None = None) -> Iterator[Persistence]:
+    """Open the checkpointer and store for `url`, creating tables on first use."""
+    url = url or default_db_url()
+    if url.startswith("memory://"):
+        from langgraph.checkpoint.memory import InMemorySaver
+        from langgraph.store.memory import InMemoryStore
+
+        yield Persistence(InMemorySaver(), InMemoryStore(), url)
+    elif url.startswith(("postgresql://", "postgres://")):
+        with _postgres(url) as persistence:
+            yield persistence
+    else:
+        with _sqlite(url) as persistence:
+            yield persistence
+
+
+@contextmanager
+def _sqlite(url: str) -> Iterator[Persistence]:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+    from langgraph.store.sqlite import SqliteStore
+
+    path = Path(url.removeprefix("sqlite:///") if url.startswith("sqlite:") else url).expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        saver_conn = sqlite3.connect(str(path), check_same_thread=False)
+        # WAL lets the store's connection write while the checkpointer's reads, and survives
+        # kill -9 like the default journal does.
+        saver_conn.execute("PRAGMA journal_mode=WAL")
+        store_conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+    except (OSError, sqlite3.Error) as exc:
+        raise DatabaseURLError(f"cannot open SQLite database {str(path)!r}: {exc}") from exc
+    try:
+        checkpointer, store = SqliteSaver(saver_conn), SqliteStore(store_conn)
+        checkpointer.setup()
+        store.setup()
+        yield Persistence(checkpointer, store, str(path))
+    finally:
+        store_conn.close()
+        saver_conn.close()
+
+
+@contextmanager
+def _postgres(url: str) -> Iterator[Persistence]:
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.store.postgres import PostgresStore
+
+    try:
+        with (
+            PostgresSaver.from_conn_string(url) as checkpointer,
+            PostgresStore.from_conn_string(url) as store,
+        ):
+            checkpointer.setup()
+            store.setup()
+            yield Persistence(checkpointer, store, url)
+    except psycopg.OperationalError as exc:
+        raise DatabaseURLError(f"cannot connect to PostgreSQL at {_redact(url)}: {exc}") from exc
+
+
+def _redact(url: str) -> str:
+    # Never print a password from a URL.
+    if "@" in url and ":" in url.split("//", 1)[-1].split("@", 1)[0]:
+        scheme, rest = url.split("//", 1)
+        user = rest.split("@", 1)[0].split(":", 1)[0]
+        return f"{scheme}//{user}:***@{rest.split('@', 1)[1]}"
+    return url

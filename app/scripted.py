@@ -1,0 +1,178 @@
+"""A chat model that plays a scenario: real `BaseChatModel`, no network, deterministic.
+
+It learns what it is being asked from the call's metadata (`planexec_role`, `planexec_step`,
+`planexec_attempt`, `planexec_call`, set by the graph on every model call) and from the messages
+(how many replies it already gave in this conversation). Token usage is counted with a real BPE
+tokenizer over the messages and tool schemas it received.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.utils.function_calling import convert_to_openai_tool
+
+from app.scenarios import ExecutorTurn, Scenario, load_scenario, pick_attempt
+from app.tokens import count_messages, count_reply
+
+
+class ScriptError(RuntimeError):
+    """The scenario has no reply for what the model was asked: a scenario bug, not a model one."""
+
+
+class ScriptedQuotaError(RuntimeError):
+    """A scripted 429: the provider says the quota or rate limit is exhausted."""
+
+    status_code = 429
+
+
+class ScriptedServerError(RuntimeError):
+    """A scripted 5xx from the provider."""
+
+    status_code = 500
+
+
+class ScriptedChatModel(BaseChatModel):
+    """Plays the replies of `scenario` (a bundled name or a file path)."""
+
+    scenario: str
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"scenario": self.scenario}
+
+    def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> Any:
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        return self.bind(tools=formatted, tool_choice=tool_choice, **kwargs)
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        script = load_scenario(self.scenario)
+        meta = dict(run_manager.metadata) if run_manager else {}
+        role = meta.get("planexec_role")
+        if role not in ("planner", "executor", "replanner"):
+            raise ScriptError(
+                f"scenario {script.name!r}: the scripted model was called without a planexec role "
+                "in its metadata; it only plays inside a planexec graph"
+            )
+        tools = kwargs.get("tools") or []
+        turn = sum(isinstance(m, AIMessage) for m in messages)
+        reply, latency = self._reply(script, role, meta, turn, tools, messages)
+        if latency:
+            time.sleep(latency)
+        input_tokens = count_messages(messages, tools)
+        output_tokens = count_reply(reply)
+        reply.usage_metadata = {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens,
+        }
+        priced_as = script.stands_for.get(role, "")
+        reply.response_metadata = {"model_name": priced_as, "scenario": script.name}
+        return ChatResult(generations=[ChatGeneration(message=reply)])
+
+    def _reply(
+        self,
+        script: Scenario,
+        role: str,
+        meta: dict[str, Any],
+        turn: int,
+        tools: list[dict],
+        messages: list[BaseMessage],
+    ) -> tuple[AIMessage, float]:
+        default_latency = script.latency.get(role, 0.0)
+        if role == "executor":
+            return self._executor_reply(script, meta, turn, messages, default_latency)
+        if role == "planner":
+            entry: Any = script.planner
+            where = "planner"
+        else:
+            call = int(meta.get("planexec_call", 0))
+            where = f"replanner call {call + 1}"
+            entry = script.replanner[call] if call < len(script.replanner) else None
+        reply = pick_attempt(entry, turn) if entry is not None else None
+        if reply is None:
+            raise ScriptError(
+                f"scenario {script.name!r} has no reply for the {where}, attempt {turn + 1}; "
+                "add one to the scenario file"
+            )
+        latency = reply.latency if reply.latency is not None else default_latency
+        if reply.raw is not None:
+            return AIMessage(content=reply.raw), latency
+        args = reply.model_dump(exclude={"raw", "latency"}, exclude_none=True)
+        if not tools:
+            raise ScriptError(f"scenario {script.name!r}: the {where} was called without a schema")
+        name = tools[0]["function"]["name"]
+        call_id = f"call_{role}_{meta.get('planexec_call', 0)}_{turn}"
+        return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": call_id}]), (
+            latency
+        )
+
+    def _executor_reply(
+        self,
+        script: Scenario,
+        meta: dict[str, Any],
+        turn: int,
+        messages: list[BaseMessage],
+        default_latency: float,
+    ) -> tuple[AIMessage, float]:
+        step = str(meta.get("planexec_step", ""))
+        attempt = int(meta.get("planexec_attempt", 1))
+        key = f"{step}#{attempt}" if attempt > 1 else step
+        turns = script.executor.get(key)
+        if turns is None or turn >= len(turns):
+            raise ScriptError(
+                f"scenario {script.name!r} has no executor turn {turn + 1} for step {key!r}; "
+                f"add it under executor.{key} in the scenario file"
+            )
+        spec: ExecutorTurn = turns[turn]
+        latency = spec.latency if spec.latency is not None else default_latency
+        if spec.error == "quota":
+            time.sleep(latency)
+            raise ScriptedQuotaError(spec.message or "quota exceeded (429)")
+        if spec.error == "server":
+            time.sleep(latency)
+            raise ScriptedServerError(spec.message or "server error (500)")
+        content = spec.content or ""
+        if "{last_tool_result}" in content:
+            # The last real tool's output: flag_surprise's acknowledgement is not a result.
+            last = next(
+                (
+                    m
+                    for m in reversed(messages)
+                    if isinstance(m, ToolMessage) and m.name != "flag_surprise"
+                ),
+                None,
+            )
+            content = content.replace("{last_tool_result}", str(last.content) if last else "")
+        calls = [
+            {"name": c.name, "args": c.args, "id": f"call_{key}_{turn}_{i}"}
+            for i, c in enumerate(spec.tool_calls)
+        ]
+        return AIMessage(content=content, tool_calls=calls), latency
+
+
+def scripted_faults(model_spec: str) -> dict[str, dict[str, Any]]:
+    """Step id -> tool name -> Fault, for a run whose executor plays a scenario; else empty."""
+    provider, _, name = model_spec.partition(":")
+    if provider != "scripted":
+        return {}
+    faults: dict[str, dict[str, Any]] = {}
+    for fault in load_scenario(name).faults:
+        faults.setdefault(fault.step, {})[fault.tool] = fault
+    return faults

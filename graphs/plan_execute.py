@@ -1,0 +1,52 @@
+"""The plan-and-execute graph.
+
+    planner ──> executor ──> replanner ──> END
+                   ^             │
+                   └─────────────┘  (continue, or a revised plan)
+
+`build_graph(checkpointer=...)` is for the CLI and Python callers; `graph` is compiled without a
+checkpointer because the LangGraph server (`langgraph dev`, via langgraph.json) brings its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from langchain_core.tools import BaseTool
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
+
+from app.context import Context
+from graphs.planner import plan
+from graphs.replanner import replan
+from graphs.scheduler import make_execute
+from graphs.state import FAILED, InputState, State
+
+
+def _stop_if_failed(state: State) -> str:
+    return END if state.get("status") == FAILED else "next"
+
+
+def build_graph(
+    *,
+    checkpointer: BaseCheckpointSaver | None = None,
+    store: BaseStore | None = None,
+    tools: Sequence[BaseTool] | None = None,
+) -> CompiledStateGraph:
+    """The compiled graph. `tools` are your own LangChain tools, offered to the executor beside
+    the registry's tools that `Context.tools` names; `store` journals each finished step so a
+    resumed run does not redo it."""
+    builder = StateGraph(State, context_schema=Context, input_schema=InputState)
+    builder.add_node("planner", plan)  # goal -> validated plan
+    # executor: runs ready steps in parallel until the replanner should look
+    builder.add_node("executor", make_execute(tools or ()))
+    builder.add_node("replanner", replan, destinations=("executor", END))  # continue/revise/finish
+    builder.add_edge(START, "planner")
+    builder.add_conditional_edges("planner", _stop_if_failed, {"next": "executor", END: END})
+    builder.add_conditional_edges("executor", _stop_if_failed, {"next": "replanner", END: END})
+    return builder.compile(checkpointer=checkpointer, store=store, name="planexec")
+
+
+graph = build_graph()

@@ -1,0 +1,77 @@
+"""The planner node: the goal in, a validated structured plan out (or a clean failure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.runtime import Runtime
+
+from app.context import Context, resolve_context
+from app.models import load_chat_model
+from graphs import events
+from graphs.schemas import Plan, plan_problems
+from graphs.state import FAILED, RUNNING, State
+from graphs.structured import call_structured
+from prompts import render
+
+
+def plan_step_dicts(plan_steps: list[Any], attempts: dict[str, int] | None = None) -> list[dict]:
+    """Plan steps as state dicts; `attempt` counts up when a revision retries a failed id."""
+    attempts = attempts or {}
+    return [
+        {
+            "id": s.id,
+            "description": s.description,
+            "depends_on": list(s.depends_on),
+            "attempt": attempts.get(s.id, 0) + 1,
+        }
+        for s in plan_steps
+    ]
+
+
+def plan(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    ctx = resolve_context(runtime.context)
+    goal = (state.get("goal") or "").strip()
+    if not goal:
+        return _fail(runtime, "the input has no goal: pass {'goal': '...'}")
+    try:
+        model = load_chat_model(ctx.planner_model)
+        messages = [
+            SystemMessage(
+                render("planner", max_steps=ctx.max_steps, tools=", ".join(ctx.tools) or "none")
+            ),
+            HumanMessage(goal),
+        ]
+        out = call_structured(
+            model,
+            Plan,
+            messages,
+            role="planner",
+            model_name=ctx.planner_model,
+            validate=lambda p: plan_problems(p.steps, max_steps=ctx.max_steps),
+            call=0,
+        )
+    except Exception as exc:  # a model or provider error ends the run cleanly, with its reason
+        return _fail(runtime, f"planner model {ctx.planner_model!r} failed: {exc}")
+    if out.value is None:
+        return {
+            **_fail(runtime, f"planner output invalid after {out.attempts} attempts: {out.error}"),
+            "usage": out.usage,
+        }
+    steps = plan_step_dicts(out.value.steps)
+    events.emit(runtime.stream_writer, events.PLAN, steps=steps)
+    return {
+        "goal": goal,
+        "plan": steps,
+        "status": RUNNING,
+        "replans": 0,
+        "replanner_calls": 0,
+        "reviewed_done": 0,
+        "usage": out.usage,
+    }
+
+
+def _fail(runtime: Runtime[Context], reason: str) -> dict[str, Any]:
+    events.emit(runtime.stream_writer, events.FINISHED, status=FAILED, reason=reason)
+    return {"status": FAILED, "reason": reason}

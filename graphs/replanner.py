@@ -1,0 +1,180 @@
+"""The replanner node: continue, rewrite the remaining steps, or finish with the answer.
+
+Called when a step failed or flagged a surprise, every `replan_every` completed steps if set, and
+when no step can run. Completed steps keep their results: a revision replaces only what has not
+run. After `max_replans` revisions, a further revision ends the run as `replan_limit` with the
+best answer the results allow, so a run can never loop.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.graph import END
+from langgraph.runtime import Runtime
+from langgraph.types import Command
+
+from app.context import Context, resolve_context
+from app.models import load_chat_model
+from graphs import events
+from graphs.planner import plan_step_dicts
+from graphs.schemas import ReplanDecision, plan_problems
+from graphs.state import DONE, FAILED, REPLAN_LIMIT, State, is_done, ready_steps, settled
+from graphs.structured import call_structured
+from prompts import render
+
+RESULT_CHARS = 1500  # per step in the replanner's prompt
+
+
+def replan(state: State, runtime: Runtime[Context]) -> Command:
+    ctx = resolve_context(runtime.context)
+    plan, results = state.get("plan", []), state.get("results", {})
+    done_ids = [s["id"] for s in plan if is_done(s["id"], results)]
+    calls = state.get("replanner_calls", 0)
+    bookkeeping = {
+        "replanner_calls": calls + 1,
+        "reviewed_done": len(done_ids),
+        "reviewed_at": time.time(),
+    }
+    messages = [
+        SystemMessage(render("replanner", max_steps=ctx.max_steps)),
+        HumanMessage(
+            render(
+                "replanner_task",
+                goal=state.get("goal", ""),
+                progress=_progress(plan, results),
+                why=_why(state),
+                replans=state.get("replans", 0),
+                max_replans=ctx.max_replans,
+            )
+        ),
+    ]
+    try:
+        out = call_structured(
+            load_chat_model(ctx.replanner_model),
+            ReplanDecision,
+            messages,
+            role="replanner",
+            model_name=ctx.replanner_model,
+            validate=lambda d: decision_problems(d, plan, results, max_steps=ctx.max_steps),
+            call=calls,
+        )
+    except Exception as exc:  # a model or provider error ends the run cleanly, with its reason
+        return _end(runtime, bookkeeping, FAILED, f"replanner model failed: {exc}", state)
+    bookkeeping["usage"] = out.usage
+    decision: ReplanDecision | None = out.value
+    if decision is None:
+        reason = f"replanner output invalid after {out.attempts} attempts: {out.error}"
+        return _end(runtime, bookkeeping, FAILED, reason, state)
+    entry = {"action": decision.action, "reason": decision.reason, "at": time.time()}
+    if decision.action == "finish":
+        bookkeeping.update(history=[entry], response=decision.response or "")
+        return _end(runtime, bookkeeping, DONE, "", state, response=decision.response or "")
+    if decision.action == "continue":
+        events.emit(
+            runtime.stream_writer, events.REVIEWED, action="continue", reason=decision.reason
+        )
+        return Command(goto="executor", update={**bookkeeping, "history": [entry]})
+    replans = state.get("replans", 0)
+    if replans >= ctx.max_replans:
+        reason = f"the replanner asked for revision {replans + 1}; max_replans is {ctx.max_replans}"
+        bookkeeping["history"] = [entry]
+        return _end(runtime, bookkeeping, REPLAN_LIMIT, reason, state)
+    retried = {s.id: results[s.id]["attempts"] for s in decision.steps or [] if s.id in results}
+    new_steps = plan_step_dicts(decision.steps or [], retried)
+    kept = [s for s in plan if s["id"] in done_ids]
+    entry["steps"] = new_steps
+    events.emit(
+        runtime.stream_writer,
+        events.REPLANNED,
+        reason=decision.reason,
+        steps=new_steps,
+        replans=replans + 1,
+    )
+    return Command(
+        goto="executor",
+        update={
+            **bookkeeping,
+            "plan": kept + new_steps,
+            "replans": replans + 1,
+            "history": [entry],
+        },
+    )
+
+
+def decision_problems(
+    decision: ReplanDecision, plan: list[dict], results: dict[str, dict], *, max_steps: int
+) -> list[str]:
+    """What makes `decision` unusable in this state; empty when it can be applied."""
+    if decision.action == "finish":
+        return [] if (decision.response or "").strip() else ["'finish' needs a non-empty response"]
+    if decision.action == "continue":
+        if ready_steps(plan, results):
+            return []
+        waiting = [s["id"] for s in plan if not settled(s, results)]
+        detail = f"steps {waiting} wait on failed steps" if waiting else "every step has run"
+        return [f"'continue' is not possible: no step can run ({detail}); replan or finish"]
+    done = [s["id"] for s in plan if is_done(s["id"], results)]
+    return plan_problems(decision.steps or [], max_steps=max_steps, completed=done)
+
+
+def best_answer(state: State) -> str:
+    """An answer assembled from completed results, for runs that end without a final one."""
+    results = state.get("results", {})
+    done = [r for s in state.get("plan", []) if (r := results.get(s["id"])) and r["status"] == DONE]
+    if not done:
+        return "No step completed, so there is no answer."
+    lines = [f"- {r['id']} ({r['description']}): {r['result']}" for r in done]
+    return "The run stopped before a final answer. Results so far:\n" + "\n".join(lines)
+
+
+def _end(
+    runtime: Runtime[Context],
+    update: dict[str, Any],
+    status: str,
+    reason: str,
+    state: State,
+    response: str | None = None,
+) -> Command:
+    answer = response if response is not None else best_answer(state)
+    events.emit(
+        runtime.stream_writer, events.FINISHED, status=status, reason=reason, response=answer
+    )
+    return Command(
+        goto=END, update={**update, "status": status, "reason": reason, "response": answer}
+    )
+
+
+def _progress(plan: list[dict], results: dict[str, dict]) -> str:
+    lines = []
+    for step in plan:
+        result = results.get(step["id"]) if settled(step, results) else None
+        deps = f" (after {', '.join(step['depends_on'])})" if step.get("depends_on") else ""
+        head = f"[{step['id']}] {step['description']}{deps}"
+        if result is None:
+            lines.append(f"{head}\n  status: not run yet")
+            continue
+        text = str(result.get("result") or result.get("error") or "")[:RESULT_CHARS]
+        lines.append(f"{head}\n  status: {result['status']}\n  result: {text}")
+        if result.get("surprise"):
+            lines.append(f"  surprise: {result['surprise']}")
+    return "\n".join(lines)
+
+
+def _why(state: State) -> str:
+    plan, results = state.get("plan", []), state.get("results", {})
+    since = state.get("reviewed_at", 0.0)
+    reasons = []
+    for step in plan:
+        result = results.get(step["id"]) if settled(step, results) else None
+        if result is None or result.get("finished_at", 0) < since:
+            continue
+        if result["status"] == FAILED:
+            reasons.append(f"step {step['id']} failed: {result.get('error')}")
+        elif result.get("surprise"):
+            reasons.append(f"step {step['id']} reported a surprise: {result['surprise']}")
+    if not ready_steps(plan, results):
+        reasons.append("no step of the plan is left to run")
+    return "; ".join(reasons) or "periodic review of progress"

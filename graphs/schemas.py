@@ -1,0 +1,110 @@
+"""What the planner and replanner must return, and the rules a plan must keep.
+
+Pydantic checks the shape; `plan_problems` checks what a schema cannot: unique ids, known
+dependencies, no cycles, and the step cap. Its messages go back to the model on a retry, so they
+say what is wrong and with which step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class PlanStep(BaseModel):
+    """One step of a plan."""
+
+    id: str = Field(description="Short unique id, e.g. 's1'.")
+    description: str = Field(description="What the executor must do, self-contained.")
+    depends_on: list[str] = Field(
+        default_factory=list, description="Ids of the steps whose results this step needs."
+    )
+
+
+class Plan(BaseModel):
+    """A structured plan: steps with ids and dependencies."""
+
+    steps: list[PlanStep] = Field(description="The steps, in a sensible order.")
+
+
+class ReplanDecision(BaseModel):
+    """The replanner's decision after reading the results so far."""
+
+    action: Literal["continue", "replan", "finish"] = Field(
+        description="continue the plan, replace the remaining steps, or finish with an answer."
+    )
+    reason: str = Field(default="", description="Why, in one or two sentences.")
+    steps: list[PlanStep] | None = Field(
+        default=None, description="With 'replan': the steps that replace all remaining steps."
+    )
+    response: str | None = Field(
+        default=None, description="With 'finish': the final answer for the user."
+    )
+
+
+def plan_problems(
+    steps: Sequence[PlanStep], *, max_steps: int, completed: Iterable[str] = ()
+) -> list[str]:
+    """Everything wrong with `steps`; empty when the plan is valid.
+
+    `completed` are ids of steps already done (for a revision): new steps may depend on them but
+    may not reuse their ids.
+    """
+    done = set(completed)
+    problems: list[str] = []
+    if not steps:
+        problems.append("the plan has no steps; give at least one")
+    if len(steps) > max_steps:
+        problems.append(f"the plan has {len(steps)} steps; the limit is {max_steps}")
+    seen: set[str] = set()
+    for step in steps:
+        if not step.id.strip():
+            problems.append(f"a step has an empty id (description: {step.description!r})")
+        elif step.id in seen:
+            problems.append(f"step id {step.id!r} is used more than once; ids must be unique")
+        elif step.id in done:
+            problems.append(f"step id {step.id!r} belongs to a completed step; use a new id")
+        seen.add(step.id)
+    for step in steps:
+        for dep in step.depends_on:
+            if dep == step.id:
+                problems.append(f"step {step.id!r} depends on itself")
+            elif dep not in seen and dep not in done:
+                problems.append(f"step {step.id!r} depends on unknown step {dep!r}")
+    cycle = _find_cycle(steps)
+    if cycle:
+        problems.append("the dependencies form a cycle: " + " -> ".join(cycle))
+    return problems
+
+
+def _find_cycle(steps: Sequence[PlanStep]) -> list[str] | None:
+    """One dependency cycle among `steps` as a path of ids, or None (self-loops are reported
+    separately)."""
+    deps = {s.id: [d for d in s.depends_on if d != s.id] for s in steps}
+    visiting: set[str] = set()
+    finished: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        visiting.add(node)
+        path.append(node)
+        for dep in deps[node]:
+            if dep not in deps or dep in finished:
+                continue
+            if dep in visiting:
+                return path[path.index(dep) :] + [dep]
+            found = visit(dep, path)
+            if found:
+                return found
+        visiting.discard(node)
+        finished.add(node)
+        path.pop()
+        return None
+
+    for step_id in deps:
+        if step_id not in finished:
+            found = visit(step_id, [])
+            if found:
+                return found
+    return None

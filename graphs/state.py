@@ -1,0 +1,91 @@
+"""The run's state as the checkpointer stores it and the server returns it.
+
+Values are plain dicts and lists so the state reads the same from Python, from the CLI's
+SQLite file and through the LangGraph server's JSON API. Fields that parallel steps write at once
+(`results`, `usage`) merge through reducers.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, TypedDict
+
+from app.usage import merge_usage
+
+# Run statuses. `running` is only ever seen in a checkpoint of an unfinished run.
+DONE = "done"
+FAILED = "failed"
+REPLAN_LIMIT = "replan_limit"
+RUNNING = "running"
+
+
+def merge_results(
+    left: dict[str, dict[str, Any]] | None, right: dict[str, dict[str, Any]] | None
+) -> dict[str, dict[str, Any]]:
+    """Reducer: results keyed by step id; a newer attempt of a step replaces the older."""
+    return {**(left or {}), **(right or {})}
+
+
+class InputState(TypedDict):
+    """What a caller passes to start a run."""
+
+    goal: str
+
+
+class State(TypedDict, total=False):
+    """A plan-and-execute run."""
+
+    goal: str
+    """The user's goal, as given."""
+    plan: list[dict[str, Any]]
+    """Current plan: {id, description, depends_on, attempt}. Completed steps stay in it."""
+    results: Annotated[dict[str, dict[str, Any]], merge_results]
+    """Step id -> latest result: status, result text, error, surprise, attempts, tool calls."""
+    replans: int
+    """Plan revisions made so far (capped by Context.max_replans)."""
+    replanner_calls: int
+    """Times the replanner was asked, whatever it decided."""
+    reviewed_done: int
+    """Completed steps when the replanner last looked (for Context.replan_every)."""
+    reviewed_at: float
+    """When the replanner last looked (Unix time): results after it are news to it."""
+    history: Annotated[list[dict[str, Any]], operator.add]
+    """The replanner's decisions, in order: action, reason, and the new steps of a revision."""
+    status: str
+    """running, done, failed or replan_limit."""
+    reason: str
+    """Why the run ended as it did (set for every status but done)."""
+    response: str
+    """The final answer."""
+    usage: Annotated[dict[str, dict[str, Any]], merge_usage]
+    """Per role: calls, input_tokens, output_tokens, cost_usd (None if the price is unknown)."""
+
+
+def settled(step: dict[str, Any], results: dict[str, dict[str, Any]]) -> bool:
+    """Whether `step`'s current attempt has a result (done or failed)."""
+    result = results.get(step["id"])
+    return result is not None and result.get("attempts", 0) >= step.get("attempt", 1)
+
+
+def is_done(step_id: str, results: dict[str, dict[str, Any]]) -> bool:
+    return results.get(step_id, {}).get("status") == DONE
+
+
+def ready_steps(
+    plan: list[dict[str, Any]], results: dict[str, dict[str, Any]], skip: set[str] = frozenset()
+) -> list[dict[str, Any]]:
+    """Steps not yet settled whose dependencies are all done, in plan order."""
+    return [
+        s
+        for s in plan
+        if s["id"] not in skip
+        and not settled(s, results)
+        and all(is_done(d, results) for d in s.get("depends_on", []))
+    ]
+
+
+def remaining_steps(
+    plan: list[dict[str, Any]], results: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Steps whose current attempt has not run yet."""
+    return [s for s in plan if not settled(s, results)]

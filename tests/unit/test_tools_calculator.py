@@ -1,0 +1,141 @@
+from pathlib import Path
+
+import pytest
+from langchain_core.tools import ToolException
+
+from tools.calculator import make_calculator_tools
+from tools.settings import ToolSettings
+
+
+@pytest.fixture
+def calculator(tmp_path: Path):
+    (tool,) = make_calculator_tools(ToolSettings(workspace=tmp_path))
+    return tool
+
+
+def calc(tool, expression: str) -> str:
+    return tool.invoke({"expression": expression})
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("1 + 2 * 3", "7"),
+        ("(1 + 2) * 3", "9"),
+        ("10 / 4", "2.5"),
+        ("10 / 5", "2"),  # integral float shown without ".0"
+        ("7 // 2", "3"),
+        ("-7 % 3", "2"),
+        ("2 ** 10", "1024"),
+        ("2 ** -2", "0.25"),
+        ("-(+3)", "-3"),
+        ("0.1 + 0.2", "0.3"),  # 12 significant digits hide float noise
+        ("2 ** 64", "18446744073709551616"),  # short ints stay exact
+        ("sqrt(16) + abs(-2)", "6"),
+        ("round(3.14159, 2)", "3.14"),
+        ("min(4, 2, 8) + max(1, 9)", "11"),
+        ("log(8, 2)", "3"),
+        ("log(e)", "1"),
+        ("exp(0)", "1"),
+        ("floor(2.7) + ceil(2.1)", "5"),
+        ("pi", "3.14159265359"),
+        ("1_000 * 3", "3000"),
+    ],
+)
+def test_evaluates_arithmetic(calculator, expression: str, expected: str) -> None:
+    assert calc(calculator, expression) == expected
+
+
+def test_huge_int_uses_scientific_notation(calculator) -> None:
+    assert calc(calculator, "2 ** 200") == "1.60693804426e+60"
+
+
+@pytest.mark.parametrize(
+    ("expression", "fragment"),
+    [
+        ("x + 1", "unknown name 'x'"),
+        ("__import__('os')", "unknown function '__import__'"),
+        ("open('f')", "unknown function 'open'"),
+        ("(1).real", "attribute access '.real'"),
+        ("math.sqrt(2)", "unknown function 'math.sqrt'"),
+        ("().__class__", "attribute access '.__class__'"),
+        ("'a' * 3", "unsupported value 'a'"),
+        ("1 < 2", "comparison is not allowed"),
+        ("[1, 2][0]", "subscript is not allowed"),
+        ("(lambda: 1)()", "unknown function"),
+        ("lambda: 1", "lambda is not allowed"),
+        ("True + 1", "unsupported value True"),
+        ("1 & 3", "operator 'BitAnd' is not allowed"),
+        ("sqrt(x=4)", "plain positional arguments"),
+        ("sqrt(1, 2)", "takes 1 argument(s), got 2"),
+        ("1 +", "not a valid arithmetic expression"),
+    ],
+)
+def test_refuses_non_arithmetic(calculator, expression: str, fragment: str) -> None:
+    with pytest.raises(ToolException) as info:
+        calc(calculator, expression)
+    message = str(info.value)
+    assert message.startswith(f"calculator refused '{expression}': ")
+    assert fragment in message
+    assert "Use numbers and + - * / // % **" in message  # tells the model what is allowed
+
+
+def test_refusal_message_format(calculator) -> None:
+    with pytest.raises(ToolException) as info:
+        calc(calculator, "x + 1")
+    assert str(info.value) == (
+        "calculator refused 'x + 1': unknown name 'x'. Use numbers and + - * / // % ** ( ) "
+        "with sqrt, abs, round, min, max, log, exp, floor, ceil, pi, e."
+    )
+
+
+@pytest.mark.parametrize(
+    ("expression", "fragment"),
+    [
+        ("10 ** 10 ** 10", "exponent 10000000000 is larger than 10000"),
+        ("2 ** 20000", "exponent 20000 is larger than 10000"),
+        ("9 ** 9999", "digits"),  # small exponent, but the result would be ~9500 digits
+        ("(2 ** 4000) ** 4", "digits"),
+        ("(9 ** 4000) * (9 ** 4000) * (9 ** 4000)", "more than 4000 digits"),
+    ],
+)
+def test_refuses_huge_numbers(calculator, expression: str, fragment: str) -> None:
+    with pytest.raises(ToolException, match="calculator refused") as info:
+        calc(calculator, expression)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("expression", ["1 / 0", "5 // 0", "5 % 0", "0 ** -1"])
+def test_division_by_zero(calculator, expression: str) -> None:
+    with pytest.raises(ToolException) as info:
+        calc(calculator, expression)
+    assert str(info.value) == f"calculator could not evaluate '{expression}': division by zero."
+
+
+@pytest.mark.parametrize(
+    ("expression", "fragment"),
+    [
+        ("sqrt(-1)", "math domain error"),
+        ("log(0)", "math domain error"),
+        ("exp(1000)", "too large"),
+        ("1e308 * 10", "not a finite number"),
+        ("(-8) ** 0.5", "complex number"),
+    ],
+)
+def test_math_errors(calculator, expression: str, fragment: str) -> None:
+    with pytest.raises(ToolException, match="calculator could not evaluate") as info:
+        calc(calculator, expression)
+    assert fragment in str(info.value)
+
+
+def test_refuses_long_expression(calculator) -> None:
+    expression = "+".join(["1"] * 300)  # 599 characters
+    with pytest.raises(ToolException) as info:
+        calc(calculator, expression)
+    assert "599 characters, over the 500-character limit" in str(info.value)
+
+
+def test_tool_schema_and_description(calculator) -> None:
+    assert calculator.name == "calculator"
+    assert list(calculator.args) == ["expression"]
+    assert "sqrt" in calculator.description

@@ -1,0 +1,221 @@
+import sqlite3
+from pathlib import Path
+
+import pytest
+from langchain_core.messages import ToolMessage
+from langchain_core.tools import ToolException
+
+from tools.settings import ToolSettings
+from tools.sql import make_sql_tools, read_only_authorizer
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    path = tmp_path / "shop.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT);
+        CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER, total REAL);
+        INSERT INTO customers VALUES (1, 'Ada'), (2, 'Grace');
+        INSERT INTO orders VALUES (10, 1, 9.5), (11, 1, 20.0), (12, 2, 5.25);
+        CREATE TABLE numbers (n INTEGER);
+        """
+    )
+    conn.executemany("INSERT INTO numbers VALUES (?)", [(i,) for i in range(250)])
+    conn.commit()
+    conn.close()
+    return path
+
+
+@pytest.fixture
+def sql_query(tmp_path: Path, database: Path):
+    (tool,) = make_sql_tools(ToolSettings(workspace=tmp_path, sql_database=database))
+    return tool
+
+
+def count_orders(database: Path) -> int:
+    with sqlite3.connect(database) as conn:
+        return conn.execute("SELECT count(*) FROM orders").fetchone()[0]
+
+
+def test_select_with_join(sql_query) -> None:
+    text = sql_query.invoke(
+        {
+            "query": "SELECT c.name, sum(o.total) AS spent FROM customers c "
+            "JOIN orders o ON o.customer_id = c.id GROUP BY c.name ORDER BY c.name"
+        }
+    )
+    assert text == "name | spent\nAda | 29.5\nGrace | 5.25"
+
+
+def test_tool_call_returns_artifact(sql_query) -> None:
+    message = sql_query.invoke(
+        {
+            "type": "tool_call",
+            "id": "1",
+            "name": "sql_query",
+            "args": {"query": "SELECT id, total FROM orders WHERE customer_id = 1"},
+        }
+    )
+    assert isinstance(message, ToolMessage)
+    assert message.content == "id | total\n10 | 9.5\n11 | 20.0"
+    assert message.artifact == {"rows": 2, "columns": ["id", "total"], "empty": False}
+
+
+def test_empty_result_artifact(sql_query) -> None:
+    message = sql_query.invoke(
+        {
+            "type": "tool_call",
+            "id": "1",
+            "name": "sql_query",
+            "args": {"query": "SELECT id, total FROM orders WHERE total > 1000"},
+        }
+    )
+    assert message.content == "Query returned 0 rows (columns: id, total)."
+    assert message.artifact["empty"] is True
+    assert message.artifact["rows"] == 0
+    assert message.artifact["columns"] == ["id", "total"]
+
+
+def test_output_is_capped_at_200_rows(sql_query) -> None:
+    text = sql_query.invoke({"query": "SELECT n FROM numbers ORDER BY n"})
+    lines = text.splitlines()
+    assert lines[0] == "n"
+    assert lines[1] == "0" and lines[200] == "199"
+    assert "50 more rows not shown (250 rows in total)" in lines[201]
+    assert len(lines) == 202
+
+
+def test_schema_is_readable(sql_query) -> None:
+    text = sql_query.invoke({"query": "SELECT name FROM sqlite_master WHERE type='table'"})
+    assert text.splitlines() == ["name", "customers", "orders", "numbers"]
+    text = sql_query.invoke({"query": "SELECT count(*) AS n FROM sqlite_schema"})
+    assert text == "n\n3"
+
+
+def test_with_recursive_is_allowed(sql_query) -> None:
+    query = (
+        "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r WHERE x < 3) "
+        "SELECT x FROM r"
+    )
+    assert sql_query.invoke({"query": query}) == "x\n1\n2\n3"
+
+
+def test_trailing_semicolon_and_comments_are_fine(sql_query) -> None:
+    text = sql_query.invoke({"query": "-- count\nSELECT count(*) AS n FROM orders; -- done\n"})
+    assert text == "n\n3"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "INSERT INTO orders VALUES (99, 1, 1.0)",
+        "UPDATE orders SET total = 0",
+        "DELETE FROM orders",
+        "DROP TABLE orders",
+        "CREATE TABLE evil (x)",
+        "ATTACH DATABASE 'other.db' AS other",
+        "PRAGMA journal_mode=WAL",
+        "VACUUM INTO 'copy.db'",
+        "REPLACE INTO orders VALUES (10, 1, 0)",
+        "BEGIN",
+        "",
+    ],
+)
+def test_refuses_writes(sql_query, database: Path, query: str) -> None:
+    with pytest.raises(ToolException) as info:
+        sql_query.invoke({"query": query})
+    assert str(info.value) == (
+        f"sql_query refused: only read queries (SELECT/WITH) are allowed; got '{query}'"
+    )
+    assert count_orders(database) == 3
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # These start with WITH/SELECT, so only the authorizer stops them.
+        "WITH doomed AS (SELECT 10 AS id) DELETE FROM orders WHERE id IN (SELECT id FROM doomed)",
+        "WITH x AS (SELECT 1) INSERT INTO orders VALUES (99, 1, 1.0)",
+        "SELECT load_extension('evil')",
+    ],
+)
+def test_authorizer_blocks_writes_disguised_as_reads(sql_query, database: Path, query) -> None:
+    with pytest.raises(ToolException, match=r"only read queries \(SELECT/WITH\) are allowed"):
+        sql_query.invoke({"query": query})
+    assert count_orders(database) == 3
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO t VALUES (1)",
+        "UPDATE t SET a = 2",
+        "DELETE FROM t",
+        "DROP TABLE t",
+        "CREATE TABLE u (b)",
+        "ATTACH DATABASE ':memory:' AS other",
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA table_info(t)",
+        "BEGIN",
+    ],
+)
+def test_authorizer_alone_denies_writes(statement: str) -> None:
+    # A writable connection: proves the authorizer itself (not mode=ro) does the denying.
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("CREATE TABLE t (a)")
+    conn.set_authorizer(read_only_authorizer)
+    with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
+        conn.execute(statement)
+    assert conn.execute("SELECT a FROM t").fetchall() == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT 1; DELETE FROM orders",
+        "SELECT 1; SELECT 2",
+        "SELECT ';' AS s; DROP TABLE orders;",
+    ],
+)
+def test_refuses_multiple_statements(sql_query, database: Path, query: str) -> None:
+    with pytest.raises(ToolException) as info:
+        sql_query.invoke({"query": query})
+    assert str(info.value).startswith(
+        f"sql_query refused: only one statement per call is allowed; got '{query}'"
+    )
+    assert count_orders(database) == 3
+
+
+def test_semicolon_inside_string_is_one_statement(sql_query) -> None:
+    assert sql_query.invoke({"query": "SELECT 'a;b' AS s"}) == "s\na;b"
+
+
+def test_no_database_configured(tmp_path: Path) -> None:
+    (tool,) = make_sql_tools(ToolSettings(workspace=tmp_path))
+    with pytest.raises(ToolException) as info:
+        tool.invoke({"query": "SELECT 1"})
+    assert str(info.value) == "sql_query: no database is configured (set sql_database)"
+
+
+def test_missing_database_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.db"
+    (tool,) = make_sql_tools(ToolSettings(workspace=tmp_path, sql_database=missing))
+    with pytest.raises(ToolException, match="does not exist") as info:
+        tool.invoke({"query": "SELECT 1"})
+    assert str(missing) in str(info.value)
+    assert not missing.exists()  # opening read-only must not create it
+
+
+def test_sql_error_points_to_schema(sql_query) -> None:
+    with pytest.raises(ToolException) as info:
+        sql_query.invoke({"query": "SELECT * FROM nonexistent"})
+    message = str(info.value)
+    assert "no such table: nonexistent" in message
+    assert "sqlite_master" in message
+
+
+def test_null_and_blob_cells(sql_query) -> None:
+    text = sql_query.invoke({"query": "SELECT NULL AS a, x'0102' AS b, 'x\ny' AS c"})
+    assert text == "a | b | c\nNULL | <2 bytes> | x\\ny"

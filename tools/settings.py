@@ -1,0 +1,21 @@
+"""Settings shared by every tool family."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ToolSettings:
+    """Where the tools may act and how much they may read.
+
+    workspace: the only folder the file tools can touch (created if missing).
+    sql_database: SQLite file for `sql_query`; None disables the tool's work.
+    """
+
+    workspace: Path
+    sql_database: Path | None = None
+    http_timeout_s: float = 10.0
+    http_max_bytes: int = 1_000_000
+    read_max_bytes: int = 200_000

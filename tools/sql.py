@@ -1,0 +1,189 @@
+"""sql_query: read-only SQL over one SQLite file.
+
+Three layers, because each one alone has gaps:
+1. a text check (one statement, starting with SELECT/WITH) for clear refusal messages;
+2. the file is opened with `mode=ro`, so SQLite itself refuses writes to it;
+3. an authorizer that only allows what a SELECT needs. This is the real guard:
+   `mode=ro` alone still allows ATTACH (and so `VACUUM INTO`, which writes a new
+   file), and `WITH ... DELETE` passes the text check.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from langchain_core.tools import BaseTool, StructuredTool, ToolException
+from pydantic import BaseModel, Field
+
+from tools.settings import ToolSettings
+
+MAX_ROWS_SHOWN = 200
+MAX_CELL_CHARS = 200
+QUERY_TIMEOUT_S = 10.0
+READ_KEYWORDS = frozenset({"SELECT", "WITH"})
+
+_ALLOWED_ACTIONS = frozenset(
+    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+)
+# Allowed action, dangerous function: never let a query load native code.
+_DENIED_FUNCTIONS = frozenset({"load_extension"})
+
+_LEADING_NOISE = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.S)
+_COMMENTS = re.compile(r"--[^\n]*|/\*.*?(?:\*/|$)", re.S)
+SCHEMA_HINT = (
+    "List tables and their columns with: SELECT name, sql FROM sqlite_master WHERE type='table'"
+)
+
+
+def read_only_authorizer(
+    action: int, arg1: str | None, arg2: str | None, db_name: str | None, trigger: str | None
+) -> int:
+    """sqlite3 authorizer: allow reading (including sqlite_master), deny everything else."""
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _DENIED_FUNCTIONS:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK if action in _ALLOWED_ACTIONS else sqlite3.SQLITE_DENY
+
+
+def run_query(settings: ToolSettings, query: str) -> tuple[str, dict[str, Any]]:
+    """Run one read-only query; return (table text, {"rows", "columns", "empty"})."""
+    if settings.sql_database is None:
+        raise ToolException("sql_query: no database is configured (set sql_database)")
+    statement = _check_statement(query)
+    database = Path(settings.sql_database)
+    if not database.is_file():
+        raise ToolException(
+            f"sql_query: the database file '{database}' does not exist. "
+            "The sql_database setting points to a missing file; the query cannot run."
+        )
+    conn = _connect_read_only(database)
+    try:
+        cursor = conn.execute(statement)
+        columns = [d[0] for d in cursor.description or ()]
+        rows = cursor.fetchmany(MAX_ROWS_SHOWN)
+        # Count the rest without keeping it, so the model learns how much was cut.
+        total = len(rows) + sum(1 for _ in cursor)
+    except sqlite3.Error as exc:
+        raise _translate_error(exc, query) from None
+    finally:
+        conn.close()
+    artifact = {"rows": total, "columns": columns, "empty": total == 0}
+    return _format_table(columns, rows, total), artifact
+
+
+def _check_statement(query: str) -> str:
+    """Return the single statement in `query`, or refuse with a message the model can act on."""
+    first, rest = _split_first_statement(query)
+    if _COMMENTS.sub(" ", rest).strip(" \t\r\n;"):
+        raise ToolException(
+            f"sql_query refused: only one statement per call is allowed; got '{_shorten(query)}'. "
+            "Send each query in its own call."
+        )
+    match = re.match(r"[A-Za-z]+", first[_LEADING_NOISE.match(first).end() :])
+    if not first.strip() or match is None or match.group().upper() not in READ_KEYWORDS:
+        raise _read_only_refusal(query)
+    return first
+
+
+def _split_first_statement(query: str) -> tuple[str, str]:
+    # complete_statement understands string literals and comments, so a ';'
+    # inside 'a;b' does not end the statement.
+    for i, char in enumerate(query):
+        if char == ";" and sqlite3.complete_statement(query[: i + 1]):
+            return query[: i + 1], query[i + 1 :]
+    return query, ""
+
+
+def _connect_read_only(database: Path) -> sqlite3.Connection:
+    uri = database.resolve().as_uri() + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error as exc:
+        raise ToolException(f"sql_query could not open the database '{database}': {exc}.") from None
+    conn.set_authorizer(read_only_authorizer)
+    deadline = time.monotonic() + QUERY_TIMEOUT_S
+    # A non-zero return aborts the query ("interrupted"); stops runaway cross joins.
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    return conn
+
+
+def _translate_error(exc: sqlite3.Error, query: str) -> ToolException:
+    message = str(exc)
+    if "not authorized" in message or "readonly database" in message:
+        return _read_only_refusal(query)
+    if "one statement at a time" in message:
+        return ToolException(
+            f"sql_query refused: only one statement per call is allowed; got '{_shorten(query)}'."
+        )
+    if "interrupted" in message:
+        return ToolException(
+            f"sql_query stopped '{_shorten(query)}' after {QUERY_TIMEOUT_S:g} s. "
+            "Add a WHERE clause or LIMIT, or avoid large joins."
+        )
+    return ToolException(f"sql_query failed on '{_shorten(query)}': {message}. {SCHEMA_HINT}.")
+
+
+def _read_only_refusal(query: str) -> ToolException:
+    return ToolException(
+        f"sql_query refused: only read queries (SELECT/WITH) are allowed; got '{_shorten(query)}'"
+    )
+
+
+def _format_table(columns: list[str], rows: list[tuple[Any, ...]], total: int) -> str:
+    if total == 0:
+        return f"Query returned 0 rows (columns: {', '.join(columns)})."
+    lines = [" | ".join(columns)]
+    lines += [" | ".join(_format_cell(v) for v in row) for row in rows]
+    if total > len(rows):
+        lines.append(
+            f"... {total - len(rows)} more rows not shown ({total} rows in total). "
+            "Add WHERE/LIMIT or aggregate to see the rest."
+        )
+    return "\n".join(lines)
+
+
+def _format_cell(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    text = str(value).replace("\n", "\\n")
+    return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 3] + "..."
+
+
+def _shorten(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class SqlQueryArgs(BaseModel):
+    query: str = Field(
+        description="One SQLite SELECT (or WITH ... SELECT) statement, e.g. "
+        '"SELECT name, total FROM orders ORDER BY total DESC LIMIT 10".'
+    )
+
+
+def make_sql_tools(settings: ToolSettings) -> list[BaseTool]:
+    """Build sql_query bound to `settings.sql_database`."""
+
+    def sql_query(query: str) -> tuple[str, dict[str, Any]]:
+        return run_query(settings, query)
+
+    return [
+        StructuredTool.from_function(
+            func=sql_query,
+            name="sql_query",
+            description=(
+                "Run one read-only SQLite query (SELECT or WITH) against the configured database "
+                "and return the rows as a table: a header line of column names separated by ' | ', "
+                f"then one line per row (at most {MAX_ROWS_SHOWN} shown). Writes, PRAGMA, ATTACH "
+                "and multiple statements are refused. To discover the schema, run: "
+                "SELECT name, sql FROM sqlite_master WHERE type='table'."
+            ),
+            args_schema=SqlQueryArgs,
+            response_format="content_and_artifact",
+        )
+    ]
