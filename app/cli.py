@@ -1,0 +1,281 @@
+"""The `planexec` command line.
+
+Exit codes (also in README.md):
+  0 done · 1 failed · 2 bad command-line usage · 3 replan limit reached · 4 configuration or
+  input error (nothing ran) · 130 interrupted (Ctrl-C; `planexec resume ID` continues it)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from app import runner
+from app.context import Context
+from app.demo import DEMO_SCENARIO, demo_context
+from app.models import ModelConfigError
+from app.persistence import DatabaseURLError, Persistence, open_persistence
+from app.scenarios import ScenarioError, load_scenario
+from app.view import LiveView, print_outcome, steps_table
+from graphs.state import DONE, REPLAN_LIMIT
+
+EXIT_DONE, EXIT_FAILED, EXIT_LIMIT, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
+
+app = typer.Typer(
+    help="Plan-and-execute agent: a strong model plans, cheap models run the steps, "
+    "every run is checkpointed and resumable.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="memory://, a SQLite path, or postgresql://… [env: PLANEXEC_DB]"),
+]
+ThreadOption = Annotated[str | None, typer.Option("--thread", help="Thread id for this run.")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print events and the result as JSON lines, no live view.")
+]
+
+
+def _exit_code(state: dict[str, Any]) -> int:
+    status = state.get("status")
+    if status == DONE:
+        return EXIT_DONE
+    if status == REPLAN_LIMIT:
+        return EXIT_LIMIT
+    return EXIT_FAILED
+
+
+def _drive(persistence: Persistence, thread_id: str, as_json: bool, action: Any) -> int:
+    """Run `action(on_event)` with the live view or JSON lines; map the outcome to an exit code."""
+    try:
+        if as_json:
+            state = action(lambda e: print(json.dumps(e, default=str), flush=True))
+        else:
+            snapshot = _current_plan(persistence, thread_id)
+            console.print(f"run [bold]{thread_id}[/bold] · db {persistence.url}")
+            with LiveView(console, *snapshot) as view:
+                state = action(view.handle)
+    except KeyboardInterrupt:
+        err_console.print(f"\ninterrupted. Continue with: planexec resume {thread_id}")
+        sys.stdout.flush()
+        # Steps in flight run in threads; do not wait for them. Checkpoint and journal are
+        # consistent, so resume picks up from here.
+        os._exit(EXIT_INTERRUPTED)
+    state["context"] = runner.run_record(persistence, thread_id).get("context", {})
+    if as_json:
+        summary = {k: state.get(k) for k in ("status", "reason", "response", "usage", "replans")}
+        print(json.dumps({"event": "result", "thread_id": thread_id, **summary}, default=str))
+    else:
+        print_outcome(console, state)
+    return _exit_code(state)
+
+
+def _current_plan(persistence: Persistence, thread_id: str) -> tuple[list, dict]:
+    try:
+        state = runner.run_state(persistence, thread_id)
+    except runner.RunNotFound:
+        return [], {}
+    return state.get("plan", []), state.get("results", {})
+
+
+def _guarded(fn: Any) -> int:
+    """Turn the errors a user can cause into a message and exit code 4, never a traceback."""
+    try:
+        return fn()
+    except (
+        ModelConfigError,
+        DatabaseURLError,
+        runner.RunNotFound,
+        ScenarioError,
+        ValueError,
+    ) as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        return EXIT_CONFIG
+
+
+@app.command()
+def run(
+    goal: Annotated[str, typer.Argument(help="What the agent should achieve.")],
+    thread: ThreadOption = None,
+    db: DbOption = None,
+    scenario: Annotated[
+        str | None,
+        typer.Option(help="Play this scenario (bundled name or file) with every role, offline."),
+    ] = None,
+    planner_model: Annotated[str | None, typer.Option(help="e.g. openai:gpt-4o")] = None,
+    executor_model: Annotated[str | None, typer.Option(help="e.g. openai:gpt-4o-mini")] = None,
+    replanner_model: Annotated[str | None, typer.Option(help="e.g. openai:gpt-4o")] = None,
+    tools: Annotated[str | None, typer.Option(help="Comma-separated tool names.")] = None,
+    workspace: Annotated[str | None, typer.Option(help="Folder the file tools use.")] = None,
+    sql_database: Annotated[str | None, typer.Option(help="SQLite file for sql_query.")] = None,
+    max_replans: Annotated[int | None, typer.Option(min=0)] = None,
+    max_concurrency: Annotated[int | None, typer.Option(min=1)] = None,
+    replan_every: Annotated[int | None, typer.Option(min=0)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Plan and execute GOAL, showing the plan and each step live."""
+    overrides: dict[str, Any] = {
+        "planner_model": planner_model,
+        "executor_model": executor_model,
+        "replanner_model": replanner_model,
+        "workspace": workspace,
+        "sql_database": sql_database,
+        "max_replans": max_replans,
+        "max_concurrency": max_concurrency,
+        "replan_every": replan_every,
+        "tools": [t.strip() for t in tools.split(",") if t.strip()] if tools else None,
+    }
+
+    def go() -> int:
+        if scenario:
+            spec = f"scripted:{scenario}"
+            for role in ("planner_model", "executor_model", "replanner_model"):
+                overrides[role] = overrides[role] or spec
+            overrides["tools"] = overrides["tools"] or list(load_scenario(scenario).tools) or None
+        ctx = Context(**{k: v for k, v in overrides.items() if v is not None})
+        return _start(goal, ctx, thread, db, as_json)
+
+    raise typer.Exit(_guarded(go))
+
+
+@app.command()
+def demo(
+    thread: ThreadOption = None,
+    db: DbOption = None,
+    workspace: Annotated[Path, typer.Option(help="Where the demo database and report go.")] = Path(
+        ".planexec/demo"
+    ),
+    max_concurrency: Annotated[int | None, typer.Option(min=1)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Play the bundled scenario offline: a revenue report over a small shop database."""
+
+    def go() -> int:
+        extra = {"max_concurrency": max_concurrency} if max_concurrency else {}
+        ctx = demo_context(workspace.resolve(), **extra)
+        return _start(load_scenario(DEMO_SCENARIO).goal, ctx, thread, db, as_json)
+
+    raise typer.Exit(_guarded(go))
+
+
+def _start(goal: str, ctx: Context, thread: str | None, db: str | None, as_json: bool) -> int:
+    thread_id = thread or runner.new_thread_id()
+    runner.check_models(ctx)
+    with open_persistence(db) as persistence:
+        if persistence.store.get(runner.RUNS_NAMESPACE, thread_id) is not None:
+            raise ValueError(
+                f"thread {thread_id!r} already has a run; continue it with "
+                f"`planexec resume {thread_id}` or pick another --thread"
+            )
+        return _drive(
+            persistence,
+            thread_id,
+            as_json,
+            lambda on_event: runner.start_run(persistence, goal, ctx, thread_id, on_event),
+        )
+
+
+@app.command()
+def resume(
+    thread_id: Annotated[str, typer.Argument(help="The run's thread id.")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Continue an interrupted run; steps that finished are not run again."""
+
+    def go() -> int:
+        with open_persistence(db) as persistence:
+            runner.check_models(Context(**runner.run_record(persistence, thread_id)["context"]))
+            return _drive(
+                persistence,
+                thread_id,
+                as_json,
+                lambda on_event: runner.resume_run(persistence, thread_id, on_event),
+            )
+
+    raise typer.Exit(_guarded(go))
+
+
+@app.command("runs")
+def list_runs(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List the runs in the database, newest first."""
+
+    def go() -> int:
+        with open_persistence(db) as persistence:
+            runs = runner.list_runs(persistence)
+        if as_json:
+            print(json.dumps([_run_summary(r) for r in runs], default=str, indent=2))
+            return 0
+        from rich.table import Table
+
+        table = Table(title=f"runs ({len(runs)})")
+        for column in ("thread", "status", "steps done", "replans", "goal"):
+            table.add_column(column)
+        for r in map(_run_summary, runs):
+            table.add_row(r["thread_id"], r["status"], r["steps"], str(r["replans"]), r["goal"])
+        console.print(table)
+        return 0
+
+    raise typer.Exit(_guarded(go))
+
+
+def _run_summary(state: dict[str, Any]) -> dict[str, Any]:
+    results = state.get("results", {})
+    plan = state.get("plan", [])
+    done = sum(results.get(s["id"], {}).get("status") == DONE for s in plan)
+    return {
+        "thread_id": state["thread_id"],
+        "status": state.get("status"),
+        "steps": f"{done}/{len(plan)}",
+        "replans": state.get("replans", 0),
+        "goal": state.get("goal", ""),
+    }
+
+
+@app.command()
+def show(
+    thread_id: Annotated[str, typer.Argument(help="The run's thread id.")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A run's goal, status, plan with each step's result and attempts, and usage per role."""
+
+    def go() -> int:
+        with open_persistence(db) as persistence:
+            state = runner.run_state(persistence, thread_id)
+        if as_json:
+            print(json.dumps(state, default=str, indent=2))
+            return 0
+        console.print(f"[bold]{thread_id}[/bold]  goal: {state.get('goal', '')}")
+        console.print(steps_table(state))
+        print_outcome(console, state)
+        return 0
+
+    raise typer.Exit(_guarded(go))
+
+
+@app.command("scenario-schema")
+def scenario_schema() -> None:
+    """Print the JSON Schema of scenario files."""
+    from app.scenarios import Scenario
+
+    print(json.dumps(Scenario.model_json_schema(), indent=2))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Start, resume and inspect runs: what the CLI does, as functions a Python caller can use too.
+
+A run is a LangGraph thread. Beside the checkpoints, the store keeps a small record per run (its
+goal and Context) so `resume` runs with the same configuration and `runs` can list them.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from langgraph.graph.state import CompiledStateGraph
+
+from app.context import Context
+from app.models import check_model
+from app.persistence import Persistence
+from graphs.journal import StepJournal
+from graphs.plan_execute import build_graph
+from graphs.state import RUNNING
+
+RUNS_NAMESPACE = ("planexec", "runs")
+EventHandler = Callable[[dict[str, Any]], None]
+
+
+class RunNotFound(LookupError):
+    """No run has this thread id in this database."""
+
+
+def new_thread_id() -> str:
+    return time.strftime("run-%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def check_models(ctx: Context) -> None:
+    """Fail before any model is paid for if one of the roles cannot be loaded."""
+    for spec in {ctx.planner_model, ctx.executor_model, ctx.replanner_model}:
+        check_model(spec)
+
+
+def _config(thread_id: str) -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread_id}}
+
+
+def start_run(
+    persistence: Persistence,
+    goal: str,
+    ctx: Context,
+    thread_id: str,
+    on_event: EventHandler | None = None,
+) -> dict[str, Any]:
+    """Run `goal` to the end on thread `thread_id`; return the final state."""
+    check_models(ctx)
+    persistence.store.put(
+        RUNS_NAMESPACE,
+        thread_id,
+        {"goal": goal, "context": asdict(ctx), "created_at": time.time()},
+        index=False,
+    )
+    graph = build_graph(checkpointer=persistence.checkpointer, store=persistence.store)
+    return _drive(graph, {"goal": goal}, thread_id, ctx, on_event)
+
+
+def resume_run(
+    persistence: Persistence, thread_id: str, on_event: EventHandler | None = None
+) -> dict[str, Any]:
+    """Continue an interrupted run from its last checkpoint; finished steps are not rerun."""
+    record = run_record(persistence, thread_id)
+    ctx = Context(**record["context"])
+    check_models(ctx)
+    graph = build_graph(checkpointer=persistence.checkpointer, store=persistence.store)
+    snapshot = graph.get_state(_config(thread_id))
+    if not snapshot.values:  # killed before the first checkpoint: start over
+        return _drive(graph, {"goal": record["goal"]}, thread_id, ctx, on_event)
+    if not snapshot.next:  # already finished
+        return dict(snapshot.values)
+    return _drive(graph, None, thread_id, ctx, on_event)
+
+
+def _drive(
+    graph: CompiledStateGraph,
+    graph_input: dict[str, Any] | None,
+    thread_id: str,
+    ctx: Context,
+    on_event: EventHandler | None,
+) -> dict[str, Any]:
+    # durability="sync": each checkpoint is on disk before the next node starts.
+    for chunk in graph.stream(
+        graph_input,
+        config=_config(thread_id),
+        context=ctx,
+        stream_mode="custom",
+        durability="sync",
+    ):
+        if on_event is not None:
+            on_event(chunk)
+    return dict(graph.get_state(_config(thread_id)).values)
+
+
+def run_record(persistence: Persistence, thread_id: str) -> dict[str, Any]:
+    item = persistence.store.get(RUNS_NAMESPACE, thread_id)
+    if item is None:
+        raise RunNotFound(
+            f"no run with thread id {thread_id!r} in {persistence.url}; "
+            "`planexec runs` lists the runs there (use --db for another database)"
+        )
+    return dict(item.value)
+
+
+def run_state(persistence: Persistence, thread_id: str) -> dict[str, Any]:
+    """A run's state for display: the checkpoint, plus steps journaled after it, plus its goal.
+
+    A run killed mid-batch has finished steps in the journal that no checkpoint holds yet;
+    they are shown (and `resume` will take them, not rerun them).
+    """
+    record = run_record(persistence, thread_id)
+    graph = build_graph(checkpointer=persistence.checkpointer, store=persistence.store)
+    snapshot = graph.get_state(_config(thread_id))
+    state = dict(snapshot.values)
+    state.setdefault("goal", record["goal"])
+    state["thread_id"] = thread_id
+    state["created_at"] = record.get("created_at")
+    state["context"] = record.get("context", {})
+    results = dict(state.get("results", {}))
+    for step_id, result in StepJournal(persistence.store, thread_id).all().items():
+        if result["attempts"] > results.get(step_id, {}).get("attempts", 0):
+            results[step_id] = {**result, "journaled": True}
+    state["results"] = results
+    if snapshot.next and state.get("status", RUNNING) == RUNNING:
+        state["status"] = "interrupted"
+    state.setdefault("status", "interrupted" if snapshot.next or not snapshot.values else RUNNING)
+    return state
+
+
+def list_runs(persistence: Persistence, limit: int = 100) -> list[dict[str, Any]]:
+    """Runs in this database, newest first."""
+    items = persistence.store.search(RUNS_NAMESPACE, limit=10_000)
+    items.sort(key=lambda i: i.value.get("created_at", 0), reverse=True)
+    return [run_state(persistence, item.key) for item in items[:limit]]

@@ -1,0 +1,83 @@
+"""Shared test helpers: run the real CLI as a subprocess and read its JSON event lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "app.cli", *args]
+
+
+def clean_env() -> dict[str, str]:
+    """No API keys, no tracing, no PLANEXEC_* leaking from the developer's shell."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PLANEXEC_", "OPENAI_"))}
+    env.update(LANGSMITH_TRACING="false", LANGCHAIN_TRACING_V2="false", PYTHONUNBUFFERED="1")
+    return env
+
+
+def run_json(*args: str, cwd: Path, timeout: float = 120) -> tuple[int, list[dict]]:
+    """Run a CLI command with --json to the end; its exit code and events."""
+    proc = subprocess.run(
+        cli(*args, "--json"),
+        cwd=cwd,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert proc.stderr.count("Traceback") == 0, proc.stderr
+    return proc.returncode, events
+
+
+def run_until_then_kill(
+    *args: str, cwd: Path, until: Callable[[list[dict]], bool], timeout: float = 60
+) -> list[dict]:
+    """Start a CLI run, read events until `until(events)` holds, then SIGKILL it."""
+    proc = subprocess.Popen(
+        cli(*args, "--json"), cwd=cwd, env=clean_env(), stdout=subprocess.PIPE, text=True
+    )
+    events: list[dict] = []
+    deadline = time.monotonic() + timeout
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            events.append(json.loads(line))
+            if until(events):
+                break
+            assert time.monotonic() < deadline, "condition not reached in time"
+        else:
+            raise AssertionError(f"run ended before the kill point; events: {events}")
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    return events
+
+
+def of_kind(events: list[dict], kind: str) -> list[dict]:
+    return [e for e in events if e.get("event") == kind]
+
+
+def started_ids(events: list[dict]) -> list[str]:
+    return [e["step_id"] for e in of_kind(events, "step_started")]
+
+
+def finished_ids(events: list[dict], recovered: bool | None = None) -> list[str]:
+    return [
+        e["step_id"]
+        for e in of_kind(events, "step_finished")
+        if recovered is None or e.get("recovered") == recovered
+    ]
