@@ -1,0 +1,94 @@
+"""`plan_problems`: the rules a plan (or a revision) must keep beyond its schema.
+
+Its messages are fed back to the model on a retry, so each test also checks that the message
+names the offending step.
+"""
+
+from __future__ import annotations
+
+from graphs.schemas import PlanStep, plan_problems
+
+
+def step(step_id: str, *depends_on: str) -> PlanStep:
+    return PlanStep(id=step_id, description=f"do {step_id}", depends_on=list(depends_on))
+
+
+def test_a_valid_plan_has_no_problems() -> None:
+    steps = [step("s1"), step("s2", "s1"), step("s3", "s1"), step("s4", "s2", "s3")]
+    assert plan_problems(steps, max_steps=12) == []
+
+
+def test_dependencies_may_point_forward() -> None:
+    # Order in the list is not execution order: s1 may depend on a step listed after it.
+    assert plan_problems([step("s1", "s2"), step("s2")], max_steps=12) == []
+
+
+def test_empty_plan() -> None:
+    assert plan_problems([], max_steps=12) == ["the plan has no steps; give at least one"]
+
+
+def test_too_many_steps() -> None:
+    steps = [step(f"s{i}") for i in range(1, 5)]
+    assert plan_problems(steps[:3], max_steps=3) == []  # exactly at the cap is fine
+    assert plan_problems(steps, max_steps=3) == ["the plan has 4 steps; the limit is 3"]
+
+
+def test_duplicate_ids() -> None:
+    problems = plan_problems([step("s1"), step("s2"), step("s1")], max_steps=12)
+    assert problems == ["step id 's1' is used more than once; ids must be unique"]
+
+
+def test_empty_id() -> None:
+    blank = PlanStep(id="  ", description="fetch the data")
+    assert plan_problems([step("s1"), blank], max_steps=12) == [
+        "a step has an empty id (description: 'fetch the data')"
+    ]
+
+
+def test_unknown_dependency() -> None:
+    problems = plan_problems([step("s1"), step("s2", "s9")], max_steps=12)
+    assert problems == ["step 's2' depends on unknown step 's9'"]
+
+
+def test_self_dependency_is_reported_once_and_not_as_a_cycle() -> None:
+    problems = plan_problems([step("s1", "s1")], max_steps=12)
+    assert problems == ["step 's1' depends on itself"]
+
+
+def test_cycle_message_shows_the_cycle_path() -> None:
+    steps = [step("a", "b"), step("b", "c"), step("c", "a"), step("d", "a")]
+    assert plan_problems(steps, max_steps=12) == [
+        "the dependencies form a cycle: a -> b -> c -> a"
+    ]
+
+
+def test_two_step_cycle_beside_valid_steps() -> None:
+    steps = [step("s1"), step("s2", "s1", "s3"), step("s3", "s2")]
+    assert plan_problems(steps, max_steps=12) == [
+        "the dependencies form a cycle: s2 -> s3 -> s2"
+    ]
+
+
+def test_revision_may_depend_on_a_completed_step() -> None:
+    revision = [step("s5", "s1"), step("s6", "s5", "s2")]
+    assert plan_problems(revision, max_steps=12, completed=["s1", "s2"]) == []
+    # Without knowing s1 and s2 are done, the same revision has unknown dependencies.
+    assert plan_problems(revision, max_steps=12) == [
+        "step 's5' depends on unknown step 's1'",
+        "step 's6' depends on unknown step 's2'",
+    ]
+
+
+def test_revision_may_not_reuse_a_completed_id() -> None:
+    problems = plan_problems([step("s1"), step("s3", "s1")], max_steps=12, completed=["s1"])
+    assert problems == ["step id 's1' belongs to a completed step; use a new id"]
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    steps = [step("s1", "s1"), step("s1"), step("s2", "nope")]
+    assert plan_problems(steps, max_steps=2) == [
+        "the plan has 3 steps; the limit is 2",
+        "step id 's1' is used more than once; ids must be unique",
+        "step 's1' depends on itself",
+        "step 's2' depends on unknown step 'nope'",
+    ]

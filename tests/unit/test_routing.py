@@ -1,0 +1,506 @@
+"""How the compiled graph routes between planner, executor and replanner.
+
+Every test runs the real graph (`build_graph`) with scripted models: a small scenario written to
+`tmp_path` says what each role answers, turn by turn. Latencies are zero, so the file runs fast.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.callbacks import BaseCallbackHandler
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.store.memory import InMemoryStore
+
+from app.context import Context
+from graphs.plan_execute import build_graph
+
+
+class PromptLog(BaseCallbackHandler):
+    """Records the messages every model call receives, with its planexec role and step."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def on_chat_model_start(self, serialized, messages, *, run_id, metadata=None, **kwargs):
+        meta = metadata or {}
+        self.calls.append(
+            {
+                "role": meta.get("planexec_role"),
+                "step": meta.get("planexec_step"),
+                "attempt": meta.get("planexec_attempt"),
+                "messages": messages[0],
+            }
+        )
+
+    def texts(self, role: str) -> list[str]:
+        """Each call's whole prompt for `role`, as one string."""
+        return [
+            "\n".join(str(m.content) for m in c["messages"])
+            for c in self.calls
+            if c["role"] == role
+        ]
+
+
+class Run:
+    """A finished run: final state, custom-stream events, and the prompts the models saw."""
+
+    def __init__(self, state: dict[str, Any], events: list[dict[str, Any]], log: PromptLog):
+        self.state, self.events, self.log = state, events, log
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["event"] == kind]
+
+    def started(self) -> list[str]:
+        return [e["step_id"] for e in self.of_kind("step_started")]
+
+    def calls(self, role: str) -> int:
+        return self.state.get("usage", {}).get(role, {}).get("calls", 0)
+
+
+def scenario(**parts: Any) -> dict[str, Any]:
+    """A scenario with defaults for the parts a test does not care about."""
+    return {"name": "unit_routing", "goal": "Test goal.", "tools": ["calculator"], **parts}
+
+
+def plan(*steps: tuple[str, list[str]]) -> dict[str, Any]:
+    return {"steps": [{"id": i, "description": f"Do {i}.", "depends_on": d} for i, d in steps]}
+
+
+def answer(text: str) -> list[dict[str, Any]]:
+    """Executor turns of a step that answers at once, without tools."""
+    return [{"content": text}]
+
+
+def calc(expression: str, then: str = "{last_tool_result}") -> list[dict[str, Any]]:
+    """Executor turns of a step that calls the calculator once, then answers."""
+    return [
+        {"tool_calls": [{"name": "calculator", "args": {"expression": expression}}]},
+        {"content": then},
+    ]
+
+
+FINISH = {"action": "finish", "reason": "done", "response": "The answer."}
+
+
+def run(tmp_path: Path, script: dict[str, Any], **context: Any) -> Run:
+    path = tmp_path / f"{script['name']}.json"
+    path.write_text(json.dumps(script), encoding="utf-8")
+    spec = f"scripted:{path}"
+    ctx = Context(
+        planner_model=spec,
+        executor_model=spec,
+        replanner_model=spec,
+        tools=script["tools"],
+        workspace=str(tmp_path / "ws"),
+        **context,
+    )
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    log = PromptLog()
+    config = {"configurable": {"thread_id": "t1"}, "callbacks": [log]}
+    events = list(
+        graph.stream(
+            {"goal": script["goal"]},
+            config=config,
+            context=ctx,
+            stream_mode="custom",
+            durability="sync",
+        )
+    )
+    return Run(dict(graph.get_state(config).values), events, log)
+
+
+@pytest.fixture(autouse=True)
+def _no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in [n for n in os.environ if n.startswith("PLANEXEC_")]:
+        monkeypatch.delenv(name)
+
+
+# (a) surprises ---------------------------------------------------------------------------------
+
+
+def test_flagged_surprise_calls_the_replanner_before_the_next_step(tmp_path: Path) -> None:
+    script = scenario(
+        planner=plan(("s1", []), ("s2", ["s1"])),
+        executor={
+            "s1": [
+                {"tool_calls": [{"name": "flag_surprise", "args": {"reason": "no such table"}}]},
+                {"content": "nothing found"},
+            ],
+            "s2": answer("unused"),
+        },
+        replanner=[FINISH],
+    )
+    r = run(tmp_path, script)
+
+    assert r.state["status"] == "done"
+    assert r.started() == ["s1"]  # s2 was ready, but the replanner looked first
+    assert r.state["results"]["s1"]["surprise"] == "no such table"
+    assert r.state["replanner_calls"] == 1
+    [prompt] = r.log.texts("replanner")
+    assert "step s1 reported a surprise: no such table" in prompt
+
+
+def test_empty_tool_result_is_a_surprise(tmp_path: Path) -> None:
+    script = scenario(
+        planner=plan(("s1", []), ("s2", ["s1"])),
+        executor={"s1": calc("1 + 1"), "s2": answer("unused")},
+        replanner=[FINISH],
+        faults=[{"step": "s1", "tool": "calculator", "kind": "empty"}],
+    )
+    r = run(tmp_path, script)
+
+    s1 = r.state["results"]["s1"]
+    assert s1["status"] == "done"
+    assert s1["surprise"].startswith("calculator returned an empty result")
+    assert r.started() == ["s1"]
+    assert r.calls("replanner") == 1
+    assert "step s1 reported a surprise: calculator returned an empty result" in (
+        r.log.texts("replanner")[0]
+    )
+
+
+# (b) a raising tool, and a retry of the same step id -------------------------------------------
+
+
+def test_raising_tool_fails_the_step_and_the_replanner_retries_it(tmp_path: Path) -> None:
+    script = scenario(
+        planner=plan(("s1", [])),
+        executor={"s1": calc("2 * 21"), "s1#2": answer("42, computed by hand")},
+        replanner=[
+            {
+                "action": "replan",
+                "reason": "the calculator is down; retry without it",
+                "steps": [{"id": "s1", "description": "Compute 2*21 by hand."}],
+            },
+            FINISH,
+        ],
+        faults=[{"step": "s1", "tool": "calculator", "kind": "raise", "message": "disk on fire"}],
+    )
+    r = run(tmp_path, script)
+
+    first, second = r.of_kind("step_finished")
+    assert first["status"] == "failed"
+    assert first["error"] == "tool calculator failed: disk on fire"
+    assert "step s1 failed: tool calculator failed: disk on fire" in r.log.texts("replanner")[0]
+    assert [(e["step_id"], e["attempt"]) for e in r.of_kind("step_started")] == [
+        ("s1", 1),
+        ("s1", 2),
+    ]
+    assert second["status"] == "done"
+    result = r.state["results"]["s1"]
+    assert (result["status"], result["attempts"], result["result"]) == (
+        "done",
+        2,
+        "42, computed by hand",
+    )
+    assert r.state["plan"] == [
+        {"id": "s1", "description": "Compute 2*21 by hand.", "depends_on": [], "attempt": 2}
+    ]
+    assert r.state["status"] == "done"
+    assert r.state["replans"] == 1
+
+
+# (c) the replan cap ----------------------------------------------------------------------------
+
+
+def test_replan_cap_ends_the_run_with_an_answer_from_completed_results(tmp_path: Path) -> None:
+    script = scenario(
+        planner=plan(("s1", []), ("s2", ["s1"])),
+        executor={
+            "s1": [
+                {"tool_calls": [{"name": "flag_surprise", "args": {"reason": "odd data"}}]},
+                {"content": "odd data found"},
+            ],
+            "s3": answer("cleaned the data"),
+            "s4": answer("unused"),
+        },
+        replanner=[
+            {"action": "replan", "reason": "clean first", "steps": [{"id": "s3", "description": "Clean."}]},
+            {"action": "replan", "reason": "more", "steps": [{"id": "s4", "description": "More."}]},
+        ],
+    )
+    r = run(tmp_path, script, max_replans=1)
+
+    assert r.state["status"] == "replan_limit"
+    assert r.state["reason"] == "the replanner asked for revision 2; max_replans is 1"
+    assert r.state["replans"] == 1
+    assert r.started() == ["s1", "s3"]  # the refused revision's s4 never ran
+    assert r.state["response"] == (
+        "The run stopped before a final answer. Results so far:\n"
+        "- s1 (Do s1.): odd data found\n"
+        "- s3 (Clean.): cleaned the data"
+    )
+    assert r.of_kind("finished")[-1]["status"] == "replan_limit"
+
+
+# (d) malformed structured output is retried with the error fed back ----------------------------
+
+GOOD_PLAN = plan(("s1", []))
+CYCLE = plan(("a", ["b"]), ("b", ["a"]))
+RAW = {"raw": "Sure! Step one: look at the data."}
+
+
+def test_planner_recovers_after_two_bad_plans(tmp_path: Path) -> None:
+    script = scenario(
+        planner={"attempts": [RAW, CYCLE, GOOD_PLAN]},
+        executor={"s1": answer("ok")},
+        replanner=[FINISH],
+    )
+    r = run(tmp_path, script)
+
+    assert r.state["status"] == "done"
+    assert r.calls("planner") == 3
+    first, second, third = r.log.texts("planner")
+    assert "rejected" not in first
+    assert "That reply was rejected: no Plan was returned" in second
+    assert "the dependencies form a cycle: a -> b -> a" in third
+
+
+def test_planner_gives_up_after_three_bad_plans(tmp_path: Path) -> None:
+    script = scenario(
+        planner={"attempts": [RAW, CYCLE, CYCLE]},
+        executor={},
+    )
+    r = run(tmp_path, script)  # no exception escapes
+
+    assert r.state["status"] == "failed"
+    assert r.state["reason"] == (
+        "planner output invalid after 3 attempts: the dependencies form a cycle: a -> b -> a"
+    )
+    assert r.calls("planner") == 3
+    assert r.started() == []
+    assert r.of_kind("finished")[-1]["reason"] == r.state["reason"]
+
+
+def test_planner_schema_error_is_fed_back(tmp_path: Path) -> None:
+    no_description = {"steps": [{"id": "s1"}]}
+    script = scenario(
+        planner={"attempts": [no_description, GOOD_PLAN]},
+        executor={"s1": answer("ok")},
+        replanner=[FINISH],
+    )
+    r = run(tmp_path, script)
+
+    assert r.state["status"] == "done"
+    assert "does not match the Plan schema" in r.log.texts("planner")[1]
+
+
+BAD_REVISION = {
+    "action": "replan",
+    "reason": "x",
+    "steps": [{"id": "s2", "description": "Needs a ghost.", "depends_on": ["ghost"]}],
+}
+
+
+def test_replanner_recovers_after_two_bad_decisions(tmp_path: Path) -> None:
+    script = scenario(
+        planner=GOOD_PLAN,
+        executor={"s1": answer("ok")},
+        replanner=[{"attempts": [{"raw": "I think we are done."}, BAD_REVISION, FINISH]}],
+    )
+    r = run(tmp_path, script)
+
+    assert r.state["status"] == "done"
+    assert r.state["response"] == "The answer."
+    assert r.calls("replanner") == 3
+    assert r.state["replanner_calls"] == 1  # one decision, three attempts
+    _, second, third = r.log.texts("replanner")
+    assert "no ReplanDecision was returned" in second
+    assert "step 's2' depends on unknown step 'ghost'" in third
+
+
+def test_replanner_gives_up_after_three_bad_decisions(tmp_path: Path) -> None:
+    script = scenario(
+        planner=GOOD_PLAN,
+        executor={"s1": answer("the result")},
+        replanner=[{"attempts": [BAD_REVISION, BAD_REVISION, {"raw": "hmm"}]}],
+    )
+    r = run(tmp_path, script)
+
+    assert r.state["status"] == "failed"
+    assert r.state["reason"] == (
+        "replanner output invalid after 3 attempts: no ReplanDecision was returned; "
+        "reply with the ReplanDecision tool"
+    )
+    assert r.calls("replanner") == 3
+    assert "- s1 (Do s1.): the result" in r.state["response"]
+
+
+# (e) "continue" with nothing left to run -------------------------------------------------------
+
+
+def test_continue_with_no_runnable_step_is_rejected_and_retried(tmp_path: Path) -> None:
+    script = scenario(
+        planner=GOOD_PLAN,
+        executor={"s1": answer("ok")},
+        replanner=[{"attempts": [{"action": "continue", "reason": "go on"}, FINISH]}],
+    )
+    r = run(tmp_path, script)
+
+    assert r.state["status"] == "done"
+    assert r.calls("replanner") == 2
+    assert r.of_kind("reviewed") == []  # the rejected "continue" was never acted on
+    assert (
+        "'continue' is not possible: no step can run (every step has run); replan or finish"
+        in r.log.texts("replanner")[1]
+    )
+
+
+# (f) a scenario bug stops the run --------------------------------------------------------------
+
+
+def test_missing_executor_turn_fails_the_run_naming_scenario_role_and_step(
+    tmp_path: Path,
+) -> None:
+    script = scenario(
+        planner=GOOD_PLAN,
+        executor={"s1": [{"tool_calls": [{"name": "calculator", "args": {"expression": "1"}}]}]},
+        replanner=[FINISH],
+    )
+    r = run(tmp_path, script)
+
+    assert r.state["status"] == "failed"
+    reason = r.state["reason"]
+    assert "scenario 'unit_routing'" in reason
+    assert "executor turn 2" in reason
+    assert "step 's1'" in reason
+    assert r.calls("replanner") == 0  # a scenario bug is not something to replan around
+    assert r.of_kind("finished")[-1] == {**r.of_kind("finished")[-1], "status": "failed"}
+
+
+# (g) periodic review ---------------------------------------------------------------------------
+
+
+def test_replan_every_two_completed_steps(tmp_path: Path) -> None:
+    chain = plan(("s1", []), ("s2", ["s1"]), ("s3", ["s2"]), ("s4", ["s3"]))
+    script = scenario(
+        planner=chain,
+        executor={i: answer(f"{i} done") for i in ("s1", "s2", "s3", "s4")},
+        replanner=[{"action": "continue", "reason": "on track"}, FINISH],
+    )
+    r = run(tmp_path, script, replan_every=2)
+
+    assert r.calls("replanner") == 2
+    assert [h["action"] for h in r.state["history"]] == ["continue", "finish"]
+    kinds = [(e["event"], e.get("step_id")) for e in r.events if e["event"] != "plan"]
+    review = kinds.index(("reviewed", None))
+    assert [k for k in kinds[:review] if k[0] == "step_finished"] == [
+        ("step_finished", "s1"),
+        ("step_finished", "s2"),
+    ]
+    assert "periodic review of progress" in r.log.texts("replanner")[0]
+
+
+def test_without_replan_every_the_replanner_is_called_once_at_the_end(tmp_path: Path) -> None:
+    chain = plan(("s1", []), ("s2", ["s1"]), ("s3", ["s2"]), ("s4", ["s3"]))
+    script = scenario(
+        planner=chain,
+        executor={i: answer(f"{i} done") for i in ("s1", "s2", "s3", "s4")},
+        replanner=[FINISH],
+    )
+    r = run(tmp_path, script)
+
+    assert r.calls("replanner") == 1
+    assert r.started() == ["s1", "s2", "s3", "s4"]
+
+
+# (h) provider quota errors ---------------------------------------------------------------------
+
+
+def test_quota_error_fails_the_step_and_calls_the_replanner(tmp_path: Path) -> None:
+    script = scenario(
+        planner=plan(("s1", []), ("s2", ["s1"])),
+        executor={"s1": [{"error": "quota", "message": "You exceeded your current quota"}]},
+        replanner=[FINISH],
+    )
+    r = run(tmp_path, script)
+
+    s1 = r.state["results"]["s1"]
+    assert s1["status"] == "failed"
+    assert s1["error"] == "quota error from the executor model: You exceeded your current quota"
+    assert r.state["replanner_calls"] == 1
+    assert "step s1 failed: quota error" in r.log.texts("replanner")[0]
+    assert r.state["status"] == "done"
+
+
+# (i) completed steps stay done -----------------------------------------------------------------
+
+
+def test_a_replan_never_reruns_completed_steps(tmp_path: Path) -> None:
+    script = scenario(
+        planner=plan(("s1", []), ("s2", ["s1"]), ("s3", ["s2"])),
+        executor={
+            "s1": answer("s1 done"),
+            "s2": calc("1/0"),
+            "s2#2": answer("s2 done"),
+            "s3": answer("s3 done"),
+            "s4": answer("s4 done"),
+        },
+        replanner=[
+            {
+                "action": "replan",
+                "reason": "retry s2, then s3 and a check",
+                "steps": [
+                    {"id": "s2", "description": "Retry.", "depends_on": ["s1"]},
+                    {"id": "s3", "description": "Do s3.", "depends_on": ["s2"]},
+                    {"id": "s4", "description": "Check.", "depends_on": ["s1", "s3"]},
+                ],
+            },
+            FINISH,
+        ],
+        faults=[{"step": "s2", "tool": "calculator", "kind": "raise"}],
+    )
+    r = run(tmp_path, script)
+
+    assert Counter(r.started()) == {"s1": 1, "s2": 2, "s3": 1, "s4": 1}
+    assert [s["id"] for s in r.state["plan"]] == ["s1", "s2", "s3", "s4"]
+    assert r.state["results"]["s1"]["attempts"] == 1
+    assert r.state["status"] == "done"
+
+
+# (j) tool call cap -----------------------------------------------------------------------------
+
+
+def test_tool_call_cap_fails_the_step(tmp_path: Path) -> None:
+    three_calls = [
+        {"tool_calls": [{"name": "calculator", "args": {"expression": f"{n} + 1"}}]}
+        for n in range(3)
+    ]
+    script = scenario(
+        planner=GOOD_PLAN,
+        executor={"s1": [*three_calls, {"content": "never reached"}]},
+        replanner=[FINISH],
+    )
+    r = run(tmp_path, script, max_tool_calls_per_step=2)
+
+    s1 = r.state["results"]["s1"]
+    assert s1["status"] == "failed"
+    assert s1["error"] == "tool call cap reached: a step may make 2 tool calls"
+    assert [c["ok"] for c in s1["tool_calls"]] == [True, True, False]
+    assert r.state["replanner_calls"] == 1
+
+
+def test_flag_surprise_does_not_count_toward_the_tool_call_cap(tmp_path: Path) -> None:
+    script = scenario(
+        planner=GOOD_PLAN,
+        executor={
+            "s1": [
+                {"tool_calls": [{"name": "calculator", "args": {"expression": "1 + 1"}}]},
+                {"tool_calls": [{"name": "flag_surprise", "args": {"reason": "two?"}}]},
+                {"content": "it is {last_tool_result}"},
+            ]
+        },
+        replanner=[FINISH],
+    )
+    r = run(tmp_path, script, max_tool_calls_per_step=1)
+
+    s1 = r.state["results"]["s1"]
+    assert (s1["status"], s1["result"], s1["surprise"]) == ("done", "it is 2", "two?")
+    assert [c["name"] for c in s1["tool_calls"]] == ["calculator"]
