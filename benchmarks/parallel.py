@@ -57,8 +57,10 @@ SHAPES: dict[str, Shape] = {
 
 def _turns(sid: str, turns: int, secs: float) -> list[dict]:
     lookups = [
-        {"tool_calls": [{"name": "calculator", "args": {"expression": f"{i} + 1"}}],
-         "latency": secs}
+        {
+            "tool_calls": [{"name": "calculator", "args": {"expression": f"{i} + 1"}}],
+            "latency": secs,
+        }
         for i in range(turns - 1)
     ]
     return [*lookups, {"content": f"{sid} done", "latency": secs}]
@@ -100,8 +102,12 @@ def critical_path(shape: Shape) -> float:
 def run_once(path: Path, db: str, concurrency: int, n_steps: int) -> float:
     spec = f"scripted:{path}"
     ctx = Context(
-        planner_model=spec, executor_model=spec, replanner_model=spec, tools=["calculator"],
-        max_concurrency=concurrency, max_steps=max(12, n_steps),
+        planner_model=spec,
+        executor_model=spec,
+        replanner_model=spec,
+        tools=["calculator"],
+        max_concurrency=concurrency,
+        max_steps=max(12, n_steps),
     )
     with open_persistence(db) as p:
         graph = build_graph(checkpointer=p.checkpointer, store=p.store)
@@ -117,7 +123,9 @@ def latency_table(workdir: Path, reps: int) -> bool:
     print(f"\nSimulated latency: planner {PLANNER_S}s, final decision {REPLANNER_S}s, executor")
     print("turns 0.2-0.4 s, 1-4 turns a step (see SHAPES);")
     print("SQLite checkpointer, durability=sync, max_concurrency=8 (median of", reps, "runs)\n")
-    header = f"{'shape':<24}{'wall s':>8}{'bound s':>9}{'seq s':>8}{'wall/bound':>12}{'seq/wall':>10}"
+    header = (
+        f"{'shape':<24}{'wall s':>8}{'bound s':>9}{'seq s':>8}{'wall/bound':>12}{'seq/wall':>10}"
+    )
     print(header)
     print("-" * len(header))
     ok = True
@@ -128,7 +136,8 @@ def latency_table(workdir: Path, reps: int) -> bool:
         wall = statistics.median(run_once(path, db, 8, len(shape)) for _ in range(reps))
         seq = run_once(path, db, 1, len(shape))
         bound = PLANNER_S + critical_path(shape) + REPLANNER_S
-        print(f"{name:<24}{wall:>8.2f}{bound:>9.2f}{seq:>8.2f}{wall / bound:>12.3f}{seq / wall:>10.2f}")
+        ratios = f"{wall / bound:>12.3f}{seq / wall:>10.2f}"
+        print(f"{name:<24}{wall:>8.2f}{bound:>9.2f}{seq:>8.2f}{ratios}")
         ok &= wall / bound <= 1.15
         if name.startswith("fan-out"):
             ok &= seq / wall >= 4
@@ -157,8 +166,10 @@ def overhead_table(workdir: Path, reps: int) -> bool:
         per_step = wall * 1000 / len(shape)
         print(f"{name:<24}{len(shape):>6}{wall * 1000:>10.1f}{per_step:>9.2f}")
         ok &= per_step <= 5.0
-    print("\n(ms/step includes the planner and replanner calls and all checkpoints, spread over"
-          " the steps)")
+    print(
+        "\n(ms/step includes the planner and replanner calls and all checkpoints, spread over"
+        " the steps)"
+    )
     return ok
 
 

@@ -65,6 +65,7 @@ def run_step(
                 "executor_task",
                 goal=goal,
                 step_id=step["id"],
+                attempt=step.get("attempt", 1),
                 description=step["description"],
                 dependencies=_format_dependencies(dependencies),
             )

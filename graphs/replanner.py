@@ -46,6 +46,7 @@ def replan(state: State, runtime: Runtime[Context]) -> Command:
                 goal=state.get("goal", ""),
                 progress=_progress(plan, results),
                 why=_why(state),
+                review=calls + 1,
                 replans=state.get("replans", 0),
                 max_replans=ctx.max_replans,
             )
