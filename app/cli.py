@@ -1,8 +1,9 @@
 """The `planexec` command line.
 
 Exit codes (also in README.md):
-  0 done · 1 failed · 2 bad command-line usage · 3 replan limit reached · 4 configuration or
-  input error (nothing ran) · 130 interrupted (Ctrl-C; `planexec resume ID` continues it)
+  0 done · 1 failed or rejected · 2 bad command-line usage · 3 replan limit reached ·
+  4 configuration or input error (nothing ran) · 5 paused for plan approval ·
+  130 interrupted (Ctrl-C; `planexec resume ID` continues it)
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.console import Console
+from rich.table import Table
 
 from app import runner
 from app.context import Context
@@ -25,7 +28,7 @@ from app.scenarios import ScenarioError, load_scenario
 from app.view import LiveView, print_outcome, steps_table
 from graphs.state import DONE, REPLAN_LIMIT
 
-EXIT_DONE, EXIT_FAILED, EXIT_LIMIT, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
+EXIT_DONE, EXIT_FAILED, EXIT_LIMIT, EXIT_CONFIG, EXIT_PAUSED, EXIT_INTERRUPTED = 0, 1, 3, 4, 5, 130
 
 app = typer.Typer(
     help="Plan-and-execute agent: a strong model plans, cheap models run the steps, "
@@ -53,19 +56,27 @@ def _exit_code(state: dict[str, Any]) -> int:
         return EXIT_DONE
     if status == REPLAN_LIMIT:
         return EXIT_LIMIT
+    if status == runner.PAUSED:
+        return EXIT_PAUSED
     return EXIT_FAILED
 
 
-def _drive(persistence: Persistence, thread_id: str, as_json: bool, action: Any) -> int:
-    """Run `action(on_event)` with the live view or JSON lines; map the outcome to an exit code."""
+def _drive(
+    persistence: Persistence, thread_id: str, as_json: bool, action: Any, ask: bool = False
+) -> int:
+    """Run `action(on_event)` with the live view or JSON lines; map the outcome to an exit code.
+
+    With `ask`, a run that pauses for plan approval is answered at the terminal and continued.
+    """
     try:
-        if as_json:
-            state = action(lambda e: print(json.dumps(e, default=str), flush=True))
-        else:
-            snapshot = _current_plan(persistence, thread_id)
-            console.print(f"run [bold]{thread_id}[/bold] · db {persistence.url}")
-            with LiveView(console, *snapshot) as view:
-                state = action(view.handle)
+        state = _stream(persistence, thread_id, as_json, action)
+        while state.get("status") == runner.PAUSED and ask and not as_json:
+            answer = _ask_approval(state["approval_request"])
+
+            def answered(on_event: Any, answer: dict = answer) -> dict:
+                return runner.answer_approval(persistence, thread_id, answer, on_event)
+
+            state = _stream(persistence, thread_id, as_json, answered)
     except KeyboardInterrupt:
         err_console.print(f"\ninterrupted. Continue with: planexec resume {thread_id}")
         sys.stdout.flush()
@@ -74,11 +85,74 @@ def _drive(persistence: Persistence, thread_id: str, as_json: bool, action: Any)
         os._exit(EXIT_INTERRUPTED)
     state["context"] = runner.run_record(persistence, thread_id).get("context", {})
     if as_json:
-        summary = {k: state.get(k) for k in ("status", "reason", "response", "usage", "replans")}
+        keys = ("status", "reason", "response", "usage", "replans", "approval_request")
+        summary = {k: state.get(k) for k in keys if k in state}
         print(json.dumps({"event": "result", "thread_id": thread_id, **summary}, default=str))
+    elif state.get("status") == runner.PAUSED:
+        _show_approval_request(state["approval_request"])
+        console.print(
+            f"paused for approval. Answer with: planexec approve {thread_id} "
+            "[--edit FILE | --reject REASON]"
+        )
     else:
         print_outcome(console, state)
     return _exit_code(state)
+
+
+def _stream(persistence: Persistence, thread_id: str, as_json: bool, action: Any) -> dict:
+    if as_json:
+        return action(lambda e: print(json.dumps(e, default=str), flush=True))
+    plan, results = _current_plan(persistence, thread_id)
+    console.print(f"run [bold]{thread_id}[/bold] · db {persistence.url}")
+    with LiveView(console, plan, results) as view:
+        return action(view.handle)
+
+
+def _show_approval_request(request: dict[str, Any]) -> None:
+    table = Table(title="plan waiting for approval")
+    for column in ("step", "description", "after"):
+        table.add_column(column)
+    for step in request.get("steps", []):
+        table.add_row(step["id"], step["description"], ", ".join(step.get("depends_on", [])))
+    console.print(table)
+    if request.get("completed"):
+        console.print(f"completed steps (kept): {', '.join(request['completed'])}")
+    if request.get("error"):
+        console.print(f"[red]{request['error']}[/red]")
+
+
+def _ask_approval(request: dict[str, Any]) -> dict[str, Any]:
+    """Ask at the terminal until the answer is well-formed (the graph validates edits)."""
+    _show_approval_request(request)
+    while True:
+        choice = typer.prompt("approve, edit or reject?", default="approve").strip().lower()
+        if choice in ("a", "approve"):
+            return {"action": "approve"}
+        if choice in ("r", "reject"):
+            return {"action": "reject", "reason": typer.prompt("reason")}
+        if choice in ("e", "edit"):
+            path = typer.prompt("file with the new steps (JSON or YAML)")
+            try:
+                return {"action": "edit", "steps": load_steps_file(Path(path))}
+            except ValueError as exc:
+                err_console.print(f"[red]{exc}[/red]")
+                continue
+        err_console.print("answer approve, edit or reject")
+
+
+def load_steps_file(path: Path) -> list[dict[str, Any]]:
+    """Steps for an edit: a JSON/YAML list of {id, description, depends_on}, or {steps: [...]}."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML is a superset of JSON
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read steps from {str(path)!r}: {exc}") from exc
+    steps = data.get("steps") if isinstance(data, dict) else data
+    if not isinstance(steps, list):
+        raise ValueError(
+            f"{str(path)!r} holds no list of steps: give a list of "
+            "{id, description, depends_on}, or an object with a 'steps' list"
+        )
+    return steps
 
 
 def _current_plan(persistence: Persistence, thread_id: str) -> tuple[list, dict]:
@@ -97,6 +171,7 @@ def _guarded(fn: Any) -> int:
         ModelConfigError,
         DatabaseURLError,
         runner.RunNotFound,
+        runner.RunPaused,
         ScenarioError,
         ValueError,
     ) as exc:
@@ -122,6 +197,9 @@ def run(
     max_replans: Annotated[int | None, typer.Option(min=0)] = None,
     max_concurrency: Annotated[int | None, typer.Option(min=1)] = None,
     replan_every: Annotated[int | None, typer.Option(min=0)] = None,
+    approve: Annotated[
+        bool, typer.Option("--approve", help="Approve, edit or reject the plan before it runs.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Plan and execute GOAL, showing the plan and each step live."""
@@ -134,6 +212,7 @@ def run(
         "max_replans": max_replans,
         "max_concurrency": max_concurrency,
         "replan_every": replan_every,
+        "approve_plan": approve or None,
         "tools": [t.strip() for t in tools.split(",") if t.strip()] if tools else None,
     }
 
@@ -170,6 +249,7 @@ def demo(
 
 
 def _start(goal: str, ctx: Context, thread: str | None, db: str | None, as_json: bool) -> int:
+    """Start a new run; with Context.approve_plan and a terminal, ask for approval there."""
     thread_id = thread or runner.new_thread_id()
     runner.check_models(ctx)
     with open_persistence(db) as persistence:
@@ -183,6 +263,7 @@ def _start(goal: str, ctx: Context, thread: str | None, db: str | None, as_json:
             thread_id,
             as_json,
             lambda on_event: runner.start_run(persistence, goal, ctx, thread_id, on_event),
+            ask=ctx.approve_plan and sys.stdin.isatty(),
         )
 
 
@@ -197,11 +278,47 @@ def resume(
     def go() -> int:
         with open_persistence(db) as persistence:
             runner.check_models(Context(**runner.run_record(persistence, thread_id)["context"]))
+            if runner.run_state(persistence, thread_id)["status"] == runner.PAUSED:
+                raise runner.RunPaused(
+                    f"run {thread_id!r} is paused for plan approval; answer with `planexec "
+                    f"approve {thread_id}` (or --edit FILE / --reject REASON)"
+                )
             return _drive(
                 persistence,
                 thread_id,
                 as_json,
                 lambda on_event: runner.resume_run(persistence, thread_id, on_event),
+            )
+
+    raise typer.Exit(_guarded(go))
+
+
+@app.command("approve")
+def approve_cmd(
+    thread_id: Annotated[str, typer.Argument(help="The paused run's thread id.")],
+    edit: Annotated[
+        Path | None, typer.Option(help="JSON/YAML file of steps replacing the remaining ones.")
+    ] = None,
+    reject: Annotated[str | None, typer.Option(help="Reject the plan, with this reason.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Answer a run paused for plan approval (approve by default), then continue it."""
+
+    def go() -> int:
+        if edit and reject:
+            raise ValueError("give --edit or --reject, not both")
+        answer: dict[str, Any] = {"action": "approve"}
+        if reject:
+            answer = {"action": "reject", "reason": reject}
+        elif edit:
+            answer = {"action": "edit", "steps": load_steps_file(edit)}
+        with open_persistence(db) as persistence:
+            return _drive(
+                persistence,
+                thread_id,
+                as_json,
+                lambda on_event: runner.answer_approval(persistence, thread_id, answer, on_event),
             )
 
     raise typer.Exit(_guarded(go))
@@ -217,8 +334,6 @@ def list_runs(db: DbOption = None, as_json: JsonOption = False) -> None:
         if as_json:
             print(json.dumps([_run_summary(r) for r in runs], default=str, indent=2))
             return 0
-        from rich.table import Table
-
         table = Table(title=f"runs ({len(runs)})")
         for column in ("thread", "status", "steps done", "replans", "goal"):
             table.add_column(column)

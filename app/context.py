@@ -51,6 +51,13 @@ class Context:
     max_concurrency: int = field(
         default=4, metadata={"description": "Most steps that run at the same time."}
     )
+    approve_plan: bool = field(
+        default=False,
+        metadata={
+            "description": "Pause for a person to approve, edit or reject the plan, after the "
+            "planner and after every revision."
+        },
+    )
     tools: list[str] = field(
         default_factory=lambda: list(DEFAULT_TOOLS),
         metadata={"description": "Tool names from the registry the executor may use."},
@@ -80,6 +87,8 @@ def _parse_env(type_name: Any, raw: str) -> Any:
     # Annotations are strings under `from __future__ import annotations`.
     if type_name in ("int", int):
         return int(raw)
+    if type_name in ("bool", bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
     if type_name in ("list[str]",):
         return [part.strip() for part in raw.split(",") if part.strip()]
     return raw

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command
 
 from app.context import Context
 from app.models import check_model
@@ -27,6 +28,13 @@ EventHandler = Callable[[dict[str, Any]], None]
 
 class RunNotFound(LookupError):
     """No run has this thread id in this database."""
+
+
+class RunPaused(RuntimeError):
+    """The run waits for a person to approve its plan; `resume` cannot continue it."""
+
+
+PAUSED = "paused"
 
 
 def new_thread_id() -> str:
@@ -75,12 +83,29 @@ def resume_run(
         return _drive(graph, {"goal": record["goal"]}, thread_id, ctx, on_event)
     if not snapshot.next:  # already finished
         return dict(snapshot.values)
+    if snapshot.interrupts:
+        raise RunPaused(f"run {thread_id!r} is paused for plan approval; answer it first")
     return _drive(graph, None, thread_id, ctx, on_event)
+
+
+def answer_approval(
+    persistence: Persistence,
+    thread_id: str,
+    answer: dict[str, Any],
+    on_event: EventHandler | None = None,
+) -> dict[str, Any]:
+    """Resume a paused run with a person's answer: approve, edit (steps) or reject (reason)."""
+    record = run_record(persistence, thread_id)
+    ctx = Context(**record["context"])
+    graph = build_graph(checkpointer=persistence.checkpointer, store=persistence.store)
+    if not graph.get_state(_config(thread_id)).interrupts:
+        raise ValueError(f"run {thread_id!r} is not waiting for approval")
+    return _drive(graph, Command(resume=answer), thread_id, ctx, on_event)
 
 
 def _drive(
     graph: CompiledStateGraph,
-    graph_input: dict[str, Any] | None,
+    graph_input: dict[str, Any] | Command | None,
     thread_id: str,
     ctx: Context,
     on_event: EventHandler | None,
@@ -95,7 +120,16 @@ def _drive(
     ):
         if on_event is not None:
             on_event(chunk)
-    return dict(graph.get_state(_config(thread_id)).values)
+    return _with_pause(graph.get_state(_config(thread_id)))
+
+
+def _with_pause(snapshot: Any) -> dict[str, Any]:
+    """The snapshot's values; a run waiting for approval gets status `paused` and the request."""
+    state = dict(snapshot.values)
+    if snapshot.interrupts:
+        state["status"] = PAUSED
+        state["approval_request"] = snapshot.interrupts[0].value
+    return state
 
 
 def run_record(persistence: Persistence, thread_id: str) -> dict[str, Any]:
@@ -117,7 +151,7 @@ def run_state(persistence: Persistence, thread_id: str) -> dict[str, Any]:
     record = run_record(persistence, thread_id)
     graph = build_graph(checkpointer=persistence.checkpointer, store=persistence.store)
     snapshot = graph.get_state(_config(thread_id))
-    state = dict(snapshot.values)
+    state = _with_pause(snapshot)
     state.setdefault("goal", record["goal"])
     state["thread_id"] = thread_id
     state["created_at"] = record.get("created_at")

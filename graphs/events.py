@@ -16,6 +16,7 @@ STEP_STARTED = "step_started"
 STEP_FINISHED = "step_finished"
 REPLANNED = "replanned"
 REVIEWED = "reviewed"
+PAUSED = "paused"
 FINISHED = "finished"
 
 Writer = Callable[[Any], None]

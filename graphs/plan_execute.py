@@ -1,8 +1,11 @@
 """The plan-and-execute graph.
 
-    planner ──> executor ──> replanner ──> END
-                   ^             │
-                   └─────────────┘  (continue, or a revised plan)
+    planner ──> [approval] ──> executor ──> replanner ──> END
+                    ^              ^             │
+                    │              └─────────────┤  continue
+                    └────────────────────────────┘  a revised plan
+
+`approval` is visited only with Context.approve_plan (a person approves, edits or rejects).
 
 `build_graph(checkpointer=...)` is for the CLI and Python callers; `graph` is compiled without a
 checkpointer because the LangGraph server (`langgraph dev`, via langgraph.json) brings its own.
@@ -16,9 +19,11 @@ from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import get_runtime
 from langgraph.store.base import BaseStore
 
-from app.context import Context
+from app.context import Context, resolve_context
+from graphs.approval import approve
 from graphs.planner import plan
 from graphs.replanner import replan
 from graphs.scheduler import make_execute
@@ -27,6 +32,12 @@ from graphs.state import FAILED, InputState, State
 
 def _stop_if_failed(state: State) -> str:
     return END if state.get("status") == FAILED else "next"
+
+
+def _after_planner(state: State) -> str:
+    if state.get("status") == FAILED:
+        return END
+    return "approval" if resolve_context(get_runtime().context).approve_plan else "executor"
 
 
 def build_graph(
@@ -42,9 +53,14 @@ def build_graph(
     builder.add_node("planner", plan)  # goal -> validated plan
     # executor: runs ready steps in parallel until the replanner should look
     builder.add_node("executor", make_execute(tools or ()))
-    builder.add_node("replanner", replan, destinations=("executor", END))  # continue/revise/finish
+    # replanner: continue, revise the remaining steps (via approval if on), or finish
+    builder.add_node("replanner", replan, destinations=("executor", "approval", END))
+    # approval: a person approves, edits or rejects the plan (LangGraph interrupt)
+    builder.add_node("approval", approve, destinations=("executor", END))
     builder.add_edge(START, "planner")
-    builder.add_conditional_edges("planner", _stop_if_failed, {"next": "executor", END: END})
+    builder.add_conditional_edges(
+        "planner", _after_planner, {"approval": "approval", "executor": "executor", END: END}
+    )
     builder.add_conditional_edges("executor", _stop_if_failed, {"next": "replanner", END: END})
     return builder.compile(checkpointer=checkpointer, store=store, name="planexec")
 

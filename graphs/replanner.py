@@ -95,7 +95,7 @@ def replan(state: State, runtime: Runtime[Context]) -> Command:
         replans=replans + 1,
     )
     return Command(
-        goto="executor",
+        goto="approval" if ctx.approve_plan else "executor",
         update={
             **bookkeeping,
             "plan": kept + new_steps,

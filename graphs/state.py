@@ -16,6 +16,7 @@ from app.usage import merge_usage
 DONE = "done"
 FAILED = "failed"
 REPLAN_LIMIT = "replan_limit"
+REJECTED = "rejected"
 RUNNING = "running"
 
 
@@ -52,7 +53,7 @@ class State(TypedDict, total=False):
     history: Annotated[list[dict[str, Any]], operator.add]
     """The replanner's decisions, in order: action, reason, and the new steps of a revision."""
     status: str
-    """running, done, failed or replan_limit."""
+    """running, done, failed, replan_limit or rejected."""
     reason: str
     """Why the run ended as it did (set for every status but done)."""
     response: str

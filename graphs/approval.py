@@ -1,0 +1,100 @@
+"""The approval node: a person approves, edits or rejects the plan before it runs.
+
+With `Context.approve_plan` on, the graph pauses here (LangGraph `interrupt`) after the planner
+and after every revision that changes the remaining steps. The interrupt's value shows the plan;
+the run resumes with `Command(resume=...)`:
+
+    {"action": "approve"}
+    {"action": "edit", "steps": [{"id", "description", "depends_on"}, ...]}
+    {"action": "reject", "reason": "..."}
+
+An edit is validated like any plan. An invalid edit (or an answer that is none of the above) is
+refused: the node pauses again, with the problems in the interrupt's `error`, and nothing changes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from langgraph.graph import END
+from langgraph.runtime import Runtime
+from langgraph.types import Command, interrupt
+from pydantic import ValidationError
+
+from app.context import Context, resolve_context
+from graphs import events
+from graphs.planner import plan_step_dicts
+from graphs.schemas import PlanStep, plan_problems
+from graphs.state import REJECTED, State, is_done, remaining_steps
+
+APPROVAL_KIND = "plan_approval"
+
+
+def approve(state: State, runtime: Runtime[Context]) -> Command:
+    ctx = resolve_context(runtime.context)
+    plan, results = state.get("plan", []), state.get("results", {})
+    done_ids = [s["id"] for s in plan if is_done(s["id"], results)]
+    error = ""
+    while True:
+        request = {
+            "kind": APPROVAL_KIND,
+            "goal": state.get("goal", ""),
+            "steps": remaining_steps(plan, results),
+            "completed": done_ids,
+            "replans": state.get("replans", 0),
+            "error": error,
+            "answers": 'approve: {"action": "approve"}; edit: {"action": "edit", "steps": '
+            '[...]}; reject: {"action": "reject", "reason": "..."}',
+        }
+        events.emit(runtime.stream_writer, events.PAUSED, steps=request["steps"], error=error)
+        answer = interrupt(request)
+        outcome, error = _apply(answer, plan, results, done_ids, ctx.max_steps)
+        if outcome is not None:
+            if outcome.goto == END:
+                update = outcome.update or {}
+                events.emit(runtime.stream_writer, events.FINISHED, status=REJECTED,
+                            reason=update.get("reason", ""))
+            return outcome
+
+
+def _apply(
+    answer: Any, plan: list[dict], results: dict, done_ids: list[str], max_steps: int
+) -> tuple[Command | None, str]:
+    """The Command an answer leads to, or (None, why it was refused)."""
+    action = answer.get("action") if isinstance(answer, dict) else answer
+    if action == "approve":
+        return Command(goto="executor", update={"history": [_entry("approved")]}), ""
+    if action == "reject":
+        reason = str(answer.get("reason", "") if isinstance(answer, dict) else "") or "rejected"
+        update = {
+            "status": REJECTED,
+            "reason": f"plan rejected: {reason}",
+            "response": "",
+            "history": [_entry("rejected", reason)],
+        }
+        return Command(goto=END, update=update), ""
+    if action == "edit":
+        try:
+            steps = [PlanStep.model_validate(s) for s in answer.get("steps") or []]
+        except (ValidationError, TypeError, AttributeError) as exc:
+            return None, f"the edited steps do not match the step format: {exc}"
+        problems = plan_problems(steps, max_steps=max_steps, completed=done_ids)
+        if problems:
+            return None, "the edited plan was refused: " + "; ".join(problems)
+        retried = {s.id: results[s.id]["attempts"] for s in steps if s.id in results}
+        new_steps = plan_step_dicts(steps, retried)
+        kept = [s for s in plan if s["id"] in done_ids]
+        update = {"plan": kept + new_steps, "history": [_entry("edited", steps=new_steps)]}
+        return Command(goto="executor", update=update), ""
+    return None, (
+        f"unknown answer {answer!r}: resume with action 'approve', 'edit' (with steps) or "
+        "'reject' (with a reason)"
+    )
+
+
+def _entry(action: str, reason: str = "", steps: list | None = None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"action": action, "reason": reason, "at": time.time(), "by": "person"}
+    if steps is not None:
+        entry["steps"] = steps
+    return entry
