@@ -200,6 +200,10 @@ def run(
     approve: Annotated[
         bool, typer.Option("--approve", help="Approve, edit or reject the plan before it runs.")
     ] = False,
+    queue: Annotated[
+        bool,
+        typer.Option("--queue", help="Only record the run and print its id; a worker runs it."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Plan and execute GOAL, showing the plan and each step live."""
@@ -223,7 +227,7 @@ def run(
                 overrides[role] = overrides[role] or spec
             overrides["tools"] = overrides["tools"] or list(load_scenario(scenario).tools) or None
         ctx = Context(**{k: v for k, v in overrides.items() if v is not None})
-        return _start(goal, ctx, thread, db, as_json)
+        return _start(goal, ctx, thread, db, as_json, queue)
 
     raise typer.Exit(_guarded(go))
 
@@ -248,16 +252,25 @@ def demo(
     raise typer.Exit(_guarded(go))
 
 
-def _start(goal: str, ctx: Context, thread: str | None, db: str | None, as_json: bool) -> int:
-    """Start a new run; with Context.approve_plan and a terminal, ask for approval there."""
+def _start(
+    goal: str,
+    ctx: Context,
+    thread: str | None,
+    db: str | None,
+    as_json: bool,
+    queue: bool = False,
+) -> int:
+    """Start a new run (or only record it, for a worker); with Context.approve_plan and a
+    terminal, ask for approval there."""
     thread_id = thread or runner.new_thread_id()
     runner.check_models(ctx)
     with open_persistence(db) as persistence:
+        if queue:
+            runner.submit_run(persistence, goal, ctx, thread_id)
+            print(thread_id)
+            return EXIT_DONE
         if persistence.store.get(runner.RUNS_NAMESPACE, thread_id) is not None:
-            raise ValueError(
-                f"thread {thread_id!r} already has a run; continue it with "
-                f"`planexec resume {thread_id}` or pick another --thread"
-            )
+            runner.submit_run(persistence, goal, ctx, thread_id)  # raises: thread taken
         return _drive(
             persistence,
             thread_id,
@@ -320,6 +333,37 @@ def approve_cmd(
                 as_json,
                 lambda on_event: runner.answer_approval(persistence, thread_id, answer, on_event),
             )
+
+    raise typer.Exit(_guarded(go))
+
+
+@app.command()
+def worker(
+    db: DbOption = None,
+    idle_exit: Annotated[
+        float | None, typer.Option(help="Exit after this many seconds with nothing to do.")
+    ] = None,
+    max_runs: Annotated[int | None, typer.Option(min=1, help="Exit after this many runs.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Take queued and interrupted runs from the database and finish them; run several of
+    these against one PostgreSQL database to share the work."""
+    from app.worker import work
+
+    def go() -> int:
+        def on_event(thread_id: str, event: dict[str, Any]) -> None:
+            if as_json:
+                print(json.dumps({"thread_id": thread_id, **event}, default=str), flush=True)
+            elif event.get("event") in ("plan", "finished"):
+                console.print(f"{thread_id}: {event['event']} {event.get('status', '')}")
+
+        with open_persistence(db) as persistence:
+            if not as_json:
+                console.print(f"worker {os.getpid()} on {persistence.url}")
+            done = work(persistence, on_event=on_event, idle_exit=idle_exit, max_runs=max_runs)
+        summary = {"event": "worker_done", "pid": os.getpid(), "runs": done}
+        print(json.dumps(summary) if as_json else f"worker finished {len(done)} run(s)")
+        return EXIT_DONE
 
     raise typer.Exit(_guarded(go))
 

@@ -51,6 +51,22 @@ def _config(thread_id: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": thread_id}}
 
 
+def submit_run(persistence: Persistence, goal: str, ctx: Context, thread_id: str) -> None:
+    """Record a run (its goal and Context) so this process, `resume` or a worker can run it."""
+    check_models(ctx)
+    if persistence.store.get(RUNS_NAMESPACE, thread_id) is not None:
+        raise ValueError(
+            f"thread {thread_id!r} already has a run; continue it with "
+            f"`planexec resume {thread_id}` or pick another --thread"
+        )
+    persistence.store.put(
+        RUNS_NAMESPACE,
+        thread_id,
+        {"goal": goal, "context": asdict(ctx), "created_at": time.time()},
+        index=False,
+    )
+
+
 def start_run(
     persistence: Persistence,
     goal: str,
@@ -59,13 +75,7 @@ def start_run(
     on_event: EventHandler | None = None,
 ) -> dict[str, Any]:
     """Run `goal` to the end on thread `thread_id`; return the final state."""
-    check_models(ctx)
-    persistence.store.put(
-        RUNS_NAMESPACE,
-        thread_id,
-        {"goal": goal, "context": asdict(ctx), "created_at": time.time()},
-        index=False,
-    )
+    submit_run(persistence, goal, ctx, thread_id)
     graph = build_graph(checkpointer=persistence.checkpointer, store=persistence.store)
     return _drive(graph, {"goal": goal}, thread_id, ctx, on_event)
 
@@ -161,9 +171,11 @@ def run_state(persistence: Persistence, thread_id: str) -> dict[str, Any]:
         if result["attempts"] > results.get(step_id, {}).get("attempts", 0):
             results[step_id] = {**result, "journaled": True}
     state["results"] = results
-    if snapshot.next and state.get("status", RUNNING) == RUNNING:
-        state["status"] = "interrupted"
-    state.setdefault("status", "interrupted" if snapshot.next or not snapshot.values else RUNNING)
+    if not snapshot.values:
+        state["status"] = "queued"  # recorded (planexec run --queue) but not started
+    elif snapshot.next and state.get("status", RUNNING) == RUNNING:
+        state["status"] = "interrupted"  # or running right now in another process
+    state.setdefault("status", RUNNING)
     return state
 
 

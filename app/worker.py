@@ -1,0 +1,160 @@
+"""Workers: processes that take queued or interrupted runs from a shared database and finish them.
+
+Several workers can share one PostgreSQL database (or one SQLite file on one machine). A worker
+claims a run with a lock that the operating system or the database server releases when the worker
+dies — a PostgreSQL session advisory lock, or an flock on a file beside the SQLite database — so a
+run whose worker was killed is free at once for another worker, which resumes it from its last
+checkpoint and journal. No leases, no heartbeats, no run executed by two workers at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from app import runner
+from app.persistence import Persistence
+
+UNFINISHED = ("queued", "interrupted", "running")
+
+
+class RunLocks(Protocol):
+    def try_acquire(self, thread_id: str) -> bool: ...
+    def release(self, thread_id: str) -> None: ...
+
+
+class _PostgresLocks:
+    """Session advisory locks on a connection of this worker's own: they vanish with it."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self._conn = psycopg.connect(url, autocommit=True)
+
+    def try_acquire(self, thread_id: str) -> bool:
+        row = self._conn.execute(
+            "SELECT pg_try_advisory_lock(hashtext(%s))", (f"planexec:{thread_id}",)
+        ).fetchone()
+        return bool(row and row[0])
+
+    def release(self, thread_id: str) -> None:
+        self._conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"planexec:{thread_id}",))
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class _FileLocks:
+    """flock()ed files beside the SQLite database; the kernel drops them when the process dies."""
+
+    def __init__(self, db_path: str) -> None:
+        self._dir = Path(db_path).parent / (Path(db_path).name + ".locks")
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._held: dict[str, int] = {}
+
+    def try_acquire(self, thread_id: str) -> bool:
+        fd = os.open(self._dir / f"{thread_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._held[thread_id] = fd
+        return True
+
+    def release(self, thread_id: str) -> None:
+        fd = self._held.pop(thread_id, None)
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    def close(self) -> None:
+        for thread_id in list(self._held):
+            self.release(thread_id)
+
+
+class _ProcessLocks:
+    """For memory://: only this process can see the runs anyway."""
+
+    _held: set[str] = set()
+    _guard = threading.Lock()
+
+    def try_acquire(self, thread_id: str) -> bool:
+        with self._guard:
+            if thread_id in self._held:
+                return False
+            self._held.add(thread_id)
+            return True
+
+    def release(self, thread_id: str) -> None:
+        with self._guard:
+            self._held.discard(thread_id)
+
+    def close(self) -> None:
+        pass
+
+
+@contextmanager
+def run_locks(persistence: Persistence) -> Iterator[RunLocks]:
+    url = persistence.url
+    if url.startswith(("postgresql://", "postgres://")):
+        locks: Any = _PostgresLocks(url)
+    elif url.startswith("memory://"):
+        locks = _ProcessLocks()
+    else:
+        locks = _FileLocks(url)
+    try:
+        yield locks
+    finally:
+        locks.close()
+
+
+def pending_runs(persistence: Persistence) -> list[str]:
+    """Thread ids of runs that are queued or were interrupted, oldest first."""
+    runs = runner.list_runs(persistence, limit=10_000)
+    runs.reverse()  # list_runs is newest first
+    return [r["thread_id"] for r in runs if r.get("status") in UNFINISHED]
+
+
+def work(
+    persistence: Persistence,
+    *,
+    on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    idle_exit: float | None = None,
+    poll: float = 0.5,
+    max_runs: int | None = None,
+) -> list[tuple[str, str]]:
+    """Claim and finish runs until idle for `idle_exit` seconds (forever when None) or
+    `max_runs` are done. Returns (thread id, final status) for each run this worker finished."""
+    finished: list[tuple[str, str]] = []
+    idle_since = time.monotonic()
+    with run_locks(persistence) as locks:
+        while max_runs is None or len(finished) < max_runs:
+            claimed = _claim_one(persistence, locks)
+            if claimed is None:
+                if idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
+                    break
+                time.sleep(poll)
+                continue
+            try:
+                # Another worker may have finished it between the listing and the lock.
+                if runner.run_state(persistence, claimed)["status"] in UNFINISHED:
+                    handler = (lambda e, t=claimed: on_event(t, e)) if on_event else None
+                    state = runner.resume_run(persistence, claimed, handler)
+                    finished.append((claimed, state.get("status", "")))
+            finally:
+                locks.release(claimed)
+            idle_since = time.monotonic()
+    return finished
+
+
+def _claim_one(persistence: Persistence, locks: RunLocks) -> str | None:
+    for thread_id in pending_runs(persistence):
+        if locks.try_acquire(thread_id):
+            return thread_id
+    return None
