@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import psycopg
 import typer
 import yaml
 from rich.console import Console
@@ -77,6 +79,12 @@ def _drive(
                 return runner.answer_approval(persistence, thread_id, answer, on_event)
 
             state = _stream(persistence, thread_id, as_json, answered)
+    except (sqlite3.Error, psycopg.Error) as exc:
+        err_console.print(
+            f"[red]database error during the run:[/red] {exc}\nThe last checkpoint is kept; "
+            f"continue with: planexec resume {thread_id}"
+        )
+        return EXIT_FAILED
     except KeyboardInterrupt:
         err_console.print(f"\ninterrupted. Continue with: planexec resume {thread_id}")
         sys.stdout.flush()
@@ -103,7 +111,7 @@ def _stream(persistence: Persistence, thread_id: str, as_json: bool, action: Any
     if as_json:
         return action(lambda e: print(json.dumps(e, default=str), flush=True))
     plan, results = _current_plan(persistence, thread_id)
-    console.print(f"run [bold]{thread_id}[/bold] · db {persistence.url}")
+    console.print(f"run [bold]{thread_id}[/bold] · db {persistence.shown}")
     with LiveView(console, plan, results) as view:
         return action(view.handle)
 
@@ -359,7 +367,7 @@ def worker(
 
         with open_persistence(db) as persistence:
             if not as_json:
-                console.print(f"worker {os.getpid()} on {persistence.url}")
+                console.print(f"worker {os.getpid()} on {persistence.shown}")
             done = work(persistence, on_event=on_event, idle_exit=idle_exit, max_runs=max_runs)
         summary = {"event": "worker_done", "pid": os.getpid(), "runs": done}
         print(json.dumps(summary) if as_json else f"worker finished {len(done)} run(s)")

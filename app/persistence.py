@@ -12,9 +12,10 @@ The checkpointer holds the run's state between nodes; the store journals each fi
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,12 @@ class Persistence:
     checkpointer: BaseCheckpointSaver
     store: BaseStore
     url: str
+    """The URL as given (workers open their lock connection with it)."""
+
+    @property
+    def shown(self) -> str:
+        """The URL for messages: never with a password."""
+        return redact(self.url)
 
 
 def default_db_url() -> str:
@@ -87,22 +94,26 @@ def _postgres(url: str) -> Iterator[Persistence]:
     from langgraph.checkpoint.postgres import PostgresSaver
     from langgraph.store.postgres import PostgresStore
 
-    try:
-        with (
-            PostgresSaver.from_conn_string(url) as checkpointer,
-            PostgresStore.from_conn_string(url) as store,
-        ):
+    with ExitStack() as stack:
+        # Only opening and setup are wrapped: an error during the run is not "cannot connect".
+        try:
+            checkpointer = stack.enter_context(PostgresSaver.from_conn_string(url))
+            store = stack.enter_context(PostgresStore.from_conn_string(url))
             checkpointer.setup()
             store.setup()
-            yield Persistence(checkpointer, store, url)
-    except psycopg.OperationalError as exc:
-        raise DatabaseURLError(f"cannot connect to PostgreSQL at {_redact(url)}: {exc}") from exc
+        except psycopg.OperationalError as exc:
+            raise DatabaseURLError(f"cannot connect to PostgreSQL at {redact(url)}: {exc}") from exc
+        except psycopg.Error as exc:  # a missing schema, no CREATE privilege, ...
+            raise DatabaseURLError(f"cannot set up PostgreSQL at {redact(url)}: {exc}") from exc
+        yield Persistence(checkpointer, store, url)
 
 
-def _redact(url: str) -> str:
-    # Never print a password from a URL.
-    if "@" in url and ":" in url.split("//", 1)[-1].split("@", 1)[0]:
-        scheme, rest = url.split("//", 1)
-        user = rest.split("@", 1)[0].split(":", 1)[0]
-        return f"{scheme}//{user}:***@{rest.split('@', 1)[1]}"
+def redact(url: str) -> str:
+    """`url` without its password (in the user part or a password= query parameter)."""
+    url = re.sub(r"(?i)(password=)[^&]*", r"\1***", url)
+    if "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        scheme, rest = url.split("://", 1)
+        userinfo, host = rest.split("@", 1)
+        if ":" in userinfo:
+            return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
     return url

@@ -146,7 +146,7 @@ def run_record(persistence: Persistence, thread_id: str) -> dict[str, Any]:
     item = persistence.store.get(RUNS_NAMESPACE, thread_id)
     if item is None:
         raise RunNotFound(
-            f"no run with thread id {thread_id!r} in {persistence.url}; "
+            f"no run with thread id {thread_id!r} in {persistence.shown}; "
             "`planexec runs` lists the runs there (use --db for another database)"
         )
     return dict(item.value)

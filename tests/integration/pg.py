@@ -72,8 +72,12 @@ def temporary_schema() -> Iterator[PgSchema]:
     try:
         conn = psycopg.connect(base, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
+        error = str(exc).strip()
+    else:
+        error = ""
+    if error:  # outside `except`: the failure message alone, no chained traceback
         pytest.fail(
-            f"PostgreSQL is not reachable at {base} ({exc}). These integration tests need a "
+            f"PostgreSQL is not reachable at {base}: {error}\nThese integration tests need a "
             "running server (CI starts one); start it or set PLANEXEC_TEST_POSTGRES_URL.",
             pytrace=False,
         )
