@@ -167,7 +167,9 @@ def run_state(persistence: Persistence, thread_id: str) -> dict[str, Any]:
     state["created_at"] = record.get("created_at")
     state["context"] = record.get("context", {})
     results = dict(state.get("results", {}))
-    for step_id, result in StepJournal(persistence.store, thread_id).all().items():
+    for step_id, result in (
+        StepJournal(persistence.store, thread_id, state.get("run_id", "")).all().items()
+    ):
         if result["attempts"] > results.get(step_id, {}).get("attempts", 0):
             results[step_id] = {**result, "journaled": True}
     state["results"] = results

@@ -42,7 +42,10 @@ def _add_cost(a: float | None, b: float | None) -> float | None:
 def merge_usage(
     left: dict[str, dict[str, Any]] | None, right: dict[str, dict[str, Any]] | None
 ) -> dict[str, dict[str, Any]]:
-    """Reducer: add `right`'s per-role totals to `left`'s."""
+    """Reducer: add `right`'s per-role totals to `left`'s. A `right` holding the key
+    "__reset__" replaces `left` instead (a new run on a thread starts from zero)."""
+    if right and "__reset__" in right:
+        left, right = {}, {k: v for k, v in right.items() if k != "__reset__"}
     merged = {role: dict(totals) for role, totals in (left or {}).items()}
     for role, add in (right or {}).items():
         if role not in merged:

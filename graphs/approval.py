@@ -53,8 +53,12 @@ def approve(state: State, runtime: Runtime[Context]) -> Command:
         if outcome is not None:
             if outcome.goto == END:
                 update = outcome.update or {}
-                events.emit(runtime.stream_writer, events.FINISHED, status=REJECTED,
-                            reason=update.get("reason", ""))
+                events.emit(
+                    runtime.stream_writer,
+                    events.FINISHED,
+                    status=REJECTED,
+                    reason=update.get("reason", ""),
+                )
             return outcome
 
 

@@ -2,7 +2,7 @@
 
 LangGraph checkpoints at the end of a node, and the executor node runs several steps at once. So
 each finished step is also written to the graph's store (SQLite or Postgres for the CLI, the
-server's own store under `langgraph dev`), keyed by thread, step and attempt. A run killed with
+server's own store under `langgraph dev`), keyed by thread, run, step and attempt. A run killed with
 steps in flight resumes by re-entering the executor node, which takes the journaled results
 instead of running those steps again. Without a store, results are durable per node only.
 """
@@ -18,14 +18,16 @@ from langgraph.store.base import BaseStore
 class StepJournal:
     """Finished steps of one thread, by step id and attempt."""
 
-    def __init__(self, store: BaseStore | None, thread_id: str | None) -> None:
+    def __init__(self, store: BaseStore | None, thread_id: str | None, run_id: str) -> None:
+        # run_id is the planner's id for this run: a thread can hold several runs in turn (a
+        # second goal sent to the same thread in Studio), and their step ids may repeat.
         self._store = store if thread_id else None
-        self._namespace = ("planexec", "steps", str(thread_id))
+        self._namespace = ("planexec", "steps", str(thread_id), run_id or "-")
 
     @classmethod
-    def for_current_run(cls, store: BaseStore | None) -> StepJournal:
+    def for_current_run(cls, store: BaseStore | None, run_id: str) -> StepJournal:
         thread_id = get_config().get("configurable", {}).get("thread_id")
-        return cls(store, thread_id)
+        return cls(store, thread_id, run_id)
 
     @staticmethod
     def _key(step_id: str, attempt: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -11,7 +12,7 @@ from app.context import Context, resolve_context
 from app.models import load_chat_model
 from graphs import events
 from graphs.schemas import Plan, plan_problems
-from graphs.state import FAILED, RUNNING, State
+from graphs.state import FAILED, RESET, RUNNING, State
 from graphs.structured import call_structured
 from prompts import render
 
@@ -55,23 +56,38 @@ def plan(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     except Exception as exc:  # a model or provider error ends the run cleanly, with its reason
         return _fail(runtime, f"planner model {ctx.planner_model!r} failed: {exc}")
     if out.value is None:
-        return {
-            **_fail(runtime, f"planner output invalid after {out.attempts} attempts: {out.error}"),
-            "usage": out.usage,
-        }
+        reason = f"planner output invalid after {out.attempts} attempts: {out.error}"
+        return _fail(runtime, reason, out.usage)
     steps = plan_step_dicts(out.value.steps)
     events.emit(runtime.stream_writer, events.PLAN, steps=steps)
+    # Everything a previous run on this thread left behind is reset: a thread may hold runs in
+    # turn, and the accumulating fields would otherwise mix them.
     return {
         "goal": goal,
+        "run_id": uuid.uuid4().hex,
         "plan": steps,
+        "results": RESET,
+        "history": [RESET],
         "status": RUNNING,
+        "reason": "",
+        "response": "",
         "replans": 0,
         "replanner_calls": 0,
         "reviewed_done": 0,
-        "usage": out.usage,
+        "reviewed_at": 0.0,
+        "usage": {**RESET, **out.usage},
     }
 
 
-def _fail(runtime: Runtime[Context], reason: str) -> dict[str, Any]:
+def _fail(runtime: Runtime[Context], reason: str, usage: dict | None = None) -> dict[str, Any]:
     events.emit(runtime.stream_writer, events.FINISHED, status=FAILED, reason=reason)
-    return {"status": FAILED, "reason": reason}
+    # A failed start still replaces whatever a previous run on this thread left.
+    return {
+        "status": FAILED,
+        "reason": reason,
+        "response": "",
+        "plan": [],
+        "results": RESET,
+        "history": [RESET],
+        "usage": {**RESET, **(usage or {})},
+    }

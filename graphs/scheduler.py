@@ -54,7 +54,9 @@ def _execute(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
         reason = f"executor setup failed: {exc}"
         events.emit(runtime.stream_writer, events.FINISHED, status=FAILED, reason=reason)
         return {"status": FAILED, "reason": reason}
-    batch = _Batch(state, ctx, runtime, StepJournal.for_current_run(runtime.store))
+    batch = _Batch(
+        state, ctx, runtime, StepJournal.for_current_run(runtime.store, state.get("run_id", ""))
+    )
     batch.run(
         lambda step, deps: run_step(
             step,

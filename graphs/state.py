@@ -7,7 +7,6 @@ SQLite file and through the LangGraph server's JSON API. Fields that parallel st
 
 from __future__ import annotations
 
-import operator
 from typing import Annotated, Any, TypedDict
 
 from app.usage import merge_usage
@@ -20,11 +19,28 @@ REJECTED = "rejected"
 RUNNING = "running"
 
 
+# A new run on a thread that held one before starts from empty accumulators: the planner sends
+# RESET (for dicts) or [RESET] (for lists) through the reducers below.
+RESET_KEY = "__reset__"
+RESET: dict[str, Any] = {RESET_KEY: True}
+
+
 def merge_results(
     left: dict[str, dict[str, Any]] | None, right: dict[str, dict[str, Any]] | None
 ) -> dict[str, dict[str, Any]]:
     """Reducer: results keyed by step id; a newer attempt of a step replaces the older."""
+    if right and RESET_KEY in right:
+        return {k: v for k, v in right.items() if k != RESET_KEY}
     return {**(left or {}), **(right or {})}
+
+
+def append_history(
+    left: list[dict[str, Any]] | None, right: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """Reducer: decisions in order; [RESET, ...] starts a new run's history."""
+    if right and right[0] == RESET:
+        return list(right[1:])
+    return [*(left or []), *(right or [])]
 
 
 class InputState(TypedDict):
@@ -38,6 +54,8 @@ class State(TypedDict, total=False):
 
     goal: str
     """The user's goal, as given."""
+    run_id: str
+    """The planner's id for this run (a thread may hold several runs, one after another)."""
     plan: list[dict[str, Any]]
     """Current plan: {id, description, depends_on, attempt}. Completed steps stay in it."""
     results: Annotated[dict[str, dict[str, Any]], merge_results]
@@ -50,7 +68,7 @@ class State(TypedDict, total=False):
     """Completed steps when the replanner last looked (for Context.replan_every)."""
     reviewed_at: float
     """When the replanner last looked (Unix time): results after it are news to it."""
-    history: Annotated[list[dict[str, Any]], operator.add]
+    history: Annotated[list[dict[str, Any]], append_history]
     """The replanner's decisions, in order: action, reason, and the new steps of a revision."""
     status: str
     """running, done, failed, replan_limit or rejected."""
