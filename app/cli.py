@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from app import runner
-from app.context import Context
+from app.context import Context, restore_context
 from app.demo import DEMO_SCENARIO, demo_context
 from app.models import ModelConfigError
 from app.persistence import DatabaseURLError, Persistence, open_persistence
@@ -298,7 +298,9 @@ def resume(
 
     def go() -> int:
         with open_persistence(db) as persistence:
-            runner.check_models(Context(**runner.run_record(persistence, thread_id)["context"]))
+            runner.check_models(
+                restore_context(runner.run_record(persistence, thread_id)["context"])
+            )
             if runner.run_state(persistence, thread_id)["status"] == runner.PAUSED:
                 raise runner.RunPaused(
                     f"run {thread_id!r} is paused for plan approval; answer with `planexec "

@@ -76,7 +76,21 @@ class Context:
             env_value = os.environ.get(f"PLANEXEC_{f.name.upper()}")
             if env_value is None or getattr(self, f.name) != _default_of(f):
                 continue
-            setattr(self, f.name, _parse_env(f.type, env_value))
+            try:
+                setattr(self, f.name, _parse_env(f.type, env_value))
+            except ValueError as exc:
+                raise ValueError(
+                    f"PLANEXEC_{f.name.upper()}={env_value!r} is not a valid {f.type}: {exc}"
+                ) from exc
+
+
+def restore_context(values: dict[str, Any]) -> Context:
+    """A recorded Context exactly as stored: the environment is not applied again, so a run
+    resumed from another shell or worker keeps its configuration."""
+    ctx = object.__new__(Context)
+    for f in fields(Context):
+        setattr(ctx, f.name, values[f.name] if f.name in values else _default_of(f))
+    return ctx
 
 
 def _default_of(f: Any) -> Any:

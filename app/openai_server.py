@@ -85,6 +85,7 @@ class _Ledger:
     requests: int = 0
     bad_json_sent: bool = False
     statuses: dict[int, int] = field(default_factory=dict)
+    kinds: dict[str, int] = field(default_factory=dict)
     usage: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def next_request(self) -> int:
@@ -99,11 +100,18 @@ class _Ledger:
             self.bad_json_sent = True
             return True
 
-    def record(self, status: int, role: str = "", usage: dict[str, int] | None = None) -> None:
+    def record(
+        self,
+        status: int,
+        role: str = "",
+        usage: dict[str, int] | None = None,
+        kind: str = "",
+    ) -> None:
         with self.lock:
             self.statuses[status] = self.statuses.get(status, 0) + 1
             if usage is None:
                 return
+            self.kinds[kind] = self.kinds.get(kind, 0) + 1
             totals = self.usage.setdefault(
                 role or "unknown",
                 {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
@@ -117,6 +125,7 @@ class _Ledger:
             return {
                 "requests": self.requests,
                 "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+                "kinds": dict(sorted(self.kinds.items())),
                 "usage": {role: dict(t) for role, t in sorted(self.usage.items())},
             }
 
@@ -124,6 +133,7 @@ class _Ledger:
         with self.lock:
             self.requests, self.bad_json_sent = 0, False
             self.statuses.clear()
+            self.kinds.clear()
             self.usage.clear()
 
 
@@ -227,7 +237,7 @@ def create_app(scenario: str, *, faults: ServerFaults | None = None) -> Starlett
                 extra=_where(script.name, call),
             )
         usage = usage_of(reply)
-        ledger.record(200, call.role, usage)
+        ledger.record(200, call.role, usage, call.kind)
         if call.stream:
             return StreamingResponse(
                 _sse(stream_chunks(reply, call.model, usage, call.include_usage)),
@@ -301,6 +311,16 @@ class ChatCall:
     structured: bool = False  # a response_format, or a tool_choice naming one function
     forced_tool: str = ""
     response_format: str = ""  # "json_schema", "json_object" or ""
+
+    @property
+    def kind(self) -> str:
+        """How the reply is asked for: json_schema, json_object, function_calling (a tool_choice
+        naming one function), tools, or plain."""
+        if self.response_format:
+            return self.response_format
+        if self.forced_tool:
+            return "function_calling"
+        return "tools" if self.tools else "plain"
 
     @property
     def role(self) -> str:
@@ -675,6 +695,40 @@ def bind(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
     return sock
 
 
+def banner(scenario: str, url: str, faults: ServerFaults | None = None) -> str:
+    """What `serve` prints: the base URL (first line, `OPENAI_BASE_URL=...`) and how to use it."""
+    script = load_scenario(scenario)
+    roles = script.stands_for
+    run = (
+        'planexec run "any goal"'
+        f" --planner-model {roles.get('planner', 'openai:gpt-4o')}"
+        f" --executor-model {roles.get('executor', 'openai:gpt-4o-mini')}"
+        f" --replanner-model {roles.get('replanner', 'openai:gpt-4o')}"
+    )
+    if script.tools:
+        run += f" --tools {','.join(script.tools)}"
+    if "sql_query" in script.tools:
+        demo = script.name == "demo"
+        run += " --sql-database " + (".planexec/demo/shop.sqlite" if demo else "YOUR.sqlite")
+    lines = [
+        f"OPENAI_BASE_URL={url}",
+        f"planexec: serving scenario {script.name!r} as an OpenAI-compatible API at {url}",
+        f"  models: {', '.join(model_ids(scenario))} (any name is answered)",
+    ]
+    active = {k: v for k, v in asdict(faults or ServerFaults()).items() if k != "retry_after_ms"}
+    if any(active.values()):
+        lines.append("  faults: " + ", ".join(f"{k}={v}" for k, v in active.items() if v))
+    lines += [
+        "In another shell:",
+        f"  export OPENAI_BASE_URL={url}",
+        f"  {run}",
+    ]
+    if script.name == "demo":
+        lines.append("  (`planexec demo` once creates .planexec/demo/shop.sqlite)")
+    lines.append("Stop the server with Ctrl-C.")
+    return "\n".join(lines)
+
+
 def serve(
     scenario: str,
     host: str = "127.0.0.1",
@@ -688,11 +742,7 @@ def serve(
 
     app = create_app(scenario, faults=faults)
     sock = bind(host, port)
-    url = base_url(host, sock.getsockname()[1])
-    print(
-        f"planexec: serving scenario {app.state.scenario!r} as an OpenAI-compatible API", flush=True
-    )
-    print(f"OPENAI_BASE_URL={url}", flush=True)
+    print(banner(scenario, base_url(host, sock.getsockname()[1]), faults), flush=True)
     config = uvicorn.Config(app, log_level=log_level, lifespan="off", timeout_graceful_shutdown=2)
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -15,7 +15,7 @@ from typing import Any
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
-from app.context import Context
+from app.context import Context, restore_context
 from app.models import check_model
 from app.persistence import Persistence
 from graphs.journal import StepJournal
@@ -85,7 +85,7 @@ def resume_run(
 ) -> dict[str, Any]:
     """Continue an interrupted run from its last checkpoint; finished steps are not rerun."""
     record = run_record(persistence, thread_id)
-    ctx = Context(**record["context"])
+    ctx = restore_context(record["context"])
     check_models(ctx)
     graph = build_graph(checkpointer=persistence.checkpointer, store=persistence.store)
     snapshot = graph.get_state(_config(thread_id))
@@ -106,7 +106,7 @@ def answer_approval(
 ) -> dict[str, Any]:
     """Resume a paused run with a person's answer: approve, edit (steps) or reject (reason)."""
     record = run_record(persistence, thread_id)
-    ctx = Context(**record["context"])
+    ctx = restore_context(record["context"])
     graph = build_graph(checkpointer=persistence.checkpointer, store=persistence.store)
     if not graph.get_state(_config(thread_id)).interrupts:
         raise ValueError(f"run {thread_id!r} is not waiting for approval")

@@ -54,7 +54,8 @@ def plan(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             call=0,
         )
     except Exception as exc:  # a model or provider error ends the run cleanly, with its reason
-        return _fail(runtime, f"planner model {ctx.planner_model!r} failed: {exc}")
+        reason = f"planner model {ctx.planner_model!r} failed: {exc}"
+        return _fail(runtime, reason, getattr(exc, "usage", None))
     if out.value is None:
         reason = f"planner output invalid after {out.attempts} attempts: {out.error}"
         return _fail(runtime, reason, out.usage)

@@ -63,6 +63,7 @@ def replan(state: State, runtime: Runtime[Context]) -> Command:
             call=calls,
         )
     except Exception as exc:  # a model or provider error ends the run cleanly, with its reason
+        bookkeeping["usage"] = getattr(exc, "usage", {})  # attempts answered before it
         return _end(runtime, bookkeeping, FAILED, f"replanner model failed: {exc}", state)
     bookkeeping["usage"] = out.usage
     decision: ReplanDecision | None = out.value

@@ -30,6 +30,15 @@ class StructuredResult:
     attempts: int = 0
 
 
+class StructuredCallError(RuntimeError):
+    """A model call raised during a structured call; `usage` holds the attempts answered (and
+    paid for) before it."""
+
+    def __init__(self, cause: Exception, usage: dict[str, dict[str, Any]]) -> None:
+        super().__init__(str(cause))
+        self.usage = usage
+
+
 def call_config(role: str, **meta: Any) -> dict[str, Any]:
     """Config for one model call: role and step as metadata (LangSmith shows them; the scripted
     model reads them to pick its reply)."""
@@ -55,7 +64,10 @@ def call_structured(
     out = StructuredResult()
     for attempt in range(retries + 1):
         out.attempts = attempt + 1
-        reply = runnable.invoke(conversation, config=call_config(role, **meta))
+        try:
+            reply = runnable.invoke(conversation, config=call_config(role, **meta))
+        except Exception as exc:
+            raise StructuredCallError(exc, out.usage) from exc
         raw: AIMessage = reply["raw"]
         out.usage = merge_usage(out.usage, usage_of_call(role, raw, model_name))
         parsed, error = reply.get("parsed"), reply.get("parsing_error")

@@ -81,3 +81,17 @@ def finished_ids(events: list[dict], recovered: bool | None = None) -> list[str]
         for e in of_kind(events, "step_finished")
         if recovered is None or e.get("recovered") == recovered
     ]
+
+
+def instant_demo(tmp_path: Path) -> Path:
+    """The bundled demo scenario with every latency removed (same replies, same tokens)."""
+    from app.scenarios import BUNDLED_DIR
+
+    script = json.loads((BUNDLED_DIR / "demo.json").read_text(encoding="utf-8"))
+    script["latency"] = {}
+    for turns in script["executor"].values():
+        for turn in turns:
+            turn.pop("latency", None)
+    path = tmp_path / "instant_demo.json"
+    path.write_text(json.dumps(script), encoding="utf-8")
+    return path

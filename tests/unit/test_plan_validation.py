@@ -57,16 +57,12 @@ def test_self_dependency_is_reported_once_and_not_as_a_cycle() -> None:
 
 def test_cycle_message_shows_the_cycle_path() -> None:
     steps = [step("a", "b"), step("b", "c"), step("c", "a"), step("d", "a")]
-    assert plan_problems(steps, max_steps=12) == [
-        "the dependencies form a cycle: a -> b -> c -> a"
-    ]
+    assert plan_problems(steps, max_steps=12) == ["the dependencies form a cycle: a -> b -> c -> a"]
 
 
 def test_two_step_cycle_beside_valid_steps() -> None:
     steps = [step("s1"), step("s2", "s1", "s3"), step("s3", "s2")]
-    assert plan_problems(steps, max_steps=12) == [
-        "the dependencies form a cycle: s2 -> s3 -> s2"
-    ]
+    assert plan_problems(steps, max_steps=12) == ["the dependencies form a cycle: s2 -> s3 -> s2"]
 
 
 def test_revision_may_depend_on_a_completed_step() -> None:

@@ -7,6 +7,7 @@ Every test runs the real graph (`build_graph`) with scripted models: a small sce
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -116,8 +117,6 @@ def run(tmp_path: Path, script: dict[str, Any], **context: Any) -> Run:
 
 @pytest.fixture(autouse=True)
 def _no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
     for name in [n for n in os.environ if n.startswith("PLANEXEC_")]:
         monkeypatch.delenv(name)
 
@@ -161,8 +160,9 @@ def test_empty_tool_result_is_a_surprise(tmp_path: Path) -> None:
     assert s1["surprise"].startswith("calculator returned an empty result")
     assert r.started() == ["s1"]
     assert r.calls("replanner") == 1
-    assert "step s1 reported a surprise: calculator returned an empty result" in (
-        r.log.texts("replanner")[0]
+    assert (
+        "step s1 reported a surprise: calculator returned an empty result"
+        in (r.log.texts("replanner")[0])
     )
 
 
@@ -207,6 +207,23 @@ def test_raising_tool_fails_the_step_and_the_replanner_retries_it(tmp_path: Path
     assert r.state["replans"] == 1
 
 
+def test_a_real_tool_error_fails_the_step_with_the_tools_message(tmp_path: Path) -> None:
+    script = scenario(
+        planner=GOOD_PLAN,
+        executor={"s1": calc("1/0")},
+        replanner=[FINISH],
+    )
+    r = run(tmp_path, script)
+
+    s1 = r.state["results"]["s1"]
+    assert s1["status"] == "failed"
+    assert s1["error"] == "tool calculator failed: calculator could not evaluate '1/0': " + (
+        "division by zero."
+    )
+    assert s1["tool_calls"][0]["ok"] is False
+    assert r.state["replanner_calls"] == 1
+
+
 # (c) the replan cap ----------------------------------------------------------------------------
 
 
@@ -222,8 +239,8 @@ def test_replan_cap_ends_the_run_with_an_answer_from_completed_results(tmp_path:
             "s4": answer("unused"),
         },
         replanner=[
-            {"action": "replan", "reason": "clean first", "steps": [{"id": "s3", "description": "Clean."}]},
-            {"action": "replan", "reason": "more", "steps": [{"id": "s4", "description": "More."}]},
+            {"action": "replan", "steps": [{"id": "s3", "description": "Clean."}]},
+            {"action": "replan", "steps": [{"id": "s4", "description": "More."}]},
         ],
     )
     r = run(tmp_path, script, max_replans=1)
@@ -372,7 +389,7 @@ def test_missing_executor_turn_fails_the_run_naming_scenario_role_and_step(
     assert "executor turn 2" in reason
     assert "step 's1'" in reason
     assert r.calls("replanner") == 0  # a scenario bug is not something to replan around
-    assert r.of_kind("finished")[-1] == {**r.of_kind("finished")[-1], "status": "failed"}
+    assert r.of_kind("finished")[-1]["status"] == "failed"
 
 
 # (g) periodic review ---------------------------------------------------------------------------
@@ -504,3 +521,46 @@ def test_flag_surprise_does_not_count_toward_the_tool_call_cap(tmp_path: Path) -
     s1 = r.state["results"]["s1"]
     assert (s1["status"], s1["result"], s1["surprise"]) == ("done", "it is 2", "two?")
     assert [c["name"] for c in s1["tool_calls"]] == ["calculator"]
+
+
+# runs on a thread ------------------------------------------------------------------------------
+
+
+def test_a_second_goal_on_a_finished_thread_starts_a_fresh_run(tmp_path: Path) -> None:
+    # LangGraph Studio (and any SDK client) may send a new goal to a thread that already holds
+    # a finished run. Step ids repeat between runs ("s1"), so nothing may carry over.
+    path = tmp_path / "unit_thread.json"
+    script = scenario(
+        name="unit_thread",
+        planner=GOOD_PLAN,
+        executor={"s1": answer("ok")},
+        replanner=[FINISH],
+    )
+    path.write_text(json.dumps(script), encoding="utf-8")
+    spec = f"scripted:{path}"
+    ctx = Context(
+        planner_model=spec,
+        executor_model=spec,
+        replanner_model=spec,
+        tools=["calculator"],
+        workspace=str(tmp_path / "ws"),
+    )
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    config = {"configurable": {"thread_id": "studio-thread"}}
+
+    def started_by(goal: str) -> list[str]:
+        stream = graph.stream(
+            {"goal": goal}, config=config, context=ctx, stream_mode="custom", durability="sync"
+        )
+        return [e["step_id"] for e in stream if e["event"] == "step_started"]
+
+    assert started_by("First question.") == ["s1"]
+    first = graph.get_state(config).values
+    assert started_by("A different question.") == ["s1"]  # run again, not taken as done
+    second = graph.get_state(config).values
+
+    assert second["goal"] == "A different question."
+    assert second["results"]["s1"]["started_at"] > first["results"]["s1"]["finished_at"]
+    assert len(second["history"]) == 1  # this run's decisions only
+    assert second["usage"]["planner"]["calls"] == 1  # this run's usage only
+    assert second["status"] == "done"

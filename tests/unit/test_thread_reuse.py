@@ -9,10 +9,11 @@ from langgraph.store.memory import InMemoryStore
 
 from app.demo import demo_context
 from graphs.plan_execute import build_graph
+from tests.helpers import instant_demo
 
 
 def test_second_goal_on_a_thread_runs_afresh(tmp_path: Path) -> None:
-    ctx = demo_context(tmp_path / "ws")
+    ctx = demo_context(tmp_path / "ws", scenario=str(instant_demo(tmp_path)))
     graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
     config = {"configurable": {"thread_id": "shared"}}
     first = graph.invoke({"goal": "first goal"}, config, context=ctx)
