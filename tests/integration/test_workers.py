@@ -350,7 +350,7 @@ def test_two_workers_started_at_once_on_a_new_database_both_start(
 ) -> None:
     # Make the race certain instead of likely: hold both workers' setup() at its first read of
     # the migrations table, then let them go at the same moment.
-    with pg.connect() as conn:
+    with pg.connect() as conn, pg.connect() as watch:
         conn.execute(f'CREATE TABLE "{pg.name}".checkpoint_migrations (v INTEGER PRIMARY KEY)')
         workers: list[Worker] = []
         try:
@@ -361,7 +361,7 @@ def test_two_workers_started_at_once_on_a_new_database_both_start(
                     for name in ("w1", "w2")
                 ]
                 deadline = time.monotonic() + WAIT
-                while waiting_on_a_lock(conn, pg.name) < 2:
+                while waiting_on_a_lock(watch, pg.name) < 2:
                     assert time.monotonic() < deadline, "the workers never reached setup()"
                     time.sleep(0.05)
             for w in workers:
@@ -375,6 +375,8 @@ def test_two_workers_started_at_once_on_a_new_database_both_start(
 
 
 def waiting_on_a_lock(conn: Any, application_name: str) -> int:
+    """Sessions of the CLI processes (the --db URL names them) waiting for a lock. `conn` must
+    be outside a transaction: pg_stat_activity is read once per transaction."""
     row = conn.execute(
         "SELECT count(*) FROM pg_stat_activity "
         "WHERE application_name = %s AND wait_event_type = 'Lock'",

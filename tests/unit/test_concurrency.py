@@ -15,86 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.callbacks import BaseCallbackHandler
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.store.memory import InMemoryStore
 
-from app.context import Context
-from graphs.plan_execute import build_graph
+from tests.scripted_runs import Run, run_scenario
 
 FANOUT = Path(__file__).resolve().parent.parent / "scenarios" / "unit_fanout.json"
 
 
-class ExecutorPrompts(BaseCallbackHandler):
-    """The task message of each step's first executor call, by step id."""
-
-    def __init__(self) -> None:
-        self.task: dict[str, str] = {}
-        self.replanner: list[str] = []
-
-    def on_chat_model_start(self, serialized, messages, *, run_id, metadata=None, **kwargs):
-        meta, conversation = metadata or {}, messages[0]
-        if meta.get("planexec_role") == "executor":
-            human = next(m for m in conversation if m.type == "human")
-            self.task.setdefault(meta["planexec_step"], str(human.content))
-        elif meta.get("planexec_role") == "replanner":
-            self.replanner.append("\n".join(str(m.content) for m in conversation))
-
-
-class Run:
-    def __init__(self, state: dict[str, Any], events: list[dict[str, Any]], log: ExecutorPrompts):
-        self.state, self.events, self.prompts = state, events, log
-        self.results = state["results"]
-
-    def index(self, kind: str, step_id: str | None = None) -> int:
-        """Position of the first `kind` event (for `step_id`) in the stream."""
-        return next(
-            i
-            for i, e in enumerate(self.events)
-            if e["event"] == kind and (step_id is None or e.get("step_id") == step_id)
-        )
-
-    def step_events(self) -> list[tuple[str, str]]:
-        return [
-            (e["event"], e["step_id"])
-            for e in self.events
-            if e["event"] in ("step_started", "step_finished")
-        ]
-
-    def overlap(self, a: str, b: str) -> bool:
-        ra, rb = self.results[a], self.results[b]
-        return ra["started_at"] < rb["finished_at"] and rb["started_at"] < ra["finished_at"]
-
-
 def run(tmp_path: Path, scenario: Path, **context: Any) -> Run:
-    spec = f"scripted:{scenario}"
-    ctx = Context(
-        planner_model=spec,
-        executor_model=spec,
-        replanner_model=spec,
-        tools=["write_file"],
-        workspace=str(tmp_path / "ws"),
-        **context,
+    return run_scenario(
+        tmp_path, scenario, goal="Run three jobs and join them.", tools=["write_file"], **context
     )
-    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
-    log = ExecutorPrompts()
-    config = {"configurable": {"thread_id": "t1"}, "callbacks": [log]}
-    events = list(
-        graph.stream(
-            {"goal": "Run three jobs and join them."},
-            config=config,
-            context=ctx,
-            stream_mode="custom",
-            durability="sync",
-        )
-    )
-    return Run(dict(graph.get_state(config).values), events, log)
-
-
-@pytest.fixture(autouse=True)
-def _no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in [n for n in os.environ if n.startswith("PLANEXEC_")]:
-        monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +83,7 @@ def test_dependency_results_reach_only_the_steps_that_depend_on_them(
     parallel: tuple[Run, Path],
 ) -> None:
     r, _ = parallel
-    task = r.prompts.task
+    task = {s: r.log.task(s) for s in r.results}
 
     assert "(none: this step depends on no other step)" in task["fast"]
     assert "[fast] A fast job.\nfast done" in task["after_fast"]
@@ -222,7 +152,7 @@ def test_a_failure_stops_new_steps_and_in_flight_steps_finish(tmp_path: Path) ->
     ]
     assert (res["medium"]["status"], res["slow"]["status"]) == ("done", "done")
     # The replanner saw every result of the batch at once.
-    first_review = r.prompts.replanner[0]
+    first_review = r.log.texts("replanner")[0]
     assert "step bad failed: tool write_file failed: disk full" in first_review
     assert "[medium] A medium job.\n  status: done\n  result: medium done" in first_review
     assert "[slow] A slow job.\n  status: done\n  result: slow done" in first_review

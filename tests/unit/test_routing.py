@@ -7,60 +7,16 @@ Every test runs the real graph (`build_graph`) with scripted models: a small sce
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
-from langchain_core.callbacks import BaseCallbackHandler
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
 from app.context import Context
 from graphs.plan_execute import build_graph
-
-
-class PromptLog(BaseCallbackHandler):
-    """Records the messages every model call receives, with its planexec role and step."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-
-    def on_chat_model_start(self, serialized, messages, *, run_id, metadata=None, **kwargs):
-        meta = metadata or {}
-        self.calls.append(
-            {
-                "role": meta.get("planexec_role"),
-                "step": meta.get("planexec_step"),
-                "attempt": meta.get("planexec_attempt"),
-                "messages": messages[0],
-            }
-        )
-
-    def texts(self, role: str) -> list[str]:
-        """Each call's whole prompt for `role`, as one string."""
-        return [
-            "\n".join(str(m.content) for m in c["messages"])
-            for c in self.calls
-            if c["role"] == role
-        ]
-
-
-class Run:
-    """A finished run: final state, custom-stream events, and the prompts the models saw."""
-
-    def __init__(self, state: dict[str, Any], events: list[dict[str, Any]], log: PromptLog):
-        self.state, self.events, self.log = state, events, log
-
-    def of_kind(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["event"] == kind]
-
-    def started(self) -> list[str]:
-        return [e["step_id"] for e in self.of_kind("step_started")]
-
-    def calls(self, role: str) -> int:
-        return self.state.get("usage", {}).get(role, {}).get("calls", 0)
+from tests.scripted_runs import Run, run_scenario, write_scenario
 
 
 def scenario(**parts: Any) -> dict[str, Any]:
@@ -89,36 +45,7 @@ FINISH = {"action": "finish", "reason": "done", "response": "The answer."}
 
 
 def run(tmp_path: Path, script: dict[str, Any], **context: Any) -> Run:
-    path = tmp_path / f"{script['name']}.json"
-    path.write_text(json.dumps(script), encoding="utf-8")
-    spec = f"scripted:{path}"
-    ctx = Context(
-        planner_model=spec,
-        executor_model=spec,
-        replanner_model=spec,
-        tools=script["tools"],
-        workspace=str(tmp_path / "ws"),
-        **context,
-    )
-    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
-    log = PromptLog()
-    config = {"configurable": {"thread_id": "t1"}, "callbacks": [log]}
-    events = list(
-        graph.stream(
-            {"goal": script["goal"]},
-            config=config,
-            context=ctx,
-            stream_mode="custom",
-            durability="sync",
-        )
-    )
-    return Run(dict(graph.get_state(config).values), events, log)
-
-
-@pytest.fixture(autouse=True)
-def _no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in [n for n in os.environ if n.startswith("PLANEXEC_")]:
-        monkeypatch.delenv(name)
+    return run_scenario(tmp_path, write_scenario(tmp_path, script), goal=script["goal"], **context)
 
 
 # (a) surprises ---------------------------------------------------------------------------------

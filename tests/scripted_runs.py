@@ -1,0 +1,112 @@
+"""Run the real graph in-process on a scripted scenario and keep what a test needs to look at:
+the final state, the custom-stream events, and every prompt the models received."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.store.memory import InMemoryStore
+
+from app.context import Context
+from graphs.plan_execute import build_graph
+
+
+class PromptLog(BaseCallbackHandler):
+    """Records the messages every model call receives, with its planexec role and step."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def on_chat_model_start(self, serialized, messages, *, run_id, metadata=None, **kwargs):
+        meta = metadata or {}
+        self.calls.append(
+            {
+                "role": meta.get("planexec_role"),
+                "step": meta.get("planexec_step"),
+                "attempt": meta.get("planexec_attempt"),
+                "messages": messages[0],
+            }
+        )
+
+    def texts(self, role: str) -> list[str]:
+        """Each call's whole prompt for `role`, as one string."""
+        return [
+            "\n".join(str(m.content) for m in c["messages"])
+            for c in self.calls
+            if c["role"] == role
+        ]
+
+    def task(self, step_id: str) -> str:
+        """The task message of `step_id`'s first executor call."""
+        call = next(c for c in self.calls if c["role"] == "executor" and c["step"] == step_id)
+        return next(str(m.content) for m in call["messages"] if m.type == "human")
+
+
+class Run:
+    """A finished run: final state, custom-stream events, and the prompts the models saw."""
+
+    def __init__(self, state: dict[str, Any], events: list[dict[str, Any]], log: PromptLog):
+        self.state, self.events, self.log = state, events, log
+        self.results = state.get("results", {})
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["event"] == kind]
+
+    def started(self) -> list[str]:
+        return [e["step_id"] for e in self.of_kind("step_started")]
+
+    def calls(self, role: str) -> int:
+        return self.state.get("usage", {}).get(role, {}).get("calls", 0)
+
+    def index(self, kind: str, step_id: str | None = None) -> int:
+        """Position of the first `kind` event (for `step_id`) in the stream."""
+        return next(
+            i
+            for i, e in enumerate(self.events)
+            if e["event"] == kind and (step_id is None or e.get("step_id") == step_id)
+        )
+
+    def step_events(self) -> list[tuple[str, str]]:
+        return [
+            (e["event"], e["step_id"])
+            for e in self.events
+            if e["event"] in ("step_started", "step_finished")
+        ]
+
+    def overlap(self, a: str, b: str) -> bool:
+        ra, rb = self.results[a], self.results[b]
+        return ra["started_at"] < rb["finished_at"] and rb["started_at"] < ra["finished_at"]
+
+
+def write_scenario(tmp_path: Path, script: dict[str, Any]) -> Path:
+    path = tmp_path / f"{script['name']}.json"
+    path.write_text(json.dumps(script), encoding="utf-8")
+    return path
+
+
+def run_scenario(
+    tmp_path: Path, scenario: Path, *, goal: str = "Test goal.", **context: Any
+) -> Run:
+    """Play `scenario` with all three roles through the compiled graph, to the end."""
+    spec = f"scripted:{scenario}"
+    context.setdefault("tools", json.loads(scenario.read_text())["tools"])
+    ctx = Context(
+        planner_model=spec,
+        executor_model=spec,
+        replanner_model=spec,
+        workspace=str(tmp_path / "ws"),
+        **context,
+    )
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    log = PromptLog()
+    config = {"configurable": {"thread_id": "t1"}, "callbacks": [log]}
+    events = list(
+        graph.stream(
+            {"goal": goal}, config=config, context=ctx, stream_mode="custom", durability="sync"
+        )
+    )
+    return Run(dict(graph.get_state(config).values), events, log)
