@@ -24,10 +24,11 @@ from langgraph.store.base import BaseStore
 
 from app.context import Context, resolve_context
 from graphs.approval import approve
-from graphs.planner import plan
+from graphs.planner import make_plan
 from graphs.replanner import replan
 from graphs.scheduler import make_execute
 from graphs.state import FAILED, InputState, State
+from tools import TOOL_NAMES
 
 
 def _stop_if_failed(state: State) -> str:
@@ -50,7 +51,8 @@ def build_graph(
     the registry's tools that `Context.tools` names; `store` journals each finished step so a
     resumed run does not redo it."""
     builder = StateGraph(State, context_schema=Context, input_schema=InputState)
-    builder.add_node("planner", plan)  # goal -> validated plan
+    known_tools = set(TOOL_NAMES) | {t.name for t in tools or ()}
+    builder.add_node("planner", make_plan(known_tools))  # goal -> validated plan
     # executor: runs ready steps in parallel until the replanner should look
     builder.add_node("executor", make_execute(tools or ()))
     # replanner: continue, revise the remaining steps (via approval if on), or finish

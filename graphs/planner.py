@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -31,11 +32,28 @@ def plan_step_dicts(plan_steps: list[Any], attempts: dict[str, int] | None = Non
     ]
 
 
-def plan(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+def make_plan(known_tools: set[str]) -> Callable[..., dict[str, Any]]:
+    """The planner node; `known_tools` are the names the executor can build (registry and
+    build_graph's extra tools), checked before any model is paid for."""
+
+    def plan(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        return _plan(state, runtime, known_tools)
+
+    return plan
+
+
+def _plan(state: State, runtime: Runtime[Context], known_tools: set[str]) -> dict[str, Any]:
     ctx = resolve_context(runtime.context)
     goal = (state.get("goal") or "").strip()
     if not goal:
         return _fail(runtime, "the input has no goal: pass {'goal': '...'}")
+    unknown = [name for name in ctx.tools if name not in known_tools]
+    if unknown:
+        return _fail(
+            runtime,
+            f"unknown tool(s) {', '.join(map(repr, unknown))} in the tools setting; "
+            f"available tools: {', '.join(sorted(known_tools))}",
+        )
     try:
         model = load_chat_model(ctx.planner_model)
         messages = [

@@ -7,7 +7,9 @@ SQLite file and through the LangGraph server's JSON API. Fields that parallel st
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
+
+from typing_extensions import TypedDict  # pydantic needs it before 3.12 (the server's schemas)
 
 from app.usage import merge_usage
 

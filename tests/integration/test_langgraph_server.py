@@ -215,11 +215,6 @@ def test_server_offers_studio_a_context_form(client: SyncLangGraphClient) -> Non
     assert all(p.get("description") for p in properties.values()), properties
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: graphs/state.py builds InputState/State on typing.TypedDict, which "
-    "pydantic cannot turn into a JSON schema on Python 3.11, so the server serves no input schema",
-)
 def test_server_offers_studio_an_input_form(client: SyncLangGraphClient) -> None:
     schema = graph_schemas(client)["input_schema"]
     assert schema is not None and "goal" in schema["properties"]

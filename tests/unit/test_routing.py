@@ -491,3 +491,13 @@ def test_a_second_goal_on_a_finished_thread_starts_a_fresh_run(tmp_path: Path) -
     assert len(second["history"]) == 1  # this run's decisions only
     assert second["usage"]["planner"]["calls"] == 1  # this run's usage only
     assert second["status"] == "done"
+
+
+def test_unknown_tool_fails_before_any_model_is_paid_for(tmp_path: Path) -> None:
+    script = scenario(planner=plan(("s1", [])), executor={"s1": answer("x")}, replanner=[FINISH])
+
+    r = run(tmp_path, script, tools=["calculator", "nope"])
+
+    assert r.state["status"] == "failed"
+    assert "'nope'" in r.state["reason"] and "calculator" in r.state["reason"]
+    assert r.calls("planner") == 0 and r.log.calls == []
