@@ -27,6 +27,7 @@ from app.demo import DEMO_SCENARIO, demo_context
 from app.models import ModelConfigError
 from app.persistence import DatabaseURLError, Persistence, open_persistence
 from app.scenarios import ScenarioError, load_scenario
+from app.serve_command import register as register_serve_command
 from app.view import LiveView, print_outcome, steps_table
 from graphs.state import DONE, REPLAN_LIMIT
 
@@ -440,6 +441,9 @@ def scenario_schema() -> None:
     from app.scenarios import Scenario
 
     print(json.dumps(Scenario.model_json_schema(), indent=2))
+
+
+register_serve_command(app)  # planexec serve-scenario: app/serve_command.py
 
 
 def main() -> None:

@@ -42,6 +42,30 @@ def check_model(spec: str) -> None:
             )
 
 
+def describe_model_error(exc: BaseException) -> str:
+    """A failed model call, for the user. When the endpoint could not be reached, say which one
+    (OPENAI_BASE_URL for a local server) and why, so a stopped server or a wrong URL is obvious."""
+    import openai
+
+    text = str(exc) or type(exc).__name__
+    chain: list[BaseException] = [exc]  # exc, its cause, the cause's cause, ...
+    while len(chain) < 20 and (cause := chain[-1].__cause__ or chain[-1].__context__):
+        chain.append(cause)
+    failed = next((e for e in chain if isinstance(e, openai.APIConnectionError)), None)
+    if failed is None:
+        return text
+    base_url = os.environ.get("OPENAI_BASE_URL", "")
+    request = getattr(failed, "request", None)
+    where = f"{base_url} (OPENAI_BASE_URL)" if base_url else str(getattr(request, "url", ""))
+    why = str(chain[-1]) or text
+    verb = (
+        "did not answer in time"
+        if isinstance(failed, openai.APITimeoutError)
+        else "cannot be reached"
+    )
+    return f"the model endpoint {where} {verb}: {why}. Is the server running, and is the URL right?"
+
+
 def load_chat_model(spec: str) -> BaseChatModel:
     """A chat model for 'provider:model'."""
     check_model(spec)

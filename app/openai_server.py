@@ -176,7 +176,7 @@ def create_app(scenario: str, *, faults: ServerFaults | None = None) -> Starlett
                 429,
                 f"Rate limit reached (injected fault: request {number} of the first "
                 f"{faults.fail_first_429} gets a 429)",
-                "requests",
+                "rate_limit_exceeded",
                 code="rate_limit_exceeded",
                 retry_after_ms=faults.retry_after_ms,
             )
@@ -236,6 +236,9 @@ def create_app(scenario: str, *, faults: ServerFaults | None = None) -> Starlett
                 retry_after_ms=faults.retry_after_ms,
                 extra=_where(script.name, call),
             )
+        except Exception as exc:  # a bug here, or the scenario file gone: still an API error
+            ledger.record(500)
+            return _error(500, f"{type(exc).__name__}: {exc}", "server_error")
         usage = usage_of(reply)
         ledger.record(200, call.role, usage, call.kind)
         if call.stream:
@@ -253,11 +256,11 @@ def create_app(scenario: str, *, faults: ServerFaults | None = None) -> Starlett
         ledger.reset()
         return JSONResponse({"scenario": script.name, **ledger.snapshot()})
 
-    async def info(_: Request) -> JSONResponse:
+    async def info(request: Request) -> JSONResponse:
         return JSONResponse(
             {
                 "planexec_scenario": script.name,
-                "base_url": str(_.base_url).rstrip("/") + "/v1",
+                "base_url": str(request.base_url).rstrip("/") + "/v1",
                 "faults": asdict(faults),
                 "endpoints": [
                     "GET /v1/models",

@@ -17,6 +17,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import BaseTool, tool
 
+from app.models import describe_model_error
 from app.scenarios import Fault
 from app.scripted import ScriptError
 from app.usage import merge_usage, usage_of_call
@@ -182,7 +183,7 @@ def _describe_model_error(exc: Exception) -> str:
     status = getattr(exc, "status_code", None)
     if status == 429 or "ratelimit" in type(exc).__name__.lower() or "quota" in str(exc).lower():
         return f"quota error from the executor model: {exc}"
-    return f"executor model error ({type(exc).__name__}): {exc}"
+    return f"executor model error ({type(exc).__name__}): {describe_model_error(exc)}"
 
 
 def _format_dependencies(dependencies: dict[str, dict[str, Any]]) -> str:

@@ -10,7 +10,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
 from app.context import Context, resolve_context
-from app.models import load_chat_model
+from app.models import describe_model_error, load_chat_model
 from graphs import events
 from graphs.schemas import Plan, plan_problems
 from graphs.state import FAILED, RESET, RUNNING, State
@@ -72,7 +72,7 @@ def _plan(state: State, runtime: Runtime[Context], known_tools: set[str]) -> dic
             call=0,
         )
     except Exception as exc:  # a model or provider error ends the run cleanly, with its reason
-        reason = f"planner model {ctx.planner_model!r} failed: {exc}"
+        reason = f"planner model {ctx.planner_model!r} failed: {describe_model_error(exc)}"
         return _fail(runtime, reason, getattr(exc, "usage", None))
     if out.value is None:
         reason = f"planner output invalid after {out.attempts} attempts: {out.error}"

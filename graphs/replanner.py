@@ -17,7 +17,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from app.context import Context, resolve_context
-from app.models import load_chat_model
+from app.models import describe_model_error, load_chat_model
 from graphs import events
 from graphs.planner import plan_step_dicts
 from graphs.schemas import ReplanDecision, plan_problems
@@ -64,7 +64,8 @@ def replan(state: State, runtime: Runtime[Context]) -> Command:
         )
     except Exception as exc:  # a model or provider error ends the run cleanly, with its reason
         bookkeeping["usage"] = getattr(exc, "usage", {})  # attempts answered before it
-        return _end(runtime, bookkeeping, FAILED, f"replanner model failed: {exc}", state)
+        reason = f"replanner model failed: {describe_model_error(exc)}"
+        return _end(runtime, bookkeeping, FAILED, reason, state)
     bookkeeping["usage"] = out.usage
     decision: ReplanDecision | None = out.value
     if decision is None:

@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
-from pydantic import BaseModel
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import BaseModel, ValidationError
 
 from app.usage import merge_usage, usage_of_call
 
@@ -59,7 +60,11 @@ def call_structured(
     **meta: Any,
 ) -> StructuredResult:
     """Ask `model` for a `schema`, feeding parse and rule errors back up to `retries` times."""
-    runnable = model.with_structured_output(schema, include_raw=True)
+    # The schema goes to the model as a dict and the reply is validated here: given the Pydantic
+    # class, ChatOpenAI's default method (json_schema) has the OpenAI client validate the reply
+    # inside the model call, which raises instead of returning a parsing error, so one reply
+    # that broke the schema would end the run instead of being fed back and retried.
+    runnable = model.with_structured_output(_json_schema(schema), include_raw=True)
     conversation = list(messages)
     out = StructuredResult()
     for attempt in range(retries + 1):
@@ -71,6 +76,11 @@ def call_structured(
         raw: AIMessage = reply["raw"]
         out.usage = merge_usage(out.usage, usage_of_call(role, raw, model_name))
         parsed, error = reply.get("parsed"), reply.get("parsing_error")
+        if error is None and parsed is not None:
+            try:
+                parsed = schema.model_validate(parsed)
+            except ValidationError as exc:
+                error = exc
         if error is not None:
             problems = [f"the reply does not match the {schema.__name__} schema: {error}"]
         elif parsed is None:
@@ -83,6 +93,17 @@ def call_structured(
         out.error = "; ".join(problems)
         conversation += [raw, *_feedback(raw, out.error)]
     return out
+
+
+def _json_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """`schema` as a titled JSON Schema dict: the same tool (or response_format) schema the model
+    is sent for the class, but given as a dict no provider client validates the reply itself."""
+    function = convert_to_openai_tool(schema)["function"]
+    return {
+        "title": function["name"],
+        "description": function.get("description", ""),
+        **function["parameters"],
+    }
 
 
 def _feedback(raw: AIMessage, error: str) -> list[BaseMessage]:

@@ -160,14 +160,6 @@ def test_demo_runs_with_structured_output_by_function_calling(
 # a misbehaving endpoint ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ChatOpenAI's default structured output (json_schema with the Pydantic class) has the "
-    "OpenAI client validate the reply inside the model call; a reply that breaks the schema "
-    "raises there instead of coming back as parsing_error, so graphs/structured.py never "
-    "retries it and the planner fails the run (patch: pass the schema as a dict and validate "
-    "in call_structured)",
-)
 def test_bad_json_first_is_retried_with_the_default_json_schema_method(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -193,12 +185,8 @@ def test_bad_json_first_is_retried_with_function_calling(
 
 @pytest.mark.parametrize("method", ["json_schema", "function_calling"])
 def test_call_structured_feeds_a_bad_reply_back(
-    monkeypatch: pytest.MonkeyPatch, method: str, request: pytest.FixtureRequest
+    monkeypatch: pytest.MonkeyPatch, method: str
 ) -> None:
-    if method == "json_schema":
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="see the json_schema bad-JSON test above")
-        )
     cls = ChatOpenAI if method == "json_schema" else FunctionCallingChatOpenAI
     messages = [
         SystemMessage(render("planner", max_steps=12, tools="sql_query")),
@@ -416,11 +404,6 @@ def test_connection_refused_fails_the_run_cleanly(refused_run: tuple) -> None:
     assert "planner model 'openai:gpt-4o' failed" in result["reason"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the reason is only the client's 'Connection error.': it does not say which URL was "
-    "tried (patch: app.models.describe_model_error, used by planner/replanner/executor)",
-)
 def test_connection_refused_names_the_url(refused_run: tuple) -> None:
     code, events, output, url = refused_run
     assert code != 0

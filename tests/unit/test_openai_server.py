@@ -441,7 +441,7 @@ def test_first_requests_get_429_then_503_with_retry_after() -> None:
     assert chat(c, messages=planner_messages()).status_code == 200
     first = client(fail_first_429=1)
     error = chat(first, messages=planner_messages()).json()["error"]
-    assert error["type"] == "requests" and error["code"] == "rate_limit_exceeded"
+    assert error["type"] == "rate_limit_exceeded" and error["code"] == "rate_limit_exceeded"
     snapshot = c.get("/_planexec/usage").json()
     assert snapshot["requests"] == 5
     assert snapshot["statuses"] == {"200": 2, "429": 2, "503": 1}
@@ -578,3 +578,37 @@ def test_banner_starts_with_the_base_url_and_says_how_to_run() -> None:
     assert "--planner-model openai:gpt-4o --executor-model openai:gpt-4o-mini" in text
     assert "--sql-database .planexec/demo/shop.sqlite" in text
     assert "fail_first_429=2" in text
+
+
+def test_command_line_flags_become_server_faults(monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.openai_server as server
+
+    calls: list[tuple] = []
+    monkeypatch.setattr(server, "serve", lambda *args, **kwargs: calls.append((args, kwargs)))
+    flags = ["--fail-first-429", "1", "--fail-first-503", "2", "--bad-json-first"]
+    result = CliRunner().invoke(
+        cli_app(), ["serve-scenario", "demo", "--host", "::1", "--port", "0", *flags]
+    )
+    assert result.exit_code == 0, result.output
+    assert server.main(["demo", "--port", "0", *flags]) == 0
+    expected = ServerFaults(fail_first_429=1, fail_first_503=2, bad_json_first=True)
+    (cmd_args, cmd_kwargs), (main_args, main_kwargs) = calls
+    assert cmd_args == ("demo", "::1", 0) and cmd_kwargs["faults"] == expected
+    assert main_args == ("demo", "127.0.0.1", 0) and main_kwargs["faults"] == expected
+
+
+def test_an_unexpected_error_is_a_500_in_openai_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.openai_server as server
+
+    def broken(*args: Any, **kwargs: Any) -> AIMessage:
+        raise RuntimeError("scenario file vanished")
+
+    monkeypatch.setattr(server, "play", broken)
+    r = chat(client(), messages=planner_messages())
+    assert r.status_code == 500
+    assert r.json()["error"] == {
+        "message": "RuntimeError: scenario file vanished",
+        "type": "server_error",
+        "param": None,
+        "code": None,
+    }
