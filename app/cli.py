@@ -8,6 +8,7 @@ Exit codes (also in README.md):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -26,9 +27,10 @@ from app.context import Context, restore_context
 from app.demo import DEMO_SCENARIO, demo_context
 from app.models import ModelConfigError
 from app.persistence import DatabaseURLError, Persistence, open_persistence
-from app.scenarios import ScenarioError, load_scenario
+from app.scenarios import ScenarioError, load_scenario, scenario_path
 from app.serve_command import register as register_serve_command
 from app.view import LiveView, print_outcome, steps_table
+from app.worker import RunBusy, holding_run
 from graphs.state import DONE, REPLAN_LIMIT
 
 EXIT_DONE, EXIT_FAILED, EXIT_LIMIT, EXIT_CONFIG, EXIT_PAUSED, EXIT_INTERRUPTED = 0, 1, 3, 4, 5, 130
@@ -181,6 +183,7 @@ def _guarded(fn: Any) -> int:
         DatabaseURLError,
         runner.RunNotFound,
         runner.RunPaused,
+        RunBusy,
         ScenarioError,
         ValueError,
     ) as exc:
@@ -272,6 +275,7 @@ def _start(
     """Start a new run (or only record it, for a worker); with Context.approve_plan and a
     terminal, ask for approval there."""
     thread_id = thread or runner.new_thread_id()
+    ctx = _absolute_paths(ctx)
     runner.check_models(ctx)
     with open_persistence(db) as persistence:
         if queue:
@@ -280,13 +284,30 @@ def _start(
             return EXIT_DONE
         if persistence.store.get(runner.RUNS_NAMESPACE, thread_id) is not None:
             runner.submit_run(persistence, goal, ctx, thread_id)  # raises: thread taken
-        return _drive(
-            persistence,
-            thread_id,
-            as_json,
-            lambda on_event: runner.start_run(persistence, goal, ctx, thread_id, on_event),
-            ask=ctx.approve_plan and sys.stdin.isatty(),
-        )
+        with holding_run(persistence, thread_id):  # from before the run is recorded
+            return _drive(
+                persistence,
+                thread_id,
+                as_json,
+                lambda on_event: runner.start_run(persistence, goal, ctx, thread_id, on_event),
+                ask=ctx.approve_plan and sys.stdin.isatty(),
+            )
+
+
+def _absolute_paths(ctx: Context) -> Context:
+    """`ctx` with its workspace, SQL database and scenario files as absolute paths from here: a
+    worker, or `resume` in another directory, must use the same files."""
+    changes = {"workspace": str(Path(ctx.workspace).expanduser().resolve())}
+    if ctx.sql_database:
+        changes["sql_database"] = str(Path(ctx.sql_database).expanduser().resolve())
+    for role in ("planner_model", "executor_model", "replanner_model"):
+        name = getattr(ctx, role).removeprefix("scripted:")
+        path = Path(name).expanduser()
+        if name != getattr(ctx, role) and (
+            path.suffix in (".json", ".yaml", ".yml") or path.exists()
+        ):
+            changes[role] = f"scripted:{scenario_path(name)}"
+    return dataclasses.replace(ctx, **changes)
 
 
 @app.command()
@@ -298,7 +319,7 @@ def resume(
     """Continue an interrupted run; steps that finished are not run again."""
 
     def go() -> int:
-        with open_persistence(db) as persistence:
+        with open_persistence(db) as persistence, holding_run(persistence, thread_id):
             runner.check_models(
                 restore_context(runner.run_record(persistence, thread_id)["context"])
             )
@@ -337,7 +358,7 @@ def approve_cmd(
             answer = {"action": "reject", "reason": reject}
         elif edit:
             answer = {"action": "edit", "steps": load_steps_file(edit)}
-        with open_persistence(db) as persistence:
+        with open_persistence(db) as persistence, holding_run(persistence, thread_id):
             return _drive(
                 persistence,
                 thread_id,
@@ -367,6 +388,8 @@ def worker(
                 print(json.dumps({"thread_id": thread_id, **event}, default=str), flush=True)
             elif event.get("event") in ("plan", "finished"):
                 console.print(f"{thread_id}: {event['event']} {event.get('status', '')}")
+            elif event.get("event") == "run_error":
+                err_console.print(f"[red]{thread_id}: cannot run it:[/red] {event['error']}")
 
         with open_persistence(db) as persistence:
             if not as_json:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
@@ -99,13 +100,36 @@ def _postgres(url: str) -> Iterator[Persistence]:
         try:
             checkpointer = stack.enter_context(PostgresSaver.from_conn_string(url))
             store = stack.enter_context(PostgresStore.from_conn_string(url))
-            checkpointer.setup()
-            store.setup()
+            # setup() reads the schema version, then migrates, with no lock: two processes
+            # starting at once on a new database both migrate and one fails on a duplicate key.
+            with psycopg.connect(url, autocommit=True) as guard:
+                _take_setup_turn(guard)
+                checkpointer.setup()
+                store.setup()
         except psycopg.OperationalError as exc:
             raise DatabaseURLError(f"cannot connect to PostgreSQL at {redact(url)}: {exc}") from exc
         except psycopg.Error as exc:  # a missing schema, no CREATE privilege, ...
             raise DatabaseURLError(f"cannot set up PostgreSQL at {redact(url)}: {exc}") from exc
         yield Persistence(checkpointer, store, url)
+
+
+def _take_setup_turn(conn: Any) -> None:
+    """Wait for the setup lock (released when `conn` closes), in waits of 0.1 s.
+
+    Not one long wait: a statement blocked on the lock holds a snapshot, and the holder's
+    setup() runs CREATE INDEX CONCURRENTLY, which waits for every older snapshot to end. That is
+    a deadlock across two connections of two processes, which the server cannot see. The
+    two-key lock is not in the key space of the workers' run locks (app/worker.py).
+    """
+    import psycopg
+
+    conn.execute("SET lock_timeout = '100ms'")
+    while True:
+        try:
+            conn.execute("SELECT pg_advisory_lock(hashtext('planexec'), hashtext('setup'))")
+            return
+        except psycopg.errors.LockNotAvailable:
+            continue
 
 
 def redact(url: str) -> str:

@@ -20,7 +20,7 @@ from app.models import check_model
 from app.persistence import Persistence
 from graphs.journal import StepJournal
 from graphs.plan_execute import build_graph
-from graphs.state import RUNNING
+from graphs.state import DONE, FAILED, REJECTED, REPLAN_LIMIT, RUNNING
 
 RUNS_NAMESPACE = ("planexec", "runs")
 EventHandler = Callable[[dict[str, Any]], None]
@@ -35,6 +35,7 @@ class RunPaused(RuntimeError):
 
 
 PAUSED = "paused"
+FINAL = (DONE, FAILED, REPLAN_LIMIT, REJECTED)
 
 
 def new_thread_id() -> str:
@@ -130,7 +131,19 @@ def _drive(
     ):
         if on_event is not None:
             on_event(chunk)
-    return _with_pause(graph.get_state(_config(thread_id)))
+    state = _with_pause(graph.get_state(_config(thread_id)))
+    if state.get("status") in FINAL:
+        _mark_finished(graph, thread_id, state["status"])
+    return state
+
+
+def _mark_finished(graph: CompiledStateGraph, thread_id: str, status: str) -> None:
+    """Note the final status in the run's record, so workers skip it without reading its state."""
+    store = graph.store
+    item = store.get(RUNS_NAMESPACE, thread_id) if store is not None else None
+    if item is not None:
+        record = {**item.value, "final_status": status, "finished_at": time.time()}
+        store.put(RUNS_NAMESPACE, thread_id, record, index=False)
 
 
 def _with_pause(snapshot: Any) -> dict[str, Any]:
@@ -181,8 +194,20 @@ def run_state(persistence: Persistence, thread_id: str) -> dict[str, Any]:
     return state
 
 
+def run_records(persistence: Persistence) -> list[tuple[str, dict[str, Any]]]:
+    """(thread id, record) of every run in this database, oldest first."""
+    records: list[tuple[str, dict[str, Any]]] = []
+    page = 1000
+    while True:  # the store pages its results; read them all
+        items = persistence.store.search(RUNS_NAMESPACE, limit=page, offset=len(records))
+        records += [(item.key, dict(item.value)) for item in items]
+        if len(items) < page:
+            break
+    records.sort(key=lambda r: r[1].get("created_at", 0))
+    return records
+
+
 def list_runs(persistence: Persistence, limit: int = 100) -> list[dict[str, Any]]:
     """Runs in this database, newest first."""
-    items = persistence.store.search(RUNS_NAMESPACE, limit=10_000)
-    items.sort(key=lambda i: i.value.get("created_at", 0), reverse=True)
-    return [run_state(persistence, item.key) for item in items[:limit]]
+    newest = run_records(persistence)[::-1][:limit]
+    return [run_state(persistence, thread_id) for thread_id, _ in newest]

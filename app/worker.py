@@ -10,10 +10,11 @@ checkpoint and journal. No leases, no heartbeats, no run executed by two workers
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -59,7 +60,9 @@ class _FileLocks:
         self._held: dict[str, int] = {}
 
     def try_acquire(self, thread_id: str) -> bool:
-        fd = os.open(self._dir / f"{thread_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        # Thread ids are free text ("team/a", "..", very long): name the file by a hash.
+        name = hashlib.sha256(thread_id.encode()).hexdigest()[:32]
+        fd = os.open(self._dir / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -114,11 +117,36 @@ def run_locks(persistence: Persistence) -> Iterator[RunLocks]:
         locks.close()
 
 
+class RunBusy(RuntimeError):
+    """Another process (a worker, or `planexec run`/`resume`) is running this run right now."""
+
+
+@contextmanager
+def holding_run(persistence: Persistence, thread_id: str) -> Iterator[None]:
+    """Hold `thread_id`'s run lock while this process drives the run outside a worker: a run
+    in progress looks queued or interrupted to workers, and the lock is what keeps them off."""
+    with run_locks(persistence) as locks:
+        if not locks.try_acquire(thread_id):
+            raise RunBusy(
+                f"run {thread_id!r} is being run by another process (a worker?) right now; "
+                f"`planexec show {thread_id}` shows its progress"
+            )
+        try:
+            yield
+        finally:
+            locks.release(thread_id)
+
+
 def pending_runs(persistence: Persistence) -> list[str]:
-    """Thread ids of runs that are queued or were interrupted, oldest first."""
-    runs = runner.list_runs(persistence, limit=10_000)
-    runs.reverse()  # list_runs is newest first
-    return [r["thread_id"] for r in runs if r.get("status") in UNFINISHED]
+    """Thread ids of runs that are queued or were interrupted, oldest first. Runs whose record
+    says they finished are skipped without reading their state: a poll stays cheap as runs pile
+    up."""
+    return [
+        thread_id
+        for thread_id, record in runner.run_records(persistence)
+        if "final_status" not in record
+        and runner.run_state(persistence, thread_id).get("status") in UNFINISHED
+    ]
 
 
 def work(
@@ -132,10 +160,11 @@ def work(
     """Claim and finish runs until idle for `idle_exit` seconds (forever when None) or
     `max_runs` are done. Returns (thread id, final status) for each run this worker finished."""
     finished: list[tuple[str, str]] = []
+    broken: set[str] = set()  # runs that could not start here: not claimed again
     idle_since = time.monotonic()
     with run_locks(persistence) as locks:
         while max_runs is None or len(finished) < max_runs:
-            claimed = _claim_one(persistence, locks)
+            claimed = _claim_one(persistence, locks, skip=broken)
             if claimed is None:
                 if idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
                     break
@@ -145,16 +174,36 @@ def work(
                 # Another worker may have finished it between the listing and the lock.
                 if runner.run_state(persistence, claimed)["status"] in UNFINISHED:
                     handler = (lambda e, t=claimed: on_event(t, e)) if on_event else None
-                    state = runner.resume_run(persistence, claimed, handler)
-                    finished.append((claimed, state.get("status", "")))
+                    try:
+                        state = runner.resume_run(persistence, claimed, handler)
+                    except (ValueError, LookupError, runner.RunPaused) as exc:
+                        # The run's own configuration (a model, a scenario file, ...): report
+                        # it and go on with the others. Database errors still stop the worker.
+                        broken.add(claimed)
+                        finished.append((claimed, "error"))
+                        if on_event is not None:
+                            on_event(
+                                claimed,
+                                {
+                                    "event": "run_error",
+                                    "at": time.time(),
+                                    "error": f"{type(exc).__name__}: {exc}",
+                                },
+                            )
+                    else:
+                        finished.append((claimed, state.get("status", "")))
             finally:
                 locks.release(claimed)
             idle_since = time.monotonic()
     return finished
 
 
-def _claim_one(persistence: Persistence, locks: RunLocks) -> str | None:
+def _claim_one(
+    persistence: Persistence,
+    locks: RunLocks,
+    skip: Collection[str] = (),
+) -> str | None:
     for thread_id in pending_runs(persistence):
-        if locks.try_acquire(thread_id):
+        if thread_id not in skip and locks.try_acquire(thread_id):
             return thread_id
     return None

@@ -6,8 +6,9 @@ real `python -m app.cli worker` processes; their JSON lines go to files (or, for
 is killed, through a pipe read by a thread), so no process blocks on a full pipe and every wait
 has a timeout.
 
-The tests at the end are marked xfail(strict=True): each shows a product bug (see its reason and
-docs/workers.md, "Known problems") and passes once that bug is fixed.
+The tests at the end each hold a bug found while writing these tests, since fixed: a foreground
+run taken over by a worker, concurrent first setup on PostgreSQL, a queued run that cannot start
+stopping the worker, relative paths in queued runs, and thread ids that are not file names.
 """
 
 from __future__ import annotations
@@ -304,17 +305,9 @@ def test_twenty_runs_split_across_two_workers_on_one_sqlite_file(tmp_path: Path)
     split_twenty_runs(str(tmp_path / "runs.sqlite"), tmp_path)
 
 
-# --- product bugs (xfail strict: they pass once the patch in the test's reason is applied) ----
+# --- bugs found while writing these tests, fixed: each test keeps them fixed --------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `planexec run` (and resume/approve) execute a run without taking the run lock "
-    "that workers use, and run_state() shows a run in progress in another process as "
-    "'queued'/'interrupted'; so a worker claims a run that a foreground `planexec run` is "
-    "executing and runs its in-flight steps a second time, concurrently (slow appears twice in "
-    "log.txt). Fix: hold the worker's run lock in app/cli.py while driving a run.",
-)
 def test_worker_leaves_alone_a_run_that_a_foreground_planexec_run_is_executing(
     pg: PgSchema, tmp_path: Path
 ) -> None:
@@ -342,14 +335,6 @@ def test_worker_leaves_alone_a_run_that_a_foreground_planexec_run_is_executing(
     assert sorted(log) == sorted(SLOW_STEPS), f"a step ran twice: {log}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: two processes opening a new PostgreSQL database at once both run LangGraph's "
-    "setup() migrations (it reads the version, then migrates, with no lock): one dies with "
-    "'cannot set up PostgreSQL ... duplicate key value violates unique constraint "
-    "checkpoint_migrations_pkey' (exit 4). Fix: serialize setup() in app/persistence.py with an "
-    "advisory lock.",
-)
 def test_two_workers_started_at_once_on_a_new_database_both_start(
     pg: PgSchema, tmp_path: Path
 ) -> None:
@@ -390,12 +375,6 @@ def waiting_on_a_lock(conn: Any, application_name: str) -> int:
     return row[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _FileLocks names the lock file after the thread id, so a run queued with "
-    "`--thread a/b` makes every SQLite worker crash (FileNotFoundError: runs.sqlite.locks/a/b.lock)"
-    " each time it reaches that run. Fix: name lock files by a hash of the thread id.",
-)
 def test_sqlite_worker_runs_a_thread_id_with_a_slash(tmp_path: Path) -> None:
     db = str(tmp_path / "runs.sqlite")
     queue_runs_in_process(["team/a"], FAST, tmp_path / "ws", db)
@@ -409,13 +388,6 @@ def test_sqlite_worker_runs_a_thread_id_with_a_slash(tmp_path: Path) -> None:
     assert worker_done(worker.events()) == {"team/a": "done"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an error starting one run (here: its scenario file is gone) escapes "
-    "app.worker.work(), so the worker exits with code 4 and the run stays queued; the next worker"
-    " takes it first (oldest first) and exits too, so one bad run stops the queue. Fix: in work(),"
-    " report the run as 'error', skip it from then on, and go on with the others.",
-)
 def test_a_queued_run_that_cannot_start_does_not_stop_the_worker(tmp_path: Path) -> None:
     db = str(tmp_path / "runs.sqlite")
     gone = tmp_path / "gone.json"
@@ -435,13 +407,6 @@ def test_a_queued_run_that_cannot_start_does_not_stop_the_worker(tmp_path: Path)
     assert runs.get("broken") != "done", runs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `planexec run --queue` records --workspace and --scenario as given, so relative "
-    "paths are read from the worker's working directory: the scenario is not found there (the "
-    "worker exits 4) or the files land in another folder. Fix: make the Context's paths absolute"
-    " in app/cli.py before the run is recorded.",
-)
 def test_relative_paths_of_a_queued_run_are_those_of_where_it_was_queued(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
