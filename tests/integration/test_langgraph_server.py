@@ -24,7 +24,7 @@ from app.context import Context
 from app.demo import demo_context
 from app.scenarios import load_scenario
 from app.usage import ROLES
-from tests.helpers import finished_ids, of_kind, started_ids
+from tests.helpers import finished_ids, instant_demo, of_kind, started_ids
 from tests.integration.conftest import TEST_METADATA, LangGraphServer
 
 pytestmark = pytest.mark.integration
@@ -268,3 +268,81 @@ def test_new_goal_on_a_used_thread_runs_afresh(
         "executor": 2,
         "replanner": 1,
     }
+
+
+def pending_interrupts(client: SyncLangGraphClient, thread_id: str) -> list[dict[str, Any]]:
+    state = client.threads.get_state(thread_id)
+    return [i["value"] for task in state.get("tasks", []) for i in task.get("interrupts", [])]
+
+
+def test_plan_approval_pauses_refuses_a_cyclic_edit_and_completes_on_approve(
+    client: SyncLangGraphClient,
+    new_thread: Callable[[], str],
+    tmp_path: Path,
+) -> None:
+    ctx = scripted_context(tmp_path / "ws", scenario=str(instant_demo(tmp_path)), approve_plan=True)
+    thread_id = new_thread()
+
+    client.runs.wait(thread_id, GRAPH_ID, input={"goal": GOAL}, context=ctx)
+    wait_until_settled(client, thread_id)
+    [request] = pending_interrupts(client, thread_id)
+    assert request["kind"] == "plan_approval"
+    assert [s["id"] for s in request["steps"]] == ["s1", "s2", "s3", "s4"]
+    assert client.threads.get_state(thread_id)["next"] == ["approval"]
+
+    cycle = [
+        {"id": "a", "description": "first", "depends_on": ["b"]},
+        {"id": "b", "description": "second", "depends_on": ["a"]},
+    ]
+    client.runs.wait(
+        thread_id, GRAPH_ID, command={"resume": {"action": "edit", "steps": cycle}}, context=ctx
+    )
+    wait_until_settled(client, thread_id)
+    [refused] = pending_interrupts(client, thread_id)
+    assert "cycle" in refused["error"] and "a -> b -> a" in refused["error"]
+    state = client.threads.get_state(thread_id)
+    assert state["next"] == ["approval"], "an invalid edit must leave the thread paused"
+    assert [s["id"] for s in state["values"]["plan"]] == ["s1", "s2", "s3", "s4"]
+
+    # Approve the plan; the demo's surprise leads to a revision, which asks again.
+    client.runs.wait(thread_id, GRAPH_ID, command={"resume": {"action": "approve"}}, context=ctx)
+    wait_until_settled(client, thread_id)
+    [revision] = pending_interrupts(client, thread_id)
+    assert revision["completed"] == ["s1", "s2"]
+    assert [s["id"] for s in revision["steps"]] == ["s5", "s6", "s7", "s8", "s9"]
+
+    client.runs.wait(thread_id, GRAPH_ID, command={"resume": {"action": "approve"}}, context=ctx)
+    wait_until_settled(client, thread_id)
+    final = client.threads.get_state(thread_id)
+    assert final["next"] == [] and pending_interrupts(client, thread_id) == []
+    assert final["values"]["status"] == "done"
+    assert [h["action"] for h in final["values"]["history"]] == [
+        "approved",
+        "replan",
+        "approved",
+        "finish",
+    ]
+
+
+def test_plan_rejected_over_the_server_ends_the_run(
+    client: SyncLangGraphClient,
+    new_thread: Callable[[], str],
+    tmp_path: Path,
+) -> None:
+    ctx = scripted_context(tmp_path / "ws", scenario=str(instant_demo(tmp_path)), approve_plan=True)
+    thread_id = new_thread()
+    client.runs.wait(thread_id, GRAPH_ID, input={"goal": GOAL}, context=ctx)
+    wait_until_settled(client, thread_id)
+
+    client.runs.wait(
+        thread_id,
+        GRAPH_ID,
+        command={"resume": {"action": "reject", "reason": "too costly"}},
+        context=ctx,
+    )
+    wait_until_settled(client, thread_id)
+
+    values = client.threads.get_state(thread_id)["values"]
+    assert values["status"] == "rejected"
+    assert values["reason"] == "plan rejected: too costly"
+    assert not values.get("results"), "a rejected plan runs no step"

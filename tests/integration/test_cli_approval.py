@@ -1,0 +1,109 @@
+"""`planexec run --approve` without a terminal, answered later with `planexec approve`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from app.demo import prepare_workspace
+from tests.helpers import clean_env, cli, instant_demo, of_kind, run_json
+
+pytestmark = pytest.mark.integration
+
+PAUSED = 5
+
+
+def test_paused_run_is_answered_from_the_command_line(tmp_path: Path) -> None:
+    db = str(tmp_path / "runs.sqlite")
+    start = (
+        "run",
+        "revenue",
+        "--scenario",
+        str(instant_demo(tmp_path)),
+        "--approve",
+        "--db",
+        db,
+        "--workspace",
+        str(tmp_path / "ws"),
+    )
+    # The demo needs its database; the instant copy plays the same steps.
+    shop = prepare_workspace(tmp_path / "ws")
+    code, events = run_json(*start, "--sql-database", str(shop), "--thread", "ap", cwd=tmp_path)
+    assert code == PAUSED
+    assert of_kind(events, "result")[0]["status"] == "paused"
+    assert not of_kind(events, "step_started")
+
+    cycle = tmp_path / "cycle.yaml"
+    cycle.write_text(
+        "- {id: a, description: x, depends_on: [b]}\n- {id: b, description: y, depends_on: [a]}\n"
+    )
+    code, events = run_json("approve", "ap", "--edit", str(cycle), "--db", db, cwd=tmp_path)
+    assert code == PAUSED
+    assert "a -> b -> a" in of_kind(events, "result")[0]["approval_request"]["error"]
+
+    code, events = run_json("approve", "ap", "--db", db, cwd=tmp_path)  # the plan
+    assert code == PAUSED, "the demo's revision asks again"
+    code, events = run_json("approve", "ap", "--db", db, cwd=tmp_path)  # the revision
+    assert code == 0 and of_kind(events, "result")[0]["status"] == "done"
+    assert (tmp_path / "ws" / "report.md").exists()
+
+
+def test_rejected_run_exits_1_and_stays_over(tmp_path: Path) -> None:
+    db = str(tmp_path / "runs.sqlite")
+    code, _ = run_json(
+        "run",
+        "g",
+        "--scenario",
+        str(instant_demo(tmp_path)),
+        "--approve",
+        "--db",
+        db,
+        "--thread",
+        "rj",
+        cwd=tmp_path,
+    )
+    assert code == PAUSED
+    code, events = run_json("approve", "rj", "--reject", "too costly", "--db", db, cwd=tmp_path)
+    assert code == 1
+    assert of_kind(events, "result")[0]["reason"] == "plan rejected: too costly"
+    code, resumed = run_json("resume", "rj", "--db", db, cwd=tmp_path)
+    # Resuming a finished run runs nothing and reports its outcome again (rejected: exit 1).
+    assert code == 1 and not of_kind(resumed, "step_started")
+
+
+def test_runs_shows_a_paused_run_as_paused(tmp_path: Path) -> None:
+    db = str(tmp_path / "runs.sqlite")
+    run_json(
+        "run",
+        "g",
+        "--scenario",
+        str(instant_demo(tmp_path)),
+        "--approve",
+        "--db",
+        db,
+        "--thread",
+        "p",
+        cwd=tmp_path,
+    )
+    out = subprocess.run(
+        cli("runs", "--db", db, "--json"),
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    [run] = json.loads(out.stdout)
+    assert (run["thread_id"], run["status"]) == ("p", "paused")
+    resume = subprocess.run(
+        cli("resume", "p", "--db", db),
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert resume.returncode == 4 and "planexec approve p" in resume.stderr.replace("\n", " ")

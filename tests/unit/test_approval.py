@@ -1,0 +1,125 @@
+"""A person approves, edits or rejects the plan: the approval node and its LangGraph interrupt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.store.memory import InMemoryStore
+from langgraph.types import Command
+
+from app.context import Context
+from graphs.plan_execute import build_graph
+from tests.scripted_runs import write_scenario
+
+SCRIPT = {
+    "name": "unit_approval",
+    "goal": "g",
+    "tools": [],
+    "planner": {
+        "steps": [
+            {"id": "s1", "description": "first"},
+            {"id": "s2", "description": "second", "depends_on": ["s1"]},
+        ]
+    },
+    "executor": {
+        "s1": [{"content": "one"}],
+        "s2": [{"content": "two"}],
+        "s3": [{"content": "three"}],
+    },
+    "replanner": [{"action": "finish", "reason": "done", "response": "all done"}],
+}
+
+
+class Paused:
+    """A graph run with approval on, answered one call at a time."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        spec = f"scripted:{write_scenario(tmp_path, SCRIPT)}"
+        self.ctx = Context(
+            planner_model=spec,
+            executor_model=spec,
+            replanner_model=spec,
+            tools=[],
+            approve_plan=True,
+        )
+        self.graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+        self.config = {"configurable": {"thread_id": "t"}}
+        self.events: list[dict[str, Any]] = []
+        self._go({"goal": "g"})
+
+    def _go(self, graph_input: Any) -> None:
+        self.events += [
+            e
+            for _, e in self.graph.stream(
+                graph_input, self.config, context=self.ctx, stream_mode=["custom"]
+            )
+        ]
+
+    def answer(self, answer: Any) -> None:
+        self._go(Command(resume=answer))
+
+    @property
+    def request(self) -> dict[str, Any] | None:
+        interrupts = self.graph.get_state(self.config).interrupts
+        return interrupts[0].value if interrupts else None
+
+    @property
+    def values(self) -> dict[str, Any]:
+        return self.graph.get_state(self.config).values
+
+    def started(self) -> list[str]:
+        return [e["step_id"] for e in self.events if e["event"] == "step_started"]
+
+
+def test_the_run_pauses_before_any_step_and_approve_runs_the_plan(tmp_path: Path) -> None:
+    run = Paused(tmp_path)
+    assert run.request is not None and run.request["kind"] == "plan_approval"
+    assert [s["id"] for s in run.request["steps"]] == ["s1", "s2"]
+    assert run.started() == []
+    assert [e["event"] for e in run.events][-1] == "paused"
+
+    run.answer({"action": "approve"})
+
+    assert run.request is None
+    assert run.values["status"] == "done" and run.started() == ["s1", "s2"]
+
+
+def test_an_edit_replaces_the_plan(tmp_path: Path) -> None:
+    run = Paused(tmp_path)
+    edit = [
+        {"id": "s1", "description": "first"},
+        {"id": "s3", "description": "third", "depends_on": ["s1"]},
+    ]
+    run.answer({"action": "edit", "steps": edit})
+
+    assert run.values["status"] == "done"
+    assert run.started() == ["s1", "s3"], "the replaced step s2 must not run"
+    assert [h["action"] for h in run.values["history"]] == ["edited", "finish"]
+
+
+def test_an_invalid_edit_or_answer_is_refused_and_the_run_stays_paused(tmp_path: Path) -> None:
+    run = Paused(tmp_path)
+
+    run.answer({"action": "edit", "steps": [{"id": "x", "description": "d", "depends_on": ["y"]}]})
+    assert "unknown step 'y'" in run.request["error"]
+    run.answer({"action": "edit", "steps": [{"description": "no id"}]})
+    assert "do not match the step format" in run.request["error"]
+    run.answer("maybe")
+    assert "unknown answer 'maybe'" in run.request["error"]
+
+    assert [s["id"] for s in run.values["plan"]] == ["s1", "s2"], "nothing changed"
+    assert run.started() == []
+    run.answer({"action": "approve"})
+    assert run.values["status"] == "done"
+
+
+def test_reject_ends_the_run_with_the_reason(tmp_path: Path) -> None:
+    run = Paused(tmp_path)
+    run.answer({"action": "reject", "reason": "not now"})
+
+    assert run.values["status"] == "rejected"
+    assert run.values["reason"] == "plan rejected: not now"
+    assert run.started() == []
+    assert run.events[-1]["event"] == "finished" and run.events[-1]["status"] == "rejected"
