@@ -1,0 +1,77 @@
+"""The CLI's live view, driven by progress events."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from app.view import LiveView, usage_table
+
+
+def rendered(view: LiveView) -> str:
+    console = Console(record=True, width=140)
+    console.print(view._render())
+    return console.export_text()
+
+
+def test_live_view_shows_parallel_steps_running_at_once() -> None:
+    view = LiveView(Console(width=140))
+    steps = [
+        {"id": "a", "description": "first", "depends_on": []},
+        {"id": "b", "description": "second", "depends_on": []},
+        {"id": "c", "description": "third", "depends_on": ["a", "b"]},
+    ]
+    view.handle({"event": "plan", "steps": steps})
+    view.handle({"event": "step_started", "step_id": "a"})
+    view.handle({"event": "step_started", "step_id": "b"})
+
+    text = rendered(view)
+    assert "2 step(s) running" in text
+    assert text.count("running") == 3  # a, b, and the summary line
+
+    view.handle({"event": "step_finished", "step_id": "a", "status": "done", "result": "A!"})
+    view.handle(
+        {
+            "event": "step_finished",
+            "step_id": "b",
+            "status": "done",
+            "result": "",
+            "surprise": "no rows",
+        }
+    )
+    view.handle(
+        {
+            "event": "replanned",
+            "replans": 1,
+            "reason": "rows missing",
+            "steps": [{"id": "d", "description": "fourth", "depends_on": ["a"]}],
+        }
+    )
+    text = rendered(view)
+    assert "running" not in text
+    assert "replan 1: rows missing" in text
+    assert "fourth" in text and "third" not in text  # the revision replaced c
+    assert "A!" in text  # completed steps stay in the table
+
+
+def test_usage_table_says_unknown_price_rather_than_zero() -> None:
+    usage = {
+        "planner": {
+            "calls": 1,
+            "input_tokens": 1000,
+            "output_tokens": 10,
+            "cost_usd": 0.0026,
+            "model": "gpt-4o",
+        },
+        "executor": {
+            "calls": 3,
+            "input_tokens": 900,
+            "output_tokens": 30,
+            "cost_usd": None,
+            "model": "my-local-model",
+        },
+    }
+    console = Console(record=True, width=140)
+    console.print(usage_table(usage, {"planner": "openai:gpt-4o", "executor": "openai:local"}))
+    text = console.export_text()
+    assert "$0.0026" in text
+    assert text.count("unknown price") == 2  # the executor, and therefore the total
