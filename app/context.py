@@ -71,6 +71,13 @@ class Context:
         metadata={"description": "SQLite file the read-only sql_query tool reads."},
     )
 
+    @classmethod
+    def every_role(cls, model: str, **values: Any) -> Context:
+        """A Context whose planner, executor and replanner are all `model` (e.g. one
+        'scripted:...' scenario playing every role)."""
+        roles = {f"{role}_model": model for role in ("planner", "executor", "replanner")}
+        return cls(**{**roles, **values})
+
     def __post_init__(self) -> None:
         for f in fields(self):
             env_value = os.environ.get(f"PLANEXEC_{f.name.upper()}")

@@ -32,12 +32,8 @@ def demo_context(workspace: Path, scenario: str = DEMO_SCENARIO, **overrides: ob
     db = prepare_workspace(workspace)
     spec = f"scripted:{scenario}"
     values: dict = {
-        "planner_model": spec,
-        "executor_model": spec,
-        "replanner_model": spec,
         "tools": list(load_scenario(scenario).tools),
         "workspace": str(workspace),
         "sql_database": str(db),
     }
-    values.update(overrides)
-    return Context(**values)
+    return Context.every_role(spec, **{**values, **overrides})

@@ -52,7 +52,7 @@ from app.scripted import (
     ask_of,
     play,
 )
-from app.tokens import count_messages, count_reply
+from app.tokens import usage_metadata
 
 # The reply "bad JSON" mode sends: valid JSON that matches neither Plan nor ReplanDecision.
 BAD_JSON_ARGS: dict[str, Any] = {"steps": "oops"}
@@ -468,13 +468,7 @@ def reply_to(scenario: str, call: ChatCall) -> AIMessage:
     tools = play_tools(call)
     reply = play(scenario, seen, tools, meta=None)
     if len(seen) != len(call.messages):
-        prompt = count_messages(call.messages, tools)
-        completion_tokens = count_reply(reply)
-        reply.usage_metadata = {
-            "input_tokens": prompt,
-            "output_tokens": completion_tokens,
-            "total_tokens": prompt + completion_tokens,
-        }
+        reply.usage_metadata = usage_metadata(call.messages, tools, reply)
     return reply
 
 
@@ -499,13 +493,7 @@ def bad_json_reply(call: ChatCall) -> AIMessage:
         )
     else:
         reply = AIMessage(content=BAD_JSON)
-    prompt = count_messages(call.messages, play_tools(call))
-    completion_tokens = count_reply(reply)
-    reply.usage_metadata = {
-        "input_tokens": prompt,
-        "output_tokens": completion_tokens,
-        "total_tokens": prompt + completion_tokens,
-    }
+    reply.usage_metadata = usage_metadata(call.messages, play_tools(call), reply)
     return reply
 
 

@@ -21,7 +21,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from app.scenarios import ExecutorTurn, Scenario, load_scenario, pick_attempt
-from app.tokens import count_messages, count_reply
+from app.tokens import usage_metadata
 
 
 class ScriptError(RuntimeError):
@@ -115,13 +115,7 @@ def play(
     reply, latency = _reply(script, role, meta, turn, list(tools), list(messages))
     if latency:
         time.sleep(latency)
-    input_tokens = count_messages(messages, tools)
-    output_tokens = count_reply(reply)
-    reply.usage_metadata = {
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "total_tokens": input_tokens + output_tokens,
-    }
+    reply.usage_metadata = usage_metadata(messages, tools, reply)
     reply.response_metadata = {
         "model_name": script.stands_for.get(role, ""),
         "scenario": script.name,

@@ -62,6 +62,19 @@ def count_messages(messages: Sequence[BaseMessage], tools: Sequence[dict] | None
     return total
 
 
+def usage_metadata(
+    messages: Sequence[BaseMessage], tools: Sequence[dict] | None, reply: AIMessage
+) -> dict[str, int]:
+    """LangChain `usage_metadata` for `reply` to a request of `messages` and `tools`."""
+    input_tokens = count_messages(messages, tools)
+    output_tokens = count_reply(reply)
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+    }
+
+
 def count_reply(message: AIMessage) -> int:
     """Completion tokens for a reply: its text and its tool calls."""
     return count_text(_content_text(message.content)) + count_text(_tool_calls_text(message))

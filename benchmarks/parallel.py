@@ -114,10 +114,8 @@ def superstep_bound(shape: Shape) -> float:
 
 def run_once(path: Path, db: str, concurrency: int, n_steps: int) -> float:
     spec = f"scripted:{path}"
-    ctx = Context(
-        planner_model=spec,
-        executor_model=spec,
-        replanner_model=spec,
+    ctx = Context.every_role(
+        spec,
         tools=["calculator"],
         max_concurrency=concurrency,
         max_steps=max(12, n_steps),

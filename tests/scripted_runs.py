@@ -94,13 +94,7 @@ def run_scenario(
     """Play `scenario` with all three roles through the compiled graph, to the end."""
     spec = f"scripted:{scenario}"
     context.setdefault("tools", json.loads(scenario.read_text())["tools"])
-    ctx = Context(
-        planner_model=spec,
-        executor_model=spec,
-        replanner_model=spec,
-        workspace=str(tmp_path / "ws"),
-        **context,
-    )
+    ctx = Context.every_role(spec, workspace=str(tmp_path / "ws"), **context)
     graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
     log = PromptLog()
     config = {"configurable": {"thread_id": "t1"}, "callbacks": [log]}

@@ -37,13 +37,7 @@ class Paused:
 
     def __init__(self, tmp_path: Path) -> None:
         spec = f"scripted:{write_scenario(tmp_path, SCRIPT)}"
-        self.ctx = Context(
-            planner_model=spec,
-            executor_model=spec,
-            replanner_model=spec,
-            tools=[],
-            approve_plan=True,
-        )
+        self.ctx = Context.every_role(spec, tools=[], approve_plan=True)
         self.graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
         self.config = {"configurable": {"thread_id": "t"}}
         self.events: list[dict[str, Any]] = []

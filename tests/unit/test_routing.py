@@ -465,13 +465,7 @@ def test_a_second_goal_on_a_finished_thread_starts_a_fresh_run(tmp_path: Path) -
     )
     path.write_text(json.dumps(script), encoding="utf-8")
     spec = f"scripted:{path}"
-    ctx = Context(
-        planner_model=spec,
-        executor_model=spec,
-        replanner_model=spec,
-        tools=["calculator"],
-        workspace=str(tmp_path / "ws"),
-    )
+    ctx = Context.every_role(spec, tools=["calculator"], workspace=str(tmp_path / "ws"))
     graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
     config = {"configurable": {"thread_id": "studio-thread"}}
 

@@ -230,7 +230,7 @@ def test_usage_of_answered_attempts_is_kept_when_a_retry_fails(tmp_path: Path, r
     path = tmp_path / "unit_usage_retry.json"
     path.write_text(json.dumps(script), encoding="utf-8")
     spec = f"scripted:{path}"
-    ctx = Context(planner_model=spec, executor_model=spec, replanner_model=spec, tools=[])
+    ctx = Context.every_role(spec, tools=[])
     graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
 
     state = graph.invoke({"goal": "g"}, config={"configurable": {"thread_id": "t"}}, context=ctx)
