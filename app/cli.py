@@ -11,8 +11,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import sqlite3
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +34,7 @@ from app.scenarios import ScenarioError, load_scenario, scenario_path
 from app.serve_command import register as register_serve_command
 from app.view import LiveView, print_outcome, steps_table
 from app.worker import RunBusy, holding_run
+from graphs.scheduler import STOP_LAUNCHING
 from graphs.state import DONE, REPLAN_LIMIT
 
 EXIT_DONE, EXIT_FAILED, EXIT_LIMIT, EXIT_CONFIG, EXIT_PAUSED, EXIT_INTERRUPTED = 0, 1, 3, 4, 5, 130
@@ -74,14 +78,16 @@ def _drive(
     With `ask`, a run that pauses for plan approval is answered at the terminal and continued.
     """
     try:
-        state = _stream(persistence, thread_id, as_json, action)
+        with _ctrl_c_finishes_steps_in_flight():
+            state = _stream(persistence, thread_id, as_json, action)
         while state.get("status") == runner.PAUSED and ask and not as_json:
             answer = _ask_approval(state["approval_request"])
 
             def answered(on_event: Any, answer: dict = answer) -> dict:
                 return runner.answer_approval(persistence, thread_id, answer, on_event)
 
-            state = _stream(persistence, thread_id, as_json, answered)
+            with _ctrl_c_finishes_steps_in_flight():
+                state = _stream(persistence, thread_id, as_json, answered)
     except (sqlite3.Error, psycopg.Error) as exc:
         err_console.print(
             f"[red]database error during the run:[/red] {exc}\nThe last checkpoint is kept; "
@@ -89,10 +95,9 @@ def _drive(
         )
         return EXIT_FAILED
     except KeyboardInterrupt:
-        err_console.print(f"\ninterrupted. Continue with: planexec resume {thread_id}")
+        err_console.print(f"interrupted. Continue with: planexec resume {thread_id}")
         sys.stdout.flush()
-        # Steps in flight run in threads; do not wait for them. Checkpoint and journal are
-        # consistent, so resume picks up from here.
+        # Nothing is left to wait for: the steps in flight finished and were journaled.
         os._exit(EXIT_INTERRUPTED)
     state["context"] = runner.run_record(persistence, thread_id).get("context", {})
     if as_json:
@@ -108,6 +113,28 @@ def _drive(
     else:
         print_outcome(console, state)
     return _exit_code(state)
+
+
+@contextmanager
+def _ctrl_c_finishes_steps_in_flight() -> Iterator[None]:
+    """The first Ctrl-C starts no new step and stops the run once the steps in flight have
+    finished (their work is paid for, and journaled); a second one quits at once."""
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if STOP_LAUNCHING.is_set():
+            err_console.print("\nquitting now; the steps in flight will run again on resume")
+            os._exit(EXIT_INTERRUPTED)
+        STOP_LAUNCHING.set()
+        err_console.print("\nstopping once the steps in flight finish (Ctrl-C again: quit now)")
+        raise KeyboardInterrupt
+
+    STOP_LAUNCHING.clear()
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        STOP_LAUNCHING.clear()
 
 
 def _stream(persistence: Persistence, thread_id: str, as_json: bool, action: Any) -> dict:
@@ -394,7 +421,14 @@ def worker(
         with open_persistence(db) as persistence:
             if not as_json:
                 console.print(f"worker {os.getpid()} on {persistence.shown}")
-            done = work(persistence, on_event=on_event, idle_exit=idle_exit, max_runs=max_runs)
+            try:
+                with _ctrl_c_finishes_steps_in_flight():
+                    done = work(
+                        persistence, on_event=on_event, idle_exit=idle_exit, max_runs=max_runs
+                    )
+            except KeyboardInterrupt:
+                err_console.print("worker stopped; its run is free for another worker or resume")
+                return EXIT_INTERRUPTED
         summary = {"event": "worker_done", "pid": os.getpid(), "runs": done}
         print(json.dumps(summary) if as_json else f"worker finished {len(done)} run(s)")
         return EXIT_DONE

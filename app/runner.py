@@ -92,7 +92,9 @@ def resume_run(
     snapshot = graph.get_state(_config(thread_id))
     if not snapshot.values:  # killed before the first checkpoint: start over
         return _drive(graph, {"goal": record["goal"]}, thread_id, ctx, on_event)
-    if not snapshot.next:  # already finished
+    # Finished is a status, not an empty `next`: a node that completed just before the process
+    # stopped leaves its writes pending, `next` empty, and the run still to continue.
+    if snapshot.values.get("status") in FINAL:
         return dict(snapshot.values)
     if snapshot.interrupts:
         raise RunPaused(f"run {thread_id!r} is paused for plan approval; answer it first")
@@ -188,7 +190,7 @@ def run_state(persistence: Persistence, thread_id: str) -> dict[str, Any]:
     state["results"] = results
     if not snapshot.values:
         state["status"] = "queued"  # recorded (planexec run --queue) but not started
-    elif snapshot.next and state.get("status", RUNNING) == RUNNING:
+    elif state.get("status", RUNNING) == RUNNING:
         state["status"] = "interrupted"  # or running right now in another process
     state.setdefault("status", RUNNING)
     return state

@@ -31,8 +31,11 @@ from graphs.state import FAILED, InputState, State
 from tools import TOOL_NAMES
 
 
-def _stop_if_failed(state: State) -> str:
-    return END if state.get("status") == FAILED else "next"
+def _after_executor(state: State) -> str:
+    if state.get("status") == FAILED:
+        return END
+    # A batch cut short by Ctrl-C is not news for the replanner: run the remaining steps.
+    return "executor" if state.get("batch_cut") else "replanner"
 
 
 def _after_planner(state: State) -> str:
@@ -63,7 +66,11 @@ def build_graph(
     builder.add_conditional_edges(
         "planner", _after_planner, {"approval": "approval", "executor": "executor", END: END}
     )
-    builder.add_conditional_edges("executor", _stop_if_failed, {"next": "replanner", END: END})
+    builder.add_conditional_edges(
+        "executor",
+        _after_executor,
+        {"executor": "executor", "replanner": "replanner", END: END},
+    )
     return builder.compile(checkpointer=checkpointer, store=store, name="planexec")
 
 

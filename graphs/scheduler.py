@@ -13,6 +13,7 @@ in flight finish (their work is paid for), then the replanner sees all results a
 from __future__ import annotations
 
 import contextvars
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -30,6 +31,10 @@ from graphs.executor import StepOutcome, run_step
 from graphs.journal import StepJournal
 from graphs.state import DONE, FAILED, State, is_done, ready_steps
 from tools import ToolSettings, build_tools
+
+# Set by the CLI on Ctrl-C: start no new step; the steps in flight finish and are journaled, the
+# node returns, and the run stops at that checkpoint. Process-wide, like the signal behind it.
+STOP_LAUNCHING = threading.Event()
 
 
 def make_execute(extra_tools: Sequence[BaseTool] = ()) -> Callable[..., dict[str, Any]]:
@@ -69,7 +74,11 @@ def _execute(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
             faults=faults.get(step["id"]),
         )
     )
-    update: dict[str, Any] = {"results": batch.new_results, "usage": batch.usage}
+    update: dict[str, Any] = {
+        "results": batch.new_results,
+        "usage": batch.usage,
+        "batch_cut": batch.cut,
+    }
     if batch.fatal:
         events.emit(runtime.stream_writer, events.FINISHED, status=FAILED, reason=batch.fatal)
         update.update(status=FAILED, reason=batch.fatal)
@@ -98,6 +107,7 @@ class _Batch:
         self.usage: dict[str, dict[str, Any]] = {}
         self.fatal = ""
         self.stop_new = False
+        self.cut = False  # stopped by STOP_LAUNCHING, not by the plan: the executor goes on later
         # Steps this visit may complete before a periodic review (Context.replan_every).
         done_now = sum(is_done(s["id"], self.results) for s in self.plan)
         since_review = done_now - state.get("reviewed_done", 0)
@@ -129,6 +139,8 @@ class _Batch:
 
     def _launch(self, pool: ThreadPoolExecutor, in_flight: dict, slots: int, work: Any) -> None:
         """Start each ready step a slot is free for; take journaled results rather than rerun."""
+        if STOP_LAUNCHING.is_set() and not self.stop_new:
+            self.cut = self.stop_new = True
         progressed = True
         while progressed and not self.stop_new:
             progressed = False

@@ -66,6 +66,9 @@ class State(TypedDict, total=False):
     """Plan revisions made so far (capped by Context.max_replans)."""
     replanner_calls: int
     """Times the replanner was asked, whatever it decided."""
+    batch_cut: bool
+    """The executor stopped starting steps on request (Ctrl-C), not for the replanner: the
+    run goes back to the executor when it resumes."""
     reviewed_done: int
     """Completed steps when the replanner last looked (for Context.replan_every)."""
     reviewed_at: float

@@ -1,0 +1,72 @@
+"""Ctrl-C (SIGINT) on a real `planexec run`: the steps in flight finish, no new step starts, the
+process exits 130, and `planexec resume` runs only what is left."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import SCENARIOS, clean_env, cli, finished_ids, run_json, started_ids
+
+pytestmark = pytest.mark.integration
+
+
+def test_ctrl_c_lets_steps_in_flight_finish_and_resume_runs_the_rest(tmp_path: Path) -> None:
+    db = str(tmp_path / "runs.sqlite")
+    args = (
+        "run",
+        "go",
+        "--scenario",
+        str(SCENARIOS / "fanout.json"),
+        "--workspace",
+        str(tmp_path / "ws"),
+        "--db",
+        db,
+        "--thread",
+        "cc",
+        "--json",
+    )
+    proc = subprocess.Popen(
+        cli(*args),
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    events: list[dict] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        events.append(json.loads(line))
+        # fast, after_fast and medium are done; slow (1.5 s a turn) is in flight; join waits.
+        if {"fast", "after_fast", "medium"} <= set(finished_ids(events)):
+            break
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+
+    assert proc.returncode == 130, stderr
+    assert "stopping once the steps in flight finish" in stderr
+    assert "Traceback" not in stderr
+    shown = subprocess.run(
+        cli("show", "cc", "--db", db, "--json"),
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    state = json.loads(shown.stdout)
+    assert state["status"] == "interrupted"
+    assert state["results"]["slow"]["status"] == "done", "the step in flight was let finish"
+    assert "join" not in state["results"], "no new step starts after Ctrl-C"
+
+    code, resumed = run_json("resume", "cc", "--db", db, cwd=tmp_path)
+
+    assert code == 0
+    assert started_ids(resumed) == ["join"]
+    log = (tmp_path / "ws" / "log.txt").read_text().split()
+    assert sorted(log) == ["after_fast", "fast", "join", "medium", "slow"], "each step ran once"
