@@ -109,15 +109,16 @@ class LiveView:
 def usage_table(usage: dict[str, dict[str, Any]], models: dict[str, str]) -> Table:
     """Calls, tokens and cost per role, and the total."""
     table = Table(title=f"usage (prices as of {PRICES_AS_OF})")
-    for column in ("role", "model", "calls", "input tokens", "output tokens", "cost (USD)"):
-        table.add_column(column, justify="right" if column != "role" else "left")
+    for column in ("role", "model", "calls", "tokens in", "tokens out", "cost USD"):
+        table.add_column(column, justify="left" if column in ("role", "model") else "right")
+    priced_as = []
     for role in ROLES:
         totals = usage.get(role)
         if not totals:
             continue
         model = models.get(role) or totals.get("model", "")
         if model.startswith("scripted:") and totals.get("model"):
-            model += f" (priced as {totals['model']})"
+            priced_as.append(f"{role} as {totals['model']}")
         table.add_row(
             role,
             model,
@@ -136,6 +137,8 @@ def usage_table(usage: dict[str, dict[str, Any]], models: dict[str, str]) -> Tab
         _money(total["cost_usd"]),
         style="bold",
     )
+    if priced_as:  # scripted calls are priced as the models their scenario stands for
+        table.caption = "scripted calls priced as: " + ", ".join(priced_as)
     return table
 
 
