@@ -27,7 +27,7 @@ from rich.table import Table
 
 from app import runner
 from app.context import Context, restore_context
-from app.demo import DEMO_SCENARIO, demo_context
+from app.demo import DEMO_SCENARIO, DEMO_WORKSPACE, demo_context, prepare_workspace
 from app.models import ModelConfigError
 from app.persistence import DatabaseURLError, Persistence, open_persistence
 from app.scenarios import ScenarioError, load_scenario, scenario_path
@@ -81,7 +81,14 @@ def _drive(
         with _ctrl_c_finishes_steps_in_flight():
             state = _stream(persistence, thread_id, as_json, action)
         while state.get("status") == runner.PAUSED and ask and not as_json:
-            answer = _ask_approval(state["approval_request"])
+            try:
+                answer = _ask_approval(state["approval_request"])
+            except (typer.Abort, EOFError, KeyboardInterrupt):  # Ctrl-C or no input at the prompt
+                err_console.print(
+                    f"\nstill paused. Answer with: planexec approve {thread_id} "
+                    "[--edit FILE | --reject REASON]"
+                )
+                return EXIT_PAUSED
 
             def answered(on_event: Any, answer: dict = answer) -> dict:
                 return runner.answer_approval(persistence, thread_id, answer, on_event)
@@ -92,6 +99,14 @@ def _drive(
         err_console.print(
             f"[red]database error during the run:[/red] {exc}\nThe last checkpoint is kept; "
             f"continue with: planexec resume {thread_id}"
+        )
+        return EXIT_FAILED
+    except (runner.RunNotFound, runner.RunPaused, ModelConfigError):
+        raise  # nothing ran: reported by _guarded with exit code 4
+    except Exception as exc:  # a bug or an unexpected error mid-run: say so, keep the run
+        err_console.print(
+            f"[red]the run stopped on an unexpected error:[/red] {type(exc).__name__}: {exc}\n"
+            f"The last checkpoint is kept; continue with: planexec resume {thread_id}"
         )
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -265,7 +280,12 @@ def run(
             for role in ("planner_model", "executor_model", "replanner_model"):
                 overrides[role] = overrides[role] or spec
             overrides["tools"] = overrides["tools"] or list(load_scenario(scenario).tools) or None
-        ctx = Context(**{k: v for k, v in overrides.items() if v is not None})
+            if scenario == DEMO_SCENARIO and not sql_database:
+                # The demo's script queries the demo database: give it one, as `demo` does.
+                demo_ws = Path(workspace or DEMO_WORKSPACE).resolve()
+                overrides["workspace"] = str(demo_ws)
+                overrides["sql_database"] = str(prepare_workspace(demo_ws))
+        ctx = Context.of(**{k: v for k, v in overrides.items() if v is not None})
         return _start(goal, ctx, thread, db, as_json, queue)
 
     raise typer.Exit(_guarded(go))
@@ -276,7 +296,7 @@ def demo(
     thread: ThreadOption = None,
     db: DbOption = None,
     workspace: Annotated[Path, typer.Option(help="Where the demo database and report go.")] = Path(
-        ".planexec/demo"
+        DEMO_WORKSPACE
     ),
     max_concurrency: Annotated[int | None, typer.Option(min=1)] = None,
     as_json: JsonOption = False,
@@ -378,14 +398,17 @@ def approve_cmd(
     """Answer a run paused for plan approval (approve by default), then continue it."""
 
     def go() -> int:
-        if edit and reject:
+        if edit is not None and reject is not None:
             raise ValueError("give --edit or --reject, not both")
         answer: dict[str, Any] = {"action": "approve"}
-        if reject:
+        if reject is not None:
             answer = {"action": "reject", "reason": reject}
         elif edit:
             answer = {"action": "edit", "steps": load_steps_file(edit)}
         with open_persistence(db) as persistence, holding_run(persistence, thread_id):
+            status = runner.run_state(persistence, thread_id)["status"]
+            if status != runner.PAUSED:
+                raise ValueError(f"run {thread_id!r} is not waiting for approval ({status})")
             return _drive(
                 persistence,
                 thread_id,

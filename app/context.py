@@ -72,11 +72,26 @@ class Context:
     )
 
     @classmethod
+    def of(cls, **explicit: Any) -> Context:
+        """`explicit` values exactly as given, the environment filling only the rest.
+
+        `Context(max_concurrency=4)` cannot tell 4 from "left at the default", so a
+        PLANEXEC_MAX_CONCURRENCY would win over it; values set here always win."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(explicit) - names)
+        if unknown:
+            raise TypeError(f"unknown Context field(s): {', '.join(unknown)}")
+        ctx = cls()
+        for name, value in explicit.items():
+            setattr(ctx, name, value)
+        return ctx
+
+    @classmethod
     def every_role(cls, model: str, **values: Any) -> Context:
         """A Context whose planner, executor and replanner are all `model` (e.g. one
         'scripted:...' scenario playing every role)."""
         roles = {f"{role}_model": model for role in ("planner", "executor", "replanner")}
-        return cls(**{**roles, **values})
+        return cls.of(**{**roles, **values})
 
     def __post_init__(self) -> None:
         for f in fields(self):

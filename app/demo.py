@@ -10,6 +10,7 @@ from app.scenarios import load_scenario
 
 DATA_DIR = Path(__file__).parent / "data"
 DEMO_SCENARIO = "demo"
+DEMO_WORKSPACE = ".planexec/demo"
 
 
 def prepare_workspace(workspace: Path) -> Path:

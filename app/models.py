@@ -33,13 +33,23 @@ def check_model(spec: str) -> None:
             load_scenario(name)
         except ScenarioError as exc:
             raise ModelConfigError(str(exc)) from exc
-    elif provider == "openai":
-        if not os.environ.get("OPENAI_API_KEY") and not os.environ.get("OPENAI_BASE_URL"):
-            raise ModelConfigError(
-                f"model {spec!r} needs OPENAI_API_KEY (or OPENAI_BASE_URL for an "
-                "OpenAI-compatible endpoint such as Ollama or vLLM). "
-                "`planexec demo` runs offline with scripted models."
-            )
+        return
+    if provider == "openai" and not (
+        os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL")
+    ):
+        raise ModelConfigError(
+            f"model {spec!r} needs OPENAI_API_KEY (or OPENAI_BASE_URL for an "
+            "OpenAI-compatible endpoint such as Ollama or vLLM). "
+            "`planexec demo` runs offline with scripted models."
+        )
+    # Building the client sends nothing; it fails on a missing package or key, which is what
+    # must be found before a run starts, not in its first model call.
+    try:
+        _load(spec, os.environ.get("OPENAI_BASE_URL", ""))
+    except ModelConfigError:
+        raise
+    except Exception as exc:
+        raise ModelConfigError(f"cannot use model {spec!r}: {exc}") from exc
 
 
 def describe_model_error(exc: BaseException) -> str:

@@ -135,9 +135,5 @@ def _take_setup_turn(conn: Any) -> None:
 def redact(url: str) -> str:
     """`url` without its password (in the user part or a password= query parameter)."""
     url = re.sub(r"(?i)(password=)[^&]*", r"\1***", url)
-    if "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]:
-        scheme, rest = url.split("://", 1)
-        userinfo, host = rest.split("@", 1)
-        if ":" in userinfo:
-            return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
-    return url
+    # Up to the last '@': a password may itself hold '@', '/' or ':'.
+    return re.sub(r"(?i)^([a-z][a-z0-9+.-]*://[^:/@]*):.*@", r"\1:***@", url)

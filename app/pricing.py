@@ -1,13 +1,14 @@
 """One price table for every cost figure planexec reports.
 
 Prices are USD per million tokens (input, output), list prices for standard (non-batch,
-non-cached) API use, copied from OpenAI's public API pricing page as of 2025-06-01. A model that
-is not here has cost None, never 0: an unknown price must not look free.
+non-cached) API use, from OpenAI's public API pricing page as they stood in mid-June 2025 (o3
+after its 2025-06-10 price cut). Not re-checked since: update the table and the date together. A
+model that is not here has cost None, never 0: an unknown price must not look free.
 """
 
 from __future__ import annotations
 
-PRICES_AS_OF = "2025-06-01"
+PRICES_AS_OF = "2025-06-15"
 PRICES_SOURCE = "OpenAI API pricing page (standard tier, per 1M tokens)"
 
 # model name -> (input USD per 1M tokens, output USD per 1M tokens)

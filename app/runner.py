@@ -110,6 +110,8 @@ def answer_approval(
     """Resume a paused run with a person's answer: approve, edit (steps) or reject (reason)."""
     record = run_record(persistence, thread_id)
     ctx = restore_context(record["context"])
+    if answer.get("action") != "reject":  # rejecting runs nothing; anything else runs models,
+        check_models(ctx)  # and a run continued without its keys would fail for good
     graph = build_graph(checkpointer=persistence.checkpointer, store=persistence.store)
     if not graph.get_state(_config(thread_id)).interrupts:
         raise ValueError(f"run {thread_id!r} is not waiting for approval")

@@ -13,6 +13,9 @@ from langchain_core.messages import AIMessage
 from app.pricing import cost_usd
 
 ROLES = ("planner", "executor", "replanner")
+# A reducer update holding this key replaces the old value instead of adding to it: a new run on
+# a thread that held one before starts from zero (graphs/state.py uses it too).
+RESET_KEY = "__reset__"
 
 
 def usage_of_call(role: str, message: AIMessage, model: str) -> dict[str, dict[str, Any]]:
@@ -44,8 +47,8 @@ def merge_usage(
 ) -> dict[str, dict[str, Any]]:
     """Reducer: add `right`'s per-role totals to `left`'s. A `right` holding the key
     "__reset__" replaces `left` instead (a new run on a thread starts from zero)."""
-    if right and "__reset__" in right:
-        left, right = {}, {k: v for k, v in right.items() if k != "__reset__"}
+    if right and RESET_KEY in right:
+        left, right = {}, {k: v for k, v in right.items() if k != RESET_KEY}
     merged = {role: dict(totals) for role, totals in (left or {}).items()}
     for role, add in (right or {}).items():
         if role not in merged:

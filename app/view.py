@@ -167,7 +167,10 @@ def steps_table(state: dict[str, Any]) -> Table:
     listed = set()
     for step in state.get("plan", []):
         listed.add(step["id"])
-        table.add_row(*_step_row(step, results.get(step["id"])))
+        result = results.get(step["id"])
+        if result and result.get("attempts", 0) < step.get("attempt", 1):
+            result = {**result, "status": f"pending (attempt {step['attempt']})"}
+        table.add_row(*_step_row(step, result))
     for step_id, result in results.items():  # steps a revision dropped (e.g. failed ones)
         if step_id not in listed:
             table.add_row(*_step_row({"id": step_id, **result}, result, dropped=True))

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from app.context import Context, resolve_context
 from graphs import events
-from graphs.planner import plan_step_dicts
+from graphs.planner import revise_plan
 from graphs.schemas import PlanStep, plan_problems
 from graphs.state import REJECTED, State, is_done, remaining_steps
 
@@ -86,10 +86,8 @@ def _apply(
         problems = plan_problems(steps, max_steps=max_steps, completed=done_ids)
         if problems:
             return None, "the edited plan was refused: " + "; ".join(problems)
-        retried = {s.id: results[s.id]["attempts"] for s in steps if s.id in results}
-        new_steps = plan_step_dicts(steps, retried)
-        kept = [s for s in plan if s["id"] in done_ids]
-        update = {"plan": kept + new_steps, "history": [_entry("edited", steps=new_steps)]}
+        revised, new_steps = revise_plan(plan, results, steps)
+        update = {"plan": revised, "history": [_entry("edited", steps=new_steps)]}
         return Command(goto="executor", update=update), ""
     return None, (
         f"unknown answer {answer!r}: resume with action 'approve', 'edit' (with steps) or "

@@ -114,7 +114,10 @@ class _StepRun:
         name, args, call_id = call["name"], call.get("args", {}), call.get("id") or ""
         if name == flag_surprise.name:
             self.surprise = str(args.get("reason", "")) or "the executor flagged a surprise"
-            return ToolMessage(content=flag_surprise.invoke(args), tool_call_id=call_id, name=name)
+            # .func, not .invoke(args): malformed arguments must not raise out of the step.
+            return ToolMessage(
+                content=flag_surprise.func(self.surprise), tool_call_id=call_id, name=name
+            )
         record: dict[str, Any] = {"name": name, "args": args, "ok": False}
         self.calls.append(record)
         if len(self.calls) > max_tool_calls:
@@ -163,6 +166,12 @@ class _StepRun:
             "started_at": self.started_at,
             "finished_at": time.time(),
         }
+
+
+def crashed(step: dict[str, Any], exc: BaseException) -> StepOutcome:
+    """A step whose code raised (a bug, not model or tool trouble): a failed result, journaled
+    like any other, so the steps beside it keep their results."""
+    return StepOutcome(_StepRun(step, [], {}).finish(FAILED, error=f"the step crashed: {exc!r}"))
 
 
 def _is_empty(answer: ToolMessage) -> bool:

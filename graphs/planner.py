@@ -32,6 +32,17 @@ def plan_step_dicts(plan_steps: list[Any], attempts: dict[str, int] | None = Non
     ]
 
 
+def revise_plan(
+    plan: list[dict], results: dict[str, dict], new_steps: list[Any]
+) -> tuple[list[dict], list[dict]]:
+    """(the revised plan, its new steps): completed steps kept, the rest replaced by
+    `new_steps`; a new step reusing a failed step's id is that step's next attempt."""
+    retried = {s.id: results[s.id]["attempts"] for s in new_steps if s.id in results}
+    fresh = plan_step_dicts(new_steps, retried)
+    kept = [s for s in plan if results.get(s["id"], {}).get("status") == "done"]
+    return kept + fresh, fresh
+
+
 def make_plan(known_tools: set[str]) -> Callable[..., dict[str, Any]]:
     """The planner node; `known_tools` are the names the executor can build (registry and
     build_graph's extra tools), checked before any model is paid for."""

@@ -19,7 +19,7 @@ from langgraph.types import Command
 from app.context import Context, resolve_context
 from app.models import describe_model_error, load_chat_model
 from graphs import events
-from graphs.planner import plan_step_dicts
+from graphs.planner import revise_plan
 from graphs.schemas import ReplanDecision, plan_problems
 from graphs.state import DONE, FAILED, REPLAN_LIMIT, State, is_done, ready_steps, settled
 from graphs.structured import call_structured
@@ -85,9 +85,7 @@ def replan(state: State, runtime: Runtime[Context]) -> Command:
         reason = f"the replanner asked for revision {replans + 1}; max_replans is {ctx.max_replans}"
         bookkeeping["history"] = [entry]
         return _end(runtime, bookkeeping, REPLAN_LIMIT, reason, state)
-    retried = {s.id: results[s.id]["attempts"] for s in decision.steps or [] if s.id in results}
-    new_steps = plan_step_dicts(decision.steps or [], retried)
-    kept = [s for s in plan if s["id"] in done_ids]
+    revised, new_steps = revise_plan(plan, results, decision.steps or [])
     entry["steps"] = new_steps
     events.emit(
         runtime.stream_writer,
@@ -100,7 +98,7 @@ def replan(state: State, runtime: Runtime[Context]) -> Command:
         goto="approval" if ctx.approve_plan else "executor",
         update={
             **bookkeeping,
-            "plan": kept + new_steps,
+            "plan": revised,
             "replans": replans + 1,
             "history": [entry],
         },
@@ -179,5 +177,10 @@ def _why(state: State) -> str:
         elif result.get("surprise"):
             reasons.append(f"step {step['id']} reported a surprise: {result['surprise']}")
     if not ready_steps(plan, results):
-        reasons.append("no step of the plan is left to run")
+        waiting = [s["id"] for s in plan if not settled(s, results)]
+        reasons.append(
+            f"steps {', '.join(waiting)} cannot run: they wait on failed steps"
+            if waiting
+            else "every step of the plan has run"
+        )
     return "; ".join(reasons) or "periodic review of progress"

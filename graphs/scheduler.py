@@ -27,7 +27,7 @@ from app.models import load_chat_model
 from app.scripted import scripted_faults
 from app.usage import merge_usage
 from graphs import events
-from graphs.executor import StepOutcome, run_step
+from graphs.executor import StepOutcome, crashed, run_step
 from graphs.journal import StepJournal
 from graphs.state import DONE, FAILED, State, is_done, ready_steps
 from tools import ToolSettings, build_tools
@@ -74,6 +74,10 @@ def _execute(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
             faults=faults.get(step["id"]),
         )
     )
+    if batch.cut and not batch.new_results:
+        # Stopped before anything ran: fail the node (it writes nothing) rather than loop
+        # executor -> executor; a resume enters the executor again.
+        raise RuntimeError("the run was asked to stop before any step started")
     update: dict[str, Any] = {
         "results": batch.new_results,
         "usage": batch.usage,
@@ -124,7 +128,10 @@ class _Batch:
                 finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in finished:
                     step = in_flight.pop(future)
-                    outcome = future.result()
+                    try:
+                        outcome = future.result()
+                    except Exception as exc:
+                        outcome = crashed(step, exc)
                     self.journal.put(
                         step["id"], step.get("attempt", 1), outcome.result, outcome.usage
                     )
@@ -134,7 +141,8 @@ class _Batch:
                 self._launch(pool, in_flight, slots, work)
             clean = True
         finally:
-            # On Ctrl-C do not wait for steps in flight: the checkpoint and journal are consistent.
+            # Only an exception out of this loop gets here unclean: do not wait for the steps in
+            # flight then (resume runs them again); the checkpoint and journal are consistent.
             pool.shutdown(wait=clean, cancel_futures=not clean)
 
     def _launch(self, pool: ThreadPoolExecutor, in_flight: dict, slots: int, work: Any) -> None:
@@ -183,7 +191,8 @@ class _Batch:
             finished_at=result.get("finished_at"),
         )
         if result["status"] != DONE or result.get("surprise"):
-            self.stop_new = True
+            # News for the replanner, even when Ctrl-C also cut this batch.
+            self.stop_new, self.cut = True, False
         if self.review_after is not None and result["status"] == DONE:
             self.review_after -= 1
             if self.review_after <= 0:

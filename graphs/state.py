@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from typing_extensions import TypedDict  # pydantic needs it before 3.12 (the server's schemas)
 
-from app.usage import merge_usage
+from app.usage import RESET_KEY, merge_usage
 
 # Run statuses. `running` is only ever seen in a checkpoint of an unfinished run.
 DONE = "done"
@@ -23,7 +23,6 @@ RUNNING = "running"
 
 # A new run on a thread that held one before starts from empty accumulators: the planner sends
 # RESET (for dicts) or [RESET] (for lists) through the reducers below.
-RESET_KEY = "__reset__"
 RESET: dict[str, Any] = {RESET_KEY: True}
 
 

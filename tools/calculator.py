@@ -53,7 +53,8 @@ def _round(x: Number, ndigits: Number | None = None) -> Number:
         return round(x)
     if not isinstance(ndigits, int):
         raise _Refused("round's second argument must be a whole number")
-    return round(x, ndigits)
+    # round(5, -10**8) computes 10**10**8 first: cap the digits where the result is 0 anyway.
+    return round(x, max(ndigits, -(MAX_RESULT_DIGITS + 1)))
 
 
 # name -> (function, min args, max args or None for unlimited)

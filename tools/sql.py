@@ -104,6 +104,8 @@ def _connect_read_only(database: Path) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise ToolException(f"sql_query could not open the database '{database}': {exc}.") from None
     conn.set_authorizer(read_only_authorizer)
+    # One short query can ask for gigabytes (randomblob(4e8)); no value may exceed 1 MB.
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1_000_000)
     deadline = time.monotonic() + QUERY_TIMEOUT_S
     # A non-zero return aborts the query ("interrupted"); stops runaway cross joins.
     conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)

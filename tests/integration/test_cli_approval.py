@@ -107,3 +107,61 @@ def test_runs_shows_a_paused_run_as_paused(tmp_path: Path) -> None:
         timeout=60,
     )
     assert resume.returncode == 4 and "planexec approve p" in resume.stderr.replace("\n", " ")
+
+
+def test_approve_without_the_models_key_is_refused_and_the_run_stays_paused(
+    tmp_path: Path,
+) -> None:
+    db = str(tmp_path / "runs.sqlite")
+    with_key = {**clean_env(), "OPENAI_API_KEY": "sk-not-used-the-planner-is-scripted"}
+    start = cli(
+        "run",
+        "g",
+        "--scenario",
+        str(instant_demo(tmp_path)),
+        "--executor-model",
+        "openai:gpt-4o-mini",
+        "--approve",
+        "--db",
+        db,
+        "--thread",
+        "k",
+        "--json",
+    )
+    assert (
+        subprocess.run(
+            start, cwd=tmp_path, env=with_key, capture_output=True, timeout=60
+        ).returncode
+        == PAUSED
+    )
+
+    answer = subprocess.run(
+        cli("approve", "k", "--db", db),
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert answer.returncode == 4
+    assert "OPENAI_API_KEY" in answer.stderr.replace("\n", " ")
+    code, events = run_json("approve", "k", "--reject", "", "--db", db, cwd=tmp_path)
+    assert code == 1, "the run was still paused, so it can still be answered"
+    assert of_kind(events, "result")[0]["status"] == "rejected"
+
+
+def test_run_with_the_demo_scenario_gets_the_demo_database(tmp_path: Path) -> None:
+    code, events = run_json(
+        "run",
+        "any goal",
+        "--scenario",
+        "demo",
+        "--db",
+        "memory://",
+        "--workspace",
+        str(tmp_path / "ws"),
+        cwd=tmp_path,
+    )
+    assert code == 0, of_kind(events, "result")
+    assert (tmp_path / "ws" / "shop.sqlite").exists() and (tmp_path / "ws" / "report.md").exists()

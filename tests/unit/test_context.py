@@ -115,3 +115,22 @@ def test_scripted_models_name_a_scenario() -> None:
     check_model("scripted:demo")
     with pytest.raises(ModelConfigError, match="no scenario named 'no-such-scenario'"):
         check_model("scripted:no-such-scenario")
+
+
+def test_explicit_values_win_over_the_environment_even_when_equal_to_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PLANEXEC_MAX_CONCURRENCY", "1")
+    monkeypatch.setenv("PLANEXEC_MAX_REPLANS", "2")
+    # --max-concurrency 4 on the command line is 4, though 4 is also the default.
+    ctx = Context.of(max_concurrency=4)
+    assert (ctx.max_concurrency, ctx.max_replans) == (4, 2)
+    with pytest.raises(TypeError, match="max_concurency"):
+        Context.of(max_concurency=4)
+
+
+def test_a_provider_whose_package_is_missing_is_refused_before_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ModelConfigError, match="anthropic:claude-3-5-sonnet-latest"):
+        check_model("anthropic:claude-3-5-sonnet-latest")

@@ -495,3 +495,66 @@ def test_unknown_tool_fails_before_any_model_is_paid_for(tmp_path: Path) -> None
     assert r.state["status"] == "failed"
     assert "'nope'" in r.state["reason"] and "calculator" in r.state["reason"]
     assert r.calls("planner") == 0 and r.log.calls == []
+
+
+def test_flag_surprise_without_a_reason_still_reaches_the_replanner(tmp_path: Path) -> None:
+    script = scenario(
+        planner=plan(("s1", []), ("s2", ["s1"])),
+        executor={
+            "s1": [
+                {"tool_calls": [{"name": "flag_surprise", "args": {}}]},  # malformed: no reason
+                {"content": "odd"},
+            ],
+            "s2": answer("ok"),
+        },
+        replanner=[{"action": "continue", "reason": "fine"}, FINISH],
+    )
+    r = run(tmp_path, script)
+
+    assert r.state["status"] == "done"
+    assert r.state["results"]["s1"]["surprise"] == "the executor flagged a surprise"
+    assert r.calls("replanner") == 2
+
+
+def test_a_failure_in_a_batch_cut_by_ctrl_c_still_goes_to_the_replanner(tmp_path: Path) -> None:
+    """Ctrl-C cuts the batch (no new step), but a failure among the steps in flight is news:
+    the replanner must see it before any other step starts."""
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    from graphs.scheduler import STOP_LAUNCHING
+
+    class CtrlCWhenAStarts(BaseCallbackHandler):
+        def on_chat_model_start(self, serialized, messages, *, metadata=None, **kwargs):
+            if (metadata or {}).get("planexec_step") == "a":
+                STOP_LAUNCHING.set()
+
+    script = scenario(
+        planner=plan(("a", []), ("b", []), ("c", ["b"])),
+        executor={
+            # b finishes first, while Ctrl-C is set: the batch is cut. Then a fails.
+            "a": [
+                {
+                    "tool_calls": [{"name": "calculator", "args": {"expression": "1"}}],
+                    "latency": 0.3,
+                }
+            ],
+            "b": [{"content": "b done", "latency": 0.02}],
+            "c": answer("c done"),
+        },
+        replanner=[FINISH],
+        faults=[{"step": "a", "tool": "calculator", "kind": "raise", "message": "boom"}],
+    )
+    path = write_scenario(tmp_path, script)
+    ctx = Context.every_role(f"scripted:{path}", tools=["calculator"])
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    config = {"configurable": {"thread_id": "cut"}, "callbacks": [CtrlCWhenAStarts()]}
+    try:
+        graph.invoke({"goal": "g"}, config, context=ctx)
+    finally:
+        STOP_LAUNCHING.clear()
+    state = graph.get_state(config).values
+
+    assert state["results"]["a"]["status"] == "failed"
+    assert "c" not in state["results"], "no step may start before the replanner saw a's failure"
+    assert state["usage"]["replanner"]["calls"] == 1
+    assert state["status"] == "done"

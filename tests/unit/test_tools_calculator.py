@@ -139,3 +139,9 @@ def test_tool_schema_and_description(calculator) -> None:
     assert calculator.name == "calculator"
     assert list(calculator.args) == ["expression"]
     assert "sqrt" in calculator.description
+
+
+def test_round_to_a_huge_negative_digit_count_is_instant_and_exact(calculator) -> None:
+    # int.__round__ would compute 10**100000000 first and stall the step for minutes.
+    assert calculator.invoke({"expression": "round(5, -100000000)"}) == "0"
+    assert calculator.invoke({"expression": "round(1234, -2)"}) == "1200"

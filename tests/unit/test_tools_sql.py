@@ -219,3 +219,8 @@ def test_sql_error_points_to_schema(sql_query) -> None:
 def test_null_and_blob_cells(sql_query) -> None:
     text = sql_query.invoke({"query": "SELECT NULL AS a, x'0102' AS b, 'x\ny' AS c"})
     assert text == "a | b | c\nNULL | <2 bytes> | x\\ny"
+
+
+def test_a_huge_value_is_refused_not_allocated(sql_query) -> None:
+    with pytest.raises(ToolException, match="too big"):
+        sql_query.invoke({"query": "SELECT randomblob(400000000)"})
