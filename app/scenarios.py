@@ -94,6 +94,10 @@ class Fault(_Strict):
         description="'raise': the tool raises `message`; 'empty': it returns an empty result."
     )
     message: str = "injected fault"
+    attempt: int | None = Field(
+        default=None,
+        description="Only this attempt of the step (1 = the first run); every attempt if unset.",
+    )
 
 
 class Scenario(_Strict):

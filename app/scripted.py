@@ -20,7 +20,7 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from app.scenarios import ExecutorTurn, Scenario, load_scenario, pick_attempt
+from app.scenarios import ExecutorTurn, Fault, Scenario, load_scenario, pick_attempt
 from app.tokens import usage_metadata
 
 
@@ -203,12 +203,13 @@ def _executor_reply(
     return AIMessage(content=content, tool_calls=calls), latency
 
 
-def scripted_faults(model_spec: str) -> dict[str, dict[str, Any]]:
-    """Step id -> tool name -> Fault, for a run whose executor plays a scenario; else empty."""
+def scripted_faults(model_spec: str) -> list[Fault]:
+    """The tool faults of the scenario the executor plays; none for a real model."""
     provider, _, name = model_spec.partition(":")
-    if provider != "scripted":
-        return {}
-    faults: dict[str, dict[str, Any]] = {}
-    for fault in load_scenario(name).faults:
-        faults.setdefault(fault.step, {})[fault.tool] = fault
-    return faults
+    return list(load_scenario(name).faults) if provider == "scripted" else []
+
+
+def faults_for(faults: list[Fault], step: dict[str, Any]) -> dict[str, Fault]:
+    """Tool name -> the fault injected into this attempt of `step`."""
+    attempt = step.get("attempt", 1)
+    return {f.tool: f for f in faults if f.step == step["id"] and f.attempt in (None, attempt)}

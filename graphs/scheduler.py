@@ -24,7 +24,7 @@ from langgraph.runtime import Runtime
 
 from app.context import Context, resolve_context
 from app.models import load_chat_model
-from app.scripted import scripted_faults
+from app.scripted import faults_for, scripted_faults
 from app.usage import merge_usage
 from graphs import events
 from graphs.executor import StepOutcome, crashed, run_step
@@ -71,7 +71,7 @@ def _execute(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
             model_name=ctx.executor_model,
             tools=tools,
             max_tool_calls=ctx.max_tool_calls_per_step,
-            faults=faults.get(step["id"]),
+            faults=faults_for(faults, step),
         )
     )
     if batch.cut and not batch.new_results:

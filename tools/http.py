@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import http.client
+import time
 import urllib.error
 import urllib.request
+from typing import Any
 from urllib.parse import urlsplit
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
@@ -38,7 +40,7 @@ def fetch(settings: ToolSettings, url: str) -> str:
     try:
         with opener.open(request, timeout=settings.http_timeout_s) as response:
             # +1 byte tells "exactly at the cap" apart from "cut off".
-            body = response.read(settings.http_max_bytes + 1)
+            body = _read_until(response, settings.http_max_bytes + 1, settings.http_timeout_s)
             status, final_url = response.status, response.geturl()
             content_type = response.headers.get("Content-Type", "")
             charset = response.headers.get_content_charset() or "utf-8"
@@ -67,6 +69,23 @@ def fetch(settings: ToolSettings, url: str) -> str:
             f"[truncated: showing the first {settings.http_max_bytes} bytes of a longer response]",
         ]
     return "\n".join(parts)
+
+
+def _read_until(response: Any, limit: int, seconds: float) -> bytes:
+    """Up to `limit` bytes, within `seconds` in all: the socket timeout alone is per read, so a
+    server dripping a byte at a time could otherwise hold a step for ever."""
+    deadline = time.monotonic() + seconds
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the response took longer than {seconds:g} s in all")
+        chunk = response.read1(min(65536, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _check_url(url: str) -> None:

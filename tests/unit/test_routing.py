@@ -558,3 +558,24 @@ def test_a_failure_in_a_batch_cut_by_ctrl_c_still_goes_to_the_replanner(tmp_path
     assert "c" not in state["results"], "no step may start before the replanner saw a's failure"
     assert state["usage"]["replanner"]["calls"] == 1
     assert state["status"] == "done"
+
+
+def test_a_fault_limited_to_the_first_attempt_lets_the_retry_use_the_tool(tmp_path: Path) -> None:
+    script = scenario(
+        planner=plan(("s1", [])),
+        executor={"s1": calc("6 * 7"), "s1#2": calc("6 * 7")},
+        replanner=[
+            {
+                "action": "replan",
+                "reason": "retry",
+                "steps": [{"id": "s1", "description": "again"}],
+            },
+            FINISH,
+        ],
+        faults=[{"step": "s1", "tool": "calculator", "kind": "raise", "attempt": 1}],
+    )
+    r = run(tmp_path, script)
+
+    first, second = r.of_kind("step_finished")
+    assert first["status"] == "failed" and second["status"] == "done"
+    assert r.state["results"]["s1"]["result"] == "42"

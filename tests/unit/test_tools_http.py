@@ -1,5 +1,6 @@
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,6 +16,15 @@ BIG_BODY = b"0123456789" * 10  # 100 bytes
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - name fixed by http.server
+        if self.path == "/drip":  # a byte every 0.3 s: no single read times out
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            for _ in range(40):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.3)
+            return
         routes = {
             "/hello": (200, "text/plain; charset=utf-8", "héllo wörld".encode()),
             "/big": (200, "text/plain", BIG_BODY),
@@ -143,3 +153,9 @@ def test_timeout_is_reported(tmp_path: Path) -> None:
         with pytest.raises(ToolException) as info:
             tool.invoke({"url": url})
     assert str(info.value).startswith(f"http_get could not reach {url}: timed out.")
+
+
+def test_a_server_dripping_bytes_cannot_outlast_the_timeout(http_get, server: str) -> None:
+    # The drip would take 12 s, yet no single read waits longer than the 2 s socket timeout.
+    with pytest.raises(ToolException, match="timed out"):
+        http_get.invoke({"url": f"{server}/drip"})
