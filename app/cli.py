@@ -329,8 +329,7 @@ def _start(
             runner.submit_run(persistence, goal, ctx, thread_id)
             print(thread_id)
             return EXIT_DONE
-        if persistence.store.get(runner.RUNS_NAMESPACE, thread_id) is not None:
-            runner.submit_run(persistence, goal, ctx, thread_id)  # raises: thread taken
+        runner.ensure_new_thread(persistence, thread_id)  # before the live view starts
         with holding_run(persistence, thread_id):  # from before the run is recorded
             return _drive(
                 persistence,

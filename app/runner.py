@@ -52,14 +52,19 @@ def _config(thread_id: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": thread_id}}
 
 
-def submit_run(persistence: Persistence, goal: str, ctx: Context, thread_id: str) -> None:
-    """Record a run (its goal and Context) so this process, `resume` or a worker can run it."""
-    check_models(ctx)
+def ensure_new_thread(persistence: Persistence, thread_id: str) -> None:
+    """Refuse a thread id that already holds a run (the CLI keeps one run per thread)."""
     if persistence.store.get(RUNS_NAMESPACE, thread_id) is not None:
         raise ValueError(
             f"thread {thread_id!r} already has a run; continue it with "
             f"`planexec resume {thread_id}` or pick another --thread"
         )
+
+
+def submit_run(persistence: Persistence, goal: str, ctx: Context, thread_id: str) -> None:
+    """Record a run (its goal and Context) so this process, `resume` or a worker can run it."""
+    check_models(ctx)
+    ensure_new_thread(persistence, thread_id)
     persistence.store.put(
         RUNS_NAMESPACE,
         thread_id,

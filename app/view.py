@@ -170,6 +170,10 @@ def steps_table(state: dict[str, Any]) -> Table:
         result = results.get(step["id"])
         if result and result.get("attempts", 0) < step.get("attempt", 1):
             result = {**result, "status": f"pending (attempt {step['attempt']})"}
+        elif result is None and any(
+            results.get(d, {}).get("status") == "failed" for d in step.get("depends_on", [])
+        ):
+            result = {"status": "blocked", "error": "waits on a failed step", "attempts": 0}
         table.add_row(*_step_row(step, result))
     for step_id, result in results.items():  # steps a revision dropped (e.g. failed ones)
         if step_id not in listed:

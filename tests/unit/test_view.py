@@ -75,3 +75,24 @@ def test_usage_table_says_unknown_price_rather_than_zero() -> None:
     text = console.export_text()
     assert "$0.0026" in text
     assert text.count("unknown price") == 2  # the executor, and therefore the total
+
+
+def test_show_marks_steps_blocked_by_a_failure_and_retries_not_yet_run() -> None:
+    from app.view import steps_table
+
+    state = {
+        "plan": [
+            {"id": "a", "description": "fails", "depends_on": [], "attempt": 1},
+            {"id": "b", "description": "needs a", "depends_on": ["a"], "attempt": 1},
+            {"id": "c", "description": "retried", "depends_on": [], "attempt": 2},
+        ],
+        "results": {
+            "a": {"id": "a", "status": "failed", "error": "boom", "attempts": 1},
+            "c": {"id": "c", "status": "failed", "error": "first try", "attempts": 1},
+        },
+    }
+    console = Console(record=True, width=160)
+    console.print(steps_table(state))
+    text = console.export_text()
+    assert "blocked" in text and "waits on a failed step" in text
+    assert "pending (attempt 2)" in text
