@@ -14,6 +14,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -133,23 +134,49 @@ def _drive(
 @contextmanager
 def _ctrl_c_finishes_steps_in_flight() -> Iterator[None]:
     """The first Ctrl-C starts no new step and stops the run once the steps in flight have
-    finished (their work is paid for, and journaled); a second one quits at once."""
+    finished (their work is paid for, and journaled); a second one quits at once.
+
+    The kernel may deliver SIGINT to any thread, and Python runs its handler only when the main
+    thread next wakes, which can be after a slow step finished and a new one started. So a
+    watcher thread reads the signal from the wakeup fd the C-level handler writes to at once,
+    and stops new steps from there; the main thread's handler only ends the run.
+    """
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        while data := os.read(read_end, 64):  # b"" once write_end is closed
+            for signum in data:
+                if signum != signal.SIGINT:
+                    continue
+                if STOP_LAUNCHING.is_set():
+                    err_console.print(
+                        "\nquitting now; the steps in flight will run again on resume"
+                    )
+                    os._exit(EXIT_INTERRUPTED)
+                STOP_LAUNCHING.set()
+                err_console.print(
+                    "\nstopping once the steps in flight finish (Ctrl-C again: quit now)"
+                )
 
     def on_sigint(signum: int, frame: Any) -> None:
-        if STOP_LAUNCHING.is_set():
-            err_console.print("\nquitting now; the steps in flight will run again on resume")
-            os._exit(EXIT_INTERRUPTED)
-        STOP_LAUNCHING.set()
-        err_console.print("\nstopping once the steps in flight finish (Ctrl-C again: quit now)")
         raise KeyboardInterrupt
 
     STOP_LAUNCHING.clear()
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    watcher = threading.Thread(target=watch, name="planexec-ctrl-c", daemon=True)
+    watcher.start()
+    previous_handler = signal.signal(signal.SIGINT, on_sigint)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        STOP_LAUNCHING.clear()
+        # STOP_LAUNCHING stays set after a Ctrl-C: a step still in flight must not start
+        # another while the process winds down. The next run clears it when it starts.
+        signal.signal(signal.SIGINT, previous_handler)
+        signal.set_wakeup_fd(previous_fd)
+        os.close(write_end)
+        watcher.join(timeout=5)
+        os.close(read_end)
 
 
 def _stream(persistence: Persistence, thread_id: str, as_json: bool, action: Any) -> dict:
