@@ -16,6 +16,14 @@ pytestmark = pytest.mark.integration
 PAUSED = 5
 
 
+def start_paused(tmp_path: Path, thread: str, *extra: str) -> tuple[int, list[dict]]:
+    """`planexec run --approve` on the instant demo, in tmp_path's runs.sqlite."""
+    db = str(tmp_path / "runs.sqlite")
+    scenario = str(instant_demo(tmp_path))
+    args = ("run", "g", "--scenario", scenario, "--approve", "--db", db, "--thread", thread)
+    return run_json(*args, *extra, cwd=tmp_path)
+
+
 def test_paused_run_is_answered_from_the_command_line(tmp_path: Path) -> None:
     db = str(tmp_path / "runs.sqlite")
     start = (
@@ -53,18 +61,7 @@ def test_paused_run_is_answered_from_the_command_line(tmp_path: Path) -> None:
 
 def test_rejected_run_exits_1_and_stays_over(tmp_path: Path) -> None:
     db = str(tmp_path / "runs.sqlite")
-    code, _ = run_json(
-        "run",
-        "g",
-        "--scenario",
-        str(instant_demo(tmp_path)),
-        "--approve",
-        "--db",
-        db,
-        "--thread",
-        "rj",
-        cwd=tmp_path,
-    )
+    code, _ = start_paused(tmp_path, "rj")
     assert code == PAUSED
     code, events = run_json("approve", "rj", "--reject", "too costly", "--db", db, cwd=tmp_path)
     assert code == 1
@@ -76,18 +73,7 @@ def test_rejected_run_exits_1_and_stays_over(tmp_path: Path) -> None:
 
 def test_runs_shows_a_paused_run_as_paused(tmp_path: Path) -> None:
     db = str(tmp_path / "runs.sqlite")
-    run_json(
-        "run",
-        "g",
-        "--scenario",
-        str(instant_demo(tmp_path)),
-        "--approve",
-        "--db",
-        db,
-        "--thread",
-        "p",
-        cwd=tmp_path,
-    )
+    start_paused(tmp_path, "p")
     out = subprocess.run(
         cli("runs", "--db", db, "--json"),
         cwd=tmp_path,

@@ -275,16 +275,22 @@ def pending_interrupts(client: SyncLangGraphClient, thread_id: str) -> list[dict
     return [i["value"] for task in state.get("tasks", []) for i in task.get("interrupts", [])]
 
 
+def start_paused(client: SyncLangGraphClient, thread_id: str, tmp_path: Path) -> dict[str, Any]:
+    """Start the instant demo with approve_plan on; return its context once the run paused."""
+    ctx = scripted_context(tmp_path / "ws", scenario=str(instant_demo(tmp_path)), approve_plan=True)
+    client.runs.wait(thread_id, GRAPH_ID, input={"goal": GOAL}, context=ctx)
+    wait_until_settled(client, thread_id)
+    return ctx
+
+
 def test_plan_approval_pauses_refuses_a_cyclic_edit_and_completes_on_approve(
     client: SyncLangGraphClient,
     new_thread: Callable[[], str],
     tmp_path: Path,
 ) -> None:
-    ctx = scripted_context(tmp_path / "ws", scenario=str(instant_demo(tmp_path)), approve_plan=True)
     thread_id = new_thread()
+    ctx = start_paused(client, thread_id, tmp_path)
 
-    client.runs.wait(thread_id, GRAPH_ID, input={"goal": GOAL}, context=ctx)
-    wait_until_settled(client, thread_id)
     [request] = pending_interrupts(client, thread_id)
     assert request["kind"] == "plan_approval"
     assert [s["id"] for s in request["steps"]] == ["s1", "s2", "s3", "s4"]
@@ -329,10 +335,8 @@ def test_plan_rejected_over_the_server_ends_the_run(
     new_thread: Callable[[], str],
     tmp_path: Path,
 ) -> None:
-    ctx = scripted_context(tmp_path / "ws", scenario=str(instant_demo(tmp_path)), approve_plan=True)
     thread_id = new_thread()
-    client.runs.wait(thread_id, GRAPH_ID, input={"goal": GOAL}, context=ctx)
-    wait_until_settled(client, thread_id)
+    ctx = start_paused(client, thread_id, tmp_path)
 
     client.runs.wait(
         thread_id,
