@@ -131,6 +131,11 @@ def _drive(
     return _exit_code(state)
 
 
+def _interactive() -> bool:
+    """A person at a terminal can answer prompts (stdin may even be closed, as under CI)."""
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
 @contextmanager
 def _ctrl_c_finishes_steps_in_flight() -> Iterator[None]:
     """The first Ctrl-C starts no new step and stops the run once the steps in flight have
@@ -363,7 +368,7 @@ def _start(
                 thread_id,
                 as_json,
                 lambda on_event: runner.start_run(persistence, goal, ctx, thread_id, on_event),
-                ask=ctx.approve_plan and sys.stdin.isatty(),
+                ask=ctx.approve_plan and _interactive(),
             )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -151,3 +152,20 @@ def test_run_with_the_demo_scenario_gets_the_demo_database(tmp_path: Path) -> No
     )
     assert code == 0, of_kind(events, "result")
     assert (tmp_path / "ws" / "shop.sqlite").exists() and (tmp_path / "ws" / "report.md").exists()
+
+
+def test_approve_with_stdin_closed_pauses_rather_than_crashing(tmp_path: Path) -> None:
+    """CI and service managers may start planexec with no standard input at all."""
+    db = str(tmp_path / "runs.sqlite")
+    args = cli("run", "g", "--scenario", str(instant_demo(tmp_path)), "--approve", "--db", db)
+    proc = subprocess.run(
+        args,
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.close(0),
+    )
+    assert proc.returncode == PAUSED, proc.stderr
+    assert "Traceback" not in proc.stderr
