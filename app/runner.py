@@ -19,7 +19,6 @@ from app.context import Context, restore_context
 from app.models import check_model
 from app.persistence import Persistence
 from graphs.journal import StepJournal
-from graphs.plan_execute import build_graph
 from graphs.state import DONE, FAILED, REJECTED, REPLAN_LIMIT, RUNNING
 
 RUNS_NAMESPACE = ("planexec", "runs")
@@ -82,7 +81,7 @@ def start_run(
 ) -> dict[str, Any]:
     """Run `goal` to the end on thread `thread_id`; return the final state."""
     submit_run(persistence, goal, ctx, thread_id)
-    graph = build_graph(checkpointer=persistence.checkpointer, store=persistence.store)
+    graph = persistence.graph
     return _drive(graph, {"goal": goal}, thread_id, ctx, on_event)
 
 
@@ -93,7 +92,7 @@ def resume_run(
     record = run_record(persistence, thread_id)
     ctx = restore_context(record["context"])
     check_models(ctx)
-    graph = build_graph(checkpointer=persistence.checkpointer, store=persistence.store)
+    graph = persistence.graph
     snapshot = graph.get_state(_config(thread_id))
     if not snapshot.values:  # killed before the first checkpoint: start over
         return _drive(graph, {"goal": record["goal"]}, thread_id, ctx, on_event)
@@ -117,7 +116,7 @@ def answer_approval(
     ctx = restore_context(record["context"])
     if answer.get("action") != "reject":  # rejecting runs nothing; anything else runs models,
         check_models(ctx)  # and a run continued without its keys would fail for good
-    graph = build_graph(checkpointer=persistence.checkpointer, store=persistence.store)
+    graph = persistence.graph
     if not graph.get_state(_config(thread_id)).interrupts:
         raise ValueError(f"run {thread_id!r} is not waiting for approval")
     return _drive(graph, Command(resume=answer), thread_id, ctx, on_event)
@@ -181,7 +180,7 @@ def run_state(persistence: Persistence, thread_id: str) -> dict[str, Any]:
     they are shown (and `resume` will take them, not rerun them).
     """
     record = run_record(persistence, thread_id)
-    graph = build_graph(checkpointer=persistence.checkpointer, store=persistence.store)
+    graph = persistence.graph
     snapshot = graph.get_state(_config(thread_id))
     state = _with_pause(snapshot)
     state.setdefault("goal", record["goal"])

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
@@ -26,16 +27,24 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def run_json(*args: str, cwd: Path, timeout: float = 120) -> tuple[int, list[dict]]:
-    """Run a CLI command with --json to the end; its exit code and events."""
-    proc = subprocess.run(
-        cli(*args, "--json"),
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120, **popen: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run `planexec ARGS` to the end in `cwd`, with a clean environment unless `env` is given."""
+    return subprocess.run(
+        cli(*args),
         cwd=cwd,
-        env=clean_env(),
+        env=env if env is not None else clean_env(),
         capture_output=True,
         text=True,
         timeout=timeout,
+        **popen,
     )
+
+
+def run_json(*args: str, cwd: Path, timeout: float = 120) -> tuple[int, list[dict]]:
+    """Run a CLI command with --json to the end; its exit code and events."""
+    proc = run_cli(*args, "--json", cwd=cwd, timeout=timeout)
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert proc.stderr.count("Traceback") == 0, proc.stderr
     return proc.returncode, events
@@ -65,6 +74,29 @@ def run_until_then_kill(
         proc.wait(timeout=10)
     assert proc.returncode == -signal.SIGKILL
     return events
+
+
+def fanout_args(workspace: Path, db: str, thread: str) -> tuple[str, ...]:
+    """CLI arguments to run tests/scenarios/fanout.json: fast, medium and slow in parallel,
+    after_fast after fast, join after all; each step appends its id to workspace/log.txt."""
+    scenario = str(SCENARIOS / "fanout.json")
+    return (
+        "run",
+        "go",
+        "--scenario",
+        scenario,
+        "--workspace",
+        str(workspace),
+        "--db",
+        db,
+        "--thread",
+        thread,
+    )
+
+
+def slow_alone_in_flight(events: list[dict]) -> bool:
+    """In a fanout run: fast, after_fast and medium are done; slow (1.5 s a turn) still runs."""
+    return {"fast", "after_fast", "medium"} <= set(finished_ids(events))
 
 
 def of_kind(events: list[dict], kind: str) -> list[dict]:

@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from app.demo import prepare_workspace
-from tests.helpers import clean_env, cli, instant_demo, of_kind, run_json
+from tests.helpers import clean_env, instant_demo, of_kind, run_cli, run_json
 
 pytestmark = pytest.mark.integration
 
 PAUSED = 5
 
 
-def start_paused(tmp_path: Path, thread: str, *extra: str) -> tuple[int, list[dict]]:
-    """`planexec run --approve` on the instant demo, in tmp_path's runs.sqlite."""
+def start_paused(
+    tmp_path: Path, thread: str, *extra: str, env: dict[str, str] | None = None
+) -> tuple[int, list[dict]]:
+    """`planexec run --approve --json` on the instant demo, in tmp_path's runs.sqlite."""
     db = str(tmp_path / "runs.sqlite")
     scenario = str(instant_demo(tmp_path))
     args = ("run", "g", "--scenario", scenario, "--approve", "--db", db, "--thread", thread)
-    return run_json(*args, *extra, cwd=tmp_path)
+    proc = run_cli(*args, *extra, "--json", cwd=tmp_path, env=env)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()]
 
 
 def test_paused_run_is_answered_from_the_command_line(tmp_path: Path) -> None:
@@ -75,24 +78,10 @@ def test_rejected_run_exits_1_and_stays_over(tmp_path: Path) -> None:
 def test_runs_shows_a_paused_run_as_paused(tmp_path: Path) -> None:
     db = str(tmp_path / "runs.sqlite")
     start_paused(tmp_path, "p")
-    out = subprocess.run(
-        cli("runs", "--db", db, "--json"),
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = run_cli("runs", "--db", db, "--json", cwd=tmp_path)
     [run] = json.loads(out.stdout)
     assert (run["thread_id"], run["status"]) == ("p", "paused")
-    resume = subprocess.run(
-        cli("resume", "p", "--db", db),
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    resume = run_cli("resume", "p", "--db", db, cwd=tmp_path)
     assert resume.returncode == 4 and "planexec approve p" in resume.stderr.replace("\n", " ")
 
 
@@ -101,35 +90,10 @@ def test_approve_without_the_models_key_is_refused_and_the_run_stays_paused(
 ) -> None:
     db = str(tmp_path / "runs.sqlite")
     with_key = {**clean_env(), "OPENAI_API_KEY": "sk-not-used-the-planner-is-scripted"}
-    start = cli(
-        "run",
-        "g",
-        "--scenario",
-        str(instant_demo(tmp_path)),
-        "--executor-model",
-        "openai:gpt-4o-mini",
-        "--approve",
-        "--db",
-        db,
-        "--thread",
-        "k",
-        "--json",
-    )
-    assert (
-        subprocess.run(
-            start, cwd=tmp_path, env=with_key, capture_output=True, timeout=60
-        ).returncode
-        == PAUSED
-    )
+    code, _ = start_paused(tmp_path, "k", "--executor-model", "openai:gpt-4o-mini", env=with_key)
+    assert code == PAUSED
 
-    answer = subprocess.run(
-        cli("approve", "k", "--db", db),
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    answer = run_cli("approve", "k", "--db", db, cwd=tmp_path)
 
     assert answer.returncode == 4
     assert "OPENAI_API_KEY" in answer.stderr.replace("\n", " ")
@@ -157,15 +121,8 @@ def test_run_with_the_demo_scenario_gets_the_demo_database(tmp_path: Path) -> No
 def test_approve_with_stdin_closed_pauses_rather_than_crashing(tmp_path: Path) -> None:
     """CI and service managers may start planexec with no standard input at all."""
     db = str(tmp_path / "runs.sqlite")
-    args = cli("run", "g", "--scenario", str(instant_demo(tmp_path)), "--approve", "--db", db)
-    proc = subprocess.run(
-        args,
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=lambda: os.close(0),
-    )
+    scenario = str(instant_demo(tmp_path))
+    args = ("run", "g", "--scenario", scenario, "--approve", "--db", db)
+    proc = run_cli(*args, cwd=tmp_path, preexec_fn=lambda: os.close(0))
     assert proc.returncode == PAUSED, proc.stderr
     assert "Traceback" not in proc.stderr

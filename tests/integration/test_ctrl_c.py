@@ -10,26 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SCENARIOS, clean_env, cli, finished_ids, run_json, started_ids
+from tests.helpers import (
+    clean_env,
+    cli,
+    fanout_args,
+    run_cli,
+    run_json,
+    slow_alone_in_flight,
+    started_ids,
+)
 
 pytestmark = pytest.mark.integration
 
 
 def test_ctrl_c_lets_steps_in_flight_finish_and_resume_runs_the_rest(tmp_path: Path) -> None:
     db = str(tmp_path / "runs.sqlite")
-    args = (
-        "run",
-        "go",
-        "--scenario",
-        str(SCENARIOS / "fanout.json"),
-        "--workspace",
-        str(tmp_path / "ws"),
-        "--db",
-        db,
-        "--thread",
-        "cc",
-        "--json",
-    )
+    args = (*fanout_args(tmp_path / "ws", db, "cc"), "--json")
     proc = subprocess.Popen(
         cli(*args),
         cwd=tmp_path,
@@ -42,8 +38,7 @@ def test_ctrl_c_lets_steps_in_flight_finish_and_resume_runs_the_rest(tmp_path: P
     assert proc.stdout is not None
     for line in proc.stdout:
         events.append(json.loads(line))
-        # fast, after_fast and medium are done; slow (1.5 s a turn) is in flight; join waits.
-        if {"fast", "after_fast", "medium"} <= set(finished_ids(events)):
+        if slow_alone_in_flight(events):  # join waits for slow
             break
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
@@ -51,14 +46,7 @@ def test_ctrl_c_lets_steps_in_flight_finish_and_resume_runs_the_rest(tmp_path: P
     assert proc.returncode == 130, stderr
     assert "stopping once the steps in flight finish" in stderr
     assert "Traceback" not in stderr
-    shown = subprocess.run(
-        cli("show", "cc", "--db", db, "--json"),
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    shown = run_cli("show", "cc", "--db", db, "--json", cwd=tmp_path)
     state = json.loads(shown.stdout)
     assert state["status"] == "interrupted"
     assert state["results"]["slow"]["status"] == "done", "the step in flight was let finish"

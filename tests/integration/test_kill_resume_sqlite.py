@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SCENARIOS, finished_ids, of_kind, run_json, run_until_then_kill
+from tests.helpers import (
+    fanout_args,
+    finished_ids,
+    of_kind,
+    run_json,
+    run_until_then_kill,
+    slow_alone_in_flight,
+)
 from tests.helpers import started_ids as started
 
 pytestmark = pytest.mark.integration
@@ -43,23 +50,8 @@ def test_demo_killed_mid_step_resumes_without_rerunning_finished_steps(tmp_path:
 def test_kill_with_parallel_steps_in_flight_reruns_only_unfinished(tmp_path: Path) -> None:
     db = str(tmp_path / "runs.sqlite")
     ws = tmp_path / "ws"
-    args = (
-        "run",
-        "go",
-        "--scenario",
-        str(SCENARIOS / "fanout.json"),
-        "--workspace",
-        str(ws),
-        "--db",
-        db,
-    )
     first = run_until_then_kill(
-        *args,
-        "--thread",
-        "k2",
-        cwd=tmp_path,
-        # fast, after_fast and medium are done; slow (1.5 s a turn) is still in flight.
-        until=lambda ev: {"fast", "after_fast", "medium"} <= set(finished_ids(ev)),
+        *fanout_args(ws, db, "k2"), cwd=tmp_path, until=slow_alone_in_flight
     )
     assert "slow" in started(first) and "slow" not in finished_ids(first)
 

@@ -283,6 +283,14 @@ def start_paused(client: SyncLangGraphClient, thread_id: str, tmp_path: Path) ->
     return ctx
 
 
+def answer(
+    client: SyncLangGraphClient, thread_id: str, ctx: dict[str, Any], resume: dict[str, Any]
+) -> None:
+    """Resume a paused thread with `Command(resume=...)` and wait for the run to settle."""
+    client.runs.wait(thread_id, GRAPH_ID, command={"resume": resume}, context=ctx)
+    wait_until_settled(client, thread_id)
+
+
 def test_plan_approval_pauses_refuses_a_cyclic_edit_and_completes_on_approve(
     client: SyncLangGraphClient,
     new_thread: Callable[[], str],
@@ -300,10 +308,7 @@ def test_plan_approval_pauses_refuses_a_cyclic_edit_and_completes_on_approve(
         {"id": "a", "description": "first", "depends_on": ["b"]},
         {"id": "b", "description": "second", "depends_on": ["a"]},
     ]
-    client.runs.wait(
-        thread_id, GRAPH_ID, command={"resume": {"action": "edit", "steps": cycle}}, context=ctx
-    )
-    wait_until_settled(client, thread_id)
+    answer(client, thread_id, ctx, {"action": "edit", "steps": cycle})
     [refused] = pending_interrupts(client, thread_id)
     assert "cycle" in refused["error"] and "a -> b -> a" in refused["error"]
     state = client.threads.get_state(thread_id)
@@ -311,14 +316,12 @@ def test_plan_approval_pauses_refuses_a_cyclic_edit_and_completes_on_approve(
     assert [s["id"] for s in state["values"]["plan"]] == ["s1", "s2", "s3", "s4"]
 
     # Approve the plan; the demo's surprise leads to a revision, which asks again.
-    client.runs.wait(thread_id, GRAPH_ID, command={"resume": {"action": "approve"}}, context=ctx)
-    wait_until_settled(client, thread_id)
+    answer(client, thread_id, ctx, {"action": "approve"})
     [revision] = pending_interrupts(client, thread_id)
     assert revision["completed"] == ["s1", "s2"]
     assert [s["id"] for s in revision["steps"]] == ["s5", "s6", "s7", "s8", "s9"]
 
-    client.runs.wait(thread_id, GRAPH_ID, command={"resume": {"action": "approve"}}, context=ctx)
-    wait_until_settled(client, thread_id)
+    answer(client, thread_id, ctx, {"action": "approve"})
     final = client.threads.get_state(thread_id)
     assert final["next"] == [] and pending_interrupts(client, thread_id) == []
     assert final["values"]["status"] == "done"
@@ -338,13 +341,7 @@ def test_plan_rejected_over_the_server_ends_the_run(
     thread_id = new_thread()
     ctx = start_paused(client, thread_id, tmp_path)
 
-    client.runs.wait(
-        thread_id,
-        GRAPH_ID,
-        command={"resume": {"action": "reject", "reason": "too costly"}},
-        context=ctx,
-    )
-    wait_until_settled(client, thread_id)
+    answer(client, thread_id, ctx, {"action": "reject", "reason": "too costly"})
 
     values = client.threads.get_state(thread_id)["values"]
     assert values["status"] == "rejected"

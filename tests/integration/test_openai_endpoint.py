@@ -160,21 +160,13 @@ def test_demo_runs_with_structured_output_by_function_calling(
 # a misbehaving endpoint ---------------------------------------------------------------------------
 
 
-def test_bad_json_first_is_retried_with_the_default_json_schema_method(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("method", ["json_schema", "function_calling"])
+def test_bad_json_first_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
 ) -> None:
-    with endpoint(monkeypatch, bad_json_first=True) as server:
-        state = run_demo(tmp_path)
-        served = server.usage()
-    assert_done(state, tmp_path)
-    assert state["usage"]["planner"]["calls"] == 2
-    assert recorded_usage(state["usage"]) == served_usage(served)
-
-
-def test_bad_json_first_is_retried_with_function_calling(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    use_function_calling(monkeypatch)
+    """json_schema is langchain-openai's default for structured output."""
+    if method == "function_calling":
+        use_function_calling(monkeypatch)
     with endpoint(monkeypatch, bad_json_first=True) as server:
         state = run_demo(tmp_path)
         served = server.usage()

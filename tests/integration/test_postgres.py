@@ -16,13 +16,14 @@ from typing import Any
 import pytest
 
 from tests.helpers import (
-    SCENARIOS,
     clean_env,
     cli,
+    fanout_args,
     finished_ids,
     of_kind,
     run_json,
     run_until_then_kill,
+    slow_alone_in_flight,
 )
 from tests.helpers import started_ids as started
 from tests.integration.pg import LANGGRAPH_TABLES, PgSchema, temporary_schema
@@ -85,21 +86,7 @@ def demo_run(pg: PgSchema, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 def fanout_run(pg: PgSchema, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("pg_fanout")
     ws = tmp / "ws"
-    first = run_until_then_kill(
-        "run",
-        "go",
-        "--scenario",
-        str(SCENARIOS / "fanout.json"),
-        "--workspace",
-        str(ws),
-        "--db",
-        pg.url,
-        "--thread",
-        "k2",
-        cwd=tmp,
-        # fast, after_fast and medium are done; slow (1.5 s a turn) is still in flight.
-        until=lambda ev: {"fast", "after_fast", "medium"} <= set(finished_ids(ev)),
-    )
+    first = run_until_then_kill(*fanout_args(ws, pg.url, "k2"), cwd=tmp, until=slow_alone_in_flight)
     code, second = run_json("resume", "k2", "--db", pg.url, cwd=tmp)
     return {"tmp": tmp, "ws": ws, "first": first, "code": code, "second": second}
 

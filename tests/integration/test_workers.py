@@ -119,6 +119,14 @@ class Worker:
             )  # fmt: skip
         return cls(proc, out, err, time.monotonic())
 
+    @classmethod
+    def run_until_idle(cls, db: str, cwd: Path, name: str, idle_exit: str) -> list[dict[str, Any]]:
+        """Start a worker, let it exit by itself once idle, check it exited cleanly; its events."""
+        worker = cls.start(db, cwd, name, "--idle-exit", idle_exit)
+        worker.wait()  # kills it and fails the test if it does not exit in time
+        worker.check_clean_exit()
+        return worker.events()
+
     def wait(self, timeout: float = WAIT) -> float:
         """Wait for the worker to exit by itself; its exit time (monotonic)."""
         try:
@@ -218,10 +226,7 @@ def test_worker_killed_mid_run_is_taken_over_without_rerunning_finished_steps(
 
     # Worker B: takes T over at once (A's advisory lock went with its connection) and exits
     # after 3 s with nothing left to do.
-    b = Worker.start(pg.url, tmp_path, "b", "--idle-exit", "3")
-    b.wait()
-    b.check_clean_exit()
-    second = b.events()
+    second = Worker.run_until_idle(pg.url, tmp_path, "b", "3")
 
     assert worker_done(second) == {"T": "done"}
     assert {e["thread_id"] for e in second if e["event"] != "worker_done"} == {"T"}
@@ -379,13 +384,8 @@ def test_sqlite_worker_runs_a_thread_id_with_a_slash(tmp_path: Path) -> None:
     db = str(tmp_path / "runs.sqlite")
     queue_runs_in_process(["team/a"], FAST, tmp_path / "ws", db)
 
-    worker = Worker.start(db, tmp_path, "w", "--idle-exit", "1")
-    try:
-        worker.wait()
-    finally:
-        worker.kill()
-    worker.check_clean_exit()
-    assert worker_done(worker.events()) == {"team/a": "done"}
+    events = Worker.run_until_idle(db, tmp_path, "w", "1")
+    assert worker_done(events) == {"team/a": "done"}
 
 
 def test_a_queued_run_that_cannot_start_does_not_stop_the_worker(tmp_path: Path) -> None:
@@ -396,13 +396,8 @@ def test_a_queued_run_that_cannot_start_does_not_stop_the_worker(tmp_path: Path)
     gone.unlink()
     queue_runs_in_process(["good"], FAST, tmp_path / "ws", db)
 
-    worker = Worker.start(db, tmp_path, "w", "--idle-exit", "0.5")
-    try:
-        worker.wait()
-    finally:
-        worker.kill()
-    worker.check_clean_exit()
-    runs = worker_done(worker.events())
+    events = Worker.run_until_idle(db, tmp_path, "w", "0.5")
+    runs = worker_done(events)
     assert runs.get("good") == "done", runs
     assert runs.get("broken") != "done", runs
 
@@ -418,12 +413,7 @@ def test_relative_paths_of_a_queued_run_are_those_of_where_it_was_queued(
     monkeypatch.chdir(here)
     queue_in_process("rel", "--scenario", "fast.json", "--workspace", "ws", "--db", db)
 
-    worker = Worker.start(db, elsewhere, "w", "--idle-exit", "0.5")
-    try:
-        worker.wait()
-    finally:
-        worker.kill()
-    worker.check_clean_exit()
-    assert worker_done(worker.events()) == {"rel": "done"}
+    events = Worker.run_until_idle(db, elsewhere, "w", "0.5")
+    assert worker_done(events) == {"rel": "done"}
     assert sorted((here / "ws" / "log.txt").read_text().split()) == FAST_STEPS
     assert not (elsewhere / "ws").exists()
