@@ -11,13 +11,16 @@ import os
 from functools import lru_cache
 
 from langchain_core.language_models import BaseChatModel
-
-from app.scenarios import ScenarioError, load_scenario
-from app.scripted import ScriptedChatModel
+from langchain_core.tools import BaseTool
 
 
 class ModelConfigError(ValueError):
     """A model string that cannot be used as configured."""
+
+
+class FatalModelError(RuntimeError):
+    """A model that cannot go on with this run at all (for a scripted model: a scenario with no
+    reply for what it was asked). The graph ends the run with it rather than fail one step."""
 
 
 def check_model(spec: str) -> None:
@@ -29,6 +32,8 @@ def check_model(spec: str) -> None:
             "'scripted:demo')"
         )
     if provider == "scripted":
+        from app.scripted.scenarios import ScenarioError, load_scenario
+
         try:
             load_scenario(name)
         except ScenarioError as exc:
@@ -87,6 +92,8 @@ def _load(spec: str, base_url: str) -> BaseChatModel:
     # Cached per base URL: models are stateless, and building a client per call is wasted work.
     provider, _, name = spec.partition(":")
     if provider == "scripted":
+        from app.scripted.chat_model import ScriptedChatModel
+
         return ScriptedChatModel(scenario=name)
     from langchain.chat_models import init_chat_model
 
@@ -98,3 +105,15 @@ def _load(spec: str, base_url: str) -> BaseChatModel:
         return init_chat_model(spec, **kwargs)
     except (ImportError, ValueError) as exc:
         raise ModelConfigError(f"cannot load model {spec!r}: {exc}") from exc
+
+
+def tools_for_model(spec: str, tools: list[BaseTool]) -> list[BaseTool]:
+    """The tools a run of executor model `spec` uses: `tools` as they are, except that a scripted
+    scenario wraps the ones its faults name (so the graph never has to know about scenarios)."""
+    provider, _, name = spec.partition(":")
+    if provider != "scripted":
+        return tools
+    from app.scripted.faults import with_faults
+    from app.scripted.scenarios import load_scenario
+
+    return with_faults(tools, list(load_scenario(name).faults))

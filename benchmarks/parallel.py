@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.context import Context  # noqa: E402
-from app.persistence import open_persistence  # noqa: E402
+from app.runs.persistence import open_persistence  # noqa: E402
 from graphs.plan_execute import build_graph  # noqa: E402
 
 PLANNER_S = 0.4

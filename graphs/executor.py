@@ -3,7 +3,7 @@
 The executor sees the goal, its step and the results of the steps it depends on, nothing else.
 It cannot change the plan: it returns a result, a status, the tool calls it made, and maybe a
 surprise for the replanner. A tool that raises, a quota error, or the tool-call cap fails the step
-(the replanner decides what next); only a scenario bug (ScriptError) stops the whole run.
+(the replanner decides what next); only a FatalModelError (e.g. a scenario bug) stops the run.
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import BaseTool, tool
 
-from app.models import describe_model_error
-from app.scenarios import Fault
-from app.scripted import ScriptError
+from app.models import FatalModelError, describe_model_error
 from app.usage import merge_usage, usage_of_call
 from graphs.state import DONE, FAILED
 from graphs.structured import call_config
 from prompts import render
+from tools.step_context import StepIdentity, running_step
 
 DEPENDENCY_CHARS = 4000  # a dependency's result is cut here: enough to act on, cheap to send
 OUTPUT_PREVIEW_CHARS = 500
@@ -55,10 +54,24 @@ def run_step(
     model_name: str,
     tools: list[BaseTool],
     max_tool_calls: int,
-    faults: dict[str, Fault] | None = None,
+    run_id: str = "",
 ) -> StepOutcome:
     """Run `step` to a result. Never raises for model or tool trouble: it becomes the result."""
-    run = _StepRun(step, tools, faults or {})
+    identity = StepIdentity(run_id, step["id"], step.get("attempt", 1))
+    with running_step(identity):
+        return _run_step(step, goal, dependencies, model, model_name, tools, max_tool_calls)
+
+
+def _run_step(
+    step: dict[str, Any],
+    goal: str,
+    dependencies: dict[str, dict[str, Any]],
+    model: BaseChatModel,
+    model_name: str,
+    tools: list[BaseTool],
+    max_tool_calls: int,
+) -> StepOutcome:
+    run = _StepRun(step, tools)
     messages: list[BaseMessage] = [
         SystemMessage(render("executor", max_tool_calls=max_tool_calls)),
         HumanMessage(
@@ -80,7 +93,7 @@ def run_step(
     for _ in range(max_tool_calls + 2):
         try:
             reply: AIMessage = bound.invoke(messages, config=config)
-        except ScriptError as exc:
+        except FatalModelError as exc:
             return StepOutcome(run.finish(FAILED, error=str(exc)), usage, fatal=str(exc))
         except Exception as exc:  # provider trouble is a step result the replanner can act on
             return StepOutcome(run.finish(FAILED, error=_describe_model_error(exc)), usage)
@@ -101,10 +114,9 @@ def run_step(
 class _StepRun:
     """Bookkeeping for one attempt of a step: tool calls made, surprise, first error."""
 
-    def __init__(self, step: dict[str, Any], tools: list[BaseTool], faults: dict[str, Fault]):
+    def __init__(self, step: dict[str, Any], tools: list[BaseTool]):
         self.step = step
         self.tools = {t.name: t for t in tools}
-        self.faults = faults
         self.calls: list[dict[str, Any]] = []
         self.surprise = ""
         self.error = ""
@@ -138,11 +150,6 @@ class _StepRun:
         return answer
 
     def _invoke(self, name: str, args: dict[str, Any], call_id: str) -> ToolMessage:
-        fault = self.faults.get(name)
-        if fault is not None and fault.kind == "raise":
-            raise RuntimeError(fault.message)
-        if fault is not None and fault.kind == "empty":
-            return ToolMessage(content="", tool_call_id=call_id, name=name)
         tool_ = self.tools.get(name)
         if tool_ is None:
             raise LookupError(
@@ -171,7 +178,7 @@ class _StepRun:
 def crashed(step: dict[str, Any], exc: BaseException) -> StepOutcome:
     """A step whose code raised (a bug, not model or tool trouble): a failed result, journaled
     like any other, so the steps beside it keep their results."""
-    return StepOutcome(_StepRun(step, [], {}).finish(FAILED, error=f"the step crashed: {exc!r}"))
+    return StepOutcome(_StepRun(step, []).finish(FAILED, error=f"the step crashed: {exc!r}"))
 
 
 def _is_empty(answer: ToolMessage) -> bool:

@@ -23,8 +23,7 @@ from langchain_core.tools import BaseTool
 from langgraph.runtime import Runtime
 
 from app.context import Context, resolve_context
-from app.models import load_chat_model
-from app.scripted import faults_for, scripted_faults
+from app.models import load_chat_model, tools_for_model
 from app.usage import merge_usage
 from graphs import events
 from graphs.executor import StepOutcome, crashed, run_step
@@ -54,7 +53,7 @@ def _execute(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
         extra_names = {t.name for t in extra}
         builtin = [name for name in ctx.tools if name not in extra_names]
         tools = build_tools(builtin, _tool_settings(ctx)) + extra
-        faults = scripted_faults(ctx.executor_model)
+        tools = tools_for_model(ctx.executor_model, tools)  # a scenario's faults, if scripted
     except Exception as exc:  # configuration trouble ends the run with its reason
         reason = f"executor setup failed: {exc}"
         events.emit(runtime.stream_writer, events.FINISHED, status=FAILED, reason=reason)
@@ -71,7 +70,7 @@ def _execute(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
             model_name=ctx.executor_model,
             tools=tools,
             max_tool_calls=ctx.max_tool_calls_per_step,
-            faults=faults_for(faults, step),
+            run_id=state.get("run_id", ""),
         )
     )
     if batch.cut and not batch.new_results:

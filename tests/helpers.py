@@ -17,7 +17,7 @@ SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "app.cli", *args]
+    return [sys.executable, "-m", "app.cli.commands", *args]
 
 
 def clean_env() -> dict[str, str]:
@@ -117,7 +117,7 @@ def finished_ids(events: list[dict], recovered: bool | None = None) -> list[str]
 
 def instant_demo(tmp_path: Path) -> Path:
     """The bundled demo scenario with every latency removed (same replies, same tokens)."""
-    from app.scenarios import BUNDLED_DIR
+    from app.scripted.scenarios import BUNDLED_DIR
 
     script = json.loads((BUNDLED_DIR / "demo.json").read_text(encoding="utf-8"))
     script["latency"] = {}

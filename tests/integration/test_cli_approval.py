@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.demo import prepare_workspace
+from app.runs.demo import prepare_workspace
 from tests.helpers import clean_env, instant_demo, of_kind, run_cli, run_json
 
 pytestmark = pytest.mark.integration

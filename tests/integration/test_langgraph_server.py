@@ -21,8 +21,8 @@ from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
 from app.context import Context
-from app.demo import demo_context
-from app.scenarios import load_scenario
+from app.runs.demo import demo_context
+from app.scripted.scenarios import load_scenario
 from app.usage import ROLES
 from tests.helpers import finished_ids, instant_demo, of_kind, started_ids
 from tests.integration.conftest import TEST_METADATA, LangGraphServer

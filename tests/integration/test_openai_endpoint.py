@@ -1,6 +1,6 @@
 """planexec against an OpenAI-compatible endpoint over real HTTP, with the real client.
 
-The endpoint is `app.openai_server` playing `tests/scenarios/openai_demo_fast.json` (the demo with
+The endpoint is `app.scripted.server` playing `tests/scenarios/openai_demo_fast.json` (the demo with
 no latency) on a free 127.0.0.1 port; every role is an `openai:` model and `OPENAI_BASE_URL` points
 at it, with no API key: the path a user with Ollama, vLLM or llama.cpp takes. The server counts
 the usage of every reply per role; the run's state must record exactly the same.
@@ -31,9 +31,9 @@ from langgraph.store.memory import InMemoryStore
 
 import graphs.planner
 import graphs.replanner
-from app.demo import demo_context, prepare_workspace
-from app.openai_server import RunningServer, ServerFaults, serving
-from app.scenarios import load_scenario
+from app.runs.demo import demo_context, prepare_workspace
+from app.scripted.scenarios import load_scenario
+from app.scripted.server import RunningServer, ServerFaults, serving
 from graphs.plan_execute import build_graph
 from graphs.schemas import Plan, plan_problems
 from graphs.structured import call_structured
@@ -429,7 +429,7 @@ def read_base_url(proc: subprocess.Popen[str], timeout: float = 30) -> str:
 
 SERVE_COMMAND = (
     "import typer\n"
-    "from app.serve_command import register\n"
+    "from app.cli.serve_command import register\n"
     "app = typer.Typer()\n"
     "app.callback()(lambda: None)\n"
     "register(app)\n"
@@ -463,7 +463,7 @@ def server_process(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
 def test_python_m_app_openai_server_serves_a_whole_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with server_process("-m", "app.openai_server", FAST, "--port", "0") as (url, proc):
+    with server_process("-m", "app.scripted.server", FAST, "--port", "0") as (url, proc):
         monkeypatch.setenv("OPENAI_BASE_URL", url)
         models = httpx.get(f"{url}/models").json()
         assert [m["id"] for m in models["data"]] == ["gpt-4o", "gpt-4o-mini", "scripted"]

@@ -2,9 +2,9 @@
 across two workers, on PostgreSQL (advisory locks) and on one SQLite file (flock).
 
 Every PostgreSQL test has a throwaway schema of its own (tests/integration/pg.py). Workers are
-real `python -m app.cli worker` processes; their JSON lines go to files (or, for the worker that
-is killed, through a pipe read by a thread), so no process blocks on a full pipe and every wait
-has a timeout.
+real `python -m app.cli.commands worker` processes; their JSON lines go to files (or, for the
+worker that is killed, through a pipe read by a thread), so no process blocks on a full pipe and
+every wait has a timeout.
 
 The tests at the end each hold a bug found while writing these tests, since fixed: a foreground
 run taken over by a worker, concurrent first setup on PostgreSQL, a queued run that cannot start
@@ -29,8 +29,8 @@ from typing import IO, Any
 import pytest
 from typer.testing import CliRunner
 
-from app.cli import app as cli_app
-from app.persistence import open_persistence
+from app.cli.commands import app as cli_app
+from app.runs.persistence import open_persistence
 from tests.helpers import SCENARIOS, clean_env, cli, finished_ids, of_kind, started_ids
 from tests.integration.pg import PgSchema, temporary_schema
 

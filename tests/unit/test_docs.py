@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from app.scenarios import Scenario, bundled_names, load_scenario
+from app.scripted.scenarios import Scenario, bundled_names, load_scenario
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

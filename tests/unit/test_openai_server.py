@@ -16,16 +16,16 @@ from langchain_core.messages import AIMessage, BaseMessage
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from app.openai_server import (
+from app.cli.serve_command import register
+from app.scripted.scenarios import ScenarioError, load_scenario
+from app.scripted.server import (
     BAD_JSON,
     ServerFaults,
     banner,
     create_app,
     to_langchain,
 )
-from app.scenarios import ScenarioError, load_scenario
-from app.serve_command import register
-from app.tokens import count_messages, count_reply
+from app.scripted.tokens import count_messages, count_reply
 from graphs.schemas import Plan, ReplanDecision
 from prompts import render
 
@@ -581,7 +581,7 @@ def test_banner_starts_with_the_base_url_and_says_how_to_run() -> None:
 
 
 def test_command_line_flags_become_server_faults(monkeypatch: pytest.MonkeyPatch) -> None:
-    import app.openai_server as server
+    import app.scripted.server as server
 
     calls: list[tuple] = []
     monkeypatch.setattr(server, "serve", lambda *args, **kwargs: calls.append((args, kwargs)))
@@ -598,7 +598,7 @@ def test_command_line_flags_become_server_faults(monkeypatch: pytest.MonkeyPatch
 
 
 def test_an_unexpected_error_is_a_500_in_openai_shape(monkeypatch: pytest.MonkeyPatch) -> None:
-    import app.openai_server as server
+    import app.scripted.server as server
 
     def broken(*args: Any, **kwargs: Any) -> AIMessage:
         raise RuntimeError("scenario file vanished")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.persistence import open_persistence, redact
+from app.runs.persistence import open_persistence, redact
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,8 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from app.scripted import ScriptedChatModel, ScriptedQuotaError, ScriptError
-from app.tokens import count_messages, count_reply
+from app.scripted.chat_model import ScriptedChatModel, ScriptedQuotaError, ScriptError
+from app.scripted.tokens import count_messages, count_reply
 from graphs.schemas import Plan, ReplanDecision
 from graphs.structured import call_config
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
-from app.demo import demo_context
+from app.runs.demo import demo_context
 from graphs.plan_execute import build_graph
 from tests.helpers import instant_demo
 

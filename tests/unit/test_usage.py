@@ -15,8 +15,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
 from app.context import Context
-from app.demo import demo_context
 from app.pricing import PRICES_PER_MTOK, cost_usd, price_key
+from app.runs.demo import demo_context
 from app.usage import merge_usage, total_usage, usage_of_call
 from graphs.plan_execute import build_graph
 from graphs.state import RESET

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from app.view import LiveView, usage_table
+from app.cli.view import LiveView, usage_table
 
 
 def rendered(view: LiveView) -> str:
@@ -78,7 +78,7 @@ def test_usage_table_says_unknown_price_rather_than_zero() -> None:
 
 
 def test_show_marks_steps_blocked_by_a_failure_and_retries_not_yet_run() -> None:
-    from app.view import steps_table
+    from app.cli.view import steps_table
 
     state = {
         "plan": [

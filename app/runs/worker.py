@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from app import runner
-from app.persistence import Persistence
+from app.runs import runner
+from app.runs.persistence import Persistence
 
 UNFINISHED = ("queued", "interrupted", "running")
 

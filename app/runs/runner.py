@@ -17,7 +17,7 @@ from langgraph.types import Command
 
 from app.context import Context, restore_context
 from app.models import check_model
-from app.persistence import Persistence
+from app.runs.persistence import Persistence
 from graphs.journal import StepJournal
 from graphs.state import DONE, FAILED, REJECTED, REPLAN_LIMIT, RUNNING
 

@@ -26,15 +26,15 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from app import runner
+from app.cli.serve_command import register as register_serve_command
+from app.cli.view import LiveView, print_outcome, steps_table
 from app.context import Context, restore_context
-from app.demo import DEMO_SCENARIO, DEMO_WORKSPACE, demo_context, prepare_workspace
 from app.models import ModelConfigError
-from app.persistence import DatabaseURLError, Persistence, open_persistence
-from app.scenarios import ScenarioError, load_scenario, scenario_path
-from app.serve_command import register as register_serve_command
-from app.view import LiveView, print_outcome, steps_table
-from app.worker import RunBusy, holding_run
+from app.runs import runner
+from app.runs.demo import DEMO_SCENARIO, DEMO_WORKSPACE, demo_context, prepare_workspace
+from app.runs.persistence import DatabaseURLError, Persistence, open_persistence
+from app.runs.worker import RunBusy, holding_run
+from app.scripted.scenarios import ScenarioError, load_scenario, scenario_path
 from graphs.scheduler import STOP_LAUNCHING
 from graphs.state import DONE, REPLAN_LIMIT
 
@@ -461,7 +461,7 @@ def worker(
 ) -> None:
     """Take queued and interrupted runs from the database and finish them; run several of
     these against one PostgreSQL database to share the work."""
-    from app.worker import work
+    from app.runs.worker import work
 
     def go() -> int:
         def on_event(thread_id: str, event: dict[str, Any]) -> None:
@@ -549,7 +549,7 @@ def show(
 @app.command("scenario-schema")
 def scenario_schema() -> None:
     """Print the JSON Schema of scenario files."""
-    from app.scenarios import Scenario
+    from app.scripted.scenarios import Scenario
 
     print(json.dumps(Scenario.model_json_schema(), indent=2))
 

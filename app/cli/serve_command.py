@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         planexec, or any OpenAI client, runs against it over HTTP as it would against Ollama or
         vLLM. Prints the OPENAI_BASE_URL to set; stop it with Ctrl-C."""
         try:
-            from app.openai_server import ServerFaults, serve
+            from app.scripted.server import ServerFaults, serve
         except ImportError as exc:  # starlette / uvicorn missing
             typer.echo(
                 f"error: serve-scenario needs starlette and uvicorn ({exc}); "
@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
                 err=True,
             )
             raise typer.Exit(EXIT_CONFIG) from None
-        from app.scenarios import ScenarioError, load_scenario
+        from app.scripted.scenarios import ScenarioError, load_scenario
 
         try:
             load_scenario(scenario)

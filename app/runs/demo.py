@@ -1,4 +1,4 @@
-"""The bundled demo: its workspace and SQLite database, made from files shipped in app/data."""
+"""The bundled demo: its workspace and SQLite database, made from the files in demo_data/."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import sqlite3
 from pathlib import Path
 
 from app.context import Context
-from app.scenarios import load_scenario
+from app.scripted.scenarios import load_scenario
 
-DATA_DIR = Path(__file__).parent / "data"
+DATA_DIR = Path(__file__).parent / "demo_data"
 DEMO_SCENARIO = "demo"
 DEMO_WORKSPACE = ".planexec/demo"
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-BUNDLED_DIR = Path(__file__).parent / "bundled_scenarios"
+BUNDLED_DIR = Path(__file__).parent / "bundled"
 
 Role = Literal["planner", "executor", "replanner"]
 

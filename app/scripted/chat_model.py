@@ -20,11 +20,12 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from app.scenarios import ExecutorTurn, Fault, Scenario, load_scenario, pick_attempt
-from app.tokens import usage_metadata
+from app.models import FatalModelError
+from app.scripted.scenarios import ExecutorTurn, Scenario, load_scenario, pick_attempt
+from app.scripted.tokens import usage_metadata
 
 
-class ScriptError(RuntimeError):
+class ScriptError(FatalModelError):
     """The scenario has no reply for what the model was asked: a scenario bug, not a model one."""
 
 
@@ -201,15 +202,3 @@ def _executor_reply(
         for i, c in enumerate(spec.tool_calls)
     ]
     return AIMessage(content=content, tool_calls=calls), latency
-
-
-def scripted_faults(model_spec: str) -> list[Fault]:
-    """The tool faults of the scenario the executor plays; none for a real model."""
-    provider, _, name = model_spec.partition(":")
-    return list(load_scenario(name).faults) if provider == "scripted" else []
-
-
-def faults_for(faults: list[Fault], step: dict[str, Any]) -> dict[str, Fault]:
-    """Tool name -> the fault injected into this attempt of `step`."""
-    attempt = step.get("attempt", 1)
-    return {f.tool: f for f in faults if f.step == step["id"] and f.attempt in (None, attempt)}

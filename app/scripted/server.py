@@ -4,9 +4,9 @@
 would talk to Ollama, vLLM or a llama.cpp server: the real `openai` / `langchain-openai` client,
 real HTTP, real retries. The replies come from the scenario (`app.scripted.play`), which works out
 the role, step, attempt and review from the planexec prompts in the request, and the usage is
-counted with the same tokenizer as the scripted model (`app.tokens`).
+counted with the same tokenizer as the scripted model (`app.scripted.tokens`).
 
-    python -m app.openai_server demo --port 8000        # or: planexec serve-scenario demo
+    python -m app.scripted.server demo --port 8000        # or: planexec serve-scenario demo
     OPENAI_BASE_URL=http://127.0.0.1:8000/v1 planexec run "..." --planner-model openai:gpt-4o ...
 
 Endpoints: `GET /v1/models`, `POST /v1/chat/completions` (messages with tool calls, `tools` and
@@ -44,15 +44,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from app.scenarios import load_scenario
-from app.scripted import (
+from app.scripted.chat_model import (
     ScriptedQuotaError,
     ScriptedServerError,
     ScriptError,
     ask_of,
     play,
 )
-from app.tokens import usage_metadata
+from app.scripted.scenarios import load_scenario
+from app.scripted.tokens import usage_metadata
 
 # The reply "bad JSON" mode sends: valid JSON that matches neither Plan nor ReplanDecision.
 BAD_JSON_ARGS: dict[str, Any] = {"steps": "oops"}
@@ -148,7 +148,7 @@ class RequestError(ValueError):
 def create_app(scenario: str, *, faults: ServerFaults | None = None) -> Starlette:
     """An ASGI app serving `scenario` (a bundled name or a file) as an OpenAI-compatible API.
 
-    Raises `app.scenarios.ScenarioError` at once if the scenario cannot be loaded."""
+    Raises `app.scripted.scenarios.ScenarioError` at once if the scenario cannot be loaded."""
     script = load_scenario(scenario)
     faults = faults or ServerFaults()
     ledger = _Ledger()
@@ -789,7 +789,7 @@ def serving(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m app.openai_server",
+        prog="python -m app.scripted.server",
         description="Serve a planexec scenario as an OpenAI-compatible API.",
     )
     parser.add_argument("scenario", help="bundled scenario name (demo) or a scenario file")
@@ -800,7 +800,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bad-json-first", action="store_true")
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
-    from app.scenarios import ScenarioError
+    from app.scripted.scenarios import ScenarioError
 
     faults = ServerFaults(
         fail_first_429=args.fail_first_429,
