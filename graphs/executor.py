@@ -22,7 +22,7 @@ from app.usage import merge_usage, usage_of_call
 from graphs.state import DONE, FAILED
 from graphs.structured import call_config
 from prompts import render
-from tools.step_context import StepIdentity, running_step
+from tools.step_context import StepIdentity, ToolCallIdentity, calling_tool, running_step
 
 DEPENDENCY_CHARS = 4000  # a dependency's result is cut here: enough to act on, cheap to send
 OUTPUT_PREVIEW_CHARS = 500
@@ -59,7 +59,7 @@ def run_step(
     """Run `step` to a result. Never raises for model or tool trouble: it becomes the result."""
     identity = StepIdentity(run_id, step["id"], step.get("attempt", 1))
     with running_step(identity):
-        return _run_step(step, goal, dependencies, model, model_name, tools, max_tool_calls)
+        return _run_step(step, goal, dependencies, model, model_name, tools, max_tool_calls, run_id)
 
 
 def _run_step(
@@ -70,8 +70,9 @@ def _run_step(
     model_name: str,
     tools: list[BaseTool],
     max_tool_calls: int,
+    run_id: str,
 ) -> StepOutcome:
-    run = _StepRun(step, tools)
+    run = _StepRun(step, tools, run_id)
     messages: list[BaseMessage] = [
         SystemMessage(render("executor", max_tool_calls=max_tool_calls)),
         HumanMessage(
@@ -114,8 +115,9 @@ def _run_step(
 class _StepRun:
     """Bookkeeping for one attempt of a step: tool calls made, surprise, first error."""
 
-    def __init__(self, step: dict[str, Any], tools: list[BaseTool]):
+    def __init__(self, step: dict[str, Any], tools: list[BaseTool], run_id: str = ""):
         self.step = step
+        self.identity = StepIdentity(run_id, step["id"], step.get("attempt", 1))
         self.tools = {t.name: t for t in tools}
         self.calls: list[dict[str, Any]] = []
         self.surprise = ""
@@ -137,7 +139,9 @@ class _StepRun:
             record["output"] = self.error
             return ToolMessage(content=self.error, tool_call_id=call_id, status="error")
         try:
-            answer = self._invoke(name, args, call_id)
+            identity = ToolCallIdentity(self.identity, len(self.calls) - 1)
+            with calling_tool(identity):
+                answer = self._invoke(name, args, call_id)
         except Exception as exc:  # a raising tool is a failed step, never a crash
             self.error = f"tool {name} failed: {exc}"
             record["output"] = str(exc)[:OUTPUT_PREVIEW_CHARS]
