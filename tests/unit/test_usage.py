@@ -152,10 +152,17 @@ def test_total_usage_sums_all_roles() -> None:
     assert total_usage(usage) == {
         "calls": 2,
         "input_tokens": 1100,
+        "cached_input_tokens": 0,
         "output_tokens": 110,
         "cost_usd": pytest.approx(cost_usd("gpt-4o", 100, 10) + cost_usd("gpt-4o-mini", 1000, 100)),
     }
-    assert total_usage({}) == {"calls": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+    assert total_usage({}) == {
+        "calls": 0,
+        "input_tokens": 0,
+        "cached_input_tokens": 0,
+        "output_tokens": 0,
+        "cost_usd": 0.0,
+    }
 
 
 # a whole run -----------------------------------------------------------------------------------
