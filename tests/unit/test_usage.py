@@ -82,6 +82,7 @@ def test_usage_of_call_prices_by_the_model_that_answered() -> None:
         "executor": {
             "calls": 1,
             "input_tokens": 1000,
+            "cached_input_tokens": 0,
             "output_tokens": 200,
             "cost_usd": pytest.approx((1000 * 0.15 + 200 * 0.60) / 1e6),
             "model": "gpt-4o-mini-2024-07-18",
