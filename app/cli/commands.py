@@ -24,6 +24,7 @@ import psycopg
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from app.cli.serve_command import register as register_serve_command
@@ -261,7 +262,8 @@ def _guarded(fn: Any) -> int:
         ScenarioError,
         ValueError,
     ) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        # Escaped: messages hold brackets (pip install "planexec[anthropic]") that are not markup.
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         return EXIT_CONFIG
 
 
