@@ -224,3 +224,46 @@ def test_gemini_executor_request_declares_the_tools(
         assert declared == DEMO_TOOLS | {"flag_surprise"}
         assert "executor" in str(config.system_instruction)
         assert [c.role for c in request["contents"]] == ["user"]
+
+
+# usage ----------------------------------------------------------------------------------------
+
+
+def test_claude_cache_reads_are_recorded_as_cached_input_tokens(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Every executor call is answered by langchain-anthropic's own parsing of an Anthropic
+    # response that read 1,152 tokens from the prompt cache and wrote 64 to it.
+    from anthropic.types import Message, TextBlock, Usage
+    from langchain_anthropic import ChatAnthropic
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    answer = Message(
+        id="msg_1",
+        type="message",
+        role="assistant",
+        model="claude-sonnet-4-5",
+        content=[TextBlock(type="text", text="done")],
+        stop_reason="end_turn",
+        usage=Usage(
+            input_tokens=200,
+            output_tokens=3,
+            cache_read_input_tokens=1152,
+            cache_creation_input_tokens=64,
+        ),
+    )
+
+    class Raw:
+        def parse(self) -> Message:
+            return answer
+
+    monkeypatch.setattr(ChatAnthropic, "_create", lambda self, payload: Raw())
+
+    state = run_demo(tmp_path, executor_model=CLAUDE)
+
+    executor = state["usage"]["executor"]
+    calls = executor["calls"]
+    assert calls >= 5  # one per step of the demo plan
+    assert executor["input_tokens"] == calls * (200 + 1152 + 64)
+    assert executor["cached_input_tokens"] == calls * 1152
+    assert executor["output_tokens"] == calls * 3
