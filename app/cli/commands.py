@@ -538,6 +538,9 @@ def show(
         with open_persistence(db) as persistence:
             state = runner.run_state(persistence, thread_id)
         if as_json:
+            from app.usage import with_cache_hit_rates
+
+            state["usage"] = with_cache_hit_rates(state.get("usage"))
             print(json.dumps(state, default=str, indent=2))
             return 0
         console.print(f"[bold]{thread_id}[/bold]  goal: {state.get('goal', '')}")

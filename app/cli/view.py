@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from app.pricing import PRICES_AS_OF
-from app.usage import ROLES, total_usage
+from app.usage import ROLES, cache_hit_rate, total_usage
 
 STATUS_STYLE = {
     "pending": "dim",
@@ -109,7 +109,7 @@ class LiveView:
 def usage_table(usage: dict[str, dict[str, Any]], models: dict[str, str]) -> Table:
     """Calls, tokens and cost per role, and the total."""
     table = Table(title=f"usage (prices as of {PRICES_AS_OF})")
-    for column in ("role", "model", "calls", "tokens in", "tokens out", "cost USD"):
+    for column in ("role", "model", "calls", "tokens in", "cached", "tokens out", "cost USD"):
         table.add_column(column, justify="left" if column in ("role", "model") else "right")
     priced_as = []
     for role in ROLES:
@@ -124,6 +124,7 @@ def usage_table(usage: dict[str, dict[str, Any]], models: dict[str, str]) -> Tab
             model,
             str(totals["calls"]),
             f"{totals['input_tokens']:,}",
+            _hit_rate(totals),
             f"{totals['output_tokens']:,}",
             _money(totals.get("cost_usd")),
         )
@@ -133,6 +134,7 @@ def usage_table(usage: dict[str, dict[str, Any]], models: dict[str, str]) -> Tab
         "",
         str(total["calls"]),
         f"{total['input_tokens']:,}",
+        _hit_rate(total),
         f"{total['output_tokens']:,}",
         _money(total["cost_usd"]),
         style="bold",
@@ -140,6 +142,12 @@ def usage_table(usage: dict[str, dict[str, Any]], models: dict[str, str]) -> Tab
     if priced_as:  # scripted calls are priced as the models their scenario stands for
         table.caption = "scripted calls priced as: " + ", ".join(priced_as)
     return table
+
+
+def _hit_rate(totals: dict[str, Any]) -> str:
+    """The share of input tokens read from the provider's prompt cache."""
+    rate = cache_hit_rate(totals)
+    return "-" if rate is None else f"{rate:.0%}"
 
 
 def _money(value: float | None) -> str:

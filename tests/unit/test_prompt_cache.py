@@ -19,7 +19,7 @@ from app.scripted.prompt_cache import PromptCache
 from app.scripted.tokens import prompt_tokens
 from app.usage import cache_hit_rate, merge_usage, total_usage, usage_of_call
 from graphs.plan_execute import build_graph
-from tests.helpers import instant_demo
+from tests.helpers import clean_env, instant_demo
 from tools.registry import DEFAULT_TOOLS
 
 
@@ -165,3 +165,33 @@ def test_cached_input_tokens_add_up_per_role_and_give_the_hit_rate() -> None:
     assert usage["executor"]["cached_input_tokens"] == 2560
     assert cache_hit_rate(usage["executor"]) == pytest.approx(2560 / 4000)
     assert cache_hit_rate({"input_tokens": 0}) is None
+
+
+# show -----------------------------------------------------------------------------------------
+
+
+def test_show_gives_each_roles_cache_hit_rate_in_json_and_in_the_table(tmp_path: Path) -> None:
+    from app.runs.demo import prepare_workspace
+    from tests.helpers import run_cli
+
+    db, ws = str(tmp_path / "runs.sqlite"), tmp_path / "ws"
+    sql = str(prepare_workspace(ws))
+    ran = run_cli(
+        "run", "Q3 revenue report", "--scenario", str(instant_demo(tmp_path)),
+        "--tools", ",".join(DEFAULT_TOOLS), "--workspace", str(ws), "--sql-database", sql,
+        "--db", db, "--thread", "cached", "--json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+
+    shown = run_cli("show", "cached", "--db", db, "--json", cwd=tmp_path)
+    usage = json.loads(shown.stdout)["usage"]
+    executor = usage["executor"]
+    assert executor["cached_input_tokens"] > 0
+    assert executor["cache_hit_rate"] == executor["cached_input_tokens"] / executor["input_tokens"]
+    assert usage["planner"]["cache_hit_rate"] == 0  # one planner call: nothing seen before
+
+    wide = {**clean_env(), "COLUMNS": "160"}
+    table = run_cli("show", "cached", "--db", db, cwd=tmp_path, env=wide).stdout
+    row = next(line for line in table.splitlines() if line.strip("│ ").startswith("executor"))
+    assert f"{executor['cache_hit_rate']:.0%}" in row
