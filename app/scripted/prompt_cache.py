@@ -23,8 +23,10 @@ from collections.abc import Hashable, Sequence
 
 MIN_CACHED_TOKENS = 1024  # prompts shorter than this are never cached
 CACHE_INCREMENT = 128  # cached prefixes grow in steps of this many tokens
-MAX_SCOPES = 256  # runs (or models) whose prefixes are remembered at once
-MAX_PREFIXES_PER_SCOPE = 20_000  # ~2.5M prompt tokens of distinct prefixes per scope
+# At most 64 x 4,096 digests (~40 MB at worst): a scope holds ~500k tokens of distinct prefixes,
+# far more than a run sends; past that, the least recently used go first.
+MAX_SCOPES = 64  # runs (or models) whose prefixes are remembered at once
+MAX_PREFIXES_PER_SCOPE = 4096
 
 
 def cache_boundaries(prompt_tokens: int) -> range:
