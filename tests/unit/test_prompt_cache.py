@@ -195,3 +195,49 @@ def test_show_gives_each_roles_cache_hit_rate_in_json_and_in_the_table(tmp_path:
     table = run_cli("show", "cached", "--db", db, cwd=tmp_path, env=wide).stdout
     row = next(line for line in table.splitlines() if line.strip("│ ").startswith("executor"))
     assert f"{executor['cache_hit_rate']:.0%}" in row
+
+
+# the scenario server --------------------------------------------------------------------------
+
+
+def test_the_server_reports_cached_tokens_per_model_and_forgets_them_on_reset() -> None:
+    from starlette.testclient import TestClient
+
+    from app.scripted.server import create_app
+    from prompts import render
+    from tests.helpers import SCENARIOS
+
+    c = TestClient(create_app(str(SCENARIOS / "openai_demo_fast.json")))
+    # The executor's instructions and a long tool description: one prefix of 1,300+ tokens.
+    long_tool = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "description": "Look a term up in the catalogue. " * 180,
+            "parameters": {"type": "object", "properties": {"term": {"type": "string"}}},
+        },
+    }
+
+    def ask(model: str, step: str) -> dict[str, Any]:
+        task = render(
+            "executor_task", goal="g", step_id=step, attempt=1, description="d", dependencies=""
+        )
+        messages = [
+            {"role": "system", "content": render("executor", max_tool_calls=6)},
+            {"role": "user", "content": task},
+        ]
+        body = {"model": model, "messages": messages, "tools": [long_tool]}
+        response = c.post("/v1/chat/completions", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()["usage"]
+
+    first = ask("gpt-4o-mini", "s1")
+    second = ask("gpt-4o-mini", "s5")
+    assert first["prompt_tokens_details"]["cached_tokens"] == 0
+    cached = second["prompt_tokens_details"]["cached_tokens"]
+    assert cached >= 1024 and (cached - 1024) % 128 == 0 and cached < second["prompt_tokens"]
+    assert ask("gpt-4o", "s5")["prompt_tokens_details"]["cached_tokens"] == 0  # another model
+    ledger = c.get("/_planexec/usage").json()["usage"]["executor"]
+    assert ledger["cached_tokens"] == cached
+    c.post("/_planexec/reset")
+    assert ask("gpt-4o-mini", "s5")["prompt_tokens_details"]["cached_tokens"] == 0
