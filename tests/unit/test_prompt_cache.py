@@ -167,6 +167,17 @@ def test_cached_input_tokens_add_up_per_role_and_give_the_hit_rate() -> None:
     assert cache_hit_rate({"input_tokens": 0}) is None
 
 
+def test_cached_tokens_on_openai_service_tiers_count_and_never_exceed_the_input() -> None:
+    from app.usage import cached_input_tokens
+
+    # langchain-openai names them per service tier (priority, flex).
+    tiered = {"input_tokens": 2000, "input_token_details": {"priority_cache_read": 1152}}
+    assert cached_input_tokens(tiered) == 1152
+    overstated = {"input_tokens": 10, "input_token_details": {"cache_read": 64}}
+    assert cached_input_tokens(overstated) == 10
+    assert cached_input_tokens({"input_tokens": 10}) == 0
+
+
 # show -----------------------------------------------------------------------------------------
 
 
