@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -95,6 +96,7 @@ def _plan(state: State, runtime: Runtime[Context], known_tools: set[str]) -> dic
     return {
         "goal": goal,
         "run_id": uuid.uuid4().hex,
+        "context": asdict(ctx),  # what every later node of this run uses (graphs/run_context.py)
         "plan": steps,
         "results": RESET,
         "history": [RESET],

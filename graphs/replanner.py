@@ -16,10 +16,11 @@ from langgraph.graph import END
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
-from app.context import Context, resolve_context
+from app.context import Context
 from app.models import describe_model_error, load_chat_model
 from graphs import events
 from graphs.planner import revise_plan
+from graphs.run_context import run_context
 from graphs.schemas import ReplanDecision, plan_problems
 from graphs.state import DONE, FAILED, REPLAN_LIMIT, State, is_done, ready_steps, settled
 from graphs.structured import call_structured
@@ -29,7 +30,7 @@ RESULT_CHARS = 1500  # per step in the replanner's prompt
 
 
 def replan(state: State, runtime: Runtime[Context]) -> Command:
-    ctx = resolve_context(runtime.context)
+    ctx = run_context(state, runtime)
     plan, results = state.get("plan", []), state.get("results", {})
     done_ids = [s["id"] for s in plan if is_done(s["id"], results)]
     calls = state.get("replanner_calls", 0)
