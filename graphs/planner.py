@@ -17,6 +17,7 @@ from graphs.schemas import Plan, plan_problems
 from graphs.state import FAILED, RESET, RUNNING, State
 from graphs.structured import call_structured
 from prompts import render
+from tools import tool_names
 
 
 def plan_step_dicts(plan_steps: list[Any], attempts: dict[str, int] | None = None) -> list[dict]:
@@ -59,18 +60,16 @@ def _plan(state: State, runtime: Runtime[Context], known_tools: set[str]) -> dic
     goal = (state.get("goal") or "").strip()
     if not goal:
         return _fail(runtime, "the input has no goal: pass {'goal': '...'}")
-    unknown = [name for name in ctx.tools if name not in known_tools]
-    if unknown:
-        return _fail(
-            runtime,
-            f"unknown tool(s) {', '.join(map(repr, unknown))} in the tools setting; "
-            f"available tools: {', '.join(sorted(known_tools))}",
-        )
+    try:  # MCP servers and import paths are reached here, before any model is paid for
+        offered = [n for n in ctx.tools if n in known_tools]
+        offered += tool_names([n for n in ctx.tools if n not in known_tools])
+    except ValueError as exc:
+        return _fail(runtime, f"the tools setting cannot be used: {exc}")
     try:
         model = load_chat_model(ctx.planner_model)
         messages = [
             SystemMessage(
-                render("planner", max_steps=ctx.max_steps, tools=", ".join(ctx.tools) or "none")
+                render("planner", max_steps=ctx.max_steps, tools=", ".join(offered) or "none")
             ),
             HumanMessage(goal),
         ]
