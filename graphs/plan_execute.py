@@ -25,6 +25,7 @@ from app.context import Context
 from graphs.approval import approve
 from graphs.planner import make_plan
 from graphs.replanner import replan
+from graphs.retries import MODEL_NODE_RETRY
 from graphs.routes import follow_route, recorded_route
 from graphs.run_context import run_context
 from graphs.scheduler import make_execute
@@ -60,11 +61,16 @@ def build_graph(
     known_tools = set(TOOL_NAMES) | {t.name for t in tools or ()}
     # Each node's update also carries a one-line summary for the thread's history.
     node = summarized
-    builder.add_node("planner", node("planner", make_plan(known_tools)))  # goal -> plan
+    # planner: goal -> validated plan; retried on transient model errors
+    builder.add_node(
+        "planner", node("planner", make_plan(known_tools)), retry_policy=MODEL_NODE_RETRY
+    )
     # executor: runs ready steps in parallel until the replanner should look
     builder.add_node("executor", node("executor", make_execute(tools or ())))
     # replanner: continue, revise the remaining steps (via approval if on), or finish
-    builder.add_node("replanner", node("replanner", recorded_route(replan)))
+    builder.add_node(
+        "replanner", node("replanner", recorded_route(replan)), retry_policy=MODEL_NODE_RETRY
+    )
     # approval: a person approves, edits or rejects the plan (LangGraph interrupt)
     builder.add_node("approval", node("approval", recorded_route(approve)))
     builder.add_edge(START, "planner")

@@ -11,8 +11,9 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
 from app.context import Context, resolve_context
-from app.models import describe_model_error, load_chat_model
+from app.models import describe_model_error, role_model
 from graphs import events
+from graphs.retries import retry_node
 from graphs.schemas import Plan, plan_problems
 from graphs.state import FAILED, RESET, RUNNING, State
 from graphs.structured import call_structured
@@ -66,7 +67,7 @@ def _plan(state: State, runtime: Runtime[Context], known_tools: set[str]) -> dic
     except ValueError as exc:
         return _fail(runtime, f"the tools setting cannot be used: {exc}")
     try:
-        model = load_chat_model(ctx.planner_model)
+        model = role_model(ctx, "planner")
         messages = [
             SystemMessage(
                 render("planner", max_steps=ctx.max_steps, tools=", ".join(offered) or "none")
@@ -83,6 +84,8 @@ def _plan(state: State, runtime: Runtime[Context], known_tools: set[str]) -> dic
             call=0,
         )
     except Exception as exc:  # a model or provider error ends the run cleanly, with its reason
+        if retry_node(exc, runtime):
+            raise  # transient: LangGraph's RetryPolicy runs the node again (graphs/retries.py)
         reason = f"planner model {ctx.planner_model!r} failed: {describe_model_error(exc)}"
         return _fail(runtime, reason, getattr(exc, "usage", None))
     if out.value is None:

@@ -23,7 +23,7 @@ from langchain_core.tools import BaseTool
 from langgraph.runtime import Runtime
 
 from app.context import Context
-from app.models import load_chat_model, tools_for_model
+from app.models import role_model, tools_for_model
 from app.usage import merge_usage
 from graphs import events
 from graphs.executor import StepOutcome, crashed, run_step
@@ -50,7 +50,7 @@ def make_execute(extra_tools: Sequence[BaseTool] = ()) -> Callable[..., dict[str
 def _execute(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> dict[str, Any]:
     ctx = run_context(state, runtime)
     try:
-        model = load_chat_model(ctx.executor_model)
+        model = role_model(ctx, "executor")
         extra_names = {t.name for t in extra}
         builtin = [name for name in ctx.tools if name not in extra_names]
         tools = build_tools(builtin, _tool_settings(ctx)) + extra
