@@ -76,31 +76,36 @@ def test_an_approval_answered_without_a_context_uses_the_runs_own(
     assert values["context"]["planner_model"].startswith("scripted:")
 
 
-def test_a_tool_named_by_import_path_runs_over_the_server(
-    client: SyncLangGraphClient, new_thread: Callable[[], str], tmp_path: Path
-) -> None:
+def one_tool_call(tmp_path: Path, tool: str, args: dict, tools: list[str]) -> dict:
+    """A context whose scripted run has one step: call `tool` with `args`, report its output."""
     script = {
-        "name": "imported",
-        "goal": "Shout.",
-        "planner": {"steps": [{"id": "s1", "description": "Shout hi.", "depends_on": []}]},
+        "name": "one-tool-call",
+        "goal": "Call one tool.",
+        "planner": {"steps": [{"id": "s1", "description": f"Call {tool}.", "depends_on": []}]},
         "executor": {
             "s1": [
-                {"tool_calls": [{"name": "shout", "args": {"text": "hi"}}]},
+                {"tool_calls": [{"name": tool, "args": args}]},
                 {"content": "{last_tool_result}"},
             ]
         },
-        "replanner": [{"action": "finish", "reason": "done", "response": "shouted"}],
+        "replanner": [{"action": "finish", "reason": "done", "response": "reported"}],
     }
-    path = tmp_path / "imported.json"
+    path = tmp_path / "one_tool_call.json"
     path.write_text(json.dumps(script), encoding="utf-8")
     model = f"scripted:{path}"
-    ctx = scripted_context(
+    return scripted_context(
         tmp_path / "ws",
         planner_model=model,
         executor_model=model,
         replanner_model=model,
-        tools=["tests.custom_tools:shout"],
+        tools=tools,
     )
+
+
+def test_a_tool_named_by_import_path_runs_over_the_server(
+    client: SyncLangGraphClient, new_thread: Callable[[], str], tmp_path: Path
+) -> None:
+    ctx = one_tool_call(tmp_path, "shout", {"text": "hi"}, tools=["tests.custom_tools:shout"])
 
     run = stream_run(client, new_thread(), GOAL, ctx)
 
@@ -118,3 +123,16 @@ def test_an_unimportable_tool_is_refused_before_the_planner_over_the_server(
     assert run.state["status"] == "failed"
     assert "module 'tests.custom_tools' has no 'missing'" in run.state["reason"]
     assert "planner" not in run.state.get("usage", {}), "the planner was paid for"
+
+
+def test_an_mcp_tool_of_the_deployment_runs_over_the_server(
+    client: SyncLangGraphClient, new_thread: Callable[[], str], tmp_path: Path
+) -> None:
+    """The server's environment defines the `math` MCP server (conftest.py); a run picks it."""
+    ctx = one_tool_call(tmp_path, "math_add", {"a": 2, "b": 40}, tools=["mcp:math/add"])
+
+    run = stream_run(client, new_thread(), GOAL, ctx)
+
+    assert run.errors == [] and run.state["status"] == "done", run.state.get("reason")
+    assert run.state["results"]["s1"]["result"] == "42"
+    assert [c["name"] for c in run.state["results"]["s1"]["tool_calls"]] == ["math_add"]
