@@ -60,19 +60,18 @@ def build_graph(
     builder = StateGraph(State, context_schema=Context, input_schema=InputState)
     known_tools = set(TOOL_NAMES) | {t.name for t in tools or ()}
     # Each node's update also carries a one-line summary for the thread's history.
-    node = summarized
     # planner: goal -> validated plan; retried on transient model errors
     builder.add_node(
-        "planner", node("planner", make_plan(known_tools)), retry_policy=MODEL_NODE_RETRY
+        "planner", summarized("planner", make_plan(known_tools)), retry_policy=MODEL_NODE_RETRY
     )
     # executor: runs ready steps in parallel until the replanner should look
-    builder.add_node("executor", node("executor", make_execute(tools or ())))
+    builder.add_node("executor", summarized("executor", make_execute(tools or ())))
     # replanner: continue, revise the remaining steps (via approval if on), or finish
     builder.add_node(
-        "replanner", node("replanner", recorded_route(replan)), retry_policy=MODEL_NODE_RETRY
+        "replanner", summarized("replanner", recorded_route(replan)), retry_policy=MODEL_NODE_RETRY
     )
     # approval: a person approves, edits or rejects the plan (LangGraph interrupt)
-    builder.add_node("approval", node("approval", recorded_route(approve)))
+    builder.add_node("approval", summarized("approval", recorded_route(approve)))
     builder.add_edge(START, "planner")
     builder.add_conditional_edges(
         "planner", _after_planner, {"approval": "approval", "executor": "executor", END: END}
