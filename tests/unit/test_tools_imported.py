@@ -46,3 +46,18 @@ def test_two_tools_with_one_name_are_refused(tmp_path: Path) -> None:
     entries = ["calculator", "tests.custom_tools:another_calculator"]
     with pytest.raises(ValueError, match="two tools are named 'calculator'"):
         build_tools(entries, ToolSettings(tmp_path))
+
+
+@pytest.mark.parametrize("entry", ["uvicorn.__main__:main", "tests._private:x", "os._exit:x"])
+def test_main_and_private_modules_are_never_imported(entry: str) -> None:
+    with pytest.raises(ValueError, match="private and __main__ modules are not imported"):
+        tool_names([entry])
+
+
+def test_a_deployment_can_confine_imports_to_its_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLANEXEC_TOOL_PACKAGES", "mypkg, tests.custom_tools")
+    assert tool_names(["tests.custom_tools:shout"]) == ["shout"]
+    with pytest.raises(ValueError, match="outside the packages this deployment allows"):
+        tool_names(["tests.custom_toolsX:shout"])
+    with pytest.raises(ValueError, match="outside the packages this deployment allows"):
+        tool_names(["json:loads"])
