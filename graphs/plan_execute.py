@@ -23,12 +23,11 @@ from langgraph.runtime import get_runtime
 from langgraph.store.base import BaseStore
 
 from app.context import Context, resolve_context
-from graphs.approval import approve
+from graphs.approval import make_approve
 from graphs.planner import make_plan
-from graphs.replanner import replan
+from graphs.replanner import make_replan
 from graphs.scheduler import make_execute
 from graphs.state import FAILED, InputState, State
-from tools import TOOL_NAMES
 
 
 def _after_executor(state: State) -> str:
@@ -54,14 +53,15 @@ def build_graph(
     the registry's tools that `Context.tools` names; `store` journals each finished step so a
     resumed run does not redo it."""
     builder = StateGraph(State, context_schema=Context, input_schema=InputState)
-    known_tools = set(TOOL_NAMES) | {t.name for t in tools or ()}
-    builder.add_node("planner", make_plan(known_tools))  # goal -> validated plan
+    builder.add_node("planner", make_plan(tools or ()))  # goal -> validated plan
     # executor: runs ready steps in parallel until the replanner should look
     builder.add_node("executor", make_execute(tools or ()))
     # replanner: continue, revise the remaining steps (via approval if on), or finish
-    builder.add_node("replanner", replan, destinations=("executor", "approval", END))
+    builder.add_node(
+        "replanner", make_replan(tools or ()), destinations=("executor", "approval", END)
+    )
     # approval: a person approves, edits or rejects the plan (LangGraph interrupt)
-    builder.add_node("approval", approve, destinations=("executor", END))
+    builder.add_node("approval", make_approve(tools or ()), destinations=("executor", END))
     builder.add_edge(START, "planner")
     builder.add_conditional_edges(
         "planner", _after_planner, {"approval": "approval", "executor": "executor", END: END}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.tools import BaseTool
 from langgraph.runtime import Runtime
 
 from app.context import Context, resolve_context
@@ -15,21 +16,27 @@ from graphs import events
 from graphs.schemas import Plan, plan_problems
 from graphs.state import FAILED, RESET, RUNNING, State
 from graphs.structured import call_structured
+from graphs.tool_step import describe_tools, tools_for_run
 from prompts import render
+from tools import TOOL_NAMES
 
 
 def plan_step_dicts(plan_steps: list[Any], attempts: dict[str, int] | None = None) -> list[dict]:
-    """Plan steps as state dicts; `attempt` counts up when a revision retries a failed id."""
+    """Plan steps as state dicts; `attempt` counts up when a revision retries a failed id. A tool
+    step also carries `tool` and `args`."""
     attempts = attempts or {}
-    return [
-        {
+    dicts = []
+    for s in plan_steps:
+        step = {
             "id": s.id,
             "description": s.description,
             "depends_on": list(s.depends_on),
             "attempt": attempts.get(s.id, 0) + 1,
         }
-        for s in plan_steps
-    ]
+        if getattr(s, "tool", None):
+            step.update(tool=s.tool, args=dict(s.args or {}))
+        dicts.append(step)
+    return dicts
 
 
 def revise_plan(
@@ -43,18 +50,20 @@ def revise_plan(
     return kept + fresh, fresh
 
 
-def make_plan(known_tools: set[str]) -> Callable[..., dict[str, Any]]:
-    """The planner node; `known_tools` are the names the executor can build (registry and
-    build_graph's extra tools), checked before any model is paid for."""
+def make_plan(extra_tools: Sequence[BaseTool] = ()) -> Callable[..., dict[str, Any]]:
+    """The planner node; `extra_tools` (from `build_graph(tools=...)`) join the registry's. The
+    tools setting is checked against them before any model is paid for."""
+    extra = list(extra_tools)
 
     def plan(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        return _plan(state, runtime, known_tools)
+        return _plan(state, runtime, extra)
 
     return plan
 
 
-def _plan(state: State, runtime: Runtime[Context], known_tools: set[str]) -> dict[str, Any]:
+def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> dict[str, Any]:
     ctx = resolve_context(runtime.context)
+    known_tools = set(TOOL_NAMES) | {t.name for t in extra}
     goal = (state.get("goal") or "").strip()
     if not goal:
         return _fail(runtime, "the input has no goal: pass {'goal': '...'}")
@@ -66,10 +75,16 @@ def _plan(state: State, runtime: Runtime[Context], known_tools: set[str]) -> dic
             f"available tools: {', '.join(sorted(known_tools))}",
         )
     try:
+        tools = {t.name: t for t in tools_for_run(ctx, extra)}
+    except Exception as exc:  # configuration trouble (e.g. a workspace that cannot be made)
+        return _fail(runtime, f"tool setup failed: {exc}")
+    try:
         model = load_chat_model(ctx.planner_model)
         messages = [
             SystemMessage(
-                render("planner", max_steps=ctx.max_steps, tools=", ".join(ctx.tools) or "none")
+                render(
+                    "planner", max_steps=ctx.max_steps, tools=describe_tools(list(tools.values()))
+                )
             ),
             HumanMessage(goal),
         ]
@@ -79,7 +94,7 @@ def _plan(state: State, runtime: Runtime[Context], known_tools: set[str]) -> dic
             messages,
             role="planner",
             model_name=ctx.planner_model,
-            validate=lambda p: plan_problems(p.steps, max_steps=ctx.max_steps),
+            validate=lambda p: plan_problems(p.steps, max_steps=ctx.max_steps, tools=tools),
             call=0,
         )
     except Exception as exc:  # a model or provider error ends the run cleanly, with its reason
