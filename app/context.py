@@ -48,8 +48,9 @@ class Context:
             "on surprises and when the plan is done."
         },
     )
+    # 8: the fan-out tasks of `planexec bench` gain nothing above it (docs/performance.md).
     max_concurrency: int = field(
-        default=4, metadata={"description": "Most steps that run at the same time."}
+        default=8, metadata={"description": "Most steps that run at the same time."}
     )
     approve_plan: bool = field(
         default=False,
