@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,6 +36,8 @@ def plan_step_dicts(plan_steps: list[Any], attempts: dict[str, int] | None = Non
         }
         if getattr(s, "tool", None):
             step.update(tool=s.tool, args=dict(s.args or {}))
+            # A tool step's call says what it does; the planner need not spend tokens on it.
+            step["description"] = s.description or f"{s.tool} {json.dumps(s.args or {})}"[:200]
         dicts.append(step)
     return dicts
 

@@ -21,7 +21,9 @@ class PlanStep(BaseModel):
     """One step of a plan."""
 
     id: str = Field(description="Short unique id, e.g. 's1'.")
-    description: str = Field(description="What the executor must do, self-contained.")
+    description: str = Field(
+        default="", description="What to do, self-contained; may be left out for a tool step."
+    )
     depends_on: list[str] = Field(
         default_factory=list, description="Ids of the steps whose results this step needs."
     )
@@ -114,8 +116,15 @@ def plan_problems(
             problems += tool_step_problems(
                 step.id, step.tool, step.args or {}, step.depends_on, tools or {}
             )
-        elif step.args:
-            problems.append(f"step {step.id!r} has args but no tool; give the tool, or no args")
+        else:
+            if step.args:
+                problems.append(
+                    f"step {step.id!r} has args but no tool; give the tool, or no args"
+                )
+            if not step.description.strip():
+                problems.append(
+                    f"step {step.id!r} has no description; say what the executor must do"
+                )
     cycle = _find_cycle(steps)
     if cycle:
         problems.append("the dependencies form a cycle: " + " -> ".join(cycle))
