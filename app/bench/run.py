@@ -20,6 +20,7 @@ import json
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,9 +137,21 @@ def _run_planexec(task: Task, max_concurrency: int | None) -> Cell:
         cost_usd=sum(u.get("cost_usd") or 0.0 for u in usage.values()),
         input_tokens=sum(u.get("input_tokens", 0) for u in usage.values()),
         output_tokens=sum(u.get("output_tokens", 0) for u in usage.values()),
-        calls_by_tier={role: u.get("calls", 0) for role, u in usage.items()},
+        calls_by_tier=_by_tier((u.get("model", ""), u.get("calls", 0)) for u in usage.values()),
         answer=state.get("response", ""),
     )
+
+
+TIERS = ("gpt-4o", "gpt-4o-mini")  # the planner's tier, the executor's
+
+
+def _by_tier(calls: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """Model calls per price tier (model name without its provider)."""
+    tiers = dict.fromkeys(TIERS, 0)
+    for model, n in calls:
+        name = model.split(":", 1)[-1]
+        tiers[name] = tiers.get(name, 0) + n
+    return tiers
 
 
 def _run_react(task: Task, *, parallel: bool) -> Cell:
@@ -176,6 +189,6 @@ def _run_react(task: Task, *, parallel: bool) -> Cell:
         cost_usd=sum(u["cost_usd"] or 0.0 for u in usage),
         input_tokens=sum(u["input_tokens"] for u in usage),
         output_tokens=sum(u["output_tokens"] for u in usage),
-        calls_by_tier={"planner-tier": len(replies)},
+        calls_by_tier=_by_tier([(REACT_MODEL, len(replies))]),
         answer=str(replies[-1].content) if replies else "",
     )

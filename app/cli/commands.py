@@ -25,6 +25,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.cli.bench_command import register as register_bench_command
 from app.cli.serve_command import register as register_serve_command
 from app.runs.demo import DEMO_SCENARIO, DEMO_WORKSPACE
 
@@ -612,6 +613,7 @@ def scenario_schema() -> None:
 
 
 register_serve_command(app)  # planexec serve-scenario: app/serve_command.py
+register_bench_command(app)  # planexec bench: app/cli/bench_command.py
 
 
 def main() -> None:
