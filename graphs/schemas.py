@@ -27,11 +27,9 @@ class PlanStep(BaseModel):
     depends_on: list[str] = Field(
         default_factory=list, description="Ids of the steps whose results this step needs."
     )
-    tool: str | None = Field(
-        default=None, description="A step that is one tool call: the tool, run with no model."
-    )
-    args: dict[str, Any] | None = Field(
-        default=None, description="With tool: its arguments; '${id}' or '${id.path}' = a result."
+    tool: str = Field(default="", description="Tool step: the tool it calls, with no model.")
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="Tool step: the tool's arguments."
     )
 
 
@@ -118,9 +116,7 @@ def plan_problems(
             )
         else:
             if step.args:
-                problems.append(
-                    f"step {step.id!r} has args but no tool; give the tool, or no args"
-                )
+                problems.append(f"step {step.id!r} has args but no tool; give the tool, or no args")
             if not step.description.strip():
                 problems.append(
                     f"step {step.id!r} has no description; say what the executor must do"

@@ -65,9 +65,10 @@ def run_tool_step(
         return StepOutcome(run.finish(DONE, text=text))
 
 
-def describe_tools(tools: Sequence[BaseTool], *, description_chars: int = 240) -> str:
-    """One line per tool for the planner: name, arguments (`?` = optional) and what it does, so
-    it can write tool steps. Descriptions are cut: the planner needs the gist, not the manual."""
+def describe_tools(tools: Sequence[BaseTool], *, description_chars: int = 200) -> str:
+    """One line per tool for the planner: name, arguments (`?` = optional) and the first sentence
+    of what it does, so it can write tool steps. The planner needs the gist (and what the output
+    looks like), not the manual: every token here is paid on every planner call."""
     lines = []
     for tool in tools:
         schema = tool.tool_call_schema
@@ -86,6 +87,7 @@ def describe_tools(tools: Sequence[BaseTool], *, description_chars: int = 240) -
             for name, spec in props.items()
         )
         text = " ".join((tool.description or "").split())
+        text = text.split(". ", 1)[0].rstrip(".") + "."
         if len(text) > description_chars:
             text = text[: description_chars - 3].rsplit(" ", 1)[0] + "..."
         lines.append(f"- {tool.name}({params}): {text}")

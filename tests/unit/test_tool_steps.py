@@ -173,6 +173,8 @@ def test_tool_step_problems_name_the_step(tmp_path: Path) -> None:
         PlanStep(id="s4", description="x", tool="calculator", args={"expression": "${s1} + 1"}),
         PlanStep(id="s5", description="x", tool="sql_query", args={"query": 5}),
         PlanStep(id="s6", description="x", args={"expression": "1"}),
+        PlanStep(id="s7"),  # a model step must say what to do; a tool step need not
+        PlanStep(id="s8", tool="calculator", args={"expression": "1"}),
     ]
     assert plan_problems(steps, max_steps=12, tools=tools) == [
         "step 's1' uses tool 'http_get', which this run may not use (tools: calculator, sql_query)",
@@ -183,6 +185,7 @@ def test_tool_step_problems_name_the_step(tmp_path: Path) -> None:
         "or write $${ for a literal ${",
         "step 's5' (tool sql_query) argument query: Input should be a valid string",
         "step 's6' has args but no tool; give the tool, or no args",
+        "step 's7' has no description; say what the executor must do",
     ]
 
 
