@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from langgraph.config import get_config
 from langgraph.store.base import BaseStore
 
 
@@ -26,6 +25,9 @@ class StepJournal:
 
     @classmethod
     def for_current_run(cls, store: BaseStore | None, run_id: str) -> StepJournal:
+        from langgraph.config import get_config  # in a node only: `planexec show` reads the
+        # journal too, and langgraph.config costs it LangChain's tracers at startup
+
         thread_id = get_config().get("configurable", {}).get("thread_id")
         return cls(store, thread_id, run_id)
 
