@@ -29,7 +29,8 @@ def overhead(system: str, task: str, schema: type) -> tuple[int, int, int]:
     return count_messages(messages), schema_tokens, count_messages(messages, [tool])
 
 
-def main() -> None:
+def measure() -> dict[str, tuple[int, int, int]]:
+    """(prompt, schema, total) tokens of the full replanner call and of the lean end call."""
     full = overhead(
         render("replanner", max_steps=12, tools=""),
         render(
@@ -48,10 +49,16 @@ def main() -> None:
         render("replanner_end_task", goal="", results="", review=1),
         EndDecision,
     )
+    return {"full replanner (surprises)": full, "lean end (plan exhausted)": lean}
+
+
+def main() -> None:
+    rows = measure()
     print(f"{'call':<34}{'prompt':>8}{'schema':>8}{'total':>8}")
-    print(f"{'full replanner (surprises)':<34}{full[0]:>8}{full[1]:>8}{full[2]:>8}")
-    print(f"{'lean end (plan exhausted)':<34}{lean[0]:>8}{lean[1]:>8}{lean[2]:>8}")
-    print(f"lean end / full: {lean[2] / full[2]:.2f}")
+    for name, (prompt, schema, total) in rows.items():
+        print(f"{name:<34}{prompt:>8}{schema:>8}{total:>8}")
+    full, lean = (total for _, _, total in rows.values())
+    print(f"lean end / full: {lean / full:.2f}")
 
 
 if __name__ == "__main__":
