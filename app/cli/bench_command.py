@@ -87,6 +87,11 @@ def register(app: typer.Typer) -> None:
             write_baseline.write_text(text, encoding="utf-8")
             console.print(f"baseline written to {write_baseline}")
         if baseline is not None:
+            if task:  # only the tasks asked for; a full run must measure every baseline task
+                baseline = {
+                    **baseline,
+                    "ratios": {k: v for k, v in baseline["ratios"].items() if k in wanted},
+                }
             failures = gate_failures(current, baseline)
             for failure in failures:
                 err.print(f"[red]bench gate:[/red] {failure}")
