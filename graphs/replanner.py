@@ -4,6 +4,11 @@ Called when a step failed or flagged a surprise, every `replan_every` completed 
 when no step can run. Completed steps keep their results: a revision replaces only what has not
 run. After `max_replans` revisions, a further revision ends the run as `replan_limit` with the
 best answer the results allow, so a run can never loop.
+
+Two prompts: after a surprise or a failure, the full one (plan, statuses, why, the tools for a
+revision's tool steps); when the plan simply ran out, a lean one with only the goal and the step
+results and a minimal decision schema (prompts/replanner_end*.txt), since that call happens on
+every run and mostly just writes the answer.
 """
 
 from __future__ import annotations
