@@ -24,9 +24,10 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 from pydantic import ValidationError
 
-from app.context import Context, resolve_context
+from app.context import Context
 from graphs import events
 from graphs.planner import revise_plan
+from graphs.run_context import run_context
 from graphs.schemas import PlanStep, plan_problems
 from graphs.state import REJECTED, State, is_done, remaining_steps
 from graphs.tool_step import tools_for_run
@@ -46,7 +47,7 @@ def make_approve(extra_tools: Sequence[BaseTool] = ()) -> Callable[..., Command]
 
 
 def _approve(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> Command:
-    ctx = resolve_context(runtime.context)
+    ctx = run_context(state, runtime)
     tools = {t.name: t for t in tools_for_run(ctx, extra)}
     plan, results = state.get("plan", []), state.get("results", {})
     done_ids = [s["id"] for s in plan if is_done(s["id"], results)]

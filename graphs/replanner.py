@@ -24,10 +24,12 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 from pydantic import ValidationError
 
-from app.context import Context, resolve_context
-from app.models import describe_model_error, load_chat_model
+from app.context import Context
+from app.models import describe_model_error, role_model
 from graphs import events
 from graphs.planner import revise_plan
+from graphs.retries import retry_node
+from graphs.run_context import run_context
 from graphs.schemas import EndDecision, ReplanDecision, as_decision, plan_problems
 from graphs.state import DONE, FAILED, REPLAN_LIMIT, State, is_done, ready_steps, settled
 from graphs.structured import call_structured
@@ -49,7 +51,7 @@ def make_replan(extra_tools: Sequence[BaseTool] = ()) -> Callable[..., Command]:
 
 
 def _replan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> Command:
-    ctx = resolve_context(runtime.context)
+    ctx = run_context(state, runtime)
     plan, results = state.get("plan", []), state.get("results", {})
     done_ids = [s["id"] for s in plan if is_done(s["id"], results)]
     calls = state.get("replanner_calls", 0)
@@ -100,7 +102,7 @@ def _replan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> C
             ]
             schema = ReplanDecision
         out = call_structured(
-            load_chat_model(ctx.replanner_model),
+            role_model(ctx, "replanner"),
             schema,
             messages,
             role="replanner",
@@ -109,6 +111,8 @@ def _replan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> C
             call=calls,
         )
     except Exception as exc:  # a model or provider error ends the run cleanly, with its reason
+        if retry_node(exc, runtime):
+            raise  # transient: LangGraph's RetryPolicy runs the node again (graphs/retries.py)
         bookkeeping["usage"] = getattr(exc, "usage", {})  # attempts answered before it
         reason = f"replanner model failed: {describe_model_error(exc)}"
         return _end(runtime, bookkeeping, FAILED, reason, state)

@@ -193,7 +193,11 @@ def run_state(persistence: Persistence, thread_id: str) -> dict[str, Any]:
     state["context"] = record.get("context", {})
     results = dict(state.get("results", {}))
     for step_id, result in (
-        StepJournal(persistence.store, thread_id, state.get("run_id", "")).all().items()
+        StepJournal.for_pending_task(
+            persistence.store, thread_id, state.get("run_id", ""), snapshot.tasks
+        )
+        .all()
+        .items()
     ):
         if result["attempts"] > results.get(step_id, {}).get("attempts", 0):
             results[step_id] = {**result, "journaled": True}
@@ -213,19 +217,20 @@ def _restored(values: dict[str, Any]) -> Context:
 
 
 def _snapshot(persistence: Persistence, thread_id: str) -> Any:
-    """The run's latest state (`.values`, `.interrupts`), read from the checkpointer alone when
-    no interrupt is pending: `runs` and `show` then never compile the graph, whose imports
-    (LangChain, every tool) were most of their startup time. A run with a pending interrupt is
-    read through the graph, which knows which interrupts are still open."""
+    """The run's latest state (`.values`, `.interrupts`, `.tasks`). A run that has ended is read
+    from the checkpointer alone: nothing is pending, so `runs` and `show` need not compile the
+    graph, whose imports (LangChain, every tool) were most of their startup time. Any other run
+    (interrupted, paused, running) is read through the graph, which knows its pending tasks and
+    open interrupts."""
     config = _config(thread_id)
     saved = persistence.checkpointer.get_tuple(config)
     if saved is None:
-        return SimpleNamespace(values={}, interrupts=())
-    if any(write[1] == "__interrupt__" for write in saved.pending_writes or ()):
-        return persistence.graph.get_state(config)
+        return SimpleNamespace(values={}, interrupts=(), tasks=())
     channels = saved.checkpoint.get("channel_values", {})
+    if channels.get("status") not in FINAL or saved.pending_writes:
+        return persistence.graph.get_state(config)
     values = {k: v for k, v in channels.items() if k in State.__annotations__}
-    return SimpleNamespace(values=values, interrupts=())
+    return SimpleNamespace(values=values, interrupts=(), tasks=())
 
 
 def run_records(persistence: Persistence) -> list[tuple[str, dict[str, Any]]]:
