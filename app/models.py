@@ -16,10 +16,11 @@ import importlib
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langchain_core.language_models import BaseChatModel
-from langchain_core.tools import BaseTool
+if TYPE_CHECKING:  # LangChain is imported when a model is loaded, not by `planexec runs`
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.tools import BaseTool
 
 
 class ModelConfigError(ValueError):
