@@ -26,13 +26,22 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from app.cli.checks import check_input, check_workspace
 from app.cli.serve_command import register as register_serve_command
-from app.cli.view import LiveView, print_outcome, steps_table
+from app.cli.view import (
+    labelled,
+    make_view,
+    plain,
+    print_outcome,
+    run_header,
+    runs_table,
+    steps_table,
+)
 from app.context import Context, restore_context
 from app.models import ModelConfigError
 from app.runs import runner
 from app.runs.demo import DEMO_SCENARIO, DEMO_WORKSPACE, demo_context, prepare_workspace
-from app.runs.persistence import DatabaseURLError, Persistence, open_persistence
+from app.runs.persistence import DatabaseURLError, NoDatabase, Persistence, open_persistence
 from app.runs.worker import RunBusy, holding_run
 from app.scripted.scenarios import ScenarioError, load_scenario, scenario_path
 from graphs.scheduler import STOP_LAUNCHING
@@ -52,7 +61,12 @@ err_console = Console(stderr=True)
 
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", help="memory://, a SQLite path, or postgresql://… [env: PLANEXEC_DB]"),
+    typer.Option(
+        "--db",
+        # The backslash keeps rich (typer's help renderer) from reading [env: ...] as markup.
+        help="memory://, a SQLite path, sqlite:///rel/path, sqlite:////abs/path or "
+        "postgresql://… \\[env: PLANEXEC_DB]",
+    ),
 ]
 ThreadOption = Annotated[str | None, typer.Option("--thread", help="Thread id for this run.")]
 JsonOption = Annotated[
@@ -86,8 +100,10 @@ def _drive(
                 answer = _ask_approval(state["approval_request"])
             except (typer.Abort, EOFError, KeyboardInterrupt):  # Ctrl-C or no input at the prompt
                 err_console.print(
-                    f"\nstill paused. Answer with: planexec approve {thread_id} "
-                    "[--edit FILE | --reject REASON]"
+                    plain(
+                        f"\nstill paused. Answer with: planexec approve {thread_id} "
+                        "[--edit FILE | --reject REASON]"
+                    )
                 )
                 return EXIT_PAUSED
 
@@ -98,20 +114,25 @@ def _drive(
                 state = _stream(persistence, thread_id, as_json, answered)
     except (sqlite3.Error, psycopg.Error) as exc:
         err_console.print(
-            f"[red]database error during the run:[/red] {exc}\nThe last checkpoint is kept; "
-            f"continue with: planexec resume {thread_id}"
+            labelled(
+                "database error during the run:",
+                f"{exc}\nThe last checkpoint is kept; continue with: planexec resume {thread_id}",
+            )
         )
         return EXIT_FAILED
     except (runner.RunNotFound, runner.RunPaused, ModelConfigError):
         raise  # nothing ran: reported by _guarded with exit code 4
     except Exception as exc:  # a bug or an unexpected error mid-run: say so, keep the run
         err_console.print(
-            f"[red]the run stopped on an unexpected error:[/red] {type(exc).__name__}: {exc}\n"
-            f"The last checkpoint is kept; continue with: planexec resume {thread_id}"
+            labelled(
+                "the run stopped on an unexpected error:",
+                f"{type(exc).__name__}: {exc}\n"
+                f"The last checkpoint is kept; continue with: planexec resume {thread_id}",
+            )
         )
         return EXIT_FAILED
     except KeyboardInterrupt:
-        err_console.print(f"interrupted. Continue with: planexec resume {thread_id}")
+        err_console.print(plain(f"interrupted. Continue with: planexec resume {thread_id}"))
         sys.stdout.flush()
         # Nothing is left to wait for: the steps in flight finished and were journaled.
         os._exit(EXIT_INTERRUPTED)
@@ -123,8 +144,10 @@ def _drive(
     elif state.get("status") == runner.PAUSED:
         _show_approval_request(state["approval_request"])
         console.print(
-            f"paused for approval. Answer with: planexec approve {thread_id} "
-            "[--edit FILE | --reject REASON]"
+            plain(
+                f"paused for approval. Answer with: planexec approve {thread_id} "
+                "[--edit FILE | --reject REASON]"
+            )
         )
     else:
         print_outcome(console, state)
@@ -188,8 +211,8 @@ def _stream(persistence: Persistence, thread_id: str, as_json: bool, action: Any
     if as_json:
         return action(lambda e: print(json.dumps(e, default=str), flush=True))
     plan, results = _current_plan(persistence, thread_id)
-    console.print(f"run [bold]{thread_id}[/bold] · db {persistence.shown}")
-    with LiveView(console, plan, results) as view:
+    console.print(run_header(thread_id, db=persistence.shown))
+    with make_view(console, plan, results) as view:  # a live table, or lines when piped
         return action(view.handle)
 
 
@@ -198,12 +221,16 @@ def _show_approval_request(request: dict[str, Any]) -> None:
     for column in ("step", "description", "after"):
         table.add_column(column)
     for step in request.get("steps", []):
-        table.add_row(step["id"], step["description"], ", ".join(step.get("depends_on", [])))
+        table.add_row(
+            plain(step["id"]),
+            plain(step["description"]),
+            plain(", ".join(step.get("depends_on", []))),
+        )
     console.print(table)
     if request.get("completed"):
-        console.print(f"completed steps (kept): {', '.join(request['completed'])}")
+        console.print(plain(f"completed steps (kept): {', '.join(request['completed'])}"))
     if request.get("error"):
-        console.print(f"[red]{request['error']}[/red]")
+        console.print(plain(request["error"], style="red"))
 
 
 def _ask_approval(request: dict[str, Any]) -> dict[str, Any]:
@@ -220,7 +247,7 @@ def _ask_approval(request: dict[str, Any]) -> dict[str, Any]:
             try:
                 return {"action": "edit", "steps": load_steps_file(Path(path))}
             except ValueError as exc:
-                err_console.print(f"[red]{exc}[/red]")
+                err_console.print(plain(exc, style="red"))
                 continue
         err_console.print("answer approve, edit or reject")
 
@@ -261,7 +288,7 @@ def _guarded(fn: Any) -> int:
         ScenarioError,
         ValueError,
     ) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(labelled("error:", exc))
         return EXIT_CONFIG
 
 
@@ -315,6 +342,7 @@ def run(
             if scenario == DEMO_SCENARIO and not sql_database:
                 # The demo's script queries the demo database: give it one, as `demo` does.
                 demo_ws = Path(workspace or DEMO_WORKSPACE).resolve()
+                check_workspace(demo_ws)
                 overrides["workspace"] = str(demo_ws)
                 overrides["sql_database"] = str(prepare_workspace(demo_ws))
         ctx = Context.of(**{k: v for k, v in overrides.items() if v is not None})
@@ -337,6 +365,7 @@ def demo(
 
     def go() -> int:
         extra = {"max_concurrency": max_concurrency} if max_concurrency else {}
+        check_workspace(workspace)
         ctx = demo_context(workspace.resolve(), **extra)
         return _start(load_scenario(DEMO_SCENARIO).goal, ctx, thread, db, as_json)
 
@@ -355,6 +384,7 @@ def _start(
     terminal, ask for approval there."""
     thread_id = thread or runner.new_thread_id()
     ctx = _absolute_paths(ctx)
+    check_input(goal, ctx)  # exit 4 before the database or any model is touched
     runner.check_models(ctx)
     with open_persistence(db) as persistence:
         if queue:
@@ -468,13 +498,13 @@ def worker(
             if as_json:
                 print(json.dumps({"thread_id": thread_id, **event}, default=str), flush=True)
             elif event.get("event") in ("plan", "finished"):
-                console.print(f"{thread_id}: {event['event']} {event.get('status', '')}")
+                console.print(plain(f"{thread_id}: {event['event']} {event.get('status', '')}"))
             elif event.get("event") == "run_error":
-                err_console.print(f"[red]{thread_id}: cannot run it:[/red] {event['error']}")
+                err_console.print(labelled(f"{thread_id}: cannot run it:", event["error"]))
 
         with open_persistence(db) as persistence:
             if not as_json:
-                console.print(f"worker {os.getpid()} on {persistence.shown}")
+                console.print(plain(f"worker {os.getpid()} on {persistence.shown}"))
             try:
                 with _ctrl_c_finishes_steps_in_flight():
                     done = work(
@@ -495,17 +525,19 @@ def list_runs(db: DbOption = None, as_json: JsonOption = False) -> None:
     """List the runs in the database, newest first."""
 
     def go() -> int:
-        with open_persistence(db) as persistence:
-            runs = runner.list_runs(persistence)
+        try:
+            with open_persistence(db, create=False) as persistence:
+                runs = runner.list_runs(persistence)
+        except NoDatabase as exc:  # nothing to list is not an error; and nothing is created
+            if as_json:
+                print("[]")
+            else:
+                console.print(plain(exc))
+            return EXIT_DONE
         if as_json:
             print(json.dumps([_run_summary(r) for r in runs], default=str, indent=2))
             return 0
-        table = Table(title=f"runs ({len(runs)})")
-        for column in ("thread", "status", "steps done", "replans", "goal"):
-            table.add_column(column)
-        for r in map(_run_summary, runs):
-            table.add_row(r["thread_id"], r["status"], r["steps"], str(r["replans"]), r["goal"])
-        console.print(table)
+        console.print(runs_table([_run_summary(r) for r in runs]))
         return 0
 
     raise typer.Exit(_guarded(go))
@@ -533,17 +565,25 @@ def show(
     """A run's goal, status, plan with each step's result and attempts, and usage per role."""
 
     def go() -> int:
-        with open_persistence(db) as persistence:
-            state = runner.run_state(persistence, thread_id)
+        state = _stored_state(db, thread_id)
         if as_json:
             print(json.dumps(state, default=str, indent=2))
             return 0
-        console.print(f"[bold]{thread_id}[/bold]  goal: {state.get('goal', '')}")
+        console.print(run_header(thread_id, goal=state.get("goal", "")))
         console.print(steps_table(state))
         print_outcome(console, state)
         return 0
 
     raise typer.Exit(_guarded(go))
+
+
+def _stored_state(db: str | None, thread_id: str) -> dict[str, Any]:
+    """A run's state for `show` and `report`, creating no database (a missing one: exit 4)."""
+    try:
+        with open_persistence(db, create=False) as persistence:
+            return runner.run_state(persistence, thread_id)
+    except NoDatabase as exc:
+        raise runner.RunNotFound(f"no run with thread id {thread_id!r}: {exc}") from exc
 
 
 @app.command("scenario-schema")

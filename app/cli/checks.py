@@ -1,0 +1,55 @@
+"""Checks on a new run's input made before anything is paid for.
+
+The graph checks the same things (a run started over the server has no CLI in front of it),
+but there a bad goal or tool list costs a recorded, failed run; here it is one line and exit 4
+before the database, the models or the planner are touched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.context import Context
+from tools import TOOL_NAMES
+
+
+def input_problems(goal: str, ctx: Context) -> list[str]:
+    """What to change before this run can start (empty when it can)."""
+    problems = []
+    if not goal.strip():
+        problems.append("the goal is empty: say what the agent should achieve")
+    unknown = [name for name in ctx.tools if name not in TOOL_NAMES]
+    if unknown:
+        problems.append(
+            f"unknown tool(s) {', '.join(map(repr, unknown))} in --tools / PLANEXEC_TOOLS; "
+            f"available tools: {', '.join(TOOL_NAMES)}"
+        )
+    problems += workspace_problems(Path(ctx.workspace))
+    if ctx.sql_database:
+        sql = Path(ctx.sql_database).expanduser()
+        if not sql.is_file():
+            problems.append(
+                f"the SQL database {str(sql)!r} is not a file; give --sql-database an SQLite file"
+            )
+    return problems
+
+
+def workspace_problems(workspace: Path) -> list[str]:
+    workspace = workspace.expanduser()
+    if workspace.exists() and not workspace.is_dir():
+        return [f"the workspace {str(workspace)!r} is a file; give --workspace a folder"]
+    return []
+
+
+def check_workspace(workspace: Path) -> None:
+    """ValueError if `workspace` cannot be a folder (checked before the demo creates it)."""
+    problems = workspace_problems(workspace)
+    if problems:
+        raise ValueError(problems[0])
+
+
+def check_input(goal: str, ctx: Context) -> None:
+    """ValueError naming every problem (the CLI prints it and exits 4)."""
+    problems = input_problems(goal, ctx)
+    if problems:
+        raise ValueError("; ".join(problems))
