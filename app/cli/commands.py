@@ -69,6 +69,10 @@ DbOption = Annotated[
     ),
 ]
 ThreadOption = Annotated[str | None, typer.Option("--thread", help="Thread id for this run.")]
+ReportOutputOption = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="The HTML file to write (default: ./<thread id>.html)."),
+]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print events and the result as JSON lines, no live view.")
 ]
@@ -561,10 +565,16 @@ def show(
     thread_id: Annotated[str, typer.Argument(help="The run's thread id.")],
     db: DbOption = None,
     as_json: JsonOption = False,
+    html: Annotated[
+        bool, typer.Option("--html", help="Write the run's HTML report instead (see `report`).")
+    ] = False,
+    output: ReportOutputOption = None,
 ) -> None:
     """A run's goal, status, plan with each step's result and attempts, and usage per role."""
 
     def go() -> int:
+        if html or output:
+            return _report(db, thread_id, output)
         state = _stored_state(db, thread_id)
         if as_json:
             print(json.dumps(state, default=str, indent=2))
@@ -577,13 +587,39 @@ def show(
     raise typer.Exit(_guarded(go))
 
 
-def _stored_state(db: str | None, thread_id: str) -> dict[str, Any]:
-    """A run's state for `show` and `report`, creating no database (a missing one: exit 4)."""
+@app.command()
+def report(
+    thread_id: Annotated[str, typer.Argument(help="The run's thread id.")],
+    db: DbOption = None,
+    output: ReportOutputOption = None,
+) -> None:
+    """Write a run's report as one self-contained HTML file: the plan as a graph, a timeline of
+    every step and model call, each replan with its reason, tokens and cost."""
+    raise typer.Exit(_guarded(lambda: _report(db, thread_id, output)))
+
+
+def _report(db: str | None, thread_id: str, output: Path | None) -> int:
+    from app.cli.report import write_report  # only this command needs it
+
+    with _existing_database(db, thread_id) as persistence:
+        path = write_report(persistence, thread_id, output)
+    console.print(plain(f"wrote {path}"))
+    return EXIT_DONE
+
+
+@contextmanager
+def _existing_database(db: str | None, thread_id: str) -> Iterator[Persistence]:
+    """The database holding run `thread_id`, never created here (a missing one: exit 4)."""
     try:
         with open_persistence(db, create=False) as persistence:
-            return runner.run_state(persistence, thread_id)
+            yield persistence
     except NoDatabase as exc:
         raise runner.RunNotFound(f"no run with thread id {thread_id!r}: {exc}") from exc
+
+
+def _stored_state(db: str | None, thread_id: str) -> dict[str, Any]:
+    with _existing_database(db, thread_id) as persistence:
+        return runner.run_state(persistence, thread_id)
 
 
 @app.command("scenario-schema")
