@@ -296,7 +296,7 @@ def usage_table(usage: dict[str, dict[str, Any]], models: dict[str, str]) -> Tab
             priced_as.append(f"{role} as {totals['model']}")
         table.add_row(
             role,
-            plain(model),
+            plain(one_line(model)),
             str(totals["calls"]),
             f"{totals['input_tokens']:,}",
             f"{totals['output_tokens']:,}",
@@ -313,7 +313,7 @@ def usage_table(usage: dict[str, dict[str, Any]], models: dict[str, str]) -> Tab
         style="bold",
     )
     if priced_as:  # scripted calls are priced as the models their scenario stands for
-        table.caption = plain("scripted calls priced as: " + ", ".join(priced_as))
+        table.caption = plain(one_line("scripted calls priced as: " + ", ".join(priced_as)))
     return table
 
 
@@ -339,8 +339,8 @@ def print_outcome(console: Console, state: dict[str, Any]) -> None:
 def run_header(thread_id: str, goal: str | None = None, db: str | None = None) -> Text:
     """`run ID · db URL` or `ID  goal: GOAL`, the parts from the run shown as given."""
     if goal is None:
-        return Text.assemble("run ", (visible(thread_id), "bold"), " · db ", visible(db or ""))
-    return Text.assemble((visible(thread_id), "bold"), "  goal: ", visible(goal))
+        return Text.assemble("run ", (one_line(thread_id), "bold"), " · db ", one_line(db or ""))
+    return Text.assemble((one_line(thread_id), "bold"), "  goal: ", visible(goal))
 
 
 def runs_table(rows: list[dict[str, Any]]) -> Table:
@@ -350,11 +350,8 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
         table.add_column(column)
     for r in rows:
         table.add_row(
-            plain(r["thread_id"]),
-            plain(r["status"]),
-            plain(r["steps"]),
-            plain(r["replans"]),
-            plain(one_line(r["goal"])),
+            *(plain(one_line(r[k])) for k in ("thread_id", "status", "steps", "replans")),
+            plain(one_line(r["goal"], RESULT_CHARS)),
         )
     return table
 
