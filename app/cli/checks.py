@@ -48,8 +48,17 @@ def check_workspace(workspace: Path) -> None:
         raise ValueError(problems[0])
 
 
-def check_input(goal: str, ctx: Context) -> None:
+def thread_problems(thread_id: str) -> list[str]:
+    # The step journal keys the store by thread id, and store namespaces refuse periods.
+    if not thread_id.strip():
+        return ["the thread id is empty; give --thread a name, or leave it out"]
+    if "." in thread_id:
+        return [f"the thread id {thread_id!r} contains '.'; give --thread a name without one"]
+    return []
+
+
+def check_input(goal: str, ctx: Context, thread_id: str = "run") -> None:
     """ValueError naming every problem (the CLI prints it and exits 4)."""
-    problems = input_problems(goal, ctx)
+    problems = thread_problems(thread_id) + input_problems(goal, ctx)
     if problems:
         raise ValueError("; ".join(problems))

@@ -292,7 +292,7 @@ def _guarded(fn: Any) -> int:
         ScenarioError,
         ValueError,
     ) as exc:
-        err_console.print(labelled("error:", exc))
+        err_console.print(labelled("error:", exc), soft_wrap=True)  # one line, however long
         return EXIT_CONFIG
 
 
@@ -388,7 +388,7 @@ def _start(
     terminal, ask for approval there."""
     thread_id = thread or runner.new_thread_id()
     ctx = _absolute_paths(ctx)
-    check_input(goal, ctx)  # exit 4 before the database or any model is touched
+    check_input(goal, ctx, thread_id)  # exit 4 before the database or a model is touched
     runner.check_models(ctx)
     with open_persistence(db) as persistence:
         if queue:

@@ -182,7 +182,7 @@ class LiveView(PlanProgress):
         table.add_column("status", no_wrap=True)
         table.add_column("result", ratio=3, no_wrap=True, overflow="ellipsis")
         if hidden:
-            table.add_row("…", Text(f"{hidden} finished step(s) scrolled away", style="dim"))
+            table.add_row("…", Text(f"{hidden} more finished", style="dim"))
         for step in rows:
             status = step.get("status", "pending")
             table.add_row(

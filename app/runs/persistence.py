@@ -104,7 +104,7 @@ def parse_url(url: str) -> tuple[str, str]:
             )
         return "sqlite", url.removeprefix("sqlite:///")
     scheme = _SCHEME.match(url)
-    if scheme and (scheme.group(2) or len(scheme.group(1)) > 1):  # not a Windows drive "C:"
+    if "://" in url or (scheme and len(scheme.group(1)) > 1):  # not a Windows drive "C:"
         raise DatabaseURLError(
             f"unsupported database {redact(url)!r}: --db / PLANEXEC_DB takes {ACCEPTED_FORMS}"
         )
