@@ -2,8 +2,8 @@
 
 `git status --porcelain --ignored` is taken before the first test and after the last; any path
 that appeared or changed (ignored files too: a stray database is often git-ignored) fails the
-session. Left out: the virtualenv, caches Python and the tools write, and `.langgraph_api/`,
-where `langgraph dev` (the server tests) keeps its state with no way to turn it off.
+session. Left out: the virtualenv and the caches Python and the tools write. (`langgraph dev`
+writes `.langgraph_api/` where it runs; the server tests run it in a temporary folder.)
 
 Hypothesis keeps its example database and Unicode tables in `./.hypothesis` unless told
 otherwise; it is told to use a temporary folder.
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-ALLOWED = (".venv/", "__pycache__/", ".pytest_cache/", ".ruff_cache/", ".langgraph_api/")
+ALLOWED = (".venv/", "__pycache__/", ".pytest_cache/", ".ruff_cache/")
 _HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="planexec-hypothesis-")
 
 
