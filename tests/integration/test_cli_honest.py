@@ -212,3 +212,19 @@ def test_piped_output_prints_each_event_as_it_happens(tmp_path: Path) -> None:
     assert any(line.startswith("step fast done") for line in early), lines
     assert any(line.startswith("plan: 5 step(s)") for line in early)
     assert not any("\x1b" in line for line, _ in lines)  # plain text, no cursor movement
+
+
+def test_an_approved_edit_is_announced_and_shown(tmp_path: Path) -> None:
+    """`approve --edit` sends a plan_edited event; the piped view prints the edited plan."""
+    shop = str(prepare_workspace(tmp_path / "ws"))
+    db = str(tmp_path / "runs.sqlite")
+    start = ("run", "g", "--scenario", str(instant_demo(tmp_path)), "--approve", "--db", db)
+    paused = run_cli(*start, "--sql-database", shop, "--thread", "ed", "--json", cwd=tmp_path)
+    assert paused.returncode == 5, paused.stderr
+    edit = tmp_path / "edit.yaml"
+    edit.write_text("- {id: s1, description: Only list the tables., depends_on: []}\n")
+
+    proc = run_cli("approve", "ed", "--edit", str(edit), "--db", db, cwd=tmp_path)
+    no_traceback(proc)
+    assert "plan edited by a person -> s1" in proc.stdout
+    assert "step s1 started: Only list the tables." in proc.stdout
