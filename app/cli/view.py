@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import re
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any, TextIO
@@ -140,6 +141,8 @@ class LiveView(PlanProgress):
         super().__init__(plan, results)
         self.console = console
         self.live: Live | None = None
+        # Live redraws from its own thread (on a timer, and on resize) while events arrive.
+        self._lock = threading.Lock()
 
     def __enter__(self) -> LiveView:
         self.live = Live(
@@ -158,12 +161,16 @@ class LiveView(PlanProgress):
             self.console.print()
 
     def handle(self, event: dict[str, Any]) -> None:
-        self.apply(event)
+        with self._lock:
+            self.apply(event)
         if self.live is not None:
             self.live.refresh()
 
     def _render(self, height: int | None = None) -> Group:
-        height = height or self.console.size.height
+        with self._lock:
+            return self._layout(height or self.console.size.height)
+
+    def _layout(self, height: int) -> Group:
         width = self.console.size.width
         notes = [one_line(n) for n in self.notes[-3:]]
         running = sum(s.get("status") == "running" for s in self.steps.values())
