@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.context import Context
-from tools import TOOL_NAMES
+from tools.registry import tool_names
 
 
 def input_problems(goal: str, ctx: Context) -> list[str]:
@@ -18,12 +18,10 @@ def input_problems(goal: str, ctx: Context) -> list[str]:
     problems = []
     if not goal.strip():
         problems.append("the goal is empty: say what the agent should achieve")
-    unknown = [name for name in ctx.tools if name not in TOOL_NAMES]
-    if unknown:
-        problems.append(
-            f"unknown tool(s) {', '.join(map(repr, unknown))} in --tools / PLANEXEC_TOOLS; "
-            f"available tools: {', '.join(TOOL_NAMES)}"
-        )
+    try:  # the planner's own check (MCP servers and import paths too), before it is paid for
+        tool_names(ctx.tools)
+    except ValueError as exc:
+        problems.append(f"--tools / PLANEXEC_TOOLS cannot be used: {exc}")
     problems += workspace_problems(Path(ctx.workspace))
     if ctx.sql_database:
         sql = Path(ctx.sql_database).expanduser()

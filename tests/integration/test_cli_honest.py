@@ -84,7 +84,7 @@ def test_hostile_model_text_is_printed_as_given_by_run_show_and_runs(tmp_path: P
         (("show", "[/x]", "--db", "memory://"), {}, "no run with thread id '[/x]'"),
         (("demo", "--db", "memory://"), {"PLANEXEC_MAX_REPLANS": "[/x]"}, "'[/x]' is not a"),
         (("runs", "--db", "[/x]://h"), {}, "unsupported database '[/x]://h'"),
-        (("run", "x", "--db", "memory://", "--tools", "[/x]"), {}, "unknown tool(s) '[/x]'"),
+        (("run", "x", "--db", "memory://", "--tools", "[/x]"), {}, "unknown tool '[/x]'"),
     ],
 )
 def test_hostile_input_in_errors_is_printed_as_given(
@@ -113,7 +113,7 @@ def test_help_keeps_the_env_note_and_the_demo_its_surprise_prefix(tmp_path: Path
     [
         (("",), "the goal is empty"),
         (("   ", "--tools", "calculator"), "the goal is empty"),
-        (("g", "--tools", "calculator,bogus"), "unknown tool(s) 'bogus'"),
+        (("g", "--tools", "calculator,bogus"), "unknown tool 'bogus'"),
         (("g", "--workspace", "a_file"), "is a file; give --workspace a folder"),
         (("g", "--sql-database", "missing.sqlite"), "is not a file"),
         (("g", "--db", "mysql://u@h/db"), "unsupported database"),
