@@ -7,7 +7,8 @@ Nothing here is recorded for the report's sake; it reads what a run keeps anyway
   replaced stay visible as replaced);
 - the state: the final plan, results, decisions (`history`, with each replan's reason) and usage
   per role;
-- the step journal: every attempt of every step with its own times, tool calls and usage.
+- the step journal: every attempt of every step with its own times, tool calls and usage
+  (`graphs.journal.run_records`, across the run's node executions).
 
 Model turns inside a step are not timed separately: a step is model turn, tool calls, model turn,
 ... so the gaps between its timed tool calls are its model turns.
@@ -21,7 +22,7 @@ from typing import Any
 
 from app.runs import runner
 from app.runs.persistence import Persistence
-from graphs.journal import StepJournal
+from graphs.journal import run_records
 
 TEXT_CHARS = 2_000  # of a result or error kept in the report: the report stays small
 TOOL_OUTPUT_CHARS = 300
@@ -113,8 +114,11 @@ def gather(persistence: Persistence, thread_id: str) -> RunReport:
     state = runner.run_state(persistence, thread_id)
     snapshots = _history(persistence, thread_id)
     plans = _plans(snapshots)
-    journal = StepJournal(persistence.store, thread_id, state.get("run_id", ""))
-    steps = _steps(state, plans, journal)
+    records: dict[tuple[str, int], dict[str, Any]] = {}
+    for record in run_records(persistence.store, thread_id, state.get("run_id", "")):
+        result = record.get("result") or {}
+        records[(str(result.get("id")), int(result.get("attempts") or 1))] = record
+    steps = _steps(state, plans, records)
     calls = _calls(snapshots)
     times = [c.start for c in calls] + [c.end for c in calls]
     times += [t for s in steps for a in s.attempts for t in (a.start, a.end)]
@@ -187,7 +191,9 @@ def _decisions(state: dict[str, Any]) -> list[Decision]:
 
 
 def _steps(
-    state: dict[str, Any], plans: list[list[dict[str, Any]]], journal: StepJournal
+    state: dict[str, Any],
+    plans: list[list[dict[str, Any]]],
+    records: dict[tuple[str, int], dict[str, Any]],
 ) -> list[StepView]:
     """Every step any plan had: the final plan's in order, then the ones revisions replaced."""
     results = state.get("results", {})
@@ -229,17 +235,19 @@ def _steps(
                 result=str(result.get("result", ""))[:TEXT_CHARS],
                 error=str(result.get("error", ""))[:TEXT_CHARS],
                 surprise=str(result.get("surprise", ""))[:TEXT_CHARS],
-                attempts=_attempts(step_id, result, journal),
+                attempts=_attempts(step_id, result, records),
             )
         )
     return views
 
 
-def _attempts(step_id: str, result: dict[str, Any], journal: StepJournal) -> list[Attempt]:
+def _attempts(
+    step_id: str, result: dict[str, Any], records: dict[tuple[str, int], dict[str, Any]]
+) -> list[Attempt]:
     """Each journaled attempt of a step (or the state's result when no journal holds it)."""
     attempts = []
     for number in range(1, int(result.get("attempts", 0) or 0) + 1):
-        record = journal.get(step_id, number)
+        record = records.get((step_id, number))
         if record is None and number == result.get("attempts"):
             record = {"result": result, "usage": {}}
         if record is None:

@@ -82,7 +82,7 @@ def test_hostile_model_text_is_printed_as_given_by_run_show_and_runs(tmp_path: P
     ("args", "env", "says"),
     [
         (("show", "[/x]", "--db", "memory://"), {}, "no run with thread id '[/x]'"),
-        (("demo", "--db", "memory://"), {"PLANEXEC_MAX_REPLANS": "[/x]"}, "'[/x]' is not a"),
+        (("demo", "--db", "memory://"), {"PLANEXEC_MAX_REPLANS": "[/x]"}, "REPLANS='[/x]'"),
         (("runs", "--db", "[/x]://h"), {}, "unsupported database '[/x]://h'"),
         (("run", "x", "--db", "memory://", "--tools", "[/x]"), {}, "unknown tool '[/x]'"),
     ],
