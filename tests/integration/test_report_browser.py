@@ -34,6 +34,7 @@ MEASURE = """(() => {
     bars: all('#timeline rect.step').map(size),
     calls: all('#timeline rect.call').map(r => r.getAttribute('class')),
     replans: all('#timeline .replan-mark').length,
+    step_costs: all('#usage-steps tr td:last-child').map(td => td.textContent),
     scripts: document.scripts.length,
     images: document.images.length,
     pwned: window.pwned || 0,
@@ -99,6 +100,7 @@ def test_demo_report_renders_in_chromium(tmp_path: Path, chromium_present: None)
     assert len(m["bars"]) == 7 and all(w > 0 and h > 0 for w, h in m["bars"])
     assert sorted(m["calls"]) == ["call planner", "call replanner", "call replanner"]
     assert m["replans"] == 1
+    assert len(m["step_costs"]) == 7 and all(c.startswith("$0.0") for c in m["step_costs"])
     assert "order_date is probably not ISO text" in m["text"]  # the replan's reason
     assert re.search(r"cost: \$0\.0\d{3}", m["text"])  # the run's cost, priced
 
