@@ -126,7 +126,8 @@ def _start(log_dir: Path, attempts: int = 3) -> tuple[subprocess.Popen[bytes], L
                     str(port),
                 ],
                 cwd=_config_outside_repo(log_dir),
-                env=server_env(),
+                # The repository stays importable (tools by import path, tests.custom_tools).
+                env={**server_env(), "PYTHONPATH": str(REPO)},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
