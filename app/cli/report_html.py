@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from app.cli.report_data import Attempt, RunReport, StepView
-from app.cli.view import visible
+from app.cli.text import visible
 from app.pricing import PRICES_AS_OF
 from app.usage import ROLES, total_usage
 

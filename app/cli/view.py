@@ -15,7 +15,6 @@ the outcome panel's body, where it wraps, not in its title, where it was cut off
 from __future__ import annotations
 
 import itertools
-import re
 import sys
 import threading
 import time
@@ -28,6 +27,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from app.cli.text import labelled, one_line, plain, visible
 from app.pricing import PRICES_AS_OF
 from app.usage import ROLES, total_usage
 
@@ -42,36 +42,6 @@ FINISHED = ("done", "failed", "blocked")
 RESULT_CHARS = 300  # of a result kept per row: rows are one line, so more is never seen
 PLAIN_RESULT_CHARS = 200  # of a result on a piped output line
 _TABLE_CHROME = 5  # title, top border, header, header rule, bottom border
-# C0/C1 control characters except tab and newline, and the bidi overrides that reorder a line.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def visible(text: Any) -> str:
-    """`text` with control characters written as escapes (ESC -> \\x1b, U+202E -> \\u202e)."""
-    return _CONTROL.sub(_escape_char, str(text))
-
-
-def _escape_char(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def one_line(text: Any, limit: int | None = None) -> str:
-    """`text` made visible, its whitespace runs (newlines too) collapsed to one space."""
-    line = " ".join(visible(text).split())
-    return line if limit is None else line[:limit]
-
-
-def plain(text: Any, style: str = "") -> Text:
-    """Untrusted text for rich: shown as given, never read as markup."""
-    return Text(visible(text), style=style)
-
-
-def labelled(label: str, text: Any, style: str = "red") -> Text:
-    """`label` (ours, styled) followed by untrusted `text`, e.g. an error message."""
-    return Text.assemble((label, style), " ", visible(text))
-
-
 def result_text(step: dict[str, Any]) -> str:
     """What a step row shows: its result, or its error; a surprise first."""
     text = str(step.get("error") or step.get("result") or "")
