@@ -41,6 +41,9 @@ def _after_executor(state: State) -> str:
 def _after_planner(state: State) -> str:
     if state.get("status") == FAILED:
         return END
+    if state.get("results") or state.get("batch_cut"):
+        # Steps ran while the plan streamed (Context.stream_plan): that was the first batch.
+        return _after_executor(state)
     return "approval" if resolve_context(get_runtime().context).approve_plan else "executor"
 
 
@@ -55,7 +58,8 @@ def build_graph(
     resumed run does not redo it."""
     builder = StateGraph(State, context_schema=Context, input_schema=InputState)
     known_tools = set(TOOL_NAMES) | {t.name for t in tools or ()}
-    builder.add_node("planner", make_plan(known_tools))  # goal -> validated plan
+    # planner: goal -> validated plan, streamed; steps start as their definitions arrive
+    builder.add_node("planner", make_plan(known_tools, tools or ()))
     # executor: runs ready steps in parallel until the replanner should look
     builder.add_node("executor", make_execute(tools or ()))
     # replanner: continue, revise the remaining steps (via approval if on), or finish
@@ -64,7 +68,9 @@ def build_graph(
     builder.add_node("approval", approve, destinations=("executor", END))
     builder.add_edge(START, "planner")
     builder.add_conditional_edges(
-        "planner", _after_planner, {"approval": "approval", "executor": "executor", END: END}
+        "planner",
+        _after_planner,
+        {"approval": "approval", "executor": "executor", "replanner": "replanner", END: END},
     )
     builder.add_conditional_edges(
         "executor",

@@ -16,7 +16,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+
+T = TypeVar("T")
 
 _OPENING = re.compile(r'\s*\{\s*"steps"\s*:\s*\[')
 _SEPARATOR = re.compile(r"\s*,?\s*")
@@ -53,3 +59,57 @@ class StepStream:
             self._pos = end
             if isinstance(value, dict):
                 found.append(value)
+
+
+class PlanStreamHandler(BaseCallbackHandler):
+    """Watches the planner's model calls stream and hands over each complete step object.
+
+    `on_attempt()` is called as each model call (first try or a retry) starts; `on_step(obj)`
+    with each step object the moment it is complete. Tool-call arguments (function calling)
+    and content (JSON mode) are read separately, so either way of answering streams.
+
+    Defining `tap_output_iter`/`tap_output_aiter` makes LangChain stream the call (its
+    streaming-handler protocol, as LangGraph's `stream_mode="messages"` does), and
+    `run_inline` runs the callbacks on the event loop, where the steps start.
+    """
+
+    run_inline = True
+
+    def __init__(
+        self, on_step: Callable[[dict[str, Any]], None], on_attempt: Callable[[], None]
+    ) -> None:
+        self.on_step, self.on_attempt = on_step, on_attempt
+        self._reset()
+
+    def _reset(self) -> None:
+        self._args, self._content = "", ""
+        self._from_args, self._from_content = StepStream(), StepStream()
+
+    def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+        self._reset()
+        self.on_attempt()
+
+    def on_llm_new_token(self, token: str, *, chunk: Any = None, **kwargs: Any) -> None:
+        message = getattr(chunk, "message", None)
+        if message is None:
+            return
+        args = "".join(
+            c.get("args") or ""
+            for c in getattr(message, "tool_call_chunks", None) or []
+            if (c.get("index") or 0) == 0
+        )
+        found: list[dict[str, Any]] = []
+        if args:
+            self._args += args
+            found += self._from_args.feed(self._args)
+        if isinstance(message.content, str) and message.content:
+            self._content += message.content
+            found += self._from_content.feed(self._content)
+        for step in found:
+            self.on_step(step)
+
+    def tap_output_aiter(self, run_id: UUID, output: AsyncIterator[T]) -> AsyncIterator[T]:
+        return output
+
+    def tap_output_iter(self, run_id: UUID, output: Iterator[T]) -> Iterator[T]:
+        return output

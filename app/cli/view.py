@@ -63,12 +63,20 @@ class LiveView:
     def handle(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "plan":
+            # With a streamed plan, steps may have started (or finished) before the plan event.
+            seen = {i: s for i, s in self.steps.items() if s.get("status", "pending") != "pending"}
             self._set_plan(event["steps"], {})
+            for step_id, step in seen.items():
+                if step_id in self.steps:
+                    self.steps[step_id].update(status=step["status"], result=step.get("result", ""))
         elif kind == "replanned":
             self.notes.append(f"replan {event.get('replans')}: {event.get('reason', '')}")
             self._set_plan(event["steps"], {})
         elif kind == "step_started":
-            self.steps.setdefault(event["step_id"], {"id": event["step_id"]})
+            self.steps.setdefault(
+                event["step_id"],
+                {"id": event["step_id"], "description": event.get("description", "")},
+            )
             self.steps[event["step_id"]].update(status="running", started=time.time())
         elif kind == "step_finished":
             step = self.steps.setdefault(event["step_id"], {"id": event["step_id"]})
