@@ -18,9 +18,10 @@ from app.context import Context, resolve_context
 from app.models import describe_model_error, load_chat_model
 from app.usage import merge_usage
 from graphs import events
+from graphs.aio import run_sync
 from graphs.journal import StepJournal
 from graphs.plan_stream import PlanStreamHandler
-from graphs.scheduler import Batch, run_sync, step_work
+from graphs.scheduler import Batch, step_work
 from graphs.schemas import Plan, PlanStep, plan_problems
 from graphs.state import FAILED, RESET, RUNNING, State
 from graphs.structured import acall_structured
@@ -83,7 +84,11 @@ async def _plan(
     run_id = _run_id()
     streamed = _streamed_plan(ctx, runtime, goal, run_id, extra)
     try:
-        model = load_chat_model(ctx.planner_model)
+        model = (
+            _with_stream_usage(load_chat_model(ctx.planner_model))
+            if streamed
+            else (load_chat_model(ctx.planner_model))
+        )
         messages = [
             SystemMessage(
                 render("planner", max_steps=ctx.max_steps, tools=", ".join(ctx.tools) or "none")
@@ -143,6 +148,14 @@ async def _plan(
     if "status" in batch_update:  # a fatal step error
         update.update(status=batch_update["status"], reason=batch_update["reason"])
     return update
+
+
+def _with_stream_usage(model: Any) -> Any:
+    """The model asking for usage in its streamed replies (OpenAI-compatible endpoints send it
+    only when asked, `stream_options.include_usage`): a streamed plan is paid for like any."""
+    if "stream_usage" in type(model).model_fields and not model.stream_usage:
+        return model.model_copy(update={"stream_usage": True})
+    return model
 
 
 def _run_id() -> str:

@@ -9,8 +9,8 @@ loses only the steps in flight. docs/parallelism.md says more.
 Async-native: steps run on the graph's event loop (`ainvoke`/`astream`, the LangGraph server).
 A step's model turns are awaited, so cancelling the run (the server's `runs.cancel`) cancels the
 steps in flight at once; sync tools run in worker threads, async tools natively. The node also
-has a sync face for `graph.invoke`/`graph.stream` (the CLI): it runs the same coroutine on an
-event loop of its own.
+has a sync face for `graph.invoke`/`graph.stream` (the CLI): it runs the same coroutine on the
+process's background event loop (graphs/aio.py).
 
 The same `Batch` serves the streaming planner (graphs/planner.py), which offers each step the
 moment its definition has streamed in; steps are matched by `fingerprint` (their definition and
@@ -29,10 +29,9 @@ import inspect
 import json
 import threading
 from asyncio import FIRST_COMPLETED
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from langchain_core.tools import BaseTool
 from langgraph._internal._runnable import RunnableCallable
@@ -42,6 +41,7 @@ from app.context import Context, resolve_context
 from app.models import load_chat_model, tools_for_model
 from app.usage import merge_usage
 from graphs import events
+from graphs.aio import run_sync
 from graphs.executor import StepOutcome, arun_step, crashed
 from graphs.journal import StepJournal
 from graphs.state import DONE, FAILED, State, is_done, ready_steps
@@ -54,7 +54,6 @@ STOP_LAUNCHING = threading.Event()
 # How one step is run: `work(step, deps) -> StepOutcome`. An async function is awaited on the
 # event loop; a sync one runs in a worker thread (and may return an awaitable to be awaited).
 Work = Callable[[dict[str, Any], dict[str, dict[str, Any]]], Any]
-T = TypeVar("T")
 
 
 def make_execute(extra_tools: Sequence[BaseTool] = ()) -> RunnableCallable:
@@ -68,17 +67,6 @@ def make_execute(extra_tools: Sequence[BaseTool] = ()) -> RunnableCallable:
         return run_sync(_execute(state, runtime, extra))
 
     return RunnableCallable(execute_sync, execute, name="executor")
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a node's coroutine from its sync face. Inside a running loop (graph.invoke from a
-    notebook) a loop of its own in a fresh thread; config and tracing context follow it."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with ThreadPoolExecutor(1, thread_name_prefix="planexec-node") as pool:
-        return pool.submit(contextvars.copy_context().run, asyncio.run, coro).result()
 
 
 def step_work(ctx: Context, state: State, extra: list[BaseTool]) -> Work:
