@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Sequence
@@ -82,19 +83,12 @@ async def _plan(
             f"available tools: {', '.join(sorted(known_tools))}",
         )
     run_id = _run_id()
-    streamed = _streamed_plan(ctx, runtime, goal, run_id, extra)
+    streamed = None
     try:
-        model = (
-            _with_stream_usage(load_chat_model(ctx.planner_model))
-            if streamed
-            else (load_chat_model(ctx.planner_model))
+        # Loading models and tools reads files and makes folders: off the event loop.
+        model, messages, streamed = await asyncio.to_thread(
+            _setup, ctx, runtime, goal, run_id, extra
         )
-        messages = [
-            SystemMessage(
-                render("planner", max_steps=ctx.max_steps, tools=", ".join(ctx.tools) or "none")
-            ),
-            HumanMessage(goal),
-        ]
         out = await acall_structured(
             model,
             Plan,
@@ -148,6 +142,23 @@ async def _plan(
     if "status" in batch_update:  # a fatal step error
         update.update(status=batch_update["status"], reason=batch_update["reason"])
     return update
+
+
+def _setup(
+    ctx: Context, runtime: Runtime[Context], goal: str, run_id: str, extra: list[BaseTool]
+) -> tuple[Any, list[Any], _StreamedPlan | None]:
+    """The planner's model and prompt, and the batch steps start in while the plan streams."""
+    streamed = _streamed_plan(ctx, runtime, goal, run_id, extra)
+    model = load_chat_model(ctx.planner_model)
+    if streamed is not None:
+        model = _with_stream_usage(model)
+    messages = [
+        SystemMessage(
+            render("planner", max_steps=ctx.max_steps, tools=", ".join(ctx.tools) or "none")
+        ),
+        HumanMessage(goal),
+    ]
+    return model, messages, streamed
 
 
 def _with_stream_usage(model: Any) -> Any:

@@ -98,7 +98,8 @@ async def _execute(
 ) -> dict[str, Any]:
     ctx = resolve_context(runtime.context)
     try:
-        work = step_work(ctx, state, extra)
+        # Building tools makes folders and opens files: off the event loop.
+        work = await asyncio.to_thread(step_work, ctx, state, extra)
     except Exception as exc:  # configuration trouble ends the run with its reason
         reason = f"executor setup failed: {exc}"
         events.emit(runtime.stream_writer, events.FINISHED, status=FAILED, reason=reason)

@@ -79,8 +79,11 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        # asyncio.sleep, not time.sleep: a cancelled run stops waiting at once.
-        played = prepare(self.scenario, messages, kwargs.get("tools") or [], _meta(run_manager))
+        # asyncio.sleep, not time.sleep: a cancelled run stops waiting at once. The scenario
+        # file is read in a thread: nothing blocks the event loop (langgraph dev checks).
+        played = await asyncio.to_thread(
+            prepare, self.scenario, messages, kwargs.get("tools") or [], _meta(run_manager)
+        )
         await asyncio.sleep(played.total)
         return ChatResult(generations=[ChatGeneration(message=played.result())])
 
@@ -103,7 +106,9 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        played = prepare(self.scenario, messages, kwargs.get("tools") or [], _meta(run_manager))
+        played = await asyncio.to_thread(
+            prepare, self.scenario, messages, kwargs.get("tools") or [], _meta(run_manager)
+        )
         for delta, chunk in played.chunks():
             await asyncio.sleep(delta.wait)
             yield chunk
