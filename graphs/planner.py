@@ -25,7 +25,7 @@ from graphs.plan_stream import PlanStreamHandler
 from graphs.scheduler import Batch, step_work
 from graphs.schemas import Plan, PlanStep, plan_problems
 from graphs.state import FAILED, RESET, RUNNING, State
-from graphs.structured import acall_structured
+from graphs.structured import StructuredResult, acall_structured
 from prompts import render
 
 
@@ -83,26 +83,44 @@ async def _plan(
             f"available tools: {', '.join(sorted(known_tools))}",
         )
     run_id = _run_id()
-    streamed = None
+    streamed: _StreamedPlan | None = None
     try:
-        # Loading models and tools reads files and makes folders: off the event loop.
-        model, messages, streamed = await asyncio.to_thread(
-            _setup, ctx, runtime, goal, run_id, extra
-        )
-        out = await acall_structured(
-            model,
-            Plan,
-            messages,
-            role="planner",
-            model_name=ctx.planner_model,
-            validate=lambda p: plan_problems(p.steps, max_steps=ctx.max_steps),
-            callbacks=[streamed.handler] if streamed else (),
-            call=0,
-        )
-    except Exception as exc:  # a model or provider error ends the run cleanly, with its reason
-        reason = f"planner model {ctx.planner_model!r} failed: {describe_model_error(exc)}"
-        usage = getattr(exc, "usage", None) or {}
-        return await _fail_streamed(runtime, streamed, reason, usage)
+        try:
+            # Loading models and tools reads files and makes folders: off the event loop.
+            model, messages, streamed = await asyncio.to_thread(
+                _setup, ctx, runtime, goal, run_id, extra
+            )
+            out = await acall_structured(
+                model,
+                Plan,
+                messages,
+                role="planner",
+                model_name=ctx.planner_model,
+                validate=lambda p: plan_problems(p.steps, max_steps=ctx.max_steps),
+                callbacks=[streamed.handler] if streamed else (),
+                call=0,
+            )
+        except Exception as exc:  # a model or provider error ends the run cleanly, with why
+            reason = f"planner model {ctx.planner_model!r} failed: {describe_model_error(exc)}"
+            usage = getattr(exc, "usage", None) or {}
+            return await _fail_streamed(runtime, streamed, reason, usage)
+        return await _start(runtime, goal, run_id, out, streamed)
+    finally:
+        # Cancelled (the server's runs.cancel) while the plan streamed: the steps already
+        # started are cancelled too, not left running after the node.
+        if streamed is not None and streamed.batch.running:
+            await streamed.batch.cancel()
+
+
+async def _start(
+    runtime: Runtime[Context],
+    goal: str,
+    run_id: str,
+    out: StructuredResult,
+    streamed: _StreamedPlan | None,
+) -> dict[str, Any]:
+    """The planner's update for its answer; with a streamed plan, after running the first
+    batch of steps (a store failure raises: the node fails and a resume runs it again)."""
     if out.value is None:
         reason = f"planner output invalid after {out.attempts} attempts: {out.error}"
         return await _fail_streamed(runtime, streamed, reason, out.usage)

@@ -24,9 +24,10 @@ GRAPH_ID = "planexec"
 SLOW_TURN = 4.0  # seconds the middle model turn of each slow step takes
 
 
-def slow_scenario(path: Path, slow_turn: float) -> Path:
+def slow_scenario(path: Path, slow_turn: float, plan_token_latency: float) -> Path:
     """Three steps that each write `<id>-started`, wait on a slow model turn, then write
-    `<id>-after`; a fourth step that needs all three."""
+    `<id>-after`; a fourth step that needs all three. With `plan_token_latency` the plan takes
+    seconds to stream, so a cancel lands while the planner is still streaming."""
 
     def slow(step_id: str) -> list[dict[str, Any]]:
         return [
@@ -44,6 +45,7 @@ def slow_scenario(path: Path, slow_turn: float) -> Path:
         "name": "slow_cancel",
         "goal": "Slow work.",
         "tools": ["write_file"],
+        "token_latency": {"planner": plan_token_latency},
         "planner": {"steps": steps},
         "executor": {
             **{f"s{i}": slow(f"s{i}") for i in (1, 2, 3)},
@@ -69,11 +71,15 @@ def wait_for(predicate: Any, timeout: float, what: str, explain: Any) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("stream_plan", [True, False], ids=["streamed-plan", "whole-plan"])
+@pytest.mark.parametrize(
+    ("stream_plan", "plan_token_latency"),
+    [(True, 0.0), (True, 0.05), (False, 0.0)],
+    ids=["streamed-plan", "cancel-mid-stream", "whole-plan"],
+)
 def test_cancel_stops_new_steps_and_cancels_steps_in_flight(
-    client: SyncLangGraphClient, tmp_path: Path, stream_plan: bool
+    client: SyncLangGraphClient, tmp_path: Path, stream_plan: bool, plan_token_latency: float
 ) -> None:
-    scenario = slow_scenario(tmp_path / "slow.json", SLOW_TURN)
+    scenario = slow_scenario(tmp_path / "slow.json", SLOW_TURN, plan_token_latency)
     ws = tmp_path / "ws"
     ctx = Context.every_role(
         f"scripted:{scenario}", tools=["write_file"], workspace=str(ws), stream_plan=stream_plan
