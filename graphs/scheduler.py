@@ -13,7 +13,7 @@ has a sync face for `graph.invoke`/`graph.stream` (the CLI): it runs the same co
 process's background event loop (graphs/aio.py).
 
 The same `Batch` serves the streaming planner (graphs/planner.py), which offers each step the
-moment its definition has streamed in; steps are matched by `fingerprint` (their definition and
+moment its definition has streamed in; steps are matched by `fingerprints` (their definition and
 their dependencies' definitions), so a result is only ever used for the exact step it was made for.
 
 Policy on surprises: when a step fails or flags a surprise, no new step starts; the steps already
@@ -128,11 +128,14 @@ def _tool_settings(ctx: Context) -> ToolSettings:
     )
 
 
-def fingerprint(step: dict[str, Any], plan: Sequence[dict[str, Any]]) -> str:
-    """A step's definition: every field but `attempt`, and its dependencies' definitions, so a
-    result made for it is never used for a step that differs, or whose inputs differ."""
+def fingerprints(
+    plan: Sequence[dict[str, Any]], known: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Each step's definition as a short hash: every field but `attempt`, and its dependencies'
+    fingerprints, so a result made for a step is never used for a step that differs, or whose
+    inputs differ. `known` are fingerprints already computed for steps of the same plan."""
     by_id = {s["id"]: s for s in plan}
-    memo: dict[str, str] = {}
+    memo: dict[str, str] = dict(known or {})
 
     def of(s: dict[str, Any], seen: frozenset[str]) -> str:
         if s["id"] in memo:
@@ -146,7 +149,7 @@ def fingerprint(step: dict[str, Any], plan: Sequence[dict[str, Any]]) -> str:
         memo[s["id"]] = hashlib.sha256(text.encode()).hexdigest()[:16]
         return memo[s["id"]]
 
-    return of(step, frozenset())
+    return {s["id"]: of(s, frozenset()) for s in plan}
 
 
 class Batch:
@@ -196,7 +199,7 @@ class Batch:
         """Run `plan`, replacing any plan before it: results this batch recorded stay only for
         steps of the same definition; the others are held (see `unclaimed`)."""
         self.plan = list(plan)
-        self._fps = {s["id"]: fingerprint(s, self.plan) for s in self.plan}
+        self._fps = fingerprints(self.plan)
         for step_id, result in list(self.new_results.items()):
             if result.get("fingerprint") != self._fps.get(step_id):
                 del self.new_results[step_id]
@@ -213,7 +216,8 @@ class Batch:
     def offer(self, step: dict[str, Any], *, launch: bool = True) -> None:
         """Add one step whose definition is complete; it starts when its dependencies are done."""
         self.plan.append(step)
-        self._fps = {s["id"]: fingerprint(s, self.plan) for s in self.plan}
+        # Streamed steps depend only on earlier ones, whose fingerprints do not change.
+        self._fps = fingerprints(self.plan, self._fps)
         if launch:
             self._launch()
 
