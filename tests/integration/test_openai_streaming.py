@@ -91,9 +91,9 @@ def test_sse_arrives_chunk_by_chunk_with_usage_last(server: RunningServer) -> No
     assert usage.completion_tokens > 50
     generation = PER_TOKEN * usage.completion_tokens
     content_arrivals = [t for t, c in zip(arrivals, chunks, strict=True) if c.choices]
+    # Lower bounds only (each is a sum of the server's sleeps): no flakiness under load.
     assert content_arrivals[1] >= FIRST_TOKEN, "no content before the time to first token"
-    assert content_arrivals[1] < FIRST_TOKEN + generation / 3, "the first piece came early"
-    assert arrivals[-1] >= FIRST_TOKEN + generation * 0.95, "the rest paced per token"
+    assert arrivals[-1] - content_arrivals[1] >= generation * 0.8, "the rest came chunk by chunk"
     assert len(chunks) > 20
 
 

@@ -88,8 +88,9 @@ def test_scripted_model_streams_chunk_by_chunk_with_per_token_latency(tmp_path: 
 
     assert whole == {"steps": [step(f"s{i}") for i in range(6)]}
     assert len(chunks) > 10, "pieces of a few tokens, not one reply"
-    assert 0.2 <= arrivals[0] < 0.2 + 0.004 * tokens / 2, "first piece after time to first token"
-    assert arrivals[-1] >= 0.2 + 0.004 * tokens * 0.95, "the rest paced per token"
+    # Lower bounds only (each is a sum of sleeps), so a loaded machine cannot fail them.
+    assert arrivals[0] >= 0.2, "the first piece comes after the time to the first token"
+    assert arrivals[-1] - arrivals[0] >= 0.004 * tokens * 0.8, "the rest is paced per token"
     assert sum(c.usage_metadata is not None for c in chunks) == 1, "usage once, on the last"
 
 
