@@ -144,10 +144,11 @@ def test_approval_runs_nothing_before_a_person_approves(tmp_path: Path) -> None:
 
 def test_retry_keeps_results_of_identical_steps_and_discards_changed_ones(tmp_path: Path) -> None:
     bad = {"steps": [step("s1"), step("s2"), step("s3", ["nope"])]}
-    good = {"steps": [step("s1"), step("s2", text="Look up item 2 in euros."), step("s3")]}
+    good = {"steps": [step("s1"), step("s2", ["s1"], "Look up item 2 in euros."), step("s3")]}
     script = scenario(
         {"attempts": [bad, good]},
         {"s1": answer("one"), "s2": answer("two"), "s3": answer("three")},
+        latency={"executor": 0.3},  # the first s2 is still running when the retry arrives
     )
     r = run_scenario(tmp_path, write_scenario(tmp_path, script))
 
@@ -156,6 +157,9 @@ def test_retry_keeps_results_of_identical_steps_and_discards_changed_ones(tmp_pa
     assert r.started().count("s1") == 1, "s1 is the same step in both plans: it ran once"
     assert r.started().count("s2") == 2, "s2 changed: the old result is not used for it"
     assert r.results["s2"]["description"] == "Look up item 2 in euros."
+    assert r.results["s2"]["started_at"] >= r.results["s1"]["finished_at"], "it needs s1 now"
+    s2_finished = [e for e in r.of_kind("step_finished") if e["step_id"] == "s2"]
+    assert len(s2_finished) == 1, "the old s2 is never reported as a result of the new plan"
     (discarded,) = r.of_kind("step_discarded")
     assert (discarded["step_id"], discarded["description"]) == ("s2", "Look up item s2.")
     (entry,) = [h for h in r.state["history"] if h["action"] == "discarded"]
