@@ -213,13 +213,12 @@ class Batch:
             self.stop_new = self.stop_new or self.review_after <= 0
         self._launch()
 
-    def offer(self, step: dict[str, Any], *, launch: bool = True) -> None:
+    def offer(self, step: dict[str, Any]) -> None:
         """Add one step whose definition is complete; it starts when its dependencies are done."""
         self.plan.append(step)
         # Streamed steps depend only on earlier ones, whose fingerprints do not change.
         self._fps = fingerprints(self.plan, self._fps)
-        if launch:
-            self._launch()
+        self._launch()
 
     def unclaimed(self) -> list[dict[str, Any]]:
         """Results of steps that ran in this batch but match no step of the current plan."""
