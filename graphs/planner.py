@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -16,17 +17,19 @@ from langgraph.runtime import Runtime
 from pydantic import ValidationError
 
 from app.context import Context, resolve_context
-from app.models import describe_model_error, load_chat_model
+from app.models import describe_model_error, role_model
 from app.usage import merge_usage
 from graphs import events
 from graphs.aio import run_sync
 from graphs.journal import StepJournal
 from graphs.plan_stream import PlanStreamHandler
+from graphs.retries import retry_node
 from graphs.scheduler import Batch, step_work
 from graphs.schemas import Plan, PlanStep, plan_problems
 from graphs.state import FAILED, RESET, RUNNING, State
 from graphs.structured import StructuredResult, acall_structured
 from prompts import render
+from tools import tool_names
 
 
 def plan_step_dicts(plan_steps: list[Any], attempts: dict[str, int] | None = None) -> list[dict]:
@@ -75,20 +78,17 @@ async def _plan(
     goal = (state.get("goal") or "").strip()
     if not goal:
         return _fail(runtime, "the input has no goal: pass {'goal': '...'}")
-    unknown = [name for name in ctx.tools if name not in known_tools]
-    if unknown:
-        return _fail(
-            runtime,
-            f"unknown tool(s) {', '.join(map(repr, unknown))} in the tools setting; "
-            f"available tools: {', '.join(sorted(known_tools))}",
-        )
+    try:  # MCP servers and import paths are reached here, before any model is paid for
+        offered = await asyncio.to_thread(_offered_tools, ctx, known_tools)
+    except ValueError as exc:
+        return _fail(runtime, f"the tools setting cannot be used: {exc}")
     run_id = _run_id()
     streamed: _StreamedPlan | None = None
     try:
         try:
             # Loading models and tools reads files and makes folders: off the event loop.
             model, messages, streamed = await asyncio.to_thread(
-                _setup, ctx, runtime, goal, run_id, extra
+                _setup, ctx, runtime, goal, run_id, extra, offered
             )
             out = await acall_structured(
                 model,
@@ -101,10 +101,12 @@ async def _plan(
                 call=0,
             )
         except Exception as exc:  # a model or provider error ends the run cleanly, with why
+            if retry_node(exc, runtime):
+                raise  # transient: LangGraph's RetryPolicy runs the node again (graphs/retries.py)
             reason = f"planner model {ctx.planner_model!r} failed: {describe_model_error(exc)}"
             usage = getattr(exc, "usage", None) or {}
             return await _fail_streamed(runtime, streamed, reason, usage)
-        return await _start(runtime, goal, run_id, out, streamed)
+        return await _start(ctx, runtime, goal, run_id, out, streamed)
     finally:
         # Cancelled (the server's runs.cancel) while the plan streamed: the steps already
         # started are cancelled too, not left running after the node.
@@ -113,6 +115,7 @@ async def _plan(
 
 
 async def _start(
+    ctx: Context,
     runtime: Runtime[Context],
     goal: str,
     run_id: str,
@@ -131,6 +134,7 @@ async def _start(
     update: dict[str, Any] = {
         "goal": goal,
         "run_id": run_id,
+        "context": asdict(ctx),  # what every later node of this run uses (graphs/run_context.py)
         "plan": steps,
         "results": RESET,
         "history": [RESET],
@@ -162,12 +166,22 @@ async def _start(
     return update
 
 
+def _offered_tools(ctx: Context, known_tools: set[str]) -> list[str]:
+    offered = [n for n in ctx.tools if n in known_tools]
+    return offered + tool_names([n for n in ctx.tools if n not in known_tools])
+
+
 def _setup(
-    ctx: Context, runtime: Runtime[Context], goal: str, run_id: str, extra: list[BaseTool]
+    ctx: Context,
+    runtime: Runtime[Context],
+    goal: str,
+    run_id: str,
+    extra: list[BaseTool],
+    offered: list[str],
 ) -> tuple[Any, list[Any], _StreamedPlan | None]:
     """The planner's model and prompt, and the batch steps start in while the plan streams."""
     streamed = _streamed_plan(ctx, runtime, goal, run_id, extra)
-    model = load_chat_model(ctx.planner_model)
+    model = role_model(ctx, "planner")
     if streamed is not None:
         model = _with_stream_usage(model)
     messages = [

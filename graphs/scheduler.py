@@ -37,13 +37,14 @@ from langchain_core.tools import BaseTool
 from langgraph._internal._runnable import RunnableCallable
 from langgraph.runtime import Runtime
 
-from app.context import Context, resolve_context
-from app.models import load_chat_model, tools_for_model
+from app.context import Context
+from app.models import role_model, tools_for_model
 from app.usage import merge_usage
 from graphs import events
 from graphs.aio import run_sync
 from graphs.executor import StepOutcome, arun_step, crashed
 from graphs.journal import StepJournal
+from graphs.run_context import run_context
 from graphs.state import DONE, FAILED, State, is_done, ready_steps
 from tools import ToolSettings, build_tools
 
@@ -71,7 +72,7 @@ def make_execute(extra_tools: Sequence[BaseTool] = ()) -> RunnableCallable:
 
 def step_work(ctx: Context, state: State, extra: list[BaseTool]) -> Work:
     """How this run's steps are run (raises on configuration trouble: unknown model or tool)."""
-    model = load_chat_model(ctx.executor_model)
+    model = role_model(ctx, "executor")
     extra_names = {t.name for t in extra}
     builtin = [name for name in ctx.tools if name not in extra_names]
     tools = build_tools(builtin, _tool_settings(ctx)) + extra
@@ -96,7 +97,7 @@ def step_work(ctx: Context, state: State, extra: list[BaseTool]) -> Work:
 async def _execute(
     state: State, runtime: Runtime[Context], extra: list[BaseTool]
 ) -> dict[str, Any]:
-    ctx = resolve_context(runtime.context)
+    ctx = run_context(state, runtime)
     try:
         # Building tools makes folders and opens files: off the event loop.
         work = await asyncio.to_thread(step_work, ctx, state, extra)
@@ -291,7 +292,7 @@ class Batch:
         attempt = step.get("attempt", 1)
         # The journal is read and written in a worker thread: stores are sync here, and under
         # the server a sync store call from the event loop would block every step beside it.
-        recorded = await asyncio.to_thread(self.journal.get, step["id"], attempt)
+        recorded = await asyncio.to_thread(self.journal.get, step, deps)
         if recorded is not None and recorded["result"].get("fingerprint") == fp:
             outcome, recovered = StepOutcome(recorded["result"], recorded["usage"]), True
         else:
@@ -307,9 +308,7 @@ class Batch:
             except Exception as exc:  # a bug in a step: its result says so, the rest go on
                 outcome = crashed(step, exc)
             outcome.result["fingerprint"] = fp
-            await asyncio.to_thread(
-                self.journal.put, step["id"], attempt, outcome.result, outcome.usage
-            )
+            await asyncio.to_thread(self.journal.put, step, deps, outcome.result, outcome.usage)
             recovered = False
         self._forget(fp)
         self._finish(fp, outcome, recovered)
