@@ -29,6 +29,7 @@ from graphs.replanner import replan
 from graphs.retries import MODEL_NODE_RETRY
 from graphs.routes import follow_route, recorded_route
 from graphs.run_context import run_context
+from graphs.scheduler import is_news as _is_news
 from graphs.scheduler import make_execute
 from graphs.state import FAILED, InputState, State
 from graphs.summaries import summarized
@@ -45,9 +46,9 @@ def _after_executor(state: State) -> str:
 def _after_planner(state: State) -> str:
     if state.get("status") == FAILED:
         return END
-    if state.get("results") or state.get("batch_cut"):
-        # Steps ran while the plan streamed (Context.stream_plan): that was the first batch.
-        return _after_executor(state)
+    if not state.get("batch_cut") and any(_is_news(r) for r in state.get("results", {}).values()):
+        # A step that ran while the plan streamed failed or surprised: the replanner looks first.
+        return "replanner"
     # The recorded context, not get_runtime(): there is no runtime during update_state.
     return "approval" if run_context(state).approve_plan else "executor"
 

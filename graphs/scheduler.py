@@ -201,13 +201,15 @@ class Batch:
         steps of the same definition; the others are held (see `unclaimed`)."""
         self.plan = list(plan)
         self._fps = fingerprints(self.plan)
-        for step_id, result in list(self.new_results.items()):
-            if result.get("fingerprint") != self._fps.get(step_id):
-                del self.new_results[step_id]
-                self.results.pop(step_id, None)
+        for step_id, result in list(self.results.items()):
+            # A result is only for a step of the same definition: one made for a step since
+            # edited (update_state, a fork) or replaced (a planner retry) does not settle it.
+            if "fingerprint" in result and result["fingerprint"] != self._fps.get(step_id):
+                self.new_results.pop(step_id, None)
+                del self.results[step_id]
         if not self.fatal and not self.cut:
             # News from a replaced plan is news only if its step is in this plan too.
-            self.stop_new = any(_is_news(r) for r in self.new_results.values())
+            self.stop_new = any(is_news(r) for r in self.new_results.values())
         if self.ctx.replan_every > 0:
             done_now = sum(is_done(s["id"], self.results) for s in plan)
             self.review_after = self.ctx.replan_every - (done_now - self._reviewed_done)
@@ -345,7 +347,7 @@ class Batch:
             started_at=result.get("started_at"),
             finished_at=result.get("finished_at"),
         )
-        if _is_news(result):
+        if is_news(result):
             # News for the replanner, even when Ctrl-C also cut this batch.
             self.stop_new, self.cut = True, False
         if self.review_after is not None and result["status"] == DONE:
@@ -366,6 +368,6 @@ class Batch:
         return update
 
 
-def _is_news(result: dict[str, Any]) -> bool:
+def is_news(result: dict[str, Any]) -> bool:
     """A result the replanner must see before more steps start: a failure or a surprise."""
     return result["status"] != DONE or bool(result.get("surprise"))
