@@ -256,3 +256,34 @@ def test_a_tool_with_only_an_async_implementation_runs(tmp_path: Path) -> None:
 
     assert state["status"] == "done", state.get("reason")
     assert state["results"]["s1"]["result"] == "gear costs 7"
+
+
+# an edit after a streamed planner ------------------------------------------------------------
+
+
+def test_editing_a_step_that_already_ran_while_streaming_runs_it_again(tmp_path: Path) -> None:
+    script = scenario(
+        {"steps": [step("s1"), step("s2"), step("s3", ["s1", "s2"])]},
+        {"s1": answer("one"), "s2": answer("two"), "s3": answer("three")},
+    )
+    path = write_scenario(tmp_path, script)
+    ctx = Context.every_role(f"scripted:{path}", tools=["calculator"])
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    config = {"configurable": {"thread_id": "t"}}
+    graph.invoke({"goal": "g"}, config, context=ctx)
+    after_planner = next(
+        s for s in graph.get_state_history(config) if s.metadata.get("step") == 1
+    )
+    assert after_planner.next == ("executor",)
+    assert set(after_planner.values["results"]) == {"s1", "s2", "s3"}, "all ran while streaming"
+
+    plan = [dict(s) for s in after_planner.values["plan"]]
+    plan[0]["description"] = "Look up item s1 again, in euros."
+    fork = graph.update_state(after_planner.config, {"plan": plan}, as_node="planner")
+    events = list(graph.stream(None, fork, context=ctx, stream_mode="custom"))
+
+    started = [e["step_id"] for e in events if e["event"] == "step_started"]
+    assert started == ["s1", "s3"], "the edited step and the step that uses it run again"
+    state = graph.get_state(config).values
+    assert state["results"]["s1"]["description"] == "Look up item s1 again, in euros."
+    assert state["status"] == "done"
