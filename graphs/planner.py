@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -28,22 +29,29 @@ from graphs.scheduler import Batch, step_work
 from graphs.schemas import Plan, PlanStep, plan_problems
 from graphs.state import FAILED, RESET, RUNNING, State
 from graphs.structured import StructuredResult, acall_structured
+from graphs.tool_step import describe_tools, tools_for_run
 from prompts import render
-from tools import tool_names
+from tools import TOOL_NAMES, tool_names
 
 
 def plan_step_dicts(plan_steps: list[Any], attempts: dict[str, int] | None = None) -> list[dict]:
-    """Plan steps as state dicts; `attempt` counts up when a revision retries a failed id."""
+    """Plan steps as state dicts; `attempt` counts up when a revision retries a failed id. A tool
+    step also carries `tool` and `args`."""
     attempts = attempts or {}
-    return [
-        {
+    dicts = []
+    for s in plan_steps:
+        step = {
             "id": s.id,
             "description": s.description,
             "depends_on": list(s.depends_on),
             "attempt": attempts.get(s.id, 0) + 1,
         }
-        for s in plan_steps
-    ]
+        if getattr(s, "tool", None):
+            step.update(tool=s.tool, args=dict(s.args or {}))
+            # A tool step's call says what it does; the planner need not spend tokens on it.
+            step["description"] = s.description or f"{s.tool} {json.dumps(s.args or {})}"[:200]
+        dicts.append(step)
+    return dicts
 
 
 def revise_plan(
@@ -57,38 +65,42 @@ def revise_plan(
     return kept + fresh, fresh
 
 
-def make_plan(known_tools: set[str], extra_tools: Sequence[BaseTool] = ()) -> RunnableCallable:
-    """The planner node; `known_tools` are the names the executor can build (registry and
-    build_graph's extra tools), checked before any model is paid for."""
+def make_plan(extra_tools: Sequence[BaseTool] = ()) -> RunnableCallable:
+    """The planner node; `extra_tools` (from `build_graph(tools=...)`) join the registry's. The
+    tools setting is checked against them before any model is paid for."""
     extra = list(extra_tools)
 
     async def plan(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        return await _plan(state, runtime, known_tools, extra)
+        return await _plan(state, runtime, extra)
 
     def plan_sync(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        return run_sync(_plan(state, runtime, known_tools, extra))
+        return run_sync(_plan(state, runtime, extra))
 
     return RunnableCallable(plan_sync, plan, name="planner")
 
 
-async def _plan(
-    state: State, runtime: Runtime[Context], known_tools: set[str], extra: list[BaseTool]
-) -> dict[str, Any]:
+async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> dict[str, Any]:
     ctx = resolve_context(runtime.context)
     goal = (state.get("goal") or "").strip()
     if not goal:
         return _fail(runtime, "the input has no goal: pass {'goal': '...'}")
     try:  # MCP servers and import paths are reached here, before any model is paid for
-        offered = await asyncio.to_thread(_offered_tools, ctx, known_tools)
+        await asyncio.to_thread(_check_tool_names, ctx, extra)
     except ValueError as exc:
         return _fail(runtime, f"the tools setting cannot be used: {exc}")
+    try:
+        # Built for their schemas: the planner is told each tool's arguments, and tool steps
+        # are checked against them. Off the event loop: it makes folders.
+        tools = {t.name: t for t in await asyncio.to_thread(tools_for_run, ctx, extra)}
+    except Exception as exc:  # configuration trouble (e.g. a workspace that cannot be made)
+        return _fail(runtime, f"tool setup failed: {exc}")
     run_id = _run_id()
     streamed: _StreamedPlan | None = None
     try:
         try:
             # Loading models and tools reads files and makes folders: off the event loop.
             model, messages, streamed = await asyncio.to_thread(
-                _setup, ctx, runtime, goal, run_id, extra, offered
+                _setup, ctx, runtime, goal, run_id, extra, tools
             )
             out = await acall_structured(
                 model,
@@ -96,7 +108,7 @@ async def _plan(
                 messages,
                 role="planner",
                 model_name=ctx.planner_model,
-                validate=lambda p: plan_problems(p.steps, max_steps=ctx.max_steps),
+                validate=lambda p: plan_problems(p.steps, max_steps=ctx.max_steps, tools=tools),
                 callbacks=[streamed.handler] if streamed else (),
                 call=0,
             )
@@ -166,9 +178,9 @@ async def _start(
     return update
 
 
-def _offered_tools(ctx: Context, known_tools: set[str]) -> list[str]:
-    offered = [n for n in ctx.tools if n in known_tools]
-    return offered + tool_names([n for n in ctx.tools if n not in known_tools])
+def _check_tool_names(ctx: Context, extra: list[BaseTool]) -> None:
+    known_tools = set(TOOL_NAMES) | {t.name for t in extra}
+    tool_names([n for n in ctx.tools if n not in known_tools])
 
 
 def _setup(
@@ -177,16 +189,16 @@ def _setup(
     goal: str,
     run_id: str,
     extra: list[BaseTool],
-    offered: list[str],
+    tools: dict[str, BaseTool],
 ) -> tuple[Any, list[Any], _StreamedPlan | None]:
     """The planner's model and prompt, and the batch steps start in while the plan streams."""
-    streamed = _streamed_plan(ctx, runtime, goal, run_id, extra)
+    streamed = _streamed_plan(ctx, runtime, goal, run_id, extra, tools)
     model = role_model(ctx, "planner")
     if streamed is not None:
         model = _with_stream_usage(model)
     messages = [
         SystemMessage(
-            render("planner", max_steps=ctx.max_steps, tools=", ".join(ctx.tools) or "none")
+            render("planner", max_steps=ctx.max_steps, tools=describe_tools(list(tools.values())))
         ),
         HumanMessage(goal),
     ]
@@ -214,8 +226,8 @@ class _StreamedPlan:
     """The plan while it streams: each complete step that keeps the plan valid so far is
     offered to `batch` (and starts when its dependencies are done); a retry starts over."""
 
-    def __init__(self, batch: Batch, max_steps: int) -> None:
-        self.batch, self.max_steps = batch, max_steps
+    def __init__(self, batch: Batch, max_steps: int, tools: dict[str, BaseTool]) -> None:
+        self.batch, self.max_steps, self.tools = batch, max_steps, tools
         self.accepted: list[PlanStep] = []
         self.broken = False
         self.handler = PlanStreamHandler(on_step=self.step, on_attempt=self.attempt)
@@ -235,7 +247,7 @@ class _StreamedPlan:
         except ValidationError:
             self.broken = True
             return
-        if plan_problems([*self.accepted, step], max_steps=self.max_steps):
+        if plan_problems([*self.accepted, step], max_steps=self.max_steps, tools=self.tools):
             self.broken = True
             return
         self.accepted.append(step)
@@ -243,7 +255,12 @@ class _StreamedPlan:
 
 
 def _streamed_plan(
-    ctx: Context, runtime: Runtime[Context], goal: str, run_id: str, extra: list[BaseTool]
+    ctx: Context,
+    runtime: Runtime[Context],
+    goal: str,
+    run_id: str,
+    extra: list[BaseTool],
+    tools: dict[str, BaseTool],
 ) -> _StreamedPlan | None:
     """A batch to start steps in while the plan streams, or None: not with plan approval
     (nothing runs before a person approves), not when turned off (Context.stream_plan)."""
@@ -254,7 +271,7 @@ def _streamed_plan(
     except Exception:  # configuration trouble: the executor node reports it with its reason
         return None
     journal = StepJournal.for_current_run(runtime.store, run_id)
-    return _StreamedPlan(Batch(ctx, runtime.stream_writer, journal, work), ctx.max_steps)
+    return _StreamedPlan(Batch(ctx, runtime.stream_writer, journal, work), ctx.max_steps, tools)
 
 
 def _discard(

@@ -30,7 +30,6 @@ import json
 import threading
 from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from langchain_core.tools import BaseTool
@@ -46,7 +45,7 @@ from graphs.executor import StepOutcome, arun_step, crashed
 from graphs.journal import StepJournal
 from graphs.run_context import run_context
 from graphs.state import DONE, FAILED, State, is_done, ready_steps
-from tools import ToolSettings, build_tools
+from graphs.tool_step import is_tool_step, run_tool_step, tools_for_run
 
 # Set by the CLI on Ctrl-C: start no new step; the steps in flight finish and are journaled, the
 # node returns, and the run stops at that checkpoint. Process-wide, like the signal behind it.
@@ -73,13 +72,15 @@ def make_execute(extra_tools: Sequence[BaseTool] = ()) -> RunnableCallable:
 def step_work(ctx: Context, state: State, extra: list[BaseTool]) -> Work:
     """How this run's steps are run (raises on configuration trouble: unknown model or tool)."""
     model = role_model(ctx, "executor")
-    extra_names = {t.name for t in extra}
-    builtin = [name for name in ctx.tools if name not in extra_names]
-    tools = build_tools(builtin, _tool_settings(ctx)) + extra
-    tools = tools_for_model(ctx.executor_model, tools)  # a scenario's faults, if scripted
+    # A scenario's faults wrap the tools, if the executor model is scripted.
+    tools = tools_for_model(ctx.executor_model, tools_for_run(ctx, extra))
     goal, run_id = state.get("goal", ""), state.get("run_id", "")
 
     async def work(step: dict[str, Any], deps: dict[str, dict[str, Any]]) -> StepOutcome:
+        """One step to its outcome: a tool step runs its tool, any other step its model."""
+        if is_tool_step(step):
+            # run_tool_step is sync (graphs/tool_step.py): off the event loop.
+            return await asyncio.to_thread(run_tool_step, step, deps, tools, run_id)
         return await arun_step(
             step,
             goal=goal,
@@ -120,13 +121,6 @@ async def _execute(
         # executor -> executor; a resume enters the executor again.
         raise RuntimeError("the run was asked to stop before any step started")
     return batch.update()
-
-
-def _tool_settings(ctx: Context) -> ToolSettings:
-    return ToolSettings(
-        workspace=Path(ctx.workspace),
-        sql_database=Path(ctx.sql_database) if ctx.sql_database else None,
-    )
 
 
 def fingerprints(

@@ -118,7 +118,9 @@ class _Conversation:
         # Pydantic class, ChatOpenAI's default method (json_schema) has the OpenAI client
         # validate the reply inside the model call, which raises instead of returning a parsing
         # error, so one reply that broke the schema would end the run instead of being fed back.
-        self.runnable = model.with_structured_output(_json_schema(schema), include_raw=True)
+        json_schema = _json_schema(schema)
+        self.name = json_schema["title"]  # what the model is told the schema is called
+        self.runnable = model.with_structured_output(json_schema, include_raw=True)
         self.schema, self.role, self.model_name = schema, role, model_name
         self.validate, self.meta, self.callbacks = validate, meta, list(callbacks)
         self.messages = list(messages)
@@ -147,9 +149,9 @@ class _Conversation:
             except ValidationError as exc:
                 error = exc
         if error is not None:
-            problems = [f"the reply does not match the {schema.__name__} schema: {error}"]
+            problems = [f"the reply does not match the {self.name} schema: {error}"]
         elif parsed is None:
-            problems = [f"no {schema.__name__} was returned; reply with the {schema.__name__} tool"]
+            problems = [f"no {self.name} was returned; reply with the {self.name} tool"]
         else:
             problems = self.validate(parsed)
         if not problems:
