@@ -64,6 +64,13 @@ class Context:
             "planner and after every revision."
         },
     )
+    stream_plan: bool = field(
+        default=True,
+        metadata={
+            "description": "Stream the planner's reply and start each step as soon as its "
+            "definition is complete and its dependencies are done (not with approve_plan)."
+        },
+    )
     tools: list[str] = field(
         default_factory=lambda: list(DEFAULT_TOOLS),
         metadata={"description": "Tool names from the registry the executor may use."},

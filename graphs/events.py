@@ -14,6 +14,7 @@ from typing import Any
 PLAN = "plan"
 STEP_STARTED = "step_started"
 STEP_FINISHED = "step_finished"
+STEP_DISCARDED = "step_discarded"
 REPLANNED = "replanned"
 PLAN_EDITED = "plan_edited"
 REVIEWED = "reviewed"

@@ -73,19 +73,7 @@ def _run_step(
     run_id: str,
 ) -> StepOutcome:
     run = _StepRun(step, tools, run_id)
-    messages: list[BaseMessage] = [
-        SystemMessage(render("executor", max_tool_calls=max_tool_calls)),
-        HumanMessage(
-            render(
-                "executor_task",
-                goal=goal,
-                step_id=step["id"],
-                attempt=step.get("attempt", 1),
-                description=step["description"],
-                dependencies=_format_dependencies(dependencies),
-            )
-        ),
-    ]
+    messages = _step_messages(step, goal, dependencies, max_tool_calls)
     bound = model.bind_tools([*tools, flag_surprise])
     config = call_config("executor", step=step["id"], attempt=step.get("attempt", 1))
     usage: dict[str, dict[str, Any]] = {}
@@ -112,6 +100,67 @@ def _run_step(
     )
 
 
+async def arun_step(
+    step: dict[str, Any],
+    *,
+    goal: str,
+    dependencies: dict[str, dict[str, Any]],
+    model: BaseChatModel,
+    model_name: str,
+    tools: list[BaseTool],
+    max_tool_calls: int,
+    run_id: str = "",
+) -> StepOutcome:
+    """The async twin of `run_step` (the scheduler's): model turns are awaited, so cancelling
+    the task stops the step at once; async-only tools (MCP) run natively, sync tools in a
+    thread. Same turns, same results, same rules as `run_step`."""
+    identity = StepIdentity(run_id, step["id"], step.get("attempt", 1))
+    with running_step(identity):
+        run = _StepRun(step, tools, run_id)
+        messages = _step_messages(step, goal, dependencies, max_tool_calls)
+        bound = model.bind_tools([*tools, flag_surprise])
+        config = call_config("executor", step=step["id"], attempt=step.get("attempt", 1))
+        usage: dict[str, dict[str, Any]] = {}
+        for _ in range(max_tool_calls + 2):
+            try:
+                reply: AIMessage = await bound.ainvoke(messages, config=config)
+            except FatalModelError as exc:
+                return StepOutcome(run.finish(FAILED, error=str(exc)), usage, fatal=str(exc))
+            except Exception as exc:
+                return StepOutcome(run.finish(FAILED, error=_describe_model_error(exc)), usage)
+            usage = merge_usage(usage, usage_of_call("executor", reply, model_name))
+            messages.append(reply)
+            if not reply.tool_calls:
+                return StepOutcome(run.finish(DONE, text=_text_of(reply)), usage)
+            for call in reply.tool_calls:
+                answer = await run.acall_tool(call, max_tool_calls)
+                if run.error:
+                    return StepOutcome(run.finish(FAILED, error=run.error), usage)
+                messages.append(answer)
+        return StepOutcome(
+            run.finish(FAILED, error=f"no final answer after {max_tool_calls + 2} model turns"),
+            usage,
+        )
+
+
+def _step_messages(
+    step: dict[str, Any], goal: str, dependencies: dict[str, dict[str, Any]], max_tool_calls: int
+) -> list[BaseMessage]:
+    return [
+        SystemMessage(render("executor", max_tool_calls=max_tool_calls)),
+        HumanMessage(
+            render(
+                "executor_task",
+                goal=goal,
+                step_id=step["id"],
+                attempt=step.get("attempt", 1),
+                description=step["description"],
+                dependencies=_format_dependencies(dependencies),
+            )
+        ),
+    ]
+
+
 class _StepRun:
     """Bookkeeping for one attempt of a step: tool calls made, surprise, first error."""
 
@@ -125,13 +174,44 @@ class _StepRun:
         self.started_at = time.time()
 
     def call_tool(self, call: dict[str, Any], max_tool_calls: int) -> ToolMessage:
+        early, record = self._before_call(call, max_tool_calls)
+        if early is not None:
+            return early
+        name, args, call_id = call["name"], call.get("args", {}), call.get("id") or ""
+        try:
+            with calling_tool(ToolCallIdentity(self.identity, len(self.calls) - 1)):
+                answer = self._invoke(name, args, call_id)
+        except Exception as exc:  # a raising tool is a failed step, never a crash
+            return self._failed_call(record, name, exc, call_id)
+        return self._after_call(record, answer, name, args)
+
+    async def acall_tool(self, call: dict[str, Any], max_tool_calls: int) -> ToolMessage:
+        """`call_tool` for the async executor: `ainvoke` runs an async tool natively and a sync
+        one in a worker thread (LangChain's default), so the event loop never blocks."""
+        early, record = self._before_call(call, max_tool_calls)
+        if early is not None:
+            return early
+        name, args, call_id = call["name"], call.get("args", {}), call.get("id") or ""
+        try:
+            with calling_tool(ToolCallIdentity(self.identity, len(self.calls) - 1)):
+                answer = await self._ainvoke(name, args, call_id)
+        except Exception as exc:
+            return self._failed_call(record, name, exc, call_id)
+        return self._after_call(record, answer, name, args)
+
+    def _before_call(
+        self, call: dict[str, Any], max_tool_calls: int
+    ) -> tuple[ToolMessage | None, dict[str, Any]]:
+        """The answer to a call that runs no tool (flag_surprise, over the cap), and the call's
+        record."""
         name, args, call_id = call["name"], call.get("args", {}), call.get("id") or ""
         if name == flag_surprise.name:
             self.surprise = str(args.get("reason", "")) or "the executor flagged a surprise"
             # .func, not .invoke(args): malformed arguments must not raise out of the step.
-            return ToolMessage(
+            answer = ToolMessage(
                 content=flag_surprise.func(self.surprise), tool_call_id=call_id, name=name
             )
+            return answer, {}
         # Times let a report draw each tool call, and the model turns between them.
         record: dict[str, Any] = {"name": name, "args": args, "ok": False}
         record["started_at"] = time.time()
@@ -139,16 +219,20 @@ class _StepRun:
         if len(self.calls) > max_tool_calls:
             self.error = f"tool call cap reached: a step may make {max_tool_calls} tool calls"
             record["output"] = self.error
-            return ToolMessage(content=self.error, tool_call_id=call_id, status="error")
-        try:
-            identity = ToolCallIdentity(self.identity, len(self.calls) - 1)
-            with calling_tool(identity):
-                answer = self._invoke(name, args, call_id)
-        except Exception as exc:  # a raising tool is a failed step, never a crash
-            record["finished_at"] = time.time()
-            self.error = f"tool {name} failed: {exc}"
-            record["output"] = str(exc)[:OUTPUT_PREVIEW_CHARS]
-            return ToolMessage(content=self.error, tool_call_id=call_id, status="error")
+            return ToolMessage(content=self.error, tool_call_id=call_id, status="error"), record
+        return None, record
+
+    def _failed_call(
+        self, record: dict[str, Any], name: str, exc: Exception, call_id: str
+    ) -> ToolMessage:
+        record["finished_at"] = time.time()
+        self.error = f"tool {name} failed: {exc}"
+        record["output"] = str(exc)[:OUTPUT_PREVIEW_CHARS]
+        return ToolMessage(content=self.error, tool_call_id=call_id, status="error")
+
+    def _after_call(
+        self, record: dict[str, Any], answer: ToolMessage, name: str, args: dict[str, Any]
+    ) -> ToolMessage:
         record["finished_at"] = time.time()
         output = answer.content if isinstance(answer.content, str) else json.dumps(answer.content)
         empty = _is_empty(answer)
@@ -158,15 +242,20 @@ class _StepRun:
         return answer
 
     def _invoke(self, name: str, args: dict[str, Any], call_id: str) -> ToolMessage:
+        answer = self._tool(name).invoke(_tool_call(name, args, call_id))
+        return _as_tool_message(answer, name, call_id)
+
+    async def _ainvoke(self, name: str, args: dict[str, Any], call_id: str) -> ToolMessage:
+        answer = await self._tool(name).ainvoke(_tool_call(name, args, call_id))
+        return _as_tool_message(answer, name, call_id)
+
+    def _tool(self, name: str) -> BaseTool:
         tool_ = self.tools.get(name)
         if tool_ is None:
             raise LookupError(
                 f"unknown tool {name!r}; this step can use: {', '.join(sorted(self.tools))}"
             )
-        answer = tool_.invoke({"type": "tool_call", "name": name, "args": args, "id": call_id})
-        if not isinstance(answer, ToolMessage):  # a tool that returns a Command or raw value
-            answer = ToolMessage(content=str(answer), tool_call_id=call_id, name=name)
-        return answer
+        return tool_
 
     def finish(self, status: str, *, text: str = "", error: str = "") -> dict[str, Any]:
         return {
@@ -181,6 +270,16 @@ class _StepRun:
             "started_at": self.started_at,
             "finished_at": time.time(),
         }
+
+
+def _tool_call(name: str, args: dict[str, Any], call_id: str) -> dict[str, Any]:
+    return {"type": "tool_call", "name": name, "args": args, "id": call_id}
+
+
+def _as_tool_message(answer: Any, name: str, call_id: str) -> ToolMessage:
+    if not isinstance(answer, ToolMessage):  # a tool that returns a Command or raw value
+        answer = ToolMessage(content=str(answer), tool_call_id=call_id, name=name)
+    return answer
 
 
 def crashed(step: dict[str, Any], exc: BaseException) -> StepOutcome:

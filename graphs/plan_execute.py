@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from langchain_core.tools import BaseTool
+from langgraph._internal._runnable import RunnableCallable
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -28,6 +29,7 @@ from graphs.replanner import make_replan
 from graphs.retries import MODEL_NODE_RETRY
 from graphs.routes import follow_route, recorded_route
 from graphs.run_context import run_context
+from graphs.scheduler import is_news as _is_news
 from graphs.scheduler import make_execute
 from graphs.state import FAILED, InputState, State
 from graphs.summaries import summarized
@@ -43,8 +45,16 @@ def _after_executor(state: State) -> str:
 def _after_planner(state: State) -> str:
     if state.get("status") == FAILED:
         return END
+    if not state.get("batch_cut") and any(_is_news(r) for r in state.get("results", {}).values()):
+        # A step that ran while the plan streamed failed or surprised: the replanner looks first.
+        return "replanner"
     # The recorded context, not get_runtime(): there is no runtime during update_state.
     return "approval" if run_context(state).approve_plan else "executor"
+
+
+def _summarized(name: str, node: RunnableCallable) -> RunnableCallable:
+    """An async-native node (sync and async faces) with a summary added to its update."""
+    return RunnableCallable(summarized(name, node.func), summarized(name, node.afunc), name=name)
 
 
 def build_graph(
@@ -58,12 +68,15 @@ def build_graph(
     resumed run does not redo it."""
     builder = StateGraph(State, context_schema=Context, input_schema=InputState)
     # Each node's update also carries a one-line summary for the thread's history.
-    # planner: goal -> validated plan; retried on transient model errors
+    # planner: goal -> validated plan, streamed, its steps starting as their definitions arrive;
+    # retried on transient model errors
     builder.add_node(
-        "planner", summarized("planner", make_plan(tools or ())), retry_policy=MODEL_NODE_RETRY
+        "planner",
+        _summarized("planner", make_plan(tools or ())),
+        retry_policy=MODEL_NODE_RETRY,
     )
     # executor: runs ready steps in parallel until the replanner should look
-    builder.add_node("executor", summarized("executor", make_execute(tools or ())))
+    builder.add_node("executor", _summarized("executor", make_execute(tools or ())))
     # replanner: continue, revise the remaining steps (via approval if on), or finish
     builder.add_node(
         "replanner",
@@ -71,12 +84,12 @@ def build_graph(
         retry_policy=MODEL_NODE_RETRY,
     )
     # approval: a person approves, edits or rejects the plan (LangGraph interrupt)
-    builder.add_node(
-        "approval", summarized("approval", recorded_route(make_approve(tools or ())))
-    )
+    builder.add_node("approval", summarized("approval", recorded_route(make_approve(tools or ()))))
     builder.add_edge(START, "planner")
     builder.add_conditional_edges(
-        "planner", _after_planner, {"approval": "approval", "executor": "executor", END: END}
+        "planner",
+        _after_planner,
+        {"approval": "approval", "executor": "executor", "replanner": "replanner", END: END},
     )
     builder.add_conditional_edges(
         "executor",

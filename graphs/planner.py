@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool
+from langgraph._internal._runnable import RunnableCallable
+from langgraph.config import get_config
 from langgraph.runtime import Runtime
+from pydantic import ValidationError
 
 from app.context import Context, resolve_context
 from app.models import describe_model_error, role_model
+from app.usage import merge_usage
 from graphs import events
+from graphs.aio import run_sync
+from graphs.journal import StepJournal
+from graphs.plan_stream import PlanStreamHandler
 from graphs.retries import retry_node
-from graphs.schemas import Plan, plan_problems
+from graphs.scheduler import Batch, step_work
+from graphs.schemas import Plan, PlanStep, plan_problems
 from graphs.state import FAILED, RESET, RUNNING, State
-from graphs.structured import call_structured
+from graphs.structured import StructuredResult, acall_structured
 from graphs.tool_step import describe_tools, tools_for_run
 from prompts import render
 from tools import TOOL_NAMES, tool_names
@@ -55,67 +65,87 @@ def revise_plan(
     return kept + fresh, fresh
 
 
-def make_plan(extra_tools: Sequence[BaseTool] = ()) -> Callable[..., dict[str, Any]]:
+def make_plan(extra_tools: Sequence[BaseTool] = ()) -> RunnableCallable:
     """The planner node; `extra_tools` (from `build_graph(tools=...)`) join the registry's. The
     tools setting is checked against them before any model is paid for."""
     extra = list(extra_tools)
 
-    def plan(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        return _plan(state, runtime, extra)
+    async def plan(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        return await _plan(state, runtime, extra)
 
-    return plan
+    def plan_sync(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        return run_sync(_plan(state, runtime, extra))
+
+    return RunnableCallable(plan_sync, plan, name="planner")
 
 
-def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> dict[str, Any]:
+async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> dict[str, Any]:
     ctx = resolve_context(runtime.context)
-    known_tools = set(TOOL_NAMES) | {t.name for t in extra}
     goal = (state.get("goal") or "").strip()
     if not goal:
         return _fail(runtime, "the input has no goal: pass {'goal': '...'}")
     try:  # MCP servers and import paths are reached here, before any model is paid for
-        tool_names([n for n in ctx.tools if n not in known_tools])
+        await asyncio.to_thread(_check_tool_names, ctx, extra)
     except ValueError as exc:
         return _fail(runtime, f"the tools setting cannot be used: {exc}")
     try:
         # Built for their schemas: the planner is told each tool's arguments, and tool steps
-        # are checked against them.
-        tools = {t.name: t for t in tools_for_run(ctx, extra)}
+        # are checked against them. Off the event loop: it makes folders.
+        tools = {t.name: t for t in await asyncio.to_thread(tools_for_run, ctx, extra)}
     except Exception as exc:  # configuration trouble (e.g. a workspace that cannot be made)
         return _fail(runtime, f"tool setup failed: {exc}")
+    run_id = _run_id()
+    streamed: _StreamedPlan | None = None
     try:
-        model = role_model(ctx, "planner")
-        messages = [
-            SystemMessage(
-                render(
-                    "planner", max_steps=ctx.max_steps, tools=describe_tools(list(tools.values()))
-                )
-            ),
-            HumanMessage(goal),
-        ]
-        out = call_structured(
-            model,
-            Plan,
-            messages,
-            role="planner",
-            model_name=ctx.planner_model,
-            validate=lambda p: plan_problems(p.steps, max_steps=ctx.max_steps, tools=tools),
-            call=0,
-        )
-    except Exception as exc:  # a model or provider error ends the run cleanly, with its reason
-        if retry_node(exc, runtime):
-            raise  # transient: LangGraph's RetryPolicy runs the node again (graphs/retries.py)
-        reason = f"planner model {ctx.planner_model!r} failed: {describe_model_error(exc)}"
-        return _fail(runtime, reason, getattr(exc, "usage", None))
+        try:
+            # Loading models and tools reads files and makes folders: off the event loop.
+            model, messages, streamed = await asyncio.to_thread(
+                _setup, ctx, runtime, goal, run_id, extra, tools
+            )
+            out = await acall_structured(
+                model,
+                Plan,
+                messages,
+                role="planner",
+                model_name=ctx.planner_model,
+                validate=lambda p: plan_problems(p.steps, max_steps=ctx.max_steps, tools=tools),
+                callbacks=[streamed.handler] if streamed else (),
+                call=0,
+            )
+        except Exception as exc:  # a model or provider error ends the run cleanly, with why
+            if retry_node(exc, runtime):
+                raise  # transient: LangGraph's RetryPolicy runs the node again (graphs/retries.py)
+            reason = f"planner model {ctx.planner_model!r} failed: {describe_model_error(exc)}"
+            usage = getattr(exc, "usage", None) or {}
+            return await _fail_streamed(runtime, streamed, reason, usage)
+        return await _start(ctx, runtime, goal, run_id, out, streamed)
+    finally:
+        # Cancelled (the server's runs.cancel) while the plan streamed: the steps already
+        # started are cancelled too, not left running after the node.
+        if streamed is not None and streamed.batch.running:
+            await streamed.batch.cancel()
+
+
+async def _start(
+    ctx: Context,
+    runtime: Runtime[Context],
+    goal: str,
+    run_id: str,
+    out: StructuredResult,
+    streamed: _StreamedPlan | None,
+) -> dict[str, Any]:
+    """The planner's update for its answer; with a streamed plan, after running the first
+    batch of steps (a store failure raises: the node fails and a resume runs it again)."""
     if out.value is None:
         reason = f"planner output invalid after {out.attempts} attempts: {out.error}"
-        return _fail(runtime, reason, out.usage)
+        return await _fail_streamed(runtime, streamed, reason, out.usage)
     steps = plan_step_dicts(out.value.steps)
     events.emit(runtime.stream_writer, events.PLAN, steps=steps)
     # Everything a previous run on this thread left behind is reset: a thread may hold runs in
     # turn, and the accumulating fields would otherwise mix them.
-    return {
+    update: dict[str, Any] = {
         "goal": goal,
-        "run_id": uuid.uuid4().hex,
+        "run_id": run_id,
         "context": asdict(ctx),  # what every later node of this run uses (graphs/run_context.py)
         "plan": steps,
         "results": RESET,
@@ -127,8 +157,158 @@ def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> dic
         "replanner_calls": 0,
         "reviewed_done": 0,
         "reviewed_at": 0.0,
+        "batch_cut": False,
         "usage": {**RESET, **out.usage},
     }
+    if streamed is None:
+        return update
+    batch = streamed.batch
+    batch.set_plan(steps)  # steps not started yet start now; results of other definitions held
+    await batch.drain()
+    discarded = _discard(runtime, batch.unclaimed(), "the planner's final plan has no such step")
+    batch_update = batch.update()
+    update.update(
+        results={**RESET, **batch_update["results"]},
+        usage={**RESET, **merge_usage(out.usage, batch_update["usage"])},
+        batch_cut=batch_update["batch_cut"],
+        history=[RESET, *discarded],
+    )
+    if "status" in batch_update:  # a fatal step error
+        update.update(status=batch_update["status"], reason=batch_update["reason"])
+    return update
+
+
+def _check_tool_names(ctx: Context, extra: list[BaseTool]) -> None:
+    known_tools = set(TOOL_NAMES) | {t.name for t in extra}
+    tool_names([n for n in ctx.tools if n not in known_tools])
+
+
+def _setup(
+    ctx: Context,
+    runtime: Runtime[Context],
+    goal: str,
+    run_id: str,
+    extra: list[BaseTool],
+    tools: dict[str, BaseTool],
+) -> tuple[Any, list[Any], _StreamedPlan | None]:
+    """The planner's model and prompt, and the batch steps start in while the plan streams."""
+    streamed = _streamed_plan(ctx, runtime, goal, run_id, extra, tools)
+    model = role_model(ctx, "planner")
+    if streamed is not None:
+        model = _with_stream_usage(model)
+    messages = [
+        SystemMessage(
+            render("planner", max_steps=ctx.max_steps, tools=describe_tools(list(tools.values())))
+        ),
+        HumanMessage(goal),
+    ]
+    return model, messages, streamed
+
+
+def _with_stream_usage(model: Any) -> Any:
+    """The model asking for usage in its streamed replies (OpenAI-compatible endpoints send it
+    only when asked, `stream_options.include_usage`): a streamed plan is paid for like any."""
+    if "stream_usage" in type(model).model_fields and not model.stream_usage:
+        return model.model_copy(update={"stream_usage": True})
+    return model
+
+
+def _run_id() -> str:
+    """The run's id, the same when this node is run again after a crash (LangGraph's task id
+    is derived from the checkpoint), so the steps it journaled are found on resume."""
+    task_id = get_config().get("configurable", {}).get("__pregel_task_id")
+    if not task_id:
+        return uuid.uuid4().hex
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"planexec-run:{task_id}").hex
+
+
+class _StreamedPlan:
+    """The plan while it streams: each complete step that keeps the plan valid so far is
+    offered to `batch` (and starts when its dependencies are done); a retry starts over."""
+
+    def __init__(self, batch: Batch, max_steps: int, tools: dict[str, BaseTool]) -> None:
+        self.batch, self.max_steps, self.tools = batch, max_steps, tools
+        self.accepted: list[PlanStep] = []
+        self.broken = False
+        self.handler = PlanStreamHandler(on_step=self.step, on_attempt=self.attempt)
+
+    def attempt(self) -> None:
+        self.accepted, self.broken = [], False
+        self.batch.set_plan([])
+
+    def step(self, obj: dict[str, Any]) -> None:
+        # The plan's rules are checked on the prefix (one place: plan_problems). A step that
+        # breaks them, or depends on a step not yet seen, starts nothing early: this and later
+        # steps wait for the whole reply, which is validated and fed back as usual.
+        if self.broken:
+            return
+        try:
+            step = PlanStep.model_validate(obj)
+        except ValidationError:
+            self.broken = True
+            return
+        if plan_problems([*self.accepted, step], max_steps=self.max_steps, tools=self.tools):
+            self.broken = True
+            return
+        self.accepted.append(step)
+        self.batch.offer(plan_step_dicts([step])[0])
+
+
+def _streamed_plan(
+    ctx: Context,
+    runtime: Runtime[Context],
+    goal: str,
+    run_id: str,
+    extra: list[BaseTool],
+    tools: dict[str, BaseTool],
+) -> _StreamedPlan | None:
+    """A batch to start steps in while the plan streams, or None: not with plan approval
+    (nothing runs before a person approves), not when turned off (Context.stream_plan)."""
+    if ctx.approve_plan or not ctx.stream_plan:
+        return None
+    try:
+        work = step_work(ctx, {"goal": goal, "run_id": run_id}, extra)
+    except Exception:  # configuration trouble: the executor node reports it with its reason
+        return None
+    journal = StepJournal.for_current_run(runtime.store, run_id)
+    return _StreamedPlan(Batch(ctx, runtime.stream_writer, journal, work), ctx.max_steps, tools)
+
+
+def _discard(
+    runtime: Runtime[Context], results: list[dict[str, Any]], why: str
+) -> list[dict[str, Any]]:
+    """Steps that ran while the plan streamed but are in no accepted plan: reported (event and
+    history entry), never mixed into the run's results. Their usage is counted."""
+    if not results:
+        return []
+    for result in results:
+        events.emit(
+            runtime.stream_writer,
+            events.STEP_DISCARDED,
+            step_id=result["id"],
+            description=result.get("description", ""),
+            status=result["status"],
+            reason=why,
+        )
+    return [{"action": "discarded", "reason": why, "results": results, "at": time.time()}]
+
+
+async def _fail_streamed(
+    runtime: Runtime[Context], streamed: _StreamedPlan | None, reason: str, usage: dict
+) -> dict[str, Any]:
+    """The planner failed: steps started from an invalid plan finish (they are paid for) and
+    are reported as discarded; the run fails with the reason."""
+    if streamed is None:
+        return _fail(runtime, reason, usage)
+    batch = streamed.batch
+    batch.set_plan([])
+    await batch.drain()
+    discarded = _discard(runtime, batch.unclaimed(), "no valid plan was made")
+    if discarded:
+        reason += f" ({len(discarded[0]['results'])} step(s) that had started were discarded)"
+    update = _fail(runtime, reason, merge_usage(usage, batch.usage))
+    update["history"] = [RESET, *discarded]
+    return update
 
 
 def _fail(runtime: Runtime[Context], reason: str, usage: dict | None = None) -> dict[str, Any]:

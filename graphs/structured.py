@@ -7,12 +7,14 @@ again, up to `retries` more times. After that the caller gets the last error, ne
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.runnables.config import ensure_config, merge_configs
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ValidationError
 
@@ -60,23 +62,86 @@ def call_structured(
     **meta: Any,
 ) -> StructuredResult:
     """Ask `model` for a `schema`, feeding parse and rule errors back up to `retries` times."""
-    # The schema goes to the model as a dict and the reply is validated here: given the Pydantic
-    # class, ChatOpenAI's default method (json_schema) has the OpenAI client validate the reply
-    # inside the model call, which raises instead of returning a parsing error, so one reply
-    # that broke the schema would end the run instead of being fed back and retried.
-    json_schema = _json_schema(schema)
-    name = json_schema["title"]  # what the model is told the schema is called
-    runnable = model.with_structured_output(json_schema, include_raw=True)
-    conversation = list(messages)
-    out = StructuredResult()
+    talk = _Conversation(model, schema, messages, role, model_name, validate, meta)
     for attempt in range(retries + 1):
-        out.attempts = attempt + 1
+        talk.out.attempts = attempt + 1
         try:
-            reply = runnable.invoke(conversation, config=call_config(role, **meta))
+            reply = talk.runnable.invoke(talk.messages, config=talk.config())
         except Exception as exc:
-            raise StructuredCallError(exc, out.usage) from exc
+            raise StructuredCallError(exc, talk.out.usage) from exc
+        if talk.take(reply):
+            break
+    return talk.out
+
+
+async def acall_structured(
+    model: BaseChatModel,
+    schema: type[T],
+    messages: list[BaseMessage],
+    *,
+    role: str,
+    model_name: str,
+    validate: Callable[[T], list[str]],
+    retries: int = 2,
+    callbacks: Sequence[BaseCallbackHandler] = (),
+    **meta: Any,
+) -> StructuredResult:
+    """`call_structured` on the event loop; `callbacks` see each attempt's model call (the
+    streaming planner reads the reply as it arrives through one)."""
+    talk = _Conversation(model, schema, messages, role, model_name, validate, meta, callbacks)
+    for attempt in range(retries + 1):
+        talk.out.attempts = attempt + 1
+        try:
+            reply = await talk.runnable.ainvoke(talk.messages, config=talk.config())
+        except Exception as exc:
+            raise StructuredCallError(exc, talk.out.usage) from exc
+        if talk.take(reply):
+            break
+    return talk.out
+
+
+class _Conversation:
+    """One structured call's attempts: the messages so far, and what each reply means."""
+
+    def __init__(
+        self,
+        model: BaseChatModel,
+        schema: type[BaseModel],
+        messages: list[BaseMessage],
+        role: str,
+        model_name: str,
+        validate: Callable[[Any], list[str]],
+        meta: dict[str, Any],
+        callbacks: Sequence[BaseCallbackHandler] = (),
+    ) -> None:
+        # The schema goes to the model as a dict and the reply is validated here: given the
+        # Pydantic class, ChatOpenAI's default method (json_schema) has the OpenAI client
+        # validate the reply inside the model call, which raises instead of returning a parsing
+        # error, so one reply that broke the schema would end the run instead of being fed back.
+        json_schema = _json_schema(schema)
+        self.name = json_schema["title"]  # what the model is told the schema is called
+        self.runnable = model.with_structured_output(json_schema, include_raw=True)
+        self.schema, self.role, self.model_name = schema, role, model_name
+        self.validate, self.meta, self.callbacks = validate, meta, list(callbacks)
+        self.messages = list(messages)
+        self.out = StructuredResult()
+
+    def config(self) -> dict[str, Any]:
+        config = call_config(self.role, **self.meta)
+        if self.callbacks:
+            # Added to the callbacks the call inherits (tracing, LangGraph's message stream),
+            # not in their place.
+            inherited = ensure_config().get("callbacks")
+            config["callbacks"] = merge_configs(
+                {"callbacks": inherited}, {"callbacks": self.callbacks}
+            )["callbacks"]
+        return config
+
+    def take(self, reply: dict[str, Any]) -> bool:
+        """Account for one reply; True when it is the answer, else the problems go back."""
+        schema = self.schema
         raw: AIMessage = reply["raw"]
-        out.usage = merge_usage(out.usage, usage_of_call(role, raw, model_name))
+        self.out.usage = merge_usage(self.out.usage, usage_of_call(self.role, raw, self.model_name))
         parsed, error = reply.get("parsed"), reply.get("parsing_error")
         if error is None and parsed is not None:
             try:
@@ -84,17 +149,17 @@ def call_structured(
             except ValidationError as exc:
                 error = exc
         if error is not None:
-            problems = [f"the reply does not match the {name} schema: {error}"]
+            problems = [f"the reply does not match the {self.name} schema: {error}"]
         elif parsed is None:
-            problems = [f"no {name} was returned; reply with the {name} tool"]
+            problems = [f"no {self.name} was returned; reply with the {self.name} tool"]
         else:
-            problems = validate(parsed)
+            problems = self.validate(parsed)
         if not problems:
-            out.value, out.error = parsed, ""
-            return out
-        out.error = "; ".join(problems)
-        conversation += [raw, *_feedback(raw, out.error)]
-    return out
+            self.out.value, self.out.error = parsed, ""
+            return True
+        self.out.error = "; ".join(problems)
+        self.messages += [raw, *_feedback(raw, self.out.error)]
+        return False
 
 
 def _json_schema(schema: type[BaseModel]) -> dict[str, Any]:

@@ -81,7 +81,16 @@ class PlanProgress:
     def apply(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "plan":
+            # With a streamed plan, steps may have started (or finished) before the plan event.
+            seen = {i: s for i, s in self.steps.items() if s.get("status", "pending") != "pending"}
             self._set_plan(event.get("steps", []), {})
+            for step_id, step in seen.items():
+                if step_id in self.steps:
+                    self.steps[step_id].update(
+                        status=step["status"],
+                        result=step.get("result", ""),
+                        finished=step.get("finished"),
+                    )
         elif kind == "replanned":
             self.notes.append(f"replan {event.get('replans')}: {event.get('reason', '')}")
             self._set_plan(event.get("steps", []), {})
@@ -89,7 +98,10 @@ class PlanProgress:
             self.notes.append(f"plan edited by a person: {len(event.get('steps', []))} step(s)")
             self._set_plan(event.get("steps", []), {})
         elif kind == "step_started":
-            step = self.steps.setdefault(event["step_id"], {"id": event["step_id"]})
+            step = self.steps.setdefault(
+                event["step_id"],
+                {"id": event["step_id"], "description": event.get("description", "")},
+            )
             step.update(status="running", started=time.time())
         elif kind == "step_finished":
             step = self.steps.setdefault(event["step_id"], {"id": event["step_id"]})

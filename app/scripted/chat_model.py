@@ -10,21 +10,24 @@ reports them: a prompt prefix already sent in the same run (thread) to the same 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from app.models import FatalModelError
 from app.scripted.prompt_cache import PromptCache
 from app.scripted.scenarios import ExecutorTurn, Scenario, load_scenario, pick_attempt
+from app.scripted.streaming import Delta, deltas, total_wait
 from app.scripted.tokens import prompt_tokens, usage_metadata
 
 # Prompt prefixes seen per (run, model it stands for): the provider-side cache a run would hit.
@@ -75,6 +78,105 @@ class ScriptedChatModel(BaseChatModel):
         reply = play(self.scenario, messages, kwargs.get("tools") or [], meta)
         return ChatResult(generations=[ChatGeneration(message=reply)])
 
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        # asyncio.sleep, not time.sleep: a cancelled run stops waiting at once. The scenario
+        # file is read in a thread: nothing blocks the event loop (langgraph dev checks).
+        played = await asyncio.to_thread(
+            prepare, self.scenario, messages, kwargs.get("tools") or [], _meta(run_manager)
+        )
+        await asyncio.sleep(played.total)
+        return ChatResult(generations=[ChatGeneration(message=played.result())])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        played = prepare(self.scenario, messages, kwargs.get("tools") or [], _meta(run_manager))
+        for delta, chunk in played.chunks():
+            time.sleep(delta.wait)
+            yield chunk
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        played = await asyncio.to_thread(
+            prepare, self.scenario, messages, kwargs.get("tools") or [], _meta(run_manager)
+        )
+        for delta, chunk in played.chunks():
+            await asyncio.sleep(delta.wait)
+            yield chunk
+
+
+def _meta(run_manager: Any) -> dict[str, Any]:
+    return dict(run_manager.metadata) if run_manager else {}
+
+
+@dataclass
+class Played:
+    """A scripted reply before its time has passed: the reply (with usage) or the error the
+    call ends with, and its timing (`Scenario.latency`, `Scenario.token_latency`)."""
+
+    reply: AIMessage | None
+    first_token: float
+    per_token: float = 0.0
+    error: Exception | None = None
+
+    @property
+    def total(self) -> float:
+        if self.reply is None:
+            return self.first_token
+        return total_wait(self.reply, self.first_token, self.per_token)
+
+    def result(self) -> AIMessage:
+        """The reply, or the scripted error raised."""
+        if self.error is not None:
+            raise self.error
+        assert self.reply is not None
+        return self.reply
+
+    def chunks(self) -> Iterator[tuple[Delta, ChatGenerationChunk]]:
+        """The reply as LangChain chunks, each with the wait before it; the last carries the
+        usage. A scripted error is raised after the time to the first token."""
+        if self.error is not None:
+            yield Delta(wait=self.first_token), ChatGenerationChunk(message=AIMessageChunk(""))
+            raise self.error
+        reply = self.result()
+        pieces = deltas(reply, self.first_token, self.per_token)
+        for i, delta in enumerate(pieces):
+            calls = []
+            if delta.call_index is not None:
+                calls.append(
+                    {
+                        "index": delta.call_index,
+                        "id": delta.call_id,
+                        "name": delta.name,
+                        "args": delta.args,
+                        "type": "tool_call_chunk",
+                    }
+                )
+            last = i == len(pieces) - 1
+            message = AIMessageChunk(
+                content=delta.content,
+                tool_call_chunks=calls,
+                usage_metadata=reply.usage_metadata if last else None,
+                response_metadata=reply.response_metadata if last else {},
+                chunk_position="last" if last else None,
+            )
+            yield delta, ChatGenerationChunk(message=message)
+
 
 def ask_of(messages: Sequence[BaseMessage], meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the model is asked: role, step, attempt and call, from the call's metadata or, when
@@ -110,7 +212,20 @@ def play(
     meta: dict[str, Any] | None = None,
     prompt_cache: PromptCache | None = RUN_PROMPT_CACHE,
 ) -> AIMessage:
-    """The scenario's reply to `messages` (after its simulated latency), with token usage.
+    """The scenario's reply to `messages` (after its simulated latency), with token usage."""
+    played = prepare(scenario, messages, tools, meta, prompt_cache)
+    time.sleep(played.total)
+    return played.result()
+
+
+def prepare(
+    scenario: str,
+    messages: Sequence[BaseMessage],
+    tools: Sequence[dict],
+    meta: dict[str, Any] | None = None,
+    prompt_cache: PromptCache | None = RUN_PROMPT_CACHE,
+) -> Played:
+    """The scenario's reply to `messages`, with token usage, and how long it takes (not waited).
 
     Cached input tokens come from `prompt_cache`, scoped by the run's thread id in `meta` and
     the model the role stands for; None leaves them 0 (the server keeps its own cache)."""
@@ -123,9 +238,11 @@ def play(
             "no planexec prompt); the scripted model only plays inside a planexec graph"
         )
     turn = sum(isinstance(m, AIMessage) for m in messages)
-    reply, latency = _reply(script, role, meta, turn, list(tools), list(messages))
-    if latency:
-        time.sleep(latency)
+    per_token = script.token_latency.get(role, 0.0)
+    try:
+        reply, latency = _reply(script, role, meta, turn, list(tools), list(messages))
+    except _ScriptedFailure as failure:
+        return Played(None, failure.latency, error=failure.error)
     prompt = prompt_tokens(messages, tools)
     stands_for = script.stands_for.get(role, "")
     cached = 0
@@ -136,7 +253,14 @@ def play(
         "model_name": stands_for,
         "scenario": script.name,
     }
-    return reply
+    return Played(reply, latency, per_token)
+
+
+class _ScriptedFailure(Exception):
+    """A scripted model error and the time the call takes before it (internal)."""
+
+    def __init__(self, error: Exception, latency: float) -> None:
+        self.error, self.latency = error, latency
 
 
 def _reply(
@@ -195,11 +319,9 @@ def _executor_reply(
     spec: ExecutorTurn = turns[turn]
     latency = spec.latency if spec.latency is not None else default_latency
     if spec.error == "quota":
-        time.sleep(latency)
-        raise ScriptedQuotaError(spec.message or "quota exceeded (429)")
+        raise _ScriptedFailure(ScriptedQuotaError(spec.message or "quota exceeded (429)"), latency)
     if spec.error == "server":
-        time.sleep(latency)
-        raise ScriptedServerError(spec.message or "server error (500)")
+        raise _ScriptedFailure(ScriptedServerError(spec.message or "server error (500)"), latency)
     content = spec.content or ""
     if "{last_tool_result}" in content:
         # The last real tool's output: flag_surprise's acknowledgement is not a result.

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, ValidationError
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 
@@ -119,7 +119,14 @@ class Scenario(_Strict):
         description="Model each role's calls are priced as (cost estimates for the scenario).",
     )
     latency: dict[str, float] = Field(
-        default_factory=dict, description="Default seconds per call, by role."
+        default_factory=dict,
+        description="Default seconds per call, by role: the time to the first token.",
+    )
+    token_latency: dict[str, NonNegativeFloat] = Field(
+        default_factory=dict,
+        description="Seconds per output token, by role, added after `latency`. A streamed "
+        "reply sends its chunks as they are 'generated'; an unstreamed one arrives whole at the "
+        "end, so both take latency + token_latency x output tokens.",
     )
     planner: PlanReply | PlanAttempts
     executor: dict[str, list[ExecutorTurn]] = Field(

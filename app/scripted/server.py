@@ -22,6 +22,7 @@ schema) so tests can prove a run survives what real endpoints do.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import secrets
 import socket
@@ -47,21 +48,22 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from app.scripted.chat_model import (
+    Played,
     ScriptedQuotaError,
     ScriptedServerError,
     ScriptError,
     ask_of,
-    play,
+    prepare,
 )
 from app.scripted.prompt_cache import PromptCache
 from app.scripted.scenarios import load_scenario
+from app.scripted.streaming import deltas
 from app.scripted.tokens import prompt_tokens, usage_metadata
 
 # The reply "bad JSON" mode sends: valid JSON that matches neither Plan nor ReplanDecision.
 BAD_JSON_ARGS: dict[str, Any] = {"steps": "oops"}
 BAD_JSON = json.dumps(BAD_JSON_ARGS)
 _BAD_CALL_PREFIX = "call_bad_json_"
-STREAM_PIECE_CHARS = 24  # streamed content and tool arguments arrive in pieces this long
 
 
 @dataclass
@@ -216,11 +218,15 @@ def create_app(scenario: str, *, faults: ServerFaults | None = None) -> Starlett
             return _error(400, str(exc), "invalid_request_error", param=exc.param)
         bad = faults.bad_json_first and call.structured and ledger.take_bad_json()
         try:
-            reply = (
+            played = (
                 bad_json_reply(call, ledger.prompt_cache)
                 if bad
                 else await run_in_threadpool(reply_to, scenario, call, ledger.prompt_cache)
             )
+            if played.error is not None or not call.stream:
+                # asyncio.sleep: a client that hangs up or a server shutting down stops waiting.
+                await asyncio.sleep(played.total)
+            reply = played.result()
         except ScriptError as exc:
             ledger.record(400)
             where = _where(script.name, call)
@@ -257,8 +263,11 @@ def create_app(scenario: str, *, faults: ServerFaults | None = None) -> Starlett
         usage = usage_of(reply)
         ledger.record(200, call.role, usage, call.kind)
         if call.stream:
+            # Each chunk is sent when the simulated model has 'generated' it (time to the first
+            # token, then its share of the per-token time), as a real endpoint streams.
+            chunks = stream_chunks(reply, call.model, usage, call.include_usage)
             return StreamingResponse(
-                _sse(stream_chunks(reply, call.model, usage, call.include_usage)),
+                _sse(chunks, played.first_token, played.total - played.first_token),
                 media_type="text/event-stream",
                 headers={"cache-control": "no-cache"},
             )
@@ -474,15 +483,16 @@ def _text(content: Any, index: int) -> str:
 # replies ----------------------------------------------------------------------------------------
 
 
-def reply_to(scenario: str, call: ChatCall, prompt_cache: PromptCache | None = None) -> AIMessage:
-    """The scenario's reply to `call` (blocking: sleeps the scenario's latency).
+def reply_to(scenario: str, call: ChatCall, prompt_cache: PromptCache | None = None) -> Played:
+    """The scenario's reply to `call` and its timing (not waited for).
 
     Replies this server injected (bad JSON) are hidden from the scenario, which does not know
     about them, but are counted in the prompt tokens like every other message."""
     seen = [m for m in call.messages if not _injected(m)]
-    reply = play(scenario, seen, play_tools(call), meta=None, prompt_cache=None)
-    _count_usage(reply, call, prompt_cache)
-    return reply
+    played = prepare(scenario, seen, play_tools(call), meta=None, prompt_cache=None)
+    if played.reply is not None:
+        _count_usage(played.reply, call, prompt_cache)
+    return played
 
 
 def _count_usage(reply: AIMessage, call: ChatCall, prompt_cache: PromptCache | None) -> None:
@@ -500,7 +510,7 @@ def play_tools(call: ChatCall) -> list[dict[str, Any]]:
     return call.tools if not call.response_format or call.forced_tool else []
 
 
-def bad_json_reply(call: ChatCall, prompt_cache: PromptCache | None = None) -> AIMessage:
+def bad_json_reply(call: ChatCall, prompt_cache: PromptCache | None = None) -> Played:
     """A structured reply that parses as JSON but matches no planexec schema."""
     if call.forced_tool and not call.response_format:
         reply = AIMessage(
@@ -516,7 +526,7 @@ def bad_json_reply(call: ChatCall, prompt_cache: PromptCache | None = None) -> A
     else:
         reply = AIMessage(content=BAD_JSON)
     _count_usage(reply, call, prompt_cache)
-    return reply
+    return Played(reply, 0.0)
 
 
 def _injected(message: BaseMessage) -> bool:
@@ -615,38 +625,45 @@ def stream_chunks(
         return out
 
     yield chunk({"role": "assistant", "content": "", "refusal": None})
-    for piece in _pieces(_content(reply)):
-        yield chunk({"content": piece})
-    calls = _openai_tool_calls(reply)
-    for index, call in enumerate(calls):
-        fn = call["function"]
-        yield chunk(
-            {
-                "tool_calls": [
-                    {
-                        "index": index,
-                        "id": call["id"],
-                        "type": "function",
-                        "function": {"name": fn["name"], "arguments": ""},
-                    }
-                ]
-            }
-        )
-        for piece in _pieces(fn["arguments"]):
-            yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
-    yield chunk({}, "tool_calls" if calls else "stop")
+    for delta in deltas(reply, 0.0, 0.0):
+        if delta.call_index is None:
+            if delta.content:
+                yield chunk({"content": delta.content})
+            continue
+        call: dict[str, Any] = {"index": delta.call_index}
+        if delta.name is not None:
+            call.update(id=delta.call_id, type="function")
+            call["function"] = {"name": delta.name, "arguments": ""}
+        else:
+            call["function"] = {"arguments": delta.args}
+        yield chunk({"tool_calls": [call]})
+    finish = "tool_calls" if reply.tool_calls else "stop"
+    yield chunk({}, finish)
     if include_usage:
         yield {**base, "choices": [], "usage": usage}
 
 
-def _pieces(text: str) -> list[str]:
-    return [text[i : i + STREAM_PIECE_CHARS] for i in range(0, len(text), STREAM_PIECE_CHARS)]
-
-
-async def _sse(chunks: Iterator[dict[str, Any]]) -> Any:
-    for item in chunks:
+async def _sse(chunks: Iterator[dict[str, Any]], first_token: float, generation: float) -> Any:
+    """Server-sent events, each chunk after its simulated generation time: `first_token` before
+    the first, then `generation` seconds split over the chunks by their share of the text (so
+    the whole stream takes exactly as long as the unstreamed reply)."""
+    items = list(chunks)
+    sizes = [len(_delta_text(i)) for i in items]
+    total = sum(sizes) or 1
+    for n, (item, size) in enumerate(zip(items, sizes, strict=True)):
+        wait = (first_token if n == 0 else 0.0) + generation * size / total
+        if wait > 0:
+            await asyncio.sleep(wait)
         yield f"data: {json.dumps(item)}\n\n"
     yield "data: [DONE]\n\n"
+
+
+def _delta_text(item: dict[str, Any]) -> str:
+    delta = (item.get("choices") or [{}])[0].get("delta") or {}
+    args = "".join(
+        (c.get("function") or {}).get("arguments", "") for c in delta.get("tool_calls") or []
+    )
+    return (delta.get("content") or "") + args
 
 
 # errors -----------------------------------------------------------------------------------------

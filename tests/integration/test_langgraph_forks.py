@@ -35,7 +35,9 @@ def finished_demo(
 ) -> tuple[str, list[dict[str, Any]]]:
     """A thread whose instant demo ran to the end; (thread id, its history, newest first)."""
     thread_id = new_thread()
-    ctx = scripted_context(tmp_path / "ws", scenario=str(instant_demo(tmp_path)))
+    # Whole plan first (not streamed): a checkpoint then sits between the planner and the steps,
+    # the point these tests fork from and edit.
+    ctx = scripted_context(tmp_path / "ws", scenario=str(instant_demo(tmp_path)), stream_plan=False)
     client.runs.wait(thread_id, GRAPH_ID, input={"goal": GOAL}, context=ctx)
     wait_until_settled(client, thread_id)
     history = client.threads.get_history(thread_id, limit=100)
@@ -89,9 +91,7 @@ def test_fork_with_an_edited_step_runs_it_anew_and_the_old_branch_keeps_its_resu
     original_end, checkpoint = history[0], after_planner(history)
     plan = checkpoint["values"]["plan"]
     edited = [
-        {**s, "description": "Count the orders per product line, again."}
-        if s["id"] == "s1"
-        else s
+        {**s, "description": "Count the orders per product line, again."} if s["id"] == "s1" else s
         for s in plan
     ]
 

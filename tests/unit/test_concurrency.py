@@ -131,7 +131,9 @@ def test_a_failure_stops_new_steps_and_in_flight_steps_finish(tmp_path: Path) ->
     path = tmp_path / "unit_fanout_failure.json"
     path.write_text(json.dumps(script), encoding="utf-8")
 
-    r = run(tmp_path, path, max_concurrency=4)
+    # Not streamed: with the plan streaming, `bad` would fail before `medium` and `slow` had
+    # even arrived (tests/unit/test_streaming.py covers that), and this is the scheduler's test.
+    r = run(tmp_path, path, max_concurrency=4, stream_plan=False)
 
     res = r.results
     assert res["bad"]["status"] == "failed"

@@ -44,7 +44,8 @@ def test_the_scope_is_the_task_id_in_the_checkpoint_namespace() -> None:
 def test_a_fork_from_python_runs_its_steps_afresh(tmp_path: Path) -> None:
     graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
     config = {"configurable": {"thread_id": "fork-1"}}
-    ctx = demo_context(tmp_path / "ws", scenario=str(instant_demo(tmp_path)))
+    # Whole plan first (not streamed), so a checkpoint sits between the planner and the steps.
+    ctx = demo_context(tmp_path / "ws", scenario=str(instant_demo(tmp_path)), stream_plan=False)
     assert graph.invoke({"goal": "g"}, config=config, context=ctx)["status"] == "done"
     [after_planner] = [
         s

@@ -615,7 +615,7 @@ def test_an_unexpected_error_is_a_500_in_openai_shape(monkeypatch: pytest.Monkey
     def broken(*args: Any, **kwargs: Any) -> AIMessage:
         raise RuntimeError("scenario file vanished")
 
-    monkeypatch.setattr(server, "play", broken)
+    monkeypatch.setattr(server, "prepare", broken)
     r = chat(client(), messages=planner_messages())
     assert r.status_code == 500
     assert r.json()["error"] == {

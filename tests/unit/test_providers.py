@@ -135,13 +135,17 @@ def anthropic_requests(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         sent.append(payload)
         raise Captured("request captured")
 
+    async def acreate(self: Any, payload: dict) -> Any:  # the async nodes (streamed planner)
+        return create(self, payload)
+
     monkeypatch.setattr(ChatAnthropic, "_create", create)
+    monkeypatch.setattr(ChatAnthropic, "_acreate", acreate)
     return sent
 
 
 @pytest.fixture
 def gemini_requests(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    from google.genai.models import Models
+    from google.genai.models import AsyncModels, Models
 
     monkeypatch.setenv("GEMINI_API_KEY", "g-test")
     sent: list[dict[str, Any]] = []
@@ -150,8 +154,13 @@ def gemini_requests(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         sent.append(request)
         raise Captured("request captured")
 
+    async def agenerate(self: Any, **request: Any) -> Any:  # the async nodes (streamed planner)
+        return generate(self, **request)
+
     monkeypatch.setattr(Models, "generate_content", generate)
     monkeypatch.setattr(Models, "generate_content_stream", generate)
+    monkeypatch.setattr(AsyncModels, "generate_content", agenerate)
+    monkeypatch.setattr(AsyncModels, "generate_content_stream", agenerate)
     return sent
 
 
@@ -257,7 +266,11 @@ def test_claude_cache_reads_are_recorded_as_cached_input_tokens(
         def parse(self) -> Message:
             return answer
 
+    async def acreate(self: Any, payload: dict) -> Raw:  # the async executor's path
+        return Raw()
+
     monkeypatch.setattr(ChatAnthropic, "_create", lambda self, payload: Raw())
+    monkeypatch.setattr(ChatAnthropic, "_acreate", acreate)
 
     state = run_demo(tmp_path, executor_model=CLAUDE)
 

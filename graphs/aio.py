@@ -1,0 +1,86 @@
+"""Running the graph's async nodes from its sync API (`graph.invoke`, `graph.stream`, the CLI).
+
+The nodes are async-native; their sync faces hand the coroutine to one event loop that lives in
+a background thread for the whole process, and wait for it. One loop, not `asyncio.run` per
+node: async clients (the OpenAI client's connection pool, MCP sessions) belong to the loop they
+were first used on, and a closed loop leaves them broken for the next node ("Event loop is
+closed"). The caller's context (LangGraph config, tracing) goes with the coroutine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_pending: set[concurrent.futures.Future[Any]] = set()
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    global _loop
+    with _lock:
+        if _loop is None or not _loop.is_running() and _loop.is_closed():
+            _loop = asyncio.new_event_loop()
+            ready = threading.Event()
+            thread = threading.Thread(
+                target=_serve, args=(_loop, ready), name="planexec-loop", daemon=True
+            )
+            thread.start()
+            ready.wait(timeout=10)
+        return _loop
+
+
+def _serve(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+    asyncio.set_event_loop(loop)
+    loop.call_soon(ready.set)
+    try:
+        loop.run_forever()
+    finally:
+        # The loop died (a KeyboardInterrupt raised inside a task ends run_forever): no waiter
+        # may hang on it.
+        for future in list(_pending):
+            if not future.done():
+                future.set_exception(RuntimeError("the planexec event loop stopped"))
+        loop.close()
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on the background loop, in a copy of the caller's context, and wait for it.
+    If the wait is interrupted (Ctrl-C with the default handler), the coroutine is cancelled."""
+    loop = _background_loop()
+    done: concurrent.futures.Future[T] = concurrent.futures.Future()
+    _pending.add(done)
+    tasks: list[asyncio.Task[T]] = []
+
+    def start() -> None:
+        task = loop.create_task(coro)
+        tasks.append(task)
+        task.add_done_callback(lambda t: _settle(t, done))
+
+    loop.call_soon_threadsafe(start, context=contextvars.copy_context())
+    try:
+        return done.result()
+    except BaseException:
+        if not done.done():
+            loop.call_soon_threadsafe(lambda: [t.cancel() for t in tasks])
+        raise
+    finally:
+        _pending.discard(done)
+
+
+def _settle(task: asyncio.Task[T], done: concurrent.futures.Future[T]) -> None:
+    if done.done():
+        return
+    if task.cancelled():
+        done.set_exception(asyncio.CancelledError())
+    elif task.exception() is not None:
+        done.set_exception(task.exception())  # type: ignore[arg-type]
+    else:
+        done.set_result(task.result())

@@ -1,0 +1,139 @@
+"""Streaming over real HTTP with the real clients: the scenario server sends SSE chunk by chunk,
+each after its simulated generation time, usage in a final chunk when asked; and a planexec run
+through `langchain-openai` starts its first step while the plan is still arriving."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_openai import ChatOpenAI
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.store.memory import InMemoryStore
+
+from app.context import Context
+from app.scripted.server import RunningServer, serving
+from graphs.plan_execute import build_graph
+from prompts import render
+
+pytestmark = pytest.mark.integration
+
+FIRST_TOKEN, PER_TOKEN = 0.3, 0.01
+
+
+def fanout_scenario(path: Path) -> Path:
+    steps = [
+        {"id": f"s{i}", "description": f"Look up the price of item {i}.", "depends_on": []}
+        for i in range(1, 7)
+    ]
+    steps.append({"id": "total", "description": "Add the prices.", "depends_on": ["s1", "s2"]})
+    script = {
+        "name": "http_fanout",
+        "goal": "Price six items and add them up.",
+        "tools": [],
+        "latency": {"planner": FIRST_TOKEN, "executor": 0.05, "replanner": 0.05},
+        "token_latency": {"planner": PER_TOKEN},
+        "planner": {"steps": steps},
+        "executor": {
+            **{f"s{i}": [{"content": f"item {i}: {i} EUR"}] for i in range(1, 7)},
+            "total": [{"content": "21 EUR"}],
+        },
+        "replanner": [{"action": "finish", "reason": "all priced", "response": "21 EUR"}],
+    }
+    path.write_text(json.dumps(script), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningServer]:
+    for key in [k for k in os.environ if k.startswith(("OPENAI_", "PLANEXEC_"))]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("LANGSMITH_TRACING", "false")
+    with serving(str(fanout_scenario(tmp_path / "fanout.json"))) as running:
+        monkeypatch.setenv("OPENAI_BASE_URL", running.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "not-needed")
+        yield running
+
+
+def planner_messages() -> list[dict[str, Any]]:
+    system = render("planner", max_steps=12, tools="none")
+    return [{"role": "system", "content": system}, {"role": "user", "content": "Price them."}]
+
+
+def test_sse_arrives_chunk_by_chunk_with_usage_last(server: RunningServer) -> None:
+    client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+    start = time.monotonic()
+    arrivals: list[float] = []
+    chunks = []
+    stream = client.chat.completions.create(
+        model="gpt-4o",
+        messages=planner_messages(),
+        response_format={"type": "json_object"},
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    for chunk in stream:
+        arrivals.append(time.monotonic() - start)
+        chunks.append(chunk)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    usage = chunks[-1].usage
+
+    assert len(json.loads(text)["steps"]) == 7
+    assert chunks[-1].choices == [] and usage is not None, "usage comes in a last, empty chunk"
+    assert all(c.usage is None for c in chunks[:-1])
+    assert usage.completion_tokens > 50
+    generation = PER_TOKEN * usage.completion_tokens
+    content_arrivals = [t for t, c in zip(arrivals, chunks, strict=True) if c.choices]
+    # Lower bounds only (each is a sum of the server's sleeps): no flakiness under load.
+    assert content_arrivals[1] >= FIRST_TOKEN, "no content before the time to first token"
+    assert arrivals[-1] - content_arrivals[1] >= generation * 0.8, "the rest came chunk by chunk"
+    assert len(chunks) > 20
+
+
+def test_langchain_openai_streams_with_usage(server: RunningServer) -> None:
+    model = ChatOpenAI(model="gpt-4o", base_url=server.base_url, api_key="x", stream_usage=True)
+    messages = [
+        SystemMessage(planner_messages()[0]["content"]),
+        HumanMessage(planner_messages()[1]["content"]),
+    ]
+    pieces = list(model.stream(messages))
+    whole = pieces[0]
+    for piece in pieces[1:]:
+        whole += piece
+    assert len(pieces) > 20
+    assert json.loads(whole.content)["steps"][0]["id"] == "s1"
+    served = server.usage()["usage"]["planner"]
+    assert whole.usage_metadata["output_tokens"] == served["completion_tokens"]
+    assert whole.usage_metadata["input_tokens"] == served["prompt_tokens"]
+
+
+def test_a_run_over_http_starts_steps_while_the_plan_streams(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    ctx = Context.of(
+        planner_model="openai:gpt-4o",
+        executor_model="openai:gpt-4o-mini",
+        replanner_model="openai:gpt-4o",
+        tools=[],
+        workspace=str(tmp_path / "ws"),
+        max_concurrency=8,
+    )
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    config = {"configurable": {"thread_id": "http-stream"}}
+    events = list(graph.stream({"goal": "g"}, config, context=ctx, stream_mode="custom"))
+    state = graph.get_state(config).values
+    plan_at = next(e["at"] for e in events if e["event"] == "plan")
+    first_start = min(e["at"] for e in events if e["event"] == "step_started")
+
+    assert state["status"] == "done", state.get("reason")
+    assert first_start < plan_at - 0.3, "s1 started long before the last step arrived"
+    served = server.usage()["usage"]
+    assert state["usage"]["planner"]["output_tokens"] == served["planner"]["completion_tokens"]
+    assert state["usage"]["planner"]["input_tokens"] == served["planner"]["prompt_tokens"]

@@ -1,0 +1,289 @@
+"""Steps start while the plan streams; a plan found invalid after steps started keeps their
+results only for steps of the exact same definition, and reports the rest as discarded."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.tools import StructuredTool
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.store.memory import InMemoryStore
+
+from app.context import Context
+from app.scripted.chat_model import ScriptedChatModel
+from graphs.plan_execute import build_graph
+from graphs.plan_stream import StepStream
+from tests.scripted_runs import run_scenario, write_scenario
+
+FINISH = {"action": "finish", "reason": "done", "response": "The answer."}
+
+
+def step(i: str, deps: list[str] | None = None, text: str = "") -> dict[str, Any]:
+    return {"id": i, "description": text or f"Look up item {i}.", "depends_on": deps or []}
+
+
+def scenario(planner: Any, executor: dict[str, Any], **parts: Any) -> dict[str, Any]:
+    return {
+        "name": "unit_streaming",
+        "goal": "Test goal.",
+        "tools": ["calculator"],
+        "planner": planner,
+        "executor": executor,
+        "replanner": [FINISH],
+        **parts,
+    }
+
+
+def answer(text: str) -> list[dict[str, Any]]:
+    return [{"content": text}]
+
+
+# the partial-JSON reader -----------------------------------------------------------------------
+
+
+def test_a_step_is_handed_over_exactly_when_its_closing_brace_arrives() -> None:
+    text = json.dumps({"steps": [step("a", text="tricky } ] { text"), step("b", ["a"])]})
+    reader = StepStream()
+    seen: list[tuple[int, str]] = []
+    for end in range(len(text) + 1):
+        seen += [(end, s["id"]) for s in reader.feed(text[:end])]
+    assert [i for _, i in seen] == ["a", "b"]
+    a_end = text.index('"depends_on": []}') + len('"depends_on": []}')
+    assert seen[0][0] == a_end, "step a is complete at its own closing brace (not at the '}'"
+    assert seen[1][0] == len(text) - 2, "inside its description), and b at its own"
+
+
+def test_a_reply_that_is_not_a_steps_array_hands_over_nothing() -> None:
+    reader = StepStream()
+    assert reader.feed('{"note": "x", "steps": [{"id": "a"}]}') == []
+    assert StepStream().feed('[{"id": "a"}]') == []
+
+
+# streaming the scripted model ------------------------------------------------------------------
+
+
+def test_scripted_model_streams_chunk_by_chunk_with_per_token_latency(tmp_path: Path) -> None:
+    script = scenario(
+        {"steps": [step(f"s{i}") for i in range(6)]},
+        {},
+        latency={"planner": 0.2},
+        token_latency={"planner": 0.004},
+    )
+    model = ScriptedChatModel(scenario=str(write_scenario(tmp_path, script)))
+    messages = [SystemMessage("You are the planner."), HumanMessage("Test goal.")]
+    config = {"metadata": {"planexec_role": "planner"}}
+    start = time.monotonic()
+    arrivals, chunks = [], []
+    for chunk in model.stream(messages, config=config):
+        arrivals.append(time.monotonic() - start)
+        chunks.append(chunk)
+    text = "".join(chunks[i].content for i in range(len(chunks)))
+    whole = json.loads(text)
+    tokens = chunks[-1].usage_metadata["output_tokens"]
+
+    assert whole == {"steps": [step(f"s{i}") for i in range(6)]}
+    assert len(chunks) > 10, "pieces of a few tokens, not one reply"
+    # Lower bounds only (each is a sum of sleeps), so a loaded machine cannot fail them.
+    assert arrivals[0] >= 0.2, "the first piece comes after the time to the first token"
+    assert arrivals[-1] - arrivals[0] >= 0.004 * tokens * 0.8, "the rest is paced per token"
+    assert sum(c.usage_metadata is not None for c in chunks) == 1, "usage once, on the last"
+
+
+# steps start while the plan streams ------------------------------------------------------------
+
+
+def fanout(n: int) -> dict[str, Any]:
+    steps = [step(f"s{i}") for i in range(1, n + 1)]
+    steps.append(step("total", [f"s{i}" for i in range(1, n + 1)], "Add them up."))
+    executor = {f"s{i}": answer(f"item {i} costs {i}") for i in range(1, n + 1)}
+    executor["total"] = answer("the total")
+    return scenario(
+        {"steps": steps},
+        executor,
+        latency={"planner": 0.1, "executor": 0.05},
+        token_latency={"planner": 0.004},
+    )
+
+
+def test_first_step_starts_before_the_plan_is_complete(tmp_path: Path) -> None:
+    r = run_scenario(tmp_path, write_scenario(tmp_path, fanout(4)), max_concurrency=8)
+    plan_at = r.of_kind("plan")[0]["at"]
+    started = {e["step_id"]: e["at"] for e in r.of_kind("step_started")}
+
+    assert r.state["status"] == "done", r.state.get("reason")
+    assert started["s1"] < plan_at - 0.1, "s1 started while later steps were still streaming"
+    assert started["total"] > max(r.results[f"s{i}"]["finished_at"] for i in range(1, 5))
+    assert r.calls("executor") == 5 and r.calls("planner") == 1
+
+
+def test_without_streaming_no_step_starts_before_the_plan(tmp_path: Path) -> None:
+    r = run_scenario(
+        tmp_path, write_scenario(tmp_path, fanout(4)), max_concurrency=8, stream_plan=False
+    )
+    plan_at = r.of_kind("plan")[0]["at"]
+    assert r.state["status"] == "done"
+    assert min(e["at"] for e in r.of_kind("step_started")) > plan_at
+
+
+def test_approval_runs_nothing_before_a_person_approves(tmp_path: Path) -> None:
+    path = write_scenario(tmp_path, fanout(2))
+    ctx = Context.every_role(f"scripted:{path}", approve_plan=True, tools=["calculator"])
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    config = {"configurable": {"thread_id": "t"}}
+    events = list(graph.stream({"goal": "g"}, config, context=ctx, stream_mode="custom"))
+    assert [e["event"] for e in events] == ["plan", "paused"]
+
+
+# a plan that turns out invalid after steps started ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("executor_s", "retry_s"),
+    [(0.3, 0.0), (0.0, 0.3)],
+    ids=["old-step-still-running", "old-step-finished-before-retry"],
+)
+def test_retry_keeps_results_of_identical_steps_and_discards_changed_ones(
+    tmp_path: Path, executor_s: float, retry_s: float
+) -> None:
+    bad = {"steps": [step("s1"), step("s2"), step("s3", ["nope"])]}
+    good = {
+        "steps": [step("s1"), step("s2", ["s1"], "Look up item 2 in euros."), step("s3")],
+        "latency": retry_s,
+    }
+    script = scenario(
+        {"attempts": [bad, good]},
+        {"s1": answer("one"), "s2": answer("two"), "s3": answer("three")},
+        latency={"executor": executor_s},
+    )
+    r = run_scenario(tmp_path, write_scenario(tmp_path, script))
+
+    assert r.state["status"] == "done", r.state.get("reason")
+    assert r.calls("planner") == 2
+    assert r.started().count("s1") == 1, "s1 is the same step in both plans: it ran once"
+    assert r.started().count("s2") == 2, "s2 changed: the old result is not used for it"
+    assert r.results["s2"]["description"] == "Look up item 2 in euros."
+    assert r.results["s2"]["started_at"] >= r.results["s1"]["finished_at"], "it needs s1 now"
+    s2_finished = [e for e in r.of_kind("step_finished") if e["step_id"] == "s2"]
+    # An old s2 that finished while its plan was current was reported then (and is discarded
+    # now); one still running when the retry came is never reported as the new plan's s2.
+    assert len(s2_finished) == (2 if retry_s else 1)
+    (discarded,) = r.of_kind("step_discarded")
+    assert (discarded["step_id"], discarded["description"]) == ("s2", "Look up item s2.")
+    (entry,) = [h for h in r.state["history"] if h["action"] == "discarded"]
+    assert [x["description"] for x in entry["results"]] == ["Look up item s2."]
+    assert r.calls("executor") == 4, "the discarded step's model call is still counted"
+
+
+def test_no_valid_plan_fails_the_run_and_reports_the_started_steps(tmp_path: Path) -> None:
+    bad = {"steps": [step("s1"), step("s1")]}
+    script = scenario({"attempts": [bad, bad, bad]}, {"s1": answer("one")})
+    r = run_scenario(tmp_path, write_scenario(tmp_path, script))
+
+    assert r.state["status"] == "failed"
+    assert "planner output invalid after 3 attempts" in r.state["reason"]
+    assert "1 step(s) that had started were discarded" in r.state["reason"]
+    assert r.results == {}, "nothing from an invalid plan is mixed into the run's results"
+    assert [e["step_id"] for e in r.of_kind("step_discarded")] == ["s1"]
+    assert r.started() == ["s1"], "the same definition was not run again on each retry"
+
+
+# a crash while the plan streams ---------------------------------------------------------------
+
+
+class FlakyStore(InMemoryStore):
+    """A store whose journal write for one step fails once: the node crashes mid-batch."""
+
+    def __init__(self, fail_step: str) -> None:
+        super().__init__()
+        self.fail_step = fail_step
+
+    def put(self, namespace, key, value, index=None, **kwargs):  # noqa: ANN001
+        if self.fail_step and key.startswith(f"{self.fail_step}#"):
+            self.fail_step = ""
+            raise OSError("disk full")
+        return super().put(namespace, key, value, index=index, **kwargs)
+
+
+def test_a_crash_mid_stream_loses_no_finished_step(tmp_path: Path) -> None:
+    steps = [step("s1"), step("s2", ["s1"]), step("s3", ["s2"])]
+    script = scenario(
+        {"steps": steps},
+        {"s1": answer("one"), "s2": answer("two"), "s3": answer("three")},
+        latency={"executor": 0.02},
+    )
+    path = write_scenario(tmp_path, script)
+    ctx = Context.every_role(f"scripted:{path}", tools=["calculator"])
+    graph = build_graph(checkpointer=InMemorySaver(), store=FlakyStore(fail_step="s2"))
+    config = {"configurable": {"thread_id": "t"}}
+
+    with pytest.raises(OSError, match="disk full"):
+        list(graph.stream({"goal": "g"}, config, context=ctx, stream_mode="custom"))
+    events = list(graph.stream(None, config, context=ctx, stream_mode="custom"))
+
+    finished = {e["step_id"]: e["recovered"] for e in events if e["event"] == "step_finished"}
+    assert graph.get_state(config).values["status"] == "done"
+    assert finished == {"s1": True, "s2": False, "s3": False}, "s1 was journaled: not rerun"
+
+
+# async tools -----------------------------------------------------------------------------------
+
+
+def test_a_tool_with_only_an_async_implementation_runs(tmp_path: Path) -> None:
+    async def price(item: str) -> str:
+        """The price of an item."""
+        return f"{item} costs 7"
+
+    tool = StructuredTool.from_function(coroutine=price, name="price")
+    script = scenario(
+        {"steps": [step("s1")]},
+        {
+            "s1": [
+                {"tool_calls": [{"name": "price", "args": {"item": "gear"}}]},
+                {"content": "{last_tool_result}"},
+            ]
+        },
+        tools=[],
+    )
+    path = write_scenario(tmp_path, script)
+    ctx = Context.every_role(f"scripted:{path}", tools=[])
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore(), tools=[tool])
+    state = graph.invoke({"goal": "g"}, {"configurable": {"thread_id": "t"}}, context=ctx)
+
+    assert state["status"] == "done", state.get("reason")
+    assert state["results"]["s1"]["result"] == "gear costs 7"
+
+
+# an edit after a streamed planner ------------------------------------------------------------
+
+
+def test_editing_a_step_that_already_ran_while_streaming_runs_it_again(tmp_path: Path) -> None:
+    script = scenario(
+        {"steps": [step("s1"), step("s2"), step("s3", ["s1", "s2"])]},
+        {"s1": answer("one"), "s2": answer("two"), "s3": answer("three")},
+    )
+    path = write_scenario(tmp_path, script)
+    ctx = Context.every_role(f"scripted:{path}", tools=["calculator"])
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    config = {"configurable": {"thread_id": "t"}}
+    graph.invoke({"goal": "g"}, config, context=ctx)
+    after_planner = next(
+        s for s in graph.get_state_history(config) if s.metadata.get("step") == 1
+    )
+    assert after_planner.next == ("executor",)
+    assert set(after_planner.values["results"]) == {"s1", "s2", "s3"}, "all ran while streaming"
+
+    plan = [dict(s) for s in after_planner.values["plan"]]
+    plan[0]["description"] = "Look up item s1 again, in euros."
+    fork = graph.update_state(after_planner.config, {"plan": plan}, as_node="planner")
+    events = list(graph.stream(None, fork, context=ctx, stream_mode="custom"))
+
+    started = [e["step_id"] for e in events if e["event"] == "step_started"]
+    assert started == ["s1", "s3"], "the edited step and the step that uses it run again"
+    state = graph.get_state(config).values
+    assert state["results"]["s1"]["description"] == "Look up item s1 again, in euros."
+    assert state["status"] == "done"
