@@ -115,7 +115,7 @@ def test_run_with_the_demo_scenario_gets_the_demo_database(tmp_path: Path) -> No
         cwd=tmp_path,
     )
     assert code == 0, of_kind(events, "result")
-    assert (tmp_path / "ws" / "shop.sqlite").exists() and (tmp_path / "ws" / "report.md").exists()
+    assert (tmp_path / "ws-shop.sqlite").exists() and (tmp_path / "ws" / "report.md").exists()
 
 
 def test_approve_with_stdin_closed_pauses_rather_than_crashing(tmp_path: Path) -> None:
