@@ -61,7 +61,7 @@ def build_graph(
     # replanner: continue, revise the remaining steps (via approval if on), or finish
     builder.add_node("replanner", replan, destinations=("executor", "approval", END))
     # approval: a person approves, edits or rejects the plan (LangGraph interrupt)
-    builder.add_node("approval", approve, destinations=("executor", END))
+    builder.add_node("approval", approve, destinations=("executor", "approval", END))
     builder.add_edge(START, "planner")
     builder.add_conditional_edges(
         "planner", _after_planner, {"approval": "approval", "executor": "executor", END: END}

@@ -22,11 +22,11 @@ from typing import Annotated, Any
 
 import psycopg
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
 from app.cli.serve_command import register as register_serve_command
+from app.cli.steps_file import load_steps_file
 from app.cli.view import LiveView, print_outcome, steps_table
 from app.context import Context, restore_context
 from app.models import ModelConfigError
@@ -223,21 +223,6 @@ def _ask_approval(request: dict[str, Any]) -> dict[str, Any]:
                 err_console.print(f"[red]{exc}[/red]")
                 continue
         err_console.print("answer approve, edit or reject")
-
-
-def load_steps_file(path: Path) -> list[dict[str, Any]]:
-    """Steps for an edit: a JSON/YAML list of {id, description, depends_on}, or {steps: [...]}."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML is a superset of JSON
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"cannot read steps from {str(path)!r}: {exc}") from exc
-    steps = data.get("steps") if isinstance(data, dict) else data
-    if not isinstance(steps, list):
-        raise ValueError(
-            f"{str(path)!r} holds no list of steps: give a list of "
-            "{id, description, depends_on}, or an object with a 'steps' list"
-        )
-    return steps
 
 
 def _current_plan(persistence: Persistence, thread_id: str) -> tuple[list, dict]:
