@@ -9,6 +9,7 @@ from typing import Any
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
+from app import limits
 from app.context import Context, resolve_context
 from app.models import describe_model_error, load_chat_model
 from graphs import events
@@ -65,6 +66,10 @@ def _plan(state: State, runtime: Runtime[Context], known_tools: set[str]) -> dic
             f"unknown tool(s) {', '.join(map(repr, unknown))} in the tools setting; "
             f"available tools: {', '.join(sorted(known_tools))}",
         )
+    try:
+        limits.enforce(ctx)  # before any model is loaded or paid for
+    except limits.LimitRefused as exc:
+        return _fail(runtime, str(exc))
     try:
         model = load_chat_model(ctx.planner_model)
         messages = [

@@ -22,6 +22,7 @@ from typing import Any
 from langchain_core.tools import BaseTool
 from langgraph.runtime import Runtime
 
+from app import limits
 from app.context import Context, resolve_context
 from app.models import load_chat_model, tools_for_model
 from app.usage import merge_usage
@@ -89,6 +90,7 @@ def _execute(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
 
 
 def _tool_settings(ctx: Context) -> ToolSettings:
+    limits.enforce(ctx)  # a resumed run may bring a changed context past the planner's check
     return ToolSettings(
         workspace=Path(ctx.workspace),
         sql_database=Path(ctx.sql_database) if ctx.sql_database else None,
