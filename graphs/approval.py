@@ -54,7 +54,7 @@ def approve(state: State, runtime: Runtime[Context]) -> Command:
     }
     events.emit(runtime.stream_writer, events.PAUSED, steps=request["steps"], error=error)
     answer = interrupt(request)
-    outcome, error = _apply(answer, plan, results, done_ids, ctx.max_steps)
+    outcome, error = _apply(answer, plan, results, done_ids, ctx.max_steps, ctx.tools)
     if outcome is None:
         if len(error) > MAX_ERROR_CHARS:
             error = error[: MAX_ERROR_CHARS - 3] + "..."
@@ -68,7 +68,12 @@ def approve(state: State, runtime: Runtime[Context]) -> Command:
 
 
 def _apply(
-    answer: Any, plan: list[dict], results: dict, done_ids: list[str], max_steps: int
+    answer: Any,
+    plan: list[dict],
+    results: dict,
+    done_ids: list[str],
+    max_steps: int,
+    run_tools: list[str],
 ) -> tuple[Command | None, str]:
     """The Command an answer leads to, or (None, why it was refused)."""
     action = answer.get("action") if isinstance(answer, dict) else answer
@@ -88,7 +93,9 @@ def _apply(
             steps = [PlanStep.model_validate(s) for s in answer.get("steps") or []]
         except (ValidationError, TypeError, AttributeError) as exc:
             return None, f"the edited steps do not match the step format: {exc}"
-        problems = plan_problems(steps, max_steps=max_steps, completed=done_ids)
+        problems = plan_problems(
+            steps, max_steps=max_steps, completed=done_ids, run_tools=run_tools
+        )
         if problems:
             return None, "the edited plan was refused: " + "; ".join(problems)
         revised, new_steps = revise_plan(plan, results, steps)

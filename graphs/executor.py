@@ -62,6 +62,14 @@ def run_step(
         return _run_step(step, goal, dependencies, model, model_name, tools, max_tool_calls, run_id)
 
 
+def step_tools(step: dict[str, Any], tools: list[BaseTool]) -> list[BaseTool]:
+    """The tools `step` may use: its plan's allow-list, or every tool of the run without one.
+    Text the executor reads (a web page, a file) cannot add a tool: the plan fixed the list
+    before any of it was read."""
+    allowed = step.get("tools")
+    return list(tools) if allowed is None else [t for t in tools if t.name in allowed]
+
+
 def _run_step(
     step: dict[str, Any],
     goal: str,
@@ -72,6 +80,7 @@ def _run_step(
     max_tool_calls: int,
     run_id: str,
 ) -> StepOutcome:
+    tools = step_tools(step, tools)  # only these are offered to the model, or callable
     run = _StepRun(step, tools, run_id)
     messages: list[BaseMessage] = [
         SystemMessage(render("executor", max_tool_calls=max_tool_calls)),
@@ -156,8 +165,10 @@ class _StepRun:
     def _invoke(self, name: str, args: dict[str, Any], call_id: str) -> ToolMessage:
         tool_ = self.tools.get(name)
         if tool_ is None:
+            allowed = ", ".join(sorted(self.tools)) or "no tools"
             raise LookupError(
-                f"unknown tool {name!r}; this step can use: {', '.join(sorted(self.tools))}"
+                f"refused: tool {name!r} is not allowed in step {self.step['id']!r}; "
+                f"the plan gave it: {allowed}"
             )
         answer = tool_.invoke({"type": "tool_call", "name": name, "args": args, "id": call_id})
         if not isinstance(answer, ToolMessage):  # a tool that returns a Command or raw value

@@ -28,6 +28,8 @@ def plan_step_dicts(plan_steps: list[Any], attempts: dict[str, int] | None = Non
             "description": s.description,
             "depends_on": list(s.depends_on),
             "attempt": attempts.get(s.id, 0) + 1,
+            # The step's tool allow-list, only when the plan gave one (graphs/executor.py).
+            **({"tools": list(s.tools)} if getattr(s, "tools", None) is not None else {}),
         }
         for s in plan_steps
     ]
@@ -84,7 +86,9 @@ def _plan(state: State, runtime: Runtime[Context], known_tools: set[str]) -> dic
             messages,
             role="planner",
             model_name=ctx.planner_model,
-            validate=lambda p: plan_problems(p.steps, max_steps=ctx.max_steps),
+            validate=lambda p: plan_problems(
+                p.steps, max_steps=ctx.max_steps, run_tools=ctx.tools
+            ),
             call=0,
         )
     except Exception as exc:  # a model or provider error ends the run cleanly, with its reason

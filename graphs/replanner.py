@@ -59,7 +59,9 @@ def replan(state: State, runtime: Runtime[Context]) -> Command:
             messages,
             role="replanner",
             model_name=ctx.replanner_model,
-            validate=lambda d: decision_problems(d, plan, results, max_steps=ctx.max_steps),
+            validate=lambda d: decision_problems(
+                d, plan, results, max_steps=ctx.max_steps, run_tools=ctx.tools
+            ),
             call=calls,
         )
     except Exception as exc:  # a model or provider error ends the run cleanly, with its reason
@@ -106,7 +108,12 @@ def replan(state: State, runtime: Runtime[Context]) -> Command:
 
 
 def decision_problems(
-    decision: ReplanDecision, plan: list[dict], results: dict[str, dict], *, max_steps: int
+    decision: ReplanDecision,
+    plan: list[dict],
+    results: dict[str, dict],
+    *,
+    max_steps: int,
+    run_tools: list[str] | None = None,
 ) -> list[str]:
     """What makes `decision` unusable in this state; empty when it can be applied."""
     if decision.action == "finish":
@@ -118,7 +125,9 @@ def decision_problems(
         detail = f"steps {waiting} wait on failed steps" if waiting else "every step has run"
         return [f"'continue' is not possible: no step can run ({detail}); replan or finish"]
     done = [s["id"] for s in plan if is_done(s["id"], results)]
-    return plan_problems(decision.steps or [], max_steps=max_steps, completed=done)
+    return plan_problems(
+        decision.steps or [], max_steps=max_steps, completed=done, run_tools=run_tools
+    )
 
 
 def best_answer(state: State) -> str:

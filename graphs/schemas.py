@@ -1,7 +1,8 @@
 """What the planner and replanner must return, and the rules a plan must keep.
 
 Pydantic checks the shape; `plan_problems` checks what a schema cannot: unique ids, known
-dependencies, no cycles, and the step cap. Its messages go back to the model on a retry, so they
+dependencies, no cycles, the step cap, and that each step's tool allow-list names only the run's
+tools. Its messages go back to the model on a retry, so they
 say what is wrong and with which step.
 """
 
@@ -20,6 +21,11 @@ class PlanStep(BaseModel):
     description: str = Field(description="What the executor must do, self-contained.")
     depends_on: list[str] = Field(
         default_factory=list, description="Ids of the steps whose results this step needs."
+    )
+    tools: list[str] | None = Field(
+        default=None,
+        description="Names of the tools this step may use ([] for none); its executor is offered "
+        "only these. Left out, the step may use every tool of the run.",
     )
 
 
@@ -45,7 +51,11 @@ class ReplanDecision(BaseModel):
 
 
 def plan_problems(
-    steps: Sequence[PlanStep], *, max_steps: int, completed: Iterable[str] = ()
+    steps: Sequence[PlanStep],
+    *,
+    max_steps: int,
+    completed: Iterable[str] = (),
+    run_tools: Iterable[str] | None = None,
 ) -> list[str]:
     """Everything wrong with `steps`; empty when the plan is valid.
 
@@ -73,9 +83,31 @@ def plan_problems(
                 problems.append(f"step {step.id!r} depends on itself")
             elif dep not in seen and dep not in done:
                 problems.append(f"step {step.id!r} depends on unknown step {dep!r}")
+    if run_tools is not None:
+        problems += step_tool_problems(steps, set(run_tools))
     cycle = _find_cycle(steps)
     if cycle:
         problems.append("the dependencies form a cycle: " + " -> ".join(cycle))
+    return problems
+
+
+def step_tool_problems(steps: Sequence[PlanStep], run_tools: set[str]) -> list[str]:
+    """A step may name only tools the run has; a tool step (one `tool`) names that one only."""
+    problems = []
+    available = ", ".join(sorted(run_tools)) or "none"
+    for step in steps:
+        for name in step.tools or ():
+            if name not in run_tools:
+                problems.append(
+                    f"step {step.id!r} names tool {name!r}, which this run does not have "
+                    f"(the run's tools: {available})"
+                )
+        single = getattr(step, "tool", None)  # tool steps: graphs/tool_step.py
+        if single and step.tools is not None and list(step.tools) != [single]:
+            problems.append(
+                f"step {step.id!r} calls tool {single!r}, so its tools list must be "
+                f"[{single!r}] or left out"
+            )
     return problems
 
 
