@@ -22,6 +22,7 @@ from app.usage import merge_usage, usage_of_call
 from graphs.state import DONE, FAILED
 from graphs.structured import call_config
 from prompts import render
+from prompts.untrusted import wrap
 from tools.step_context import StepIdentity, ToolCallIdentity, calling_tool, running_step
 
 DEPENDENCY_CHARS = 4000  # a dependency's result is cut here: enough to act on, cheap to send
@@ -160,7 +161,8 @@ class _StepRun:
         record.update(ok=True, output=output[:OUTPUT_PREVIEW_CHARS], empty=empty)
         if empty and not self.surprise:
             self.surprise = f"{name} returned an empty result for {json.dumps(args)[:200]}"
-        return answer
+        # What a tool returns is data from outside, never instructions (prompts/untrusted.py).
+        return answer.model_copy(update={"content": wrap(f"result of tool {name}", output)})
 
     def _invoke(self, name: str, args: dict[str, Any], call_id: str) -> ToolMessage:
         tool_ = self.tools.get(name)
@@ -225,5 +227,6 @@ def _format_dependencies(dependencies: dict[str, dict[str, Any]]) -> str:
         text = str(result.get("result", ""))
         if len(text) > DEPENDENCY_CHARS:
             text = text[:DEPENDENCY_CHARS] + f" ... [cut at {DEPENDENCY_CHARS} characters]"
-        lines.append(f"[{dep_id}] {result.get('description', '')}\n{text}")
+        block = wrap(f"result of step {dep_id}", text)
+        lines.append(f"[{dep_id}] {result.get('description', '')}\n{block}")
     return "\n\n".join(lines)

@@ -24,6 +24,7 @@ from graphs.schemas import ReplanDecision, plan_problems
 from graphs.state import DONE, FAILED, REPLAN_LIMIT, State, is_done, ready_steps, settled
 from graphs.structured import call_structured
 from prompts import render
+from prompts.untrusted import wrap
 
 RESULT_CHARS = 1500  # per step in the replanner's prompt
 
@@ -166,11 +167,16 @@ def _progress(plan: list[dict], results: dict[str, dict]) -> str:
         if result is None:
             lines.append(f"{head}\n  status: not run yet")
             continue
-        text = str(result.get("result") or result.get("error") or "")[:RESULT_CHARS]
-        lines.append(f"{head}\n  status: {result['status']}\n  result: {text}")
+        block = _data("result", step["id"], result.get("result") or result.get("error") or "")
+        lines.append(f"{head}\n  status: {result['status']}\n  result:\n{block}")
         if result.get("surprise"):
-            lines.append(f"  surprise: {result['surprise']}")
+            lines.append(f"  surprise:\n{_data('surprise', step['id'], result['surprise'])}")
     return "\n".join(lines)
+
+
+def _data(kind: str, step_id: str, text: object) -> str:
+    """A step's result, error or surprise as an untrusted data block, cut to RESULT_CHARS."""
+    return wrap(f"{kind} of step {step_id}", str(text)[:RESULT_CHARS])
 
 
 def _why(state: State) -> str:
@@ -182,9 +188,11 @@ def _why(state: State) -> str:
         if result is None or result.get("finished_at", 0) < since:
             continue
         if result["status"] == FAILED:
-            reasons.append(f"step {step['id']} failed: {result.get('error')}")
+            error = _data("error", step["id"], result.get("error"))
+            reasons.append(f"step {step['id']} failed:\n{error}")
         elif result.get("surprise"):
-            reasons.append(f"step {step['id']} reported a surprise: {result['surprise']}")
+            surprise = _data("surprise", step["id"], result["surprise"])
+            reasons.append(f"step {step['id']} reported a surprise:\n{surprise}")
     if not ready_steps(plan, results):
         waiting = [s["id"] for s in plan if not settled(s, results)]
         reasons.append(

@@ -23,6 +23,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from app.models import FatalModelError
 from app.scripted.scenarios import ExecutorTurn, Scenario, load_scenario, pick_attempt
 from app.scripted.tokens import usage_metadata
+from prompts.untrusted import unwrap
 
 
 class ScriptError(FatalModelError):
@@ -196,7 +197,8 @@ def _executor_reply(
             ),
             None,
         )
-        content = content.replace("{last_tool_result}", str(last.content) if last else "")
+        raw = unwrap(str(last.content)) if last else ""  # the text, not its data block
+        content = content.replace("{last_tool_result}", raw)
     calls = [
         {"name": c.name, "args": c.args, "id": f"call_{key}_{turn}_{i}"}
         for i, c in enumerate(spec.tool_calls)
