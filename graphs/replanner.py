@@ -20,7 +20,7 @@ from app.context import Context, resolve_context
 from app.models import describe_model_error, load_chat_model
 from graphs import events
 from graphs.planner import revise_plan
-from graphs.schemas import ReplanDecision, plan_problems
+from graphs.schemas import ReplanDecision, plan_problems, plan_tool_set, revision_tool_problems
 from graphs.state import DONE, FAILED, REPLAN_LIMIT, State, is_done, ready_steps, settled
 from graphs.structured import call_structured
 from prompts import render
@@ -126,9 +126,10 @@ def decision_problems(
         detail = f"steps {waiting} wait on failed steps" if waiting else "every step has run"
         return [f"'continue' is not possible: no step can run ({detail}); replan or finish"]
     done = [s["id"] for s in plan if is_done(s["id"], results)]
+    steps = decision.steps or []
     return plan_problems(
-        decision.steps or [], max_steps=max_steps, completed=done, run_tools=run_tools
-    )
+        steps, max_steps=max_steps, completed=done, run_tools=run_tools
+    ) + revision_tool_problems(steps, plan_tool_set(plan))
 
 
 def best_answer(state: State) -> str:

@@ -111,6 +111,38 @@ def step_tool_problems(steps: Sequence[PlanStep], run_tools: set[str]) -> list[s
     return problems
 
 
+def plan_tool_set(plan: Iterable[dict]) -> set[str] | None:
+    """The tools a plan's steps were given, together; None when a step was given no list (it
+    may use every tool of the run)."""
+    names: set[str] = set()
+    for step in plan:
+        if step.get("tools") is None:
+            return None
+        names.update(step["tools"])
+    return names
+
+
+def revision_tool_problems(steps: Sequence[PlanStep], plan_tools: set[str] | None) -> list[str]:
+    """The replanner reads untrusted results, so its new steps may not use a tool the plan it
+    revises did not already use: text read by a step cannot widen what later steps can do."""
+    if plan_tools is None:
+        return []
+    problems = []
+    for step in steps:
+        if step.tools is None:
+            problems.append(
+                f"step {step.id!r} needs a tools list: a revision names each step's tools"
+            )
+            continue
+        extra = sorted(set(step.tools) - plan_tools)
+        if extra:
+            problems.append(
+                f"step {step.id!r} names {', '.join(map(repr, extra))}, which the plan did not "
+                f"use; a revision may only use the plan's tools: {', '.join(sorted(plan_tools))}"
+            )
+    return problems
+
+
 def _find_cycle(steps: Sequence[PlanStep]) -> list[str] | None:
     """One dependency cycle among `steps` as a path of ids, or None (self-loops are reported
     separately)."""

@@ -223,16 +223,17 @@ def exchange(
     """One request (plus redirects when `follow_redirects`) within `timeout_s` in all: resolve,
     check, connect, headers and body. Every hop is checked again."""
     deadline = time.monotonic() + timeout_s
-    for _ in range(MAX_REDIRECTS + 1):
-        response = _one_hop(method, url, headers, body, max_bytes, deadline, allow, timeout_s)
+    for hop in range(MAX_REDIRECTS + 1):
+        try:
+            response = _one_hop(method, url, headers, body, max_bytes, deadline, allow, timeout_s)
+        except NetRefused as exc:
+            if hop == 0:
+                raise
+            raise NetRefused(f"a redirect to '{url}' was refused: {exc}") from None
         location = response.headers.get("Location")
         if not (follow_redirects and response.status in (301, 302, 303, 307, 308) and location):
             return response
         url = urljoin(url, location)
-        try:
-            check_url(url)
-        except NetRefused as exc:
-            raise NetRefused(f"a redirect to '{url}' was refused: {exc}") from None
         if response.status == 303 or (response.status in (301, 302) and method != "HEAD"):
             method, body = "GET", None
     raise NetFailed(f"more than {MAX_REDIRECTS} redirects")

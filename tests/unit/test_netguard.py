@@ -63,7 +63,7 @@ def _server(host: str, recorder: Recorder, redirect_to: str = "") -> ThreadingHT
 def local() -> Iterator[tuple[str, int, Recorder]]:
     recorder = Recorder()
     httpd = _server("127.0.0.1", recorder)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
     yield "127.0.0.1", httpd.server_address[1], recorder
     httpd.shutdown()
     httpd.server_close()
@@ -151,7 +151,7 @@ def test_a_redirect_to_an_internal_address_is_refused(tmp_path: Path) -> None:
     secret = _server("127.0.0.2", secret_log)
     front = _server("127.0.0.1", front_log, f"http://127.0.0.2:{secret.server_address[1]}/")
     for httpd in (secret, front):
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
     try:
         url = f"http://127.0.0.1:{front.server_address[1]}/redirect"
         with pytest.raises(ToolException) as info:
