@@ -22,11 +22,13 @@ a file appended to many times would carry many keys.)
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
 import secrets
 import stat
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import PurePosixPath
@@ -42,6 +44,8 @@ MAX_LIST_ENTRIES = 500
 MAX_PATH_CHARS = 1024
 MAX_NAME_BYTES = 255
 LEDGER_DIR = ".planexec-writes"
+# Writers to one folder take turns (see _folder_lock); one waits at most this long.
+LOCK_TIMEOUT_S = 10.0
 _TEMP_PREFIX = ".planexec-tmp-"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -251,7 +255,10 @@ def write_text(settings: ToolSettings, path: str, content: str, append: bool = F
         )
     message = f"{'appended' if append else 'wrote'} {len(data)} bytes to {shown}"
     key = step_context.idempotency_key()
-    with _opened_dir(settings, names[:-1], "write_file", path, create=True) as dir_fd:
+    with (
+        _opened_dir(settings, names[:-1], "write_file", path, create=True) as dir_fd,
+        _folder_lock(dir_fd, path),
+    ):
         name = names[-1]
         old = _existing(dir_fd, name, path, limit)
         new = (old or b"") + data if append else data
@@ -267,6 +274,30 @@ def write_text(settings: ToolSettings, path: str, content: str, append: bool = F
             ledger.record(key, shown, new)
         _replace_atomically(dir_fd, name, new, path)
     return message
+
+
+@contextmanager
+def _folder_lock(dir_fd: int, path: str) -> Iterator[None]:
+    """An exclusive lock on the target's folder for one read-modify-rename: without it, two steps
+    appending to one file at once would each rename their own copy and one append would be lost
+    (an O_APPEND write never loses one; a rename does). flock on the folder's descriptor holds
+    across threads and processes (workers); waiting is bounded."""
+    deadline = time.monotonic() + LOCK_TIMEOUT_S
+    while True:
+        try:
+            fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise ToolException(
+                    f"write_file could not write '{_show(path)}': another write to its folder "
+                    f"held it for over {LOCK_TIMEOUT_S:g} s. Try again."
+                ) from None
+            time.sleep(0.005)
+    try:
+        yield
+    finally:
+        fcntl.flock(dir_fd, fcntl.LOCK_UN)
 
 
 def _existing(dir_fd: int, name: str, path: str, limit: int) -> bytes | None:

@@ -202,3 +202,29 @@ def test_swapping_a_symlink_during_calls_never_reaches_outside(tools, ws, outsid
     assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
     print("race", reads, writes)
     assert reads + writes > 0  # the race was really run, not refused wholesale
+
+
+def test_parallel_appends_to_one_file_are_all_kept(ws) -> None:
+    """Steps run in parallel threads (and workers in processes): a write is a read-modify-rename,
+    so without the folder lock concurrent appends would overwrite each other."""
+    settings = ToolSettings(workspace=ws)
+    tools = [{t.name: t for t in make_file_tools(settings)} for _ in range(8)]
+    lines = [f"line-{i}-" + "x" * 40 + "\n" for i in range(8)]
+    errors: list[BaseException] = []
+
+    def append(i: int) -> None:
+        try:
+            for _ in range(10):
+                args = {"path": "log.txt", "content": lines[i], "append": True}
+                tools[i]["write_file"].invoke(args)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=append, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    written = (ws / "log.txt").read_text().splitlines(keepends=True)
+    assert sorted(written) == sorted(lines * 10)
