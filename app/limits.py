@@ -3,8 +3,8 @@
 Through the LangGraph server the run's context comes from the caller, so a caller could point the
 file tools at `/etc` or load a scenario file from anywhere on the server's disk. These limits come
 from the *process environment* only (never from the context) and are checked before anything runs
-(the planner, see graphs/planner.py) and again before tools are built (the executor node, which a
-resumed run with a changed context reaches without the planner). A context that asks for more is
+(the planner, see graphs/planner.py) and again before tools are built (the executor node: a state
+edit, `update_state`, can change the context a paused run recorded). A context that asks for more is
 refused with the reason; nothing is widened.
 
     PLANEXEC_WORKSPACE_ROOT   workspaces must lie under this folder

@@ -26,9 +26,10 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 from pydantic import ValidationError
 
-from app.context import Context, resolve_context
+from app.context import Context
 from graphs import events
-from graphs.planner import revise_plan
+from graphs.planner import checkable_tools, revise_plan
+from graphs.run_context import run_context
 from graphs.schemas import PlanStep, plan_problems
 from graphs.state import REJECTED, State, is_done, remaining_steps
 
@@ -38,7 +39,7 @@ MAX_ERROR_CHARS = 2_000
 
 
 def approve(state: State, runtime: Runtime[Context]) -> Command:
-    ctx = resolve_context(runtime.context)
+    ctx = run_context(state, runtime)
     plan, results = state.get("plan", []), state.get("results", {})
     done_ids = [s["id"] for s in plan if is_done(s["id"], results)]
     error = state.get("approval_error", "")
@@ -54,7 +55,8 @@ def approve(state: State, runtime: Runtime[Context]) -> Command:
     }
     events.emit(runtime.stream_writer, events.PAUSED, steps=request["steps"], error=error)
     answer = interrupt(request)
-    outcome, error = _apply(answer, plan, results, done_ids, ctx.max_steps, ctx.tools)
+    tools = checkable_tools(ctx.tools)
+    outcome, error = _apply(answer, plan, results, done_ids, ctx.max_steps, tools)
     if outcome is None:
         if len(error) > MAX_ERROR_CHARS:
             error = error[: MAX_ERROR_CHARS - 3] + "..."
@@ -73,7 +75,7 @@ def _apply(
     results: dict,
     done_ids: list[str],
     max_steps: int,
-    run_tools: list[str],
+    run_tools: list[str] | None,
 ) -> tuple[Command | None, str]:
     """The Command an answer leads to, or (None, why it was refused)."""
     action = answer.get("action") if isinstance(answer, dict) else answer

@@ -97,8 +97,9 @@ def test_a_run_asking_for_more_is_refused_before_anything_runs(monkeypatch, tmp_
     assert values.get("usage", {}).get("planner", {}).get("calls", 0) == 0
 
 
-def test_a_resume_with_a_wider_context_is_refused_by_the_executor(monkeypatch, tmp_path) -> None:
-    """The planner checked the first context; a resume can bring another one."""
+def test_a_context_widened_mid_run_is_refused_by_the_executor(monkeypatch, tmp_path) -> None:
+    """The planner checked the run's context; a state edit (update_state, as the server allows)
+    can change the recorded context before the steps run."""
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "passwd").write_text("root:x:0:0")
@@ -112,8 +113,9 @@ def test_a_resume_with_a_wider_context_is_refused_by_the_executor(monkeypatch, t
     )
     list(graph.stream({"goal": "g"}, config, context=inside))
     assert graph.get_state(config).interrupts, "paused for approval"
-    wider = Context.every_role(spec, tools=["read_file"], workspace=str(outside))
-    list(graph.stream(Command(resume={"action": "approve"}), config, context=wider))
+    recorded = dict(graph.get_state(config).values["context"])
+    graph.update_state(config, {"context": {**recorded, "workspace": str(outside)}})
+    list(graph.stream(Command(resume={"action": "approve"}), config, context=inside))
     values = graph.get_state(config).values
     assert values["status"] == "failed"
     assert "PLANEXEC_WORKSPACE_ROOT" in values["reason"]
