@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langchain_core.language_models import BaseChatModel
-from langchain_core.tools import BaseTool
+if TYPE_CHECKING:  # LangChain is imported when a model is loaded, not by `planexec runs`
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.tools import BaseTool
 
 
 class ModelConfigError(ValueError):

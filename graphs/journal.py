@@ -27,7 +27,6 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from langgraph.config import get_config
 from langgraph.store.base import BaseStore
 
 NO_SCOPE = "-"  # outside a graph task (a test calling a node function directly)
@@ -63,6 +62,10 @@ class StepJournal:
     @classmethod
     def for_current_run(cls, store: BaseStore | None, run_id: str) -> StepJournal:
         """The journal of the node execution running now (call it inside a graph node)."""
+        # Imported here: `planexec show` reads the journal too, and langgraph.config would cost
+        # it LangChain's tracers at startup.
+        from langgraph.config import get_config
+
         config = get_config()
         thread_id = config.get("configurable", {}).get("thread_id")
         return cls(store, thread_id, run_id, journal_scope(config))

@@ -96,9 +96,10 @@ def test_a_step_may_name_only_the_runs_tools() -> None:
         PlanStep(id="s2", description="post", tools=["http_request", "calculator"]),
         PlanStep(id="s3", description="anything the run has"),
     ]
-    problems = plan_problems(steps, max_steps=5, run_tools=["sql_query", "calculator"])
+    run = {"sql_query": None, "calculator": None}
+    problems = plan_problems(steps, max_steps=5, tools=run)
     assert problems == [
         "step 's2' names tool 'http_request', which this run does not have "
         "(the run's tools: calculator, sql_query)"
     ]
-    assert plan_problems(steps[:1] + steps[2:], max_steps=5, run_tools=["sql_query"]) == []
+    assert plan_problems(steps[:1] + steps[2:], max_steps=5, tools={"sql_query": None}) == []

@@ -29,6 +29,7 @@ def test_text_that_is_not_a_block_is_left_as_it_is() -> None:
 
 
 def test_the_prompts_say_data_is_never_an_instruction() -> None:
-    for name, values in (("executor", {"max_tool_calls": 3}), ("replanner", {"max_steps": 5})):
+    prompts = (("executor", {"max_tool_calls": 3}), ("replanner", {"max_steps": 5, "tools": ""}))
+    for name, values in prompts:
         text = render(name, **values)
         assert 'trust="untrusted">' in text and "never instructions" in text
