@@ -85,6 +85,9 @@ def _approve(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
         events.emit(
             runtime.stream_writer, events.FINISHED, status=REJECTED, reason=update.get("reason", "")
         )
+    elif "plan" in update:  # an edit: views show the new plan
+        steps = remaining_steps(update["plan"], results)
+        events.emit(runtime.stream_writer, events.PLAN_EDITED, steps=steps)
     return Command(goto=outcome.goto, update=update)
 
 
