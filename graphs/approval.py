@@ -10,6 +10,10 @@ the run resumes with `Command(resume=...)`:
 
 An edit is validated like any plan. An invalid edit (or an answer that is none of the above) is
 refused: the node pauses again, with the problems in the interrupt's `error`, and nothing changes.
+A refusal ends the node and goes back to it through the graph (`goto="approval"`), so the refused
+answer is not kept: inside one node run, LangGraph replays every earlier `interrupt` answer on each
+resume, which kept every refused edit in the checkpoint and re-read it on every resume. Only the
+(size-capped) reason is kept, in `State.approval_error`.
 """
 
 from __future__ import annotations
@@ -25,14 +29,17 @@ from langgraph.types import Command, interrupt
 from pydantic import ValidationError
 
 from app.context import Context
+from app.limits import LimitRefused
 from graphs import events
 from graphs.planner import revise_plan
 from graphs.run_context import run_context
 from graphs.schemas import PlanStep, plan_problems
-from graphs.state import REJECTED, State, is_done, remaining_steps
+from graphs.state import FAILED, REJECTED, State, is_done, remaining_steps
 from graphs.tool_step import tools_for_run
 
 APPROVAL_KIND = "plan_approval"
+# A refusal reason quotes the answer (pydantic errors do): keep the part a person needs.
+MAX_ERROR_CHARS = 2_000
 
 
 def make_approve(extra_tools: Sequence[BaseTool] = ()) -> Callable[..., Command]:
@@ -48,40 +55,40 @@ def make_approve(extra_tools: Sequence[BaseTool] = ()) -> Callable[..., Command]
 
 def _approve(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> Command:
     ctx = run_context(state, runtime)
-    tools = {t.name: t for t in tools_for_run(ctx, extra)}
+    try:
+        tools = {t.name: t for t in tools_for_run(ctx, extra)}
+    except LimitRefused as exc:  # the recorded context was edited past the server's limits
+        events.emit(runtime.stream_writer, events.FINISHED, status=FAILED, reason=str(exc))
+        return Command(goto=END, update={"status": FAILED, "reason": str(exc)})
     plan, results = state.get("plan", []), state.get("results", {})
     done_ids = [s["id"] for s in plan if is_done(s["id"], results)]
-    error = ""
-    while True:
-        request = {
-            "kind": APPROVAL_KIND,
-            "goal": state.get("goal", ""),
-            "steps": remaining_steps(plan, results),
-            "completed": done_ids,
-            "replans": state.get("replans", 0),
-            "error": error,
-            "answers": 'approve: {"action": "approve"}; edit: {"action": "edit", "steps": '
-            '[...]}; reject: {"action": "reject", "reason": "..."}',
-        }
-        events.emit(runtime.stream_writer, events.PAUSED, steps=request["steps"], error=error)
-        answer = interrupt(request)
-        outcome, error = _apply(answer, plan, results, done_ids, ctx.max_steps, tools)
-        if outcome is not None:
-            if outcome.goto == END:
-                update = outcome.update or {}
-                events.emit(
-                    runtime.stream_writer,
-                    events.FINISHED,
-                    status=REJECTED,
-                    reason=update.get("reason", ""),
-                )
-            elif outcome.update and "plan" in outcome.update:  # an edit: views show the new plan
-                events.emit(
-                    runtime.stream_writer,
-                    events.PLAN_EDITED,
-                    steps=remaining_steps(outcome.update["plan"], results),
-                )
-            return outcome
+    error = state.get("approval_error", "")
+    request = {
+        "kind": APPROVAL_KIND,
+        "goal": state.get("goal", ""),
+        "steps": remaining_steps(plan, results),
+        "completed": done_ids,
+        "replans": state.get("replans", 0),
+        "error": error,
+        "answers": 'approve: {"action": "approve"}; edit: {"action": "edit", "steps": '
+        '[...]}; reject: {"action": "reject", "reason": "..."}',
+    }
+    events.emit(runtime.stream_writer, events.PAUSED, steps=request["steps"], error=error)
+    answer = interrupt(request)
+    outcome, error = _apply(answer, plan, results, done_ids, ctx.max_steps, tools)
+    if outcome is None:
+        if len(error) > MAX_ERROR_CHARS:
+            error = error[: MAX_ERROR_CHARS - 3] + "..."
+        return Command(goto="approval", update={"approval_error": error})
+    update = {**(outcome.update or {}), "approval_error": ""}
+    if outcome.goto == END:
+        events.emit(
+            runtime.stream_writer, events.FINISHED, status=REJECTED, reason=update.get("reason", "")
+        )
+    elif "plan" in update:  # an edit: views show the new plan
+        steps = remaining_steps(update["plan"], results)
+        events.emit(runtime.stream_writer, events.PLAN_EDITED, steps=steps)
+    return Command(goto=outcome.goto, update=update)
 
 
 def _apply(

@@ -19,9 +19,11 @@ from langchain_core.tools import BaseTool, tool
 
 from app.models import FatalModelError, describe_model_error
 from app.usage import merge_usage, usage_of_call
+from graphs.aio import run_sync
 from graphs.state import DONE, FAILED
 from graphs.structured import call_config
 from prompts import render
+from prompts.untrusted import wrap
 from tools.step_context import StepIdentity, ToolCallIdentity, calling_tool, running_step
 
 DEPENDENCY_CHARS = 4000  # a dependency's result is cut here: enough to act on, cheap to send
@@ -56,48 +58,28 @@ def run_step(
     max_tool_calls: int,
     run_id: str = "",
 ) -> StepOutcome:
-    """Run `step` to a result. Never raises for model or tool trouble: it becomes the result."""
-    identity = StepIdentity(run_id, step["id"], step.get("attempt", 1))
-    with running_step(identity):
-        return _run_step(step, goal, dependencies, model, model_name, tools, max_tool_calls, run_id)
-
-
-def _run_step(
-    step: dict[str, Any],
-    goal: str,
-    dependencies: dict[str, dict[str, Any]],
-    model: BaseChatModel,
-    model_name: str,
-    tools: list[BaseTool],
-    max_tool_calls: int,
-    run_id: str,
-) -> StepOutcome:
-    run = _StepRun(step, tools, run_id)
-    messages = _step_messages(step, goal, dependencies, max_tool_calls)
-    bound = model.bind_tools([*tools, flag_surprise])
-    config = call_config("executor", step=step["id"], attempt=step.get("attempt", 1))
-    usage: dict[str, dict[str, Any]] = {}
-    # Each turn either ends the step or makes at least one tool call, so this bound is enough;
-    # the +2 leaves room for a flag_surprise turn and the final reply.
-    for _ in range(max_tool_calls + 2):
-        try:
-            reply: AIMessage = bound.invoke(messages, config=config)
-        except FatalModelError as exc:
-            return StepOutcome(run.finish(FAILED, error=str(exc)), usage, fatal=str(exc))
-        except Exception as exc:  # provider trouble is a step result the replanner can act on
-            return StepOutcome(run.finish(FAILED, error=_describe_model_error(exc)), usage)
-        usage = merge_usage(usage, usage_of_call("executor", reply, model_name))
-        messages.append(reply)
-        if not reply.tool_calls:
-            return StepOutcome(run.finish(DONE, text=_text_of(reply)), usage)
-        for call in reply.tool_calls:
-            answer = run.call_tool(call, max_tool_calls)
-            if run.error:
-                return StepOutcome(run.finish(FAILED, error=run.error), usage)
-            messages.append(answer)
-    return StepOutcome(
-        run.finish(FAILED, error=f"no final answer after {max_tool_calls + 2} model turns"), usage
+    """Run `step` to a result. Never raises for model or tool trouble: it becomes the result.
+    The sync face of `arun_step` (one turn loop for both)."""
+    return run_sync(
+        arun_step(
+            step,
+            goal=goal,
+            dependencies=dependencies,
+            model=model,
+            model_name=model_name,
+            tools=tools,
+            max_tool_calls=max_tool_calls,
+            run_id=run_id,
+        )
     )
+
+
+def step_tools(step: dict[str, Any], tools: list[BaseTool]) -> list[BaseTool]:
+    """The tools `step` may use: its plan's allow-list, or every tool of the run without one.
+    Text the executor reads (a web page, a file) cannot add a tool: the plan fixed the list
+    before any of it was read."""
+    allowed = step.get("tools")
+    return list(tools) if allowed is None else [t for t in tools if t.name in allowed]
 
 
 async def arun_step(
@@ -111,22 +93,25 @@ async def arun_step(
     max_tool_calls: int,
     run_id: str = "",
 ) -> StepOutcome:
-    """The async twin of `run_step` (the scheduler's): model turns are awaited, so cancelling
+    """Run `step` to a result (the scheduler's entry). Model turns are awaited, so cancelling
     the task stops the step at once; async-only tools (MCP) run natively, sync tools in a
-    thread. Same turns, same results, same rules as `run_step`."""
+    thread. Never raises for model or tool trouble: it becomes the result."""
     identity = StepIdentity(run_id, step["id"], step.get("attempt", 1))
     with running_step(identity):
+        tools = step_tools(step, tools)  # only these are offered to the model, or callable
         run = _StepRun(step, tools, run_id)
         messages = _step_messages(step, goal, dependencies, max_tool_calls)
         bound = model.bind_tools([*tools, flag_surprise])
         config = call_config("executor", step=step["id"], attempt=step.get("attempt", 1))
         usage: dict[str, dict[str, Any]] = {}
+        # Each turn either ends the step or makes at least one tool call, so this bound is
+        # enough; the +2 leaves room for a flag_surprise turn and the final reply.
         for _ in range(max_tool_calls + 2):
             try:
                 reply: AIMessage = await bound.ainvoke(messages, config=config)
             except FatalModelError as exc:
                 return StepOutcome(run.finish(FAILED, error=str(exc)), usage, fatal=str(exc))
-            except Exception as exc:
+            except Exception as exc:  # provider trouble is a result the replanner can act on
                 return StepOutcome(run.finish(FAILED, error=_describe_model_error(exc)), usage)
             usage = merge_usage(usage, usage_of_call("executor", reply, model_name))
             messages.append(reply)
@@ -239,7 +224,8 @@ class _StepRun:
         record.update(ok=True, output=output[:OUTPUT_PREVIEW_CHARS], empty=empty)
         if empty and not self.surprise:
             self.surprise = f"{name} returned an empty result for {json.dumps(args)[:200]}"
-        return answer
+        # What a tool returns is data from outside, never instructions (prompts/untrusted.py).
+        return answer.model_copy(update={"content": wrap(f"result of tool {name}", output)})
 
     def _invoke(self, name: str, args: dict[str, Any], call_id: str) -> ToolMessage:
         answer = self._tool(name).invoke(_tool_call(name, args, call_id))
@@ -252,8 +238,10 @@ class _StepRun:
     def _tool(self, name: str) -> BaseTool:
         tool_ = self.tools.get(name)
         if tool_ is None:
+            allowed = ", ".join(sorted(self.tools)) or "no tools"
             raise LookupError(
-                f"unknown tool {name!r}; this step can use: {', '.join(sorted(self.tools))}"
+                f"refused: tool {name!r} is not allowed in step {self.step['id']!r}; "
+                f"the plan gave it: {allowed}"
             )
         return tool_
 
@@ -317,5 +305,6 @@ def _format_dependencies(dependencies: dict[str, dict[str, Any]]) -> str:
         text = str(result.get("result", ""))
         if len(text) > DEPENDENCY_CHARS:
             text = text[:DEPENDENCY_CHARS] + f" ... [cut at {DEPENDENCY_CHARS} characters]"
-        lines.append(f"[{dep_id}] {result.get('description', '')}\n{text}")
+        block = wrap(f"result of step {dep_id}", text)
+        lines.append(f"[{dep_id}] {result.get('description', '')}\n{block}")
     return "\n\n".join(lines)

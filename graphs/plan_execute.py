@@ -102,7 +102,10 @@ def build_graph(
         follow_route,
         {"executor": "executor", "approval": "approval", END: END},
     )
-    builder.add_conditional_edges("approval", follow_route, {"executor": "executor", END: END})
+    # approval may route to itself: a refused answer pauses again in a fresh node run.
+    builder.add_conditional_edges(
+        "approval", follow_route, {"executor": "executor", "approval": "approval", END: END}
+    )
     return builder.compile(checkpointer=checkpointer, store=store, name="planexec")
 
 

@@ -45,6 +45,8 @@ def plan_step_dicts(plan_steps: list[Any], attempts: dict[str, int] | None = Non
             "description": s.description,
             "depends_on": list(s.depends_on),
             "attempt": attempts.get(s.id, 0) + 1,
+            # The step's tool allow-list, only when the plan gave one (graphs/executor.py).
+            **({"tools": list(s.tools)} if getattr(s, "tools", None) is not None else {}),
         }
         if getattr(s, "tool", None):
             step.update(tool=s.tool, args=dict(s.args or {}))

@@ -30,11 +30,19 @@ from graphs import events
 from graphs.planner import revise_plan
 from graphs.retries import retry_node
 from graphs.run_context import run_context
-from graphs.schemas import EndDecision, ReplanDecision, as_decision, plan_problems
+from graphs.schemas import (
+    EndDecision,
+    ReplanDecision,
+    as_decision,
+    plan_problems,
+    plan_tool_set,
+    revision_tool_problems,
+)
 from graphs.state import DONE, FAILED, REPLAN_LIMIT, State, is_done, ready_steps, settled
 from graphs.structured import call_structured
 from graphs.tool_step import describe_tools, tools_for_run
 from prompts import render
+from prompts.untrusted import wrap
 
 RESULT_CHARS = 1500  # per step in the replanner's prompt
 
@@ -173,7 +181,10 @@ def decision_problems(
         detail = f"steps {waiting} wait on failed steps" if waiting else "every step has run"
         return [f"'continue' is not possible: no step can run ({detail}); replan or finish"]
     done = [s["id"] for s in plan if is_done(s["id"], results)]
-    return plan_problems(decision.steps or [], max_steps=max_steps, completed=done, tools=tools)
+    steps = decision.steps or []
+    return plan_problems(
+        steps, max_steps=max_steps, completed=done, tools=tools
+    ) + revision_tool_problems(steps, plan_tool_set(plan))
 
 
 def _problems(
@@ -226,17 +237,22 @@ def _progress(plan: list[dict], results: dict[str, dict]) -> str:
         if result is None:
             lines.append(f"{head}\n  status: not run yet")
             continue
-        text = str(result.get("result") or result.get("error") or "")[:RESULT_CHARS]
-        lines.append(f"{head}\n  status: {result['status']}\n  result: {text}")
+        block = _data("result", step["id"], result.get("result") or result.get("error") or "")
+        lines.append(f"{head}\n  status: {result['status']}\n  result:\n{block}")
         if result.get("surprise"):
-            lines.append(f"  surprise: {result['surprise']}")
+            lines.append(f"  surprise:\n{_data('surprise', step['id'], result['surprise'])}")
     return "\n".join(lines)
+
+
+def _data(kind: str, step_id: str, text: object) -> str:
+    """A step's result, error or surprise as an untrusted data block, cut to RESULT_CHARS."""
+    return wrap(f"{kind} of step {step_id}", str(text)[:RESULT_CHARS])
 
 
 def _results(plan: list[dict], results: dict[str, dict]) -> str:
     """The step results alone, for the lean end: `[id] result`, one per step."""
     return "\n".join(
-        f"[{s['id']}] {str(results[s['id']].get('result') or '')[:RESULT_CHARS]}"
+        f"[{s['id']}]\n{_data('result', s['id'], results[s['id']].get('result') or '')}"
         for s in plan
         if s["id"] in results
     )
@@ -266,9 +282,11 @@ def _why(state: State) -> str:
         if result is None or result.get("finished_at", 0) < since:
             continue
         if result["status"] == FAILED:
-            reasons.append(f"step {step['id']} failed: {result.get('error')}")
+            error = _data("error", step["id"], result.get("error"))
+            reasons.append(f"step {step['id']} failed:\n{error}")
         elif result.get("surprise"):
-            reasons.append(f"step {step['id']} reported a surprise: {result['surprise']}")
+            surprise = _data("surprise", step["id"], result["surprise"])
+            reasons.append(f"step {step['id']} reported a surprise:\n{surprise}")
     if not ready_steps(plan, results):
         waiting = [s["id"] for s in plan if not settled(s, results)]
         reasons.append(

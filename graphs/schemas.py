@@ -1,9 +1,10 @@
 """What the planner and replanner must return, and the rules a plan must keep.
 
 Pydantic checks the shape; `plan_problems` checks what a schema cannot: unique ids, known
-dependencies, no cycles, the step cap, and tool steps (a tool the run may use, arguments that fit
-its schema, references only to declared dependencies: graphs/tool_args.py). Its messages go back
-to the model on a retry, so they say what is wrong and with which step.
+dependencies, no cycles, the step cap, tool steps (a tool the run may use, arguments that fit
+its schema, references only to declared dependencies: graphs/tool_args.py), and that each step's
+tool allow-list names only the run's tools. Its messages go back to the model on a retry, so they
+say what is wrong and with which step.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class PlanStep(BaseModel):
     tool: str = Field(default="", description="Tool step: the tool it calls, with no model.")
     args: dict[str, Any] = Field(
         default_factory=dict, description="Tool step: the tool's arguments."
+    )
+    tools: list[str] | None = Field(
+        default=None,
+        description="Names of the tools this step may use ([] for none); its executor is offered "
+        "only these. Left out, the step may use every tool of the run.",
     )
 
 
@@ -121,9 +127,63 @@ def plan_problems(
                 problems.append(
                     f"step {step.id!r} has no description; say what the executor must do"
                 )
+    if tools is not None:
+        problems += step_tool_problems(steps, set(tools))
     cycle = _find_cycle(steps)
     if cycle:
         problems.append("the dependencies form a cycle: " + " -> ".join(cycle))
+    return problems
+
+
+def step_tool_problems(steps: Sequence[PlanStep], run_tools: set[str]) -> list[str]:
+    """A step may name only tools the run has; a tool step (one `tool`) names that one only."""
+    problems = []
+    available = ", ".join(sorted(run_tools)) or "none"
+    for step in steps:
+        for name in step.tools or ():
+            if name not in run_tools:
+                problems.append(
+                    f"step {step.id!r} names tool {name!r}, which this run does not have "
+                    f"(the run's tools: {available})"
+                )
+        single = step.tool  # a tool step (graphs/tool_step.py) names exactly that one tool
+        if single and step.tools is not None and list(step.tools) != [single]:
+            problems.append(
+                f"step {step.id!r} calls tool {single!r}, so its tools list must be "
+                f"[{single!r}] or left out"
+            )
+    return problems
+
+
+def plan_tool_set(plan: Iterable[dict]) -> set[str] | None:
+    """The tools a plan's steps were given, together; None when a step was given no list (it
+    may use every tool of the run)."""
+    names: set[str] = set()
+    for step in plan:
+        if step.get("tools") is None:
+            return None
+        names.update(step["tools"])
+    return names
+
+
+def revision_tool_problems(steps: Sequence[PlanStep], plan_tools: set[str] | None) -> list[str]:
+    """The replanner reads untrusted results, so its new steps may not use a tool the plan it
+    revises did not already use: text read by a step cannot widen what later steps can do."""
+    if plan_tools is None:
+        return []
+    problems = []
+    for step in steps:
+        if step.tools is None:
+            problems.append(
+                f"step {step.id!r} needs a tools list: a revision names each step's tools"
+            )
+            continue
+        extra = sorted(set(step.tools) - plan_tools)
+        if extra:
+            problems.append(
+                f"step {step.id!r} names {', '.join(map(repr, extra))}, which the plan did not "
+                f"use; a revision may only use the plan's tools: {', '.join(sorted(plan_tools))}"
+            )
     return problems
 
 

@@ -90,6 +90,9 @@ class State(TypedDict, total=False):
     person reads in the thread's history to pick a checkpoint to fork from or edit."""
     usage: Annotated[dict[str, dict[str, Any]], merge_usage]
     """Per role: calls, input_tokens, output_tokens, cost_usd (None if the price is unknown)."""
+    approval_error: str
+    """Why the last answer to the approval pause was refused (shown when it pauses again); the
+    refused answer itself is not kept."""
 
 
 def settled(step: dict[str, Any], results: dict[str, dict[str, Any]]) -> bool:

@@ -17,10 +17,12 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 
+from app import limits
 from app.context import Context
 from graphs.executor import StepOutcome, _StepRun
 from graphs.state import DONE, FAILED
 from graphs.tool_args import RefError, resolve_args
+from prompts.untrusted import unwrap
 from tools import ToolSettings, build_tools
 from tools.step_context import StepIdentity, running_step
 
@@ -29,6 +31,9 @@ def tools_for_run(ctx: Context, extra: Sequence[BaseTool] = ()) -> list[BaseTool
     """The tools a run may use: the registry's that `ctx.tools` names, then `extra` (from
     `build_graph(tools=...)`). The planner checks tool steps against these; the executor runs
     them."""
+    # The server's limits, before anything is built: the planner and the executor both come
+    # through here, so a context edited mid-run is checked again (app/limits.py).
+    limits.enforce(ctx)
     extra_names = {t.name for t in extra}
     builtin = [name for name in ctx.tools if name not in extra_names]
     settings = ToolSettings(
@@ -62,7 +67,7 @@ def run_tool_step(
             return StepOutcome(run.finish(FAILED, error=run.error))
         content = answer.content
         text = content if isinstance(content, str) else str(content)
-        return StepOutcome(run.finish(DONE, text=text))
+        return StepOutcome(run.finish(DONE, text=unwrap(text)))  # the result, not its data block
 
 
 def describe_tools(tools: Sequence[BaseTool], *, description_chars: int = 200) -> str:

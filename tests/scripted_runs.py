@@ -104,3 +104,11 @@ def run_scenario(
         )
     )
     return Run(dict(graph.get_state(config).values), events, log)
+
+
+def replanner_reason(step_id: str, kind: str, text: str) -> str:
+    """How the replanner's prompt opens a step's failure or surprise: `text` starts the step's
+    untrusted data block (kind: 'failed' or 'reported a surprise')."""
+    label = "error" if kind == "failed" else "surprise"
+    opening = f'<data source="{label} of step {step_id}" trust="untrusted">'
+    return f"step {step_id} {kind}:\n{opening}\n{text}"

@@ -1,102 +1,112 @@
-"""http_get: fetch a web page or API response as text (http/https only)."""
+"""http_get and http_request: HTTP through the network guard (tools/netguard.py).
+
+http_get follows redirects (each hop checked again); http_request (POST/PUT/PATCH/DELETE with a
+JSON body) does not: a side effect sent somewhere the caller did not name is not what was asked.
+Both send the tool call's `Idempotency-Key` when a planexec step is running, so a call repeated
+after a crash is recognised by callees that honour the header.
+"""
 
 from __future__ import annotations
 
-import http.client
-import time
-import urllib.error
-import urllib.request
-from typing import Any
-from urllib.parse import urlsplit
+import json
+from typing import Any, Literal
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field
 
+from tools import netguard, step_context
 from tools.settings import ToolSettings
 
-ALLOWED_SCHEMES = ("http", "https")
-USER_AGENT = "planexec-http-get/1.0"
+USER_AGENT = "planexec-http/1.0"
+MAX_REQUEST_BODY_BYTES = 100_000
+# An error body is shown to the model only this far: enough for an API's error message.
+MAX_ERROR_BODY_CHARS = 500
 _BINARY_TYPES = ("image/", "audio/", "video/", "application/octet-stream", "application/zip")
-
-
-class _SafeRedirectHandler(urllib.request.HTTPRedirectHandler):
-    """Follow redirects only to http/https (urllib would also follow ftp://)."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        if urlsplit(newurl).scheme.lower() not in ALLOWED_SCHEMES:
-            raise ToolException(
-                f"http_get refused a redirect from {req.full_url} to '{newurl}': "
-                "only http:// and https:// URLs are allowed."
-            )
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def fetch(settings: ToolSettings, url: str) -> str:
     """GET `url` and return a status line plus the decoded body (truncated at the byte cap)."""
-    url = url.strip()
-    _check_url(url)
-    opener = urllib.request.build_opener(_SafeRedirectHandler())
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    try:
-        with opener.open(request, timeout=settings.http_timeout_s) as response:
-            # +1 byte tells "exactly at the cap" apart from "cut off".
-            body = _read_until(response, settings.http_max_bytes + 1, settings.http_timeout_s)
-            status, final_url = response.status, response.geturl()
-            content_type = response.headers.get("Content-Type", "")
-            charset = response.headers.get_content_charset() or "utf-8"
-    except urllib.error.HTTPError as exc:  # before URLError: HTTPError subclasses it
+    response = _send(settings, "http_get", "GET", url.strip(), None, follow_redirects=True)
+    if response.status >= 400:
         raise ToolException(
-            f"http_get got HTTP {exc.code} {exc.reason} from {url}. "
+            f"http_get got HTTP {response.status} {response.reason} from {response.url}. "
             "Check the URL, or try another source."
-        ) from None
-    except urllib.error.URLError as exc:
-        raise _unreachable(url, exc.reason) from None
-    except (TimeoutError, OSError, http.client.HTTPException) as exc:
-        # Timeouts and resets during read() are not wrapped in URLError.
-        raise _unreachable(url, exc) from None
+        )
+    return _format(settings, response)
 
+
+def send_request(settings: ToolSettings, method: str, url: str, body: Any | None) -> str:
+    """Send `method` with `body` as JSON; return the status line and the response body."""
+    data = None
+    if body is not None:
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        if len(data) > MAX_REQUEST_BODY_BYTES:
+            raise ToolException(
+                f"http_request refused: the JSON body is {len(data)} bytes, over the "
+                f"{MAX_REQUEST_BODY_BYTES}-byte limit."
+            )
+    response = _send(settings, "http_request", method, url.strip(), data, follow_redirects=False)
+    if response.status >= 400:
+        snippet = _decode(response.body, response.headers.get_content_charset() or "utf-8")
+        raise ToolException(
+            f"http_request {method} {response.url} got HTTP {response.status} {response.reason}: "
+            f"{snippet[:MAX_ERROR_BODY_CHARS]}"
+        )
+    return _format(settings, response)
+
+
+def _send(
+    settings: ToolSettings,
+    tool: str,
+    method: str,
+    url: str,
+    data: bytes | None,
+    *,
+    follow_redirects: bool,
+) -> netguard.Response:
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", "Connection": "close"}
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    key = step_context.idempotency_key()
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    try:
+        return netguard.exchange(
+            method,
+            url,
+            headers=headers,
+            body=data,
+            max_bytes=settings.http_max_bytes,
+            timeout_s=settings.http_timeout_s,
+            allow=settings.net_allow,
+            follow_redirects=follow_redirects,
+        )
+    except netguard.NetRefused as exc:
+        raise ToolException(f"{tool} refused '{url}': {exc}.") from None
+    except netguard.NetFailed as exc:
+        raise ToolException(
+            f"{tool} could not reach {url}: {exc}. "
+            "The network may be unavailable; try another source or finish without it."
+        ) from None
+
+
+def _format(settings: ToolSettings, response: netguard.Response) -> str:
+    content_type = response.headers.get("Content-Type", "")
     if content_type.lower().startswith(_BINARY_TYPES):
         raise ToolException(
-            f"http_get fetched {url} but it is binary ({content_type}); only text can be read."
+            f"http fetched {response.url} but it is binary ({content_type}); only text can be read."
         )
-    truncated = len(body) > settings.http_max_bytes
-    text = _decode(body[: settings.http_max_bytes], charset)
-    header = f"HTTP {status} {final_url}" + (f" ({content_type})" if content_type else "")
+    text = _decode(response.body, response.headers.get_content_charset() or "utf-8")
+    header = f"HTTP {response.status} {response.url}" + (
+        f" ({content_type})" if content_type else ""
+    )
     parts = [header, "", text]
-    if truncated:
+    if response.truncated:
         parts += [
             "",
             f"[truncated: showing the first {settings.http_max_bytes} bytes of a longer response]",
         ]
     return "\n".join(parts)
-
-
-def _read_until(response: Any, limit: int, seconds: float) -> bytes:
-    """Up to `limit` bytes, within `seconds` in all: the socket timeout alone is per read, so a
-    server dripping a byte at a time could otherwise hold a step for ever."""
-    deadline = time.monotonic() + seconds
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the response took longer than {seconds:g} s in all")
-        chunk = response.read1(min(65536, limit - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
-def _check_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ALLOWED_SCHEMES:
-        raise ToolException(
-            f"http_get refused '{url}': only http:// and https:// URLs are allowed "
-            f"(got scheme '{parts.scheme or 'none'}')."
-        )
-    if not parts.hostname:
-        raise ToolException(f"http_get refused '{url}': the URL has no host name.")
 
 
 def _decode(body: bytes, charset: str) -> str:
@@ -107,26 +117,26 @@ def _decode(body: bytes, charset: str) -> str:
         return body.decode("utf-8", errors="replace")
 
 
-def _unreachable(url: str, reason: object) -> ToolException:
-    if isinstance(reason, TimeoutError):
-        reason = "timed out"
-    return ToolException(
-        f"http_get could not reach {url}: {reason}. "
-        "The network may be unavailable; try another source or finish without it."
-    )
-
-
 class HttpGetArgs(BaseModel):
     url: str = Field(
         description="Full http:// or https:// URL, e.g. 'https://example.com/data.json'."
     )
 
 
+class HttpRequestArgs(BaseModel):
+    method: Literal["POST", "PUT", "PATCH", "DELETE"] = Field(description="The HTTP method.")
+    url: str = Field(description="Full http:// or https:// URL of the API endpoint.")
+    body: Any = Field(default=None, description="JSON body to send (object, list or value).")
+
+
 def make_http_tools(settings: ToolSettings) -> list[BaseTool]:
-    """Build http_get bound to the timeout and size cap in `settings`."""
+    """Build http_get and http_request bound to the guard, timeout and size cap in `settings`."""
 
     def http_get(url: str) -> str:
         return fetch(settings, url)
+
+    def http_request(method: str, url: str, body: Any = None) -> str:
+        return send_request(settings, method, url, body)
 
     return [
         StructuredTool.from_function(
@@ -135,9 +145,20 @@ def make_http_tools(settings: ToolSettings) -> list[BaseTool]:
             description=(
                 "Fetch a URL with HTTP GET and return 'HTTP <status> <url> (<content type>)', a "
                 "blank line, then the body as text (raw HTML/JSON, not rendered). Only http:// "
-                f"and https:// URLs; bodies over {settings.http_max_bytes} bytes are truncated. "
-                "Fails with a clear message if the network is unavailable."
+                f"and https:// URLs on public hosts; bodies over {settings.http_max_bytes} bytes "
+                "are truncated. Fails with a clear message if the network is unavailable."
             ),
             args_schema=HttpGetArgs,
-        )
+        ),
+        StructuredTool.from_function(
+            func=http_request,
+            name="http_request",
+            description=(
+                "Send an HTTP POST, PUT, PATCH or DELETE with a JSON body to a public http(s) "
+                "URL and return 'HTTP <status> <url>', a blank line, then the response body. "
+                "Redirects are not followed. Use it only when the step asks for a change on a "
+                "remote service; it is not repeated after a crash without its idempotency key."
+            ),
+            args_schema=HttpRequestArgs,
+        ),
     ]

@@ -22,10 +22,13 @@ _FACTORIES: dict[str, Factory] = {
     "list_files": make_file_tools,
     "sql_query": make_sql_tools,
     "http_get": make_http_tools,
+    "http_request": make_http_tools,
 }
 
 TOOL_NAMES: tuple[str, ...] = tuple(_FACTORIES)
-DEFAULT_TOOLS: tuple[str, ...] = TOOL_NAMES
+# http_request changes things on remote services: a run gets it only when its context names it,
+# so an operator opts in to side effects rather than every plan being offered them.
+DEFAULT_TOOLS: tuple[str, ...] = tuple(name for name in TOOL_NAMES if name != "http_request")
 
 
 def build_tools(names: Sequence[str], settings: ToolSettings) -> list[BaseTool]:

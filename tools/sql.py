@@ -23,6 +23,10 @@ from tools.settings import ToolSettings
 
 MAX_ROWS_SHOWN = 200
 MAX_CELL_CHARS = 200
+# The whole table handed to the model: 200 rows of wide columns would otherwise be megabytes.
+MAX_OUTPUT_CHARS = 20_000
+# A query longer than this is refused before any parsing: splitting and checking stay cheap.
+MAX_QUERY_CHARS = 20_000
 QUERY_TIMEOUT_S = 10.0
 READ_KEYWORDS = frozenset({"SELECT", "WITH"})
 
@@ -48,6 +52,37 @@ def read_only_authorizer(
     return sqlite3.SQLITE_OK if action in _ALLOWED_ACTIONS else sqlite3.SQLITE_DENY
 
 
+# Authorizer action codes by name, to say what a refused query tried.
+_ACTION_NAMES = {
+    getattr(sqlite3, name): name.removeprefix("SQLITE_").replace("_", " ").lower()
+    for name in (
+        "SQLITE_CREATE_INDEX SQLITE_CREATE_TABLE SQLITE_CREATE_TEMP_INDEX SQLITE_CREATE_TEMP_TABLE "
+        "SQLITE_CREATE_TEMP_TRIGGER SQLITE_CREATE_TEMP_VIEW SQLITE_CREATE_TRIGGER "
+        "SQLITE_CREATE_VIEW SQLITE_DELETE SQLITE_DROP_INDEX SQLITE_DROP_TABLE "
+        "SQLITE_DROP_TEMP_INDEX SQLITE_DROP_TEMP_TABLE SQLITE_DROP_TEMP_TRIGGER "
+        "SQLITE_DROP_TEMP_VIEW SQLITE_DROP_TRIGGER SQLITE_DROP_VIEW SQLITE_INSERT SQLITE_PRAGMA "
+        "SQLITE_TRANSACTION SQLITE_UPDATE SQLITE_ATTACH SQLITE_DETACH SQLITE_ALTER_TABLE "
+        "SQLITE_REINDEX SQLITE_ANALYZE SQLITE_CREATE_VTABLE SQLITE_DROP_VTABLE SQLITE_SAVEPOINT "
+        "SQLITE_FUNCTION"
+    ).split()
+}
+
+
+class _DenialRecorder:
+    """The read-only authorizer, remembering what it denied first, so a refused SELECT is told
+    what the database refused (a PRAGMA function, load_extension) instead of "only SELECT"."""
+
+    def __init__(self) -> None:
+        self.denied: tuple[int, str] | None = None
+
+    def __call__(self, action: int, arg1: Any, arg2: Any, db_name: Any, trigger: Any) -> int:
+        verdict = read_only_authorizer(action, arg1, arg2, db_name, trigger)
+        if verdict == sqlite3.SQLITE_DENY and self.denied is None:
+            subject = arg2 if action == sqlite3.SQLITE_FUNCTION else arg1
+            self.denied = (action, subject or "")
+        return verdict
+
+
 def run_query(settings: ToolSettings, query: str) -> tuple[str, dict[str, Any]]:
     """Run one read-only query; return (table text, {"rows", "columns", "empty"})."""
     if settings.sql_database is None:
@@ -59,7 +94,8 @@ def run_query(settings: ToolSettings, query: str) -> tuple[str, dict[str, Any]]:
             f"sql_query: the database file '{database}' does not exist. "
             "The sql_database setting points to a missing file; the query cannot run."
         )
-    conn = _connect_read_only(database)
+    recorder = _DenialRecorder()
+    conn = _connect_read_only(database, recorder)
     try:
         cursor = conn.execute(statement)
         columns = [d[0] for d in cursor.description or ()]
@@ -67,7 +103,7 @@ def run_query(settings: ToolSettings, query: str) -> tuple[str, dict[str, Any]]:
         # Count the rest without keeping it, so the model learns how much was cut.
         total = len(rows) + sum(1 for _ in cursor)
     except sqlite3.Error as exc:
-        raise _translate_error(exc, query) from None
+        raise _translate_error(exc, query, recorder.denied) from None
     finally:
         conn.close()
     artifact = {"rows": total, "columns": columns, "empty": total == 0}
@@ -76,6 +112,11 @@ def run_query(settings: ToolSettings, query: str) -> tuple[str, dict[str, Any]]:
 
 def _check_statement(query: str) -> str:
     """Return the single statement in `query`, or refuse with a message the model can act on."""
+    if len(query) > MAX_QUERY_CHARS:
+        raise ToolException(
+            f"sql_query refused a query of {len(query)} characters; the limit is "
+            f"{MAX_QUERY_CHARS}. Write a shorter query."
+        )
     first, rest = _split_first_statement(query)
     if _COMMENTS.sub(" ", rest).strip(" \t\r\n;"):
         raise ToolException(
@@ -89,21 +130,39 @@ def _check_statement(query: str) -> str:
 
 
 def _split_first_statement(query: str) -> tuple[str, str]:
-    # complete_statement understands string literals and comments, so a ';'
-    # inside 'a;b' does not end the statement.
-    for i, char in enumerate(query):
-        if char == ";" and sqlite3.complete_statement(query[: i + 1]):
+    """(first statement up to its ';', the rest), in one pass: a ';' inside a string, a quoted
+    name or a comment does not end the statement. (Asking sqlite3.complete_statement at every ';'
+    was quadratic: 400k semicolons in a literal took 40 s.)"""
+    closers = {"'": "'", '"': '"', "`": "`", "[": "]"}
+    i, n = 0, len(query)
+    while i < n:
+        char = query[i]
+        if char in closers:
+            end = query.find(closers[char], i + 1)
+            # '' inside '...' is an escaped quote: find() lands on it and scanning goes on after.
+            i = n if end < 0 else end + 1
+        elif query.startswith("--", i):
+            end = query.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif query.startswith("/*", i):
+            end = query.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+        elif char == ";":
             return query[: i + 1], query[i + 1 :]
+        else:
+            i += 1
     return query, ""
 
 
-def _connect_read_only(database: Path) -> sqlite3.Connection:
+def _connect_read_only(
+    database: Path, authorizer: Any = read_only_authorizer
+) -> sqlite3.Connection:
     uri = database.resolve().as_uri() + "?mode=ro"
     try:
         conn = sqlite3.connect(uri, uri=True)
     except sqlite3.Error as exc:
         raise ToolException(f"sql_query could not open the database '{database}': {exc}.") from None
-    conn.set_authorizer(read_only_authorizer)
+    conn.set_authorizer(authorizer)
     # One short query can ask for gigabytes (randomblob(4e8)); no value may exceed 1 MB.
     conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1_000_000)
     deadline = time.monotonic() + QUERY_TIMEOUT_S
@@ -112,10 +171,27 @@ def _connect_read_only(database: Path) -> sqlite3.Connection:
     return conn
 
 
-def _translate_error(exc: sqlite3.Error, query: str) -> ToolException:
+def _translate_error(
+    exc: sqlite3.Error, query: str, denied: tuple[int, str] | None
+) -> ToolException:
     message = str(exc)
-    if "not authorized" in message or "readonly database" in message:
+    if "not authorized" in message and denied is not None:
+        action, subject = _ACTION_NAMES.get(denied[0], f"action {denied[0]}"), denied[1]
+        return ToolException(
+            f"sql_query refused '{_shorten(query)}': it starts like a read, but to run it "
+            f"SQLite needs to {action} '{subject}', and only reading is allowed (no writes, "
+            f"PRAGMA, ATTACH or extension loading). {SCHEMA_HINT}."
+        )
+    if "not authorized" in message:
         return _read_only_refusal(query)
+    if "readonly database" in message:
+        # A SELECT can hit this too: the file may need recovery or be in WAL mode in a folder
+        # planexec cannot write to. Say so rather than blaming the query.
+        return ToolException(
+            f"sql_query could not read the database for '{_shorten(query)}': SQLite answered "
+            f"'{message}'. The query is a read, but the database needs write access to open "
+            "(a journal to recover, or WAL mode). Ask the operator to check the database file."
+        )
     if "one statement at a time" in message:
         return ToolException(
             f"sql_query refused: only one statement per call is allowed; got '{_shorten(query)}'."
@@ -137,12 +213,21 @@ def _read_only_refusal(query: str) -> ToolException:
 def _format_table(columns: list[str], rows: list[tuple[Any, ...]], total: int) -> str:
     if total == 0:
         return f"Query returned 0 rows (columns: {', '.join(columns)})."
-    lines = [" | ".join(columns)]
-    lines += [" | ".join(_format_cell(v) for v in row) for row in rows]
-    if total > len(rows):
+    lines = [" | ".join(_format_cell(c) for c in columns)]
+    size = len(lines[0])
+    shown = 0
+    for row in rows:
+        line = " | ".join(_format_cell(v) for v in row)
+        if size + len(line) + 1 > MAX_OUTPUT_CHARS:
+            break
+        lines.append(line)
+        size += len(line) + 1
+        shown += 1
+    if total > shown:
         lines.append(
-            f"... {total - len(rows)} more rows not shown ({total} rows in total). "
-            "Add WHERE/LIMIT or aggregate to see the rest."
+            f"... {total - shown} more rows not shown ({total} rows in total; at most "
+            f"{MAX_ROWS_SHOWN} rows and {MAX_OUTPUT_CHARS} characters are shown). "
+            "Add WHERE/LIMIT, fewer columns, or aggregate to see the rest."
         )
     return "\n".join(lines)
 

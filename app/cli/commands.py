@@ -27,6 +27,7 @@ from rich.table import Table
 
 from app.cli.bench_command import register as register_bench_command
 from app.cli.serve_command import register as register_serve_command
+from app.cli.steps_file import load_steps_file
 from app.cli.text import labelled, plain
 from app.runs.demo import DEMO_SCENARIO, DEMO_WORKSPACE
 
@@ -272,23 +273,6 @@ def _ask_approval(request: dict[str, Any]) -> dict[str, Any]:
                 err_console.print(plain(exc, style="red"))
                 continue
         err_console.print("answer approve, edit or reject")
-
-
-def load_steps_file(path: Path) -> list[dict[str, Any]]:
-    """Steps for an edit: a JSON/YAML list of {id, description, depends_on}, or {steps: [...]}."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML is a superset of JSON
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"cannot read steps from {str(path)!r}: {exc}") from exc
-    steps = data.get("steps") if isinstance(data, dict) else data
-    if not isinstance(steps, list):
-        raise ValueError(
-            f"{str(path)!r} holds no list of steps: give a list of "
-            "{id, description, depends_on}, or an object with a 'steps' list"
-        )
-    return steps
 
 
 def _current_plan(persistence: Persistence, thread_id: str) -> tuple[list, dict]:

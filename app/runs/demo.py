@@ -14,11 +14,17 @@ DEMO_SCENARIO = "demo"
 DEMO_WORKSPACE = ".planexec/demo"
 
 
+def demo_database(workspace: Path) -> Path:
+    """Where the demo's database lives: next to the workspace, not in it, so the file tools (which
+    can write anywhere in the workspace) cannot overwrite the "read-only" database."""
+    return workspace.parent / f"{workspace.name}-shop.sqlite"
+
+
 def prepare_workspace(workspace: Path) -> Path:
-    """Create `workspace` with the demo's shop.sqlite (kept if it exists, so a resumed demo sees
-    the same data) and return the database's path."""
+    """Create `workspace` and the demo's database next to it (kept if it exists, so a resumed demo
+    sees the same data) and return the database's path."""
     workspace.mkdir(parents=True, exist_ok=True)
-    db = workspace / "shop.sqlite"
+    db = demo_database(workspace)
     if not db.exists():
         tmp = db.with_suffix(".tmp")
         tmp.unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from app.scripted.prompt_cache import PromptCache
 from app.scripted.scenarios import ExecutorTurn, Scenario, load_scenario, pick_attempt
 from app.scripted.streaming import Delta, deltas, total_wait
 from app.scripted.tokens import prompt_tokens, usage_metadata
+from prompts.untrusted import unwrap
 
 # Prompt prefixes seen per (run, model it stands for): the provider-side cache a run would hit.
 RUN_PROMPT_CACHE = PromptCache()
@@ -333,7 +334,8 @@ def _executor_reply(
             ),
             None,
         )
-        content = content.replace("{last_tool_result}", str(last.content) if last else "")
+        raw = unwrap(str(last.content)) if last else ""  # the text, not its data block
+        content = content.replace("{last_tool_result}", raw)
     calls = [
         {"name": c.name, "args": c.args, "id": f"call_{key}_{turn}_{i}"}
         for i, c in enumerate(spec.tool_calls)

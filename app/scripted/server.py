@@ -743,7 +743,7 @@ def banner(scenario: str, url: str, faults: ServerFaults | None = None) -> str:
         run += f" --tools {','.join(script.tools)}"
     if "sql_query" in script.tools:
         demo = script.name == "demo"
-        run += " --sql-database " + (".planexec/demo/shop.sqlite" if demo else "YOUR.sqlite")
+        run += " --sql-database " + (".planexec/demo-shop.sqlite" if demo else "YOUR.sqlite")
     lines = [
         f"OPENAI_BASE_URL={url}",
         f"planexec: serving scenario {script.name!r} as an OpenAI-compatible API at {url}",
@@ -758,7 +758,7 @@ def banner(scenario: str, url: str, faults: ServerFaults | None = None) -> str:
         f"  {run}",
     ]
     if script.name == "demo":
-        lines.append("  (`planexec demo` once creates .planexec/demo/shop.sqlite)")
+        lines.append("  (`planexec demo` once creates .planexec/demo-shop.sqlite)")
     lines.append("Stop the server with Ctrl-C.")
     return "\n".join(lines)
 

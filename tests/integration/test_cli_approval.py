@@ -63,6 +63,23 @@ def test_paused_run_is_answered_from_the_command_line(tmp_path: Path) -> None:
     assert (tmp_path / "ws" / "report.md").exists()
 
 
+def test_an_alias_bomb_edit_is_refused_and_the_run_stays_paused(tmp_path: Path) -> None:
+    from tests.unit.test_steps_file import ALIAS_BOMB
+
+    code, _ = start_paused(tmp_path, "bomb")
+    assert code == PAUSED
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(ALIAS_BOMB)
+    db = str(tmp_path / "runs.sqlite")
+    size = os.path.getsize(db)
+    proc = run_cli("approve", "bomb", "--edit", str(bomb), "--db", db, cwd=tmp_path, timeout=30)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "anchors and aliases" in proc.stdout + proc.stderr
+    assert os.path.getsize(db) < size + 100_000  # nothing expanded into the checkpoint
+    code, events = run_json("approve", "bomb", "--reject", "no", "--db", db, cwd=tmp_path)
+    assert of_kind(events, "result")[0]["status"] == "rejected"  # it stayed paused, answerable
+
+
 def test_rejected_run_exits_1_and_stays_over(tmp_path: Path) -> None:
     db = str(tmp_path / "runs.sqlite")
     code, _ = start_paused(tmp_path, "rj")
@@ -115,7 +132,7 @@ def test_run_with_the_demo_scenario_gets_the_demo_database(tmp_path: Path) -> No
         cwd=tmp_path,
     )
     assert code == 0, of_kind(events, "result")
-    assert (tmp_path / "ws" / "shop.sqlite").exists() and (tmp_path / "ws" / "report.md").exists()
+    assert (tmp_path / "ws-shop.sqlite").exists() and (tmp_path / "ws" / "report.md").exists()
 
 
 def test_approve_with_stdin_closed_pauses_rather_than_crashing(tmp_path: Path) -> None:

@@ -117,3 +117,23 @@ def test_reject_ends_the_run_with_the_reason(tmp_path: Path) -> None:
     assert run.values["reason"] == "plan rejected: not now"
     assert run.started() == []
     assert run.events[-1]["event"] == "finished" and run.events[-1]["status"] == "rejected"
+
+
+def test_a_refused_edit_is_not_kept_in_the_checkpoint(tmp_path: Path) -> None:
+    """LangGraph replays every earlier interrupt answer of a node run on resume: a refused edit
+    must end that node run, so it is neither stored in the current checkpoint nor replayed."""
+    run = Paused(tmp_path)
+    marker = "REFUSED-EDIT-" + "x" * 50_000
+    bad_step = {"id": "x", "description": marker, "depends_on": ["y"]}
+    run.answer({"action": "edit", "steps": [bad_step]})
+    assert "unknown step 'y'" in run.request["error"]
+    assert len(run.request["error"]) <= 2_000
+
+    snapshot = run.graph.get_state(run.config)
+    stored = repr(snapshot.values) + repr([t.interrupts for t in snapshot.tasks])
+    pending = run.graph.checkpointer.get_tuple(run.config).pending_writes
+    assert marker not in stored
+    assert all(marker not in repr(value) for _, _, value in pending)
+
+    run.answer({"action": "approve"})
+    assert run.values["status"] == "done" and run.values["approval_error"] == ""

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.scripted_runs import Run, run_scenario
+from prompts.untrusted import wrap
+from tests.scripted_runs import Run, replanner_reason, run_scenario
 
 FANOUT = Path(__file__).resolve().parent.parent / "scenarios" / "unit_fanout.json"
 
@@ -86,13 +87,20 @@ def test_dependency_results_reach_only_the_steps_that_depend_on_them(
     task = {s: r.log.task(s) for s in r.results}
 
     assert "(none: this step depends on no other step)" in task["fast"]
-    assert "[fast] A fast job.\nfast done" in task["after_fast"]
+    assert "[fast] A fast job.\n" + wrap("result of step fast", "fast done") in task["after_fast"]
     for unrelated in ("slow done", "medium done", "[slow]", "[medium]"):
         assert unrelated not in task["after_fast"]
 
-    for dep in ("[medium] A medium job.\nmedium done", "[slow] A slow job.\nslow done"):
+    for dep in (
+        "[medium] A medium job.\n" + wrap("result of step medium", "medium done"),
+        "[slow] A slow job.\n" + wrap("result of step slow", "slow done"),
+    ):
         assert dep in task["join"]
-    assert "[after_fast] Needs only the fast job.\nafter_fast done" in task["join"]
+    assert (
+        "[after_fast] Needs only the fast job.\n"
+        + wrap("result of step after_fast", "after_fast done")
+        in task["join"]
+    )
     assert "[fast]" not in task["join"]  # fast is a dependency of a dependency, not of join
 
 
@@ -155,9 +163,10 @@ def test_a_failure_stops_new_steps_and_in_flight_steps_finish(tmp_path: Path) ->
     assert (res["medium"]["status"], res["slow"]["status"]) == ("done", "done")
     # The replanner saw every result of the batch at once.
     first_review = r.log.texts("replanner")[0]
-    assert "step bad failed: tool write_file failed: disk full" in first_review
-    assert "[medium] A medium job.\n  status: done\n  result: medium done" in first_review
-    assert "[slow] A slow job.\n  status: done\n  result: slow done" in first_review
+    assert replanner_reason("bad", "failed", "tool write_file failed: disk full") in first_review
+    for step in ("medium", "slow"):
+        block = wrap(f"result of step {step}", f"{step} done")
+        assert f"[{step}] A {step} job.\n  status: done\n  result:\n{block}" in first_review
     assert "[after_medium] Needs medium. (after medium)\n  status: not run yet" in first_review
     # After "continue", the held-back step runs.
     assert r.index("step_started", "after_medium") > review

@@ -7,7 +7,7 @@ import runpy
 from pathlib import Path
 from typing import Any
 
-from tests.scripted_runs import Run, run_scenario, write_scenario
+from tests.scripted_runs import Run, replanner_reason, run_scenario, write_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 FINISH = {"action": "finish", "reason": "done", "response": "The answer."}
@@ -27,7 +27,8 @@ def test_the_end_call_sees_results_not_the_plan(tmp_path: Path) -> None:
     )
     (prompt,) = r.log.texts("replanner")
     assert r.state["status"] == "done"
-    assert "Every step has run" in prompt and "[s1] 42" in prompt
+    assert "Every step has run" in prompt
+    assert '[s1]\n<data source="result of step s1" trust="untrusted">\n42\n</data>' in prompt
     assert "Find the secret number" not in prompt  # no re-listing of the plan
     assert "Tools:" not in prompt
 
@@ -49,8 +50,10 @@ def test_a_surprise_gets_the_full_replanner_then_the_end_is_lean(tmp_path: Path)
         ],
     )
     surprise, end = r.log.texts("replanner")
-    assert "Plan and results so far" in surprise and "reported a surprise: odd" in surprise
-    assert "Every step has run" in end and "[s2] fixed" in end
+    assert "Plan and results so far" in surprise
+    assert replanner_reason("s1", "reported a surprise", "odd") in surprise
+    assert "Every step has run" in end
+    assert '[s2]\n<data source="result of step s2" trust="untrusted">\nfixed' in end
 
 
 def test_the_end_calls_fixed_overhead_is_under_half_the_full_calls() -> None:

@@ -88,3 +88,18 @@ def test_every_problem_is_reported_at_once() -> None:
         "step 's1' depends on itself",
         "step 's2' depends on unknown step 'nope'",
     ]
+
+
+def test_a_step_may_name_only_the_runs_tools() -> None:
+    steps = [
+        PlanStep(id="s1", description="query", tools=["sql_query"]),
+        PlanStep(id="s2", description="post", tools=["http_request", "calculator"]),
+        PlanStep(id="s3", description="anything the run has"),
+    ]
+    run = {"sql_query": None, "calculator": None}
+    problems = plan_problems(steps, max_steps=5, tools=run)
+    assert problems == [
+        "step 's2' names tool 'http_request', which this run does not have "
+        "(the run's tools: calculator, sql_query)"
+    ]
+    assert plan_problems(steps[:1] + steps[2:], max_steps=5, tools={"sql_query": None}) == []

@@ -127,10 +127,22 @@ class CacheLog(BaseCallbackHandler):
         self.cached[self.role_of[run_id]] += meta["input_token_details"]["cache_read"]
 
 
+def _without_step_tools(tmp_path: Path) -> Path:
+    path = instant_demo(tmp_path)
+    script = json.loads(path.read_text(encoding="utf-8"))
+    plans = [script["planner"]] + [r for r in script["replanner"] if r.get("steps")]
+    for plan in plans:
+        for step in plan["steps"]:
+            step.pop("tools", None)
+    path.write_text(json.dumps(script), encoding="utf-8")
+    return path
+
+
 def test_run_usage_sums_the_cached_tokens_each_call_reported(tmp_path: Path) -> None:
-    # Offering every default tool makes the executor's shared prefix pass 1,024 tokens.
+    # Offering every default tool makes the executor's shared prefix pass 1,024 tokens; the
+    # steps' own tool lists are dropped so that every step is offered them all.
     ctx = demo_context(
-        tmp_path / "ws", scenario=str(instant_demo(tmp_path)), tools=list(DEFAULT_TOOLS)
+        tmp_path / "ws", scenario=str(_without_step_tools(tmp_path)), tools=list(DEFAULT_TOOLS)
     )
     graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
     log = CacheLog()
@@ -188,7 +200,7 @@ def test_show_gives_each_roles_cache_hit_rate_in_json_and_in_the_table(tmp_path:
     db, ws = str(tmp_path / "runs.sqlite"), tmp_path / "ws"
     sql = str(prepare_workspace(ws))
     ran = run_cli(
-        "run", "Q3 revenue report", "--scenario", str(instant_demo(tmp_path)),
+        "run", "Q3 revenue report", "--scenario", str(_without_step_tools(tmp_path)),
         "--tools", ",".join(DEFAULT_TOOLS), "--workspace", str(ws), "--sql-database", sql,
         "--db", db, "--thread", "cached", "--json",
         cwd=tmp_path,

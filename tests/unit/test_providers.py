@@ -197,7 +197,8 @@ def test_claude_executor_request_offers_the_tools(
     assert anthropic_requests
     for payload in anthropic_requests:
         names = {t["name"] for t in payload["tools"]}
-        assert names == DEMO_TOOLS | {"flag_surprise"}
+        # Each step is offered its plan step's tools (a subset of the run's) and flag_surprise.
+        assert "flag_surprise" in names and names <= DEMO_TOOLS | {"flag_surprise"}
         assert all(t["input_schema"]["type"] == "object" for t in payload["tools"])
         assert payload.get("tool_choice") in (None, {"type": "auto"})  # the model may answer
         assert "executor" in str(payload["system"])
@@ -230,7 +231,7 @@ def test_gemini_executor_request_declares_the_tools(
     for request in gemini_requests:
         config = request["config"]
         declared = {f.name for tool in config.tools for f in tool.function_declarations or []}
-        assert declared == DEMO_TOOLS | {"flag_surprise"}
+        assert "flag_surprise" in declared and declared <= DEMO_TOOLS | {"flag_surprise"}
         assert "executor" in str(config.system_instruction)
         assert [c.role for c in request["contents"]] == ["user"]
 

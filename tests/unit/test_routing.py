@@ -16,7 +16,7 @@ from langgraph.store.memory import InMemoryStore
 
 from app.context import Context
 from graphs.plan_execute import build_graph
-from tests.scripted_runs import Run, run_scenario, write_scenario
+from tests.scripted_runs import Run, replanner_reason, run_scenario, write_scenario
 
 
 def scenario(**parts: Any) -> dict[str, Any]:
@@ -70,7 +70,7 @@ def test_flagged_surprise_calls_the_replanner_before_the_next_step(tmp_path: Pat
     assert r.state["results"]["s1"]["surprise"] == "no such table"
     assert r.state["replanner_calls"] == 1
     [prompt] = r.log.texts("replanner")
-    assert "step s1 reported a surprise: no such table" in prompt
+    assert replanner_reason("s1", "reported a surprise", "no such table") in prompt
 
 
 def test_empty_tool_result_is_a_surprise(tmp_path: Path) -> None:
@@ -88,7 +88,7 @@ def test_empty_tool_result_is_a_surprise(tmp_path: Path) -> None:
     assert r.started() == ["s1"]
     assert r.calls("replanner") == 1
     assert (
-        "step s1 reported a surprise: calculator returned an empty result"
+        replanner_reason("s1", "reported a surprise", "calculator returned an empty result")
         in (r.log.texts("replanner")[0])
     )
 
@@ -115,7 +115,10 @@ def test_raising_tool_fails_the_step_and_the_replanner_retries_it(tmp_path: Path
     first, second = r.of_kind("step_finished")
     assert first["status"] == "failed"
     assert first["error"] == "tool calculator failed: disk on fire"
-    assert "step s1 failed: tool calculator failed: disk on fire" in r.log.texts("replanner")[0]
+    assert (
+        replanner_reason("s1", "failed", "tool calculator failed: disk on fire")
+        in r.log.texts("replanner")[0]
+    )
     assert [(e["step_id"], e["attempt"]) for e in r.of_kind("step_started")] == [
         ("s1", 1),
         ("s1", 2),
@@ -370,7 +373,7 @@ def test_quota_error_fails_the_step_and_calls_the_replanner(tmp_path: Path) -> N
     assert s1["status"] == "failed"
     assert s1["error"] == "quota error from the executor model: You exceeded your current quota"
     assert r.state["replanner_calls"] == 1
-    assert "step s1 failed: quota error" in r.log.texts("replanner")[0]
+    assert replanner_reason("s1", "failed", "quota error") in r.log.texts("replanner")[0]
     assert r.state["status"] == "done"
 
 

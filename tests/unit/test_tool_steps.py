@@ -16,7 +16,7 @@ from app.context import Context
 from graphs.schemas import PlanStep, plan_problems
 from graphs.tool_args import RefError, resolve_args
 from graphs.tool_step import run_tool_step, tools_for_run
-from tests.scripted_runs import Run, run_scenario, write_scenario
+from tests.scripted_runs import Run, replanner_reason, run_scenario, write_scenario
 from tools.step_context import StepIdentity, ToolCallIdentity, current_tool_call, idempotency_key
 
 FINISH = {"action": "finish", "reason": "done", "response": "The answer."}
@@ -118,7 +118,8 @@ def test_tool_error_fails_the_step_and_calls_the_replanner(tmp_path: Path) -> No
 
     assert r.results["s1"]["status"] == "failed"
     assert r.results["s1"]["error"] == "tool calculator failed: disk on fire"
-    assert "step s1 failed: tool calculator failed: disk on fire" in r.log.texts("replanner")[0]
+    reason = replanner_reason("s1", "failed", "tool calculator failed: disk on fire")
+    assert reason in r.log.texts("replanner")[0]
 
 
 def test_unresolvable_reference_fails_the_step(tmp_path: Path) -> None:

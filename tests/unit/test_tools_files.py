@@ -84,7 +84,7 @@ def test_refuses_dotdot(tools, name: str, path: str) -> None:
 
 def test_symlink_escape_refused_for_read(tools, workspace: Path, outside: Path) -> None:
     (workspace / "link.txt").symlink_to(outside / "secret.txt")
-    with pytest.raises(ToolException, match="resolves outside the workspace"):
+    with pytest.raises(ToolException, match="'link.txt' is a symbolic link"):
         tools["read"].invoke({"path": "link.txt"})
 
 
@@ -92,8 +92,8 @@ def test_symlink_escape_refused_for_write(tools, workspace: Path, outside: Path)
     (workspace / "linkdir").symlink_to(outside, target_is_directory=True)
     (workspace / "linkfile").symlink_to(outside / "secret.txt")
     (workspace / "dangling").symlink_to(outside / "new.txt")
-    for path in ["linkdir/new.txt", "linkfile", "dangling"]:
-        with pytest.raises(ToolException, match="resolves outside the workspace"):
+    for path in ["linkdir/new.txt", "linkdir/secret.txt", "linkfile", "dangling"]:
+        with pytest.raises(ToolException, match="is a symbolic link"):
             tools["write"].invoke({"path": path, "content": "pwned"})
     assert (outside / "secret.txt").read_text() == "top secret"
     assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
@@ -101,14 +101,16 @@ def test_symlink_escape_refused_for_write(tools, workspace: Path, outside: Path)
 
 def test_symlink_escape_refused_for_list(tools, workspace: Path, outside: Path) -> None:
     (workspace / "linkdir").symlink_to(outside, target_is_directory=True)
-    with pytest.raises(ToolException, match="resolves outside the workspace"):
+    with pytest.raises(ToolException, match="'linkdir' is a symbolic link"):
         tools["list"].invoke({"path": "linkdir"})
 
 
-def test_symlink_inside_workspace_is_allowed(tools, workspace: Path) -> None:
+def test_symlinks_are_never_followed_even_inside(tools, workspace: Path) -> None:
+    # Following a link safely would need a check and then a use: the gap a swap wins.
     (workspace / "real.txt").write_text("inside")
     (workspace / "alias.txt").symlink_to(workspace / "real.txt")
-    assert tools["read"].invoke({"path": "alias.txt"}) == "inside"
+    with pytest.raises(ToolException, match="is a symbolic link"):
+        tools["read"].invoke({"path": "alias.txt"})
 
 
 def test_refuses_oversize_file(tools, workspace: Path) -> None:

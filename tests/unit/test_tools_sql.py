@@ -6,7 +6,7 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import ToolException
 
 from tools.settings import ToolSettings
-from tools.sql import make_sql_tools, read_only_authorizer
+from tools.sql import MAX_OUTPUT_CHARS, make_sql_tools, read_only_authorizer
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_output_is_capped_at_200_rows(sql_query) -> None:
     lines = text.splitlines()
     assert lines[0] == "n"
     assert lines[1] == "0" and lines[200] == "199"
-    assert "50 more rows not shown (250 rows in total)" in lines[201]
+    assert "50 more rows not shown (250 rows in total;" in lines[201]
     assert len(lines) == 202
 
 
@@ -142,9 +142,55 @@ def test_refuses_writes(sql_query, database: Path, query: str) -> None:
     ],
 )
 def test_authorizer_blocks_writes_disguised_as_reads(sql_query, database: Path, query) -> None:
-    with pytest.raises(ToolException, match=r"only read queries \(SELECT/WITH\) are allowed"):
+    with pytest.raises(ToolException, match=r"it starts like a read, but .* only reading is"):
         sql_query.invoke({"query": query})
     assert count_orders(database) == 3
+
+
+@pytest.mark.parametrize(
+    ("query", "needed"),
+    [
+        ("WITH d AS (SELECT 10 AS id) DELETE FROM orders WHERE id IN d", "delete 'orders'"),
+        ("SELECT load_extension('evil')", "function 'load_extension'"),
+        ("SELECT * FROM pragma_table_info('orders')", "update 'sqlite_master'"),
+    ],
+)
+def test_a_refused_read_says_what_the_database_refused(sql_query, query: str, needed: str) -> None:
+    with pytest.raises(ToolException) as info:
+        sql_query.invoke({"query": query})
+    assert f"SQLite needs to {needed}" in str(info.value)
+    assert "only read queries (SELECT/WITH)" not in str(info.value)
+
+
+def test_total_output_is_capped(sql_query) -> None:
+    # 200 rows of 190 characters each would be 38 000 characters.
+    query = "SELECT printf('%0190d', n) AS wide FROM numbers"
+    text = sql_query.invoke({"query": query})
+    assert len(text) <= MAX_OUTPUT_CHARS + 300
+    shown = len(text.splitlines()) - 2
+    assert 0 < shown < 200
+    assert text.endswith("Add WHERE/LIMIT, fewer columns, or aggregate to see the rest.")
+    assert f"{250 - shown} more rows not shown (250 rows in total" in text
+
+
+def test_long_queries_are_refused_before_parsing(sql_query) -> None:
+    with pytest.raises(ToolException, match="a query of 400014 characters; the limit is 20000"):
+        sql_query.invoke({"query": "SELECT '" + ";" * 400_000 + "' AS s"})
+
+
+@pytest.mark.parametrize(
+    ("query", "value"),
+    [
+        ("SELECT length('" + ";" * 19_000 + "') AS s", "19000"),
+        ("SELECT 'it''s; fine' AS s", "it's; fine"),
+        ('SELECT 1 AS "a;b"', "1"),
+        ("SELECT 2 AS [x;y] -- trailing; comment", "2"),
+        ("SELECT /* ; */ 3 AS s;", "3"),
+    ],
+    ids=["19k-semicolons", "escaped-quote", "quoted-name", "bracket-name", "comment"],
+)
+def test_semicolons_in_literals_names_and_comments(sql_query, query: str, value: str) -> None:
+    assert sql_query.invoke({"query": query}).splitlines()[1] == value
 
 
 @pytest.mark.parametrize(

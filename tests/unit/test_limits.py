@@ -1,0 +1,135 @@
+"""Server-side limits from the process environment: a run's context cannot widen them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.store.memory import InMemoryStore
+from langgraph.types import Command
+
+from app.context import Context
+from app.limits import ServerLimits, context_problems
+from graphs.plan_execute import build_graph
+from tests.helpers import clean_env, of_kind, run_cli
+from tests.scripted_runs import write_scenario
+
+SCRIPT = {
+    "name": "limits",
+    "goal": "g",
+    "tools": ["read_file"],
+    "planner": {"steps": [{"id": "s1", "description": "read"}]},
+    "executor": {
+        "s1": [
+            {"tool_calls": [{"name": "read_file", "args": {"path": "passwd"}}]},
+            {"content": "done"},
+        ]
+    },
+    "replanner": [{"action": "finish", "reason": "done", "response": "ok"}],
+}
+
+
+def _ctx(**values) -> Context:
+    return Context.every_role("scripted:demo", **values)
+
+
+def test_workspace_must_lie_under_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "ok").mkdir(parents=True)
+    (root / "escape").symlink_to("/etc", target_is_directory=True)
+    limits = ServerLimits(workspace_root=root.resolve())
+    assert context_problems(_ctx(workspace=str(root / "ok" / "ws")), limits) == []
+    for workspace in ("/etc", str(root / ".." / "x"), str(root / "escape")):
+        (problem,) = context_problems(_ctx(workspace=workspace), limits)
+        assert problem.startswith(f"workspace {workspace!r} is outside")
+        assert "PLANEXEC_WORKSPACE_ROOT" in problem
+
+
+def test_scenario_files_only_from_the_scenario_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    inside, outside = folder / "a.json", tmp_path / "b.json"
+    limits = ServerLimits(scenario_dir=folder.resolve())
+    assert context_problems(_ctx(), limits) == []  # a bundled name
+    assert context_problems(Context.every_role(f"scripted:{inside}"), limits) == []
+    problems = context_problems(Context.every_role(f"scripted:{outside}"), limits)
+    assert len(problems) == 3 and all("PLANEXEC_SCENARIO_DIR" in p for p in problems)
+    assert context_problems(Context.every_role("scripted:/etc/passwd"), limits)
+    off = ServerLimits(scripted_allowed=False)
+    assert "scripted models off" in context_problems(_ctx(), off)[0]
+
+
+def test_sql_databases_only_from_the_list(tmp_path: Path) -> None:
+    allowed = (tmp_path / "shop.sqlite").resolve()
+    folder = (tmp_path / "dbs").resolve()
+    limits = ServerLimits(sql_databases=(allowed, folder))
+    assert context_problems(_ctx(sql_database=str(allowed)), limits) == []
+    assert context_problems(_ctx(sql_database=str(folder / "x.sqlite")), limits) == []
+    (problem,) = context_problems(_ctx(sql_database="/var/lib/other.sqlite"), limits)
+    assert "PLANEXEC_SQL_DATABASES" in problem
+
+
+def test_limits_come_from_the_environment(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PLANEXEC_WORKSPACE_ROOT", str(tmp_path))
+    monkeypatch.setenv("PLANEXEC_SCRIPTED", "off")
+    monkeypatch.setenv("PLANEXEC_SQL_DATABASES", f"{tmp_path}/a.sqlite, {tmp_path}/b")
+    limits = ServerLimits.from_env()
+    assert limits.workspace_root == tmp_path.resolve()
+    assert not limits.scripted_allowed
+    assert limits.sql_databases == (tmp_path.resolve() / "a.sqlite", tmp_path.resolve() / "b")
+
+
+def test_a_run_asking_for_more_is_refused_before_anything_runs(monkeypatch, tmp_path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "passwd").write_text("root:x:0:0")
+    monkeypatch.setenv("PLANEXEC_WORKSPACE_ROOT", str(tmp_path / "root"))
+    spec = f"scripted:{write_scenario(tmp_path, SCRIPT)}"
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    config = {"configurable": {"thread_id": "t"}}
+    ctx = Context.every_role(spec, tools=["read_file"], workspace=str(outside))
+    events = list(graph.stream({"goal": "g"}, config, context=ctx, stream_mode="custom"))
+    values = graph.get_state(config).values
+    assert values["status"] == "failed"
+    assert "exceeds this server's limits" in values["reason"]
+    assert [e["event"] for e in events] == ["finished"]  # no plan, no step
+    assert values.get("usage", {}).get("planner", {}).get("calls", 0) == 0
+
+
+def test_a_context_widened_mid_run_is_refused_by_the_executor(monkeypatch, tmp_path) -> None:
+    """The planner checked the run's context; a state edit (update_state, as the server allows)
+    can change the recorded context before the steps run."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "passwd").write_text("root:x:0:0")
+    root = tmp_path / "root"
+    monkeypatch.setenv("PLANEXEC_WORKSPACE_ROOT", str(root))
+    spec = f"scripted:{write_scenario(tmp_path, SCRIPT)}"
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    config = {"configurable": {"thread_id": "t"}}
+    inside = Context.every_role(
+        spec, tools=["read_file"], workspace=str(root / "ws"), approve_plan=True
+    )
+    list(graph.stream({"goal": "g"}, config, context=inside))
+    assert graph.get_state(config).interrupts, "paused for approval"
+    recorded = dict(graph.get_state(config).values["context"])
+    graph.update_state(config, {"context": {**recorded, "workspace": str(outside)}})
+    list(graph.stream(Command(resume={"action": "approve"}), config, context=inside))
+    values = graph.get_state(config).values
+    assert values["status"] == "failed"
+    assert "PLANEXEC_WORKSPACE_ROOT" in values["reason"]
+    assert "root:x" not in repr(values)
+
+
+def test_the_cli_refuses_a_workspace_outside_the_root(tmp_path: Path) -> None:
+    env = {**clean_env(), "PLANEXEC_WORKSPACE_ROOT": str(tmp_path / "root")}
+    args = ("run", "g", "--scenario", "demo", "--workspace", "/etc", "--db", "memory://")
+    proc = run_cli(*args, "--json", cwd=tmp_path, env=env)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    (result,) = of_kind(events, "result")
+    assert result["status"] == "failed"
+    assert "workspace '/etc' is outside" in result["reason"]
+    assert "PLANEXEC_WORKSPACE_ROOT" in result["reason"]
+    assert not of_kind(events, "step_started")
