@@ -14,6 +14,8 @@ from typing import Any
 PLAN = "plan"
 STEP_STARTED = "step_started"
 STEP_FINISHED = "step_finished"
+STEP_RESTARTED = "step_restarted"
+BUDGET_EXCEEDED = "budget_exceeded"
 REPLANNED = "replanned"
 REVIEWED = "reviewed"
 PAUSED = "paused"

@@ -14,11 +14,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    message_to_dict,
+    messages_from_dict,
+)
 from langchain_core.tools import BaseTool, tool
 
 from app.models import FatalModelError, describe_model_error
 from app.usage import merge_usage, usage_of_call
+from graphs.budget import Spend
+from graphs.journal import StepTurns
 from graphs.state import DONE, FAILED
 from graphs.structured import call_config
 from prompts import render
@@ -38,11 +48,29 @@ def flag_surprise(reason: str) -> str:
 
 @dataclass
 class StepOutcome:
-    """A finished step: its result for the state, its usage, and a fatal error if any."""
+    """A finished step: its result for the state, its usage, and a fatal error if any.
+
+    `stopped` (a budget hit, see graphs/budget.py) means the step did not finish: `result` is
+    empty, nothing is journaled as finished, and its turns wait in the turn journal for a resume.
+    """
 
     result: dict[str, Any]
     usage: dict[str, dict[str, Any]] = field(default_factory=dict)
     fatal: str = ""
+    stopped: dict[str, Any] | None = None
+
+
+REPEAT, SURPRISE = "repeat", "surprise"  # Context.unknown_outcome
+
+
+@dataclass
+class Durability:
+    """What makes a step durable and bounded; all optional (a bare `run_step` has none)."""
+
+    turns: StepTurns | None = None
+    unknown_outcome: str = REPEAT
+    spend: Spend | None = None
+    deadline_seconds: float = 0
 
 
 def run_step(
@@ -55,11 +83,22 @@ def run_step(
     tools: list[BaseTool],
     max_tool_calls: int,
     run_id: str = "",
+    durability: Durability | None = None,
 ) -> StepOutcome:
     """Run `step` to a result. Never raises for model or tool trouble: it becomes the result."""
     identity = StepIdentity(run_id, step["id"], step.get("attempt", 1))
     with running_step(identity):
-        return _run_step(step, goal, dependencies, model, model_name, tools, max_tool_calls, run_id)
+        return _run_step(
+            step,
+            goal,
+            dependencies,
+            model,
+            model_name,
+            tools,
+            max_tool_calls,
+            run_id,
+            durability or Durability(),
+        )
 
 
 def _run_step(
@@ -71,8 +110,9 @@ def _run_step(
     tools: list[BaseTool],
     max_tool_calls: int,
     run_id: str,
+    durability: Durability,
 ) -> StepOutcome:
-    run = _StepRun(step, tools, run_id)
+    run = _StepRun(step, tools, run_id, durability)
     messages: list[BaseMessage] = [
         SystemMessage(render("executor", max_tool_calls=max_tool_calls)),
         HumanMessage(
@@ -91,19 +131,36 @@ def _run_step(
     usage: dict[str, dict[str, Any]] = {}
     # Each turn either ends the step or makes at least one tool call, so this bound is enough;
     # the +2 leaves room for a flag_surprise turn and the final reply.
-    for _ in range(max_tool_calls + 2):
-        try:
-            reply: AIMessage = bound.invoke(messages, config=config)
-        except FatalModelError as exc:
-            return StepOutcome(run.finish(FAILED, error=str(exc)), usage, fatal=str(exc))
-        except Exception as exc:  # provider trouble is a step result the replanner can act on
-            return StepOutcome(run.finish(FAILED, error=_describe_model_error(exc)), usage)
-        usage = merge_usage(usage, usage_of_call("executor", reply, model_name))
+    for turn in range(max_tool_calls + 2):
+        journaled = run.turns.model_reply(turn) if run.turns else None
+        if journaled is not None:  # paid for before a crash: replay it, do not ask again
+            reply = messages_from_dict([journaled["message"]])[0]
+            turn_usage = journaled["usage"]
+            if run.spend:
+                run.spend.add_model(turn_usage)
+        else:
+            hit = run.stop_reason()
+            if hit or run.error:
+                return run.stop(hit, usage)
+            try:
+                reply = bound.invoke(messages, config=config)
+            except FatalModelError as exc:
+                return StepOutcome(run.finish(FAILED, error=str(exc)), usage, fatal=str(exc))
+            except Exception as exc:  # provider trouble is a step result the replanner can act on
+                return StepOutcome(run.finish(FAILED, error=_describe_model_error(exc)), usage)
+            turn_usage = usage_of_call("executor", reply, model_name)
+            if run.turns:
+                run.turns.put_model_reply(turn, message_to_dict(reply), turn_usage)
+            if run.spend:
+                run.spend.add_model(turn_usage)
+        usage = merge_usage(usage, turn_usage)
         messages.append(reply)
         if not reply.tool_calls:
             return StepOutcome(run.finish(DONE, text=_text_of(reply)), usage)
         for call in reply.tool_calls:
             answer = run.call_tool(call, max_tool_calls)
+            if run.stopped:
+                return run.stop(run.stopped, usage)
             if run.error:
                 return StepOutcome(run.finish(FAILED, error=run.error), usage)
             messages.append(answer)
@@ -115,14 +172,39 @@ def _run_step(
 class _StepRun:
     """Bookkeeping for one attempt of a step: tool calls made, surprise, first error."""
 
-    def __init__(self, step: dict[str, Any], tools: list[BaseTool], run_id: str = ""):
+    def __init__(
+        self,
+        step: dict[str, Any],
+        tools: list[BaseTool],
+        run_id: str = "",
+        durability: Durability | None = None,
+    ):
+        durability = durability or Durability()
         self.step = step
         self.identity = StepIdentity(run_id, step["id"], step.get("attempt", 1))
         self.tools = {t.name: t for t in tools}
+        self.turns = durability.turns
+        self.spend = durability.spend
+        self.unknown_outcome = durability.unknown_outcome
+        self.deadline_seconds = durability.deadline_seconds
         self.calls: list[dict[str, Any]] = []
         self.surprise = ""
         self.error = ""
+        self.stopped: dict[str, Any] | None = None
         self.started_at = time.time()
+
+    def stop_reason(self) -> dict[str, Any] | None:
+        """Why no new model turn or tool call may start: a run budget reached, or this step's
+        deadline passed (then the step fails: `error` is set and None is returned)."""
+        if self.deadline_seconds and time.time() - self.started_at >= self.deadline_seconds:
+            self.error = f"step deadline of {self.deadline_seconds:g} s passed"
+            return None
+        return self.spend.exceeded() if self.spend else None
+
+    def stop(self, hit: dict[str, Any] | None, usage: dict) -> StepOutcome:
+        if hit is None:  # the deadline: a failed step for the replanner
+            return StepOutcome(self.finish(FAILED, error=self.error), usage)
+        return StepOutcome({}, usage, stopped=hit)
 
     def call_tool(self, call: dict[str, Any], max_tool_calls: int) -> ToolMessage:
         name, args, call_id = call["name"], call.get("args", {}), call.get("id") or ""
@@ -134,18 +216,57 @@ class _StepRun:
             )
         record: dict[str, Any] = {"name": name, "args": args, "ok": False}
         self.calls.append(record)
+        index = len(self.calls) - 1
         if len(self.calls) > max_tool_calls:
             self.error = f"tool call cap reached: a step may make {max_tool_calls} tool calls"
             record["output"] = self.error
             return ToolMessage(content=self.error, tool_call_id=call_id, status="error")
+        journaled = self.turns.tool_call(index) if self.turns else None
+        if journaled is not None and journaled["state"] == "done":
+            # Its result was journaled before a crash: the call is not made again.
+            answer = messages_from_dict([journaled["message"]])[0]
+            if self.spend:
+                self.spend.add_tool_call()
+            return self._take(record, name, args, answer, journaled.get("error", ""))
+        if journaled is not None and self.unknown_outcome == SURPRISE:
+            # Started before a crash, no result: it may or may not have had its effect.
+            self.surprise = self.error = (
+                f"outcome unknown: tool {name} (call {index} of step {self.step['id']}) was "
+                "started before the process stopped and has no recorded result; it was not "
+                "repeated (Context.unknown_outcome=surprise)"
+            )
+            record["output"] = self.error
+            return ToolMessage(content=self.error, tool_call_id=call_id, status="error")
+        hit = self.stop_reason()
+        if hit or self.error:
+            self.stopped = hit
+            return ToolMessage(content=self.error, tool_call_id=call_id, status="error")
+        if self.turns:
+            self.turns.tool_started(index)  # before the call: a crash now is an unknown outcome
+        if self.spend:
+            self.spend.add_tool_call()
+        error = ""
         try:
-            identity = ToolCallIdentity(self.identity, len(self.calls) - 1)
-            with calling_tool(identity):
+            # The same index, hence the same idempotency key, when a resume repeats this call.
+            with calling_tool(ToolCallIdentity(self.identity, index)):
                 answer = self._invoke(name, args, call_id)
         except Exception as exc:  # a raising tool is a failed step, never a crash
-            self.error = f"tool {name} failed: {exc}"
-            record["output"] = str(exc)[:OUTPUT_PREVIEW_CHARS]
-            return ToolMessage(content=self.error, tool_call_id=call_id, status="error")
+            error = f"tool {name} failed: {exc}"
+            answer = ToolMessage(
+                content=str(exc)[:OUTPUT_PREVIEW_CHARS], tool_call_id=call_id, status="error"
+            )
+        if self.turns:
+            self.turns.tool_done(index, message_to_dict(answer), error)
+        return self._take(record, name, args, answer, error)
+
+    def _take(
+        self, record: dict[str, Any], name: str, args: dict, answer: ToolMessage, error: str
+    ) -> ToolMessage:
+        """Account for a tool's answer (made now or replayed from the journal)."""
+        if error:
+            self.error = error
+            record["output"] = str(answer.content)[:OUTPUT_PREVIEW_CHARS]
+            return ToolMessage(content=error, tool_call_id=answer.tool_call_id, status="error")
         output = answer.content if isinstance(answer.content, str) else json.dumps(answer.content)
         empty = _is_empty(answer)
         record.update(ok=True, output=output[:OUTPUT_PREVIEW_CHARS], empty=empty)
@@ -165,7 +286,14 @@ class _StepRun:
         return answer
 
     def finish(self, status: str, *, text: str = "", error: str = "") -> dict[str, Any]:
+        honest = {}
+        if self.turns is not None:  # killed executions and repeated calls count too
+            honest = {
+                "executions": max(1, self.turns.executions),
+                "tool_calls_made": self.turns.calls_made(),
+            }
         return {
+            **honest,
             "id": self.step["id"],
             "description": self.step["description"],
             "status": status,

@@ -27,12 +27,12 @@ from graphs.approval import approve
 from graphs.planner import make_plan
 from graphs.replanner import replan
 from graphs.scheduler import make_execute
-from graphs.state import FAILED, InputState, State
+from graphs.state import BUDGET_EXCEEDED, FAILED, InputState, State
 from tools import TOOL_NAMES
 
 
 def _after_executor(state: State) -> str:
-    if state.get("status") == FAILED:
+    if state.get("status") in (FAILED, BUDGET_EXCEEDED):
         return END
     # A batch cut short by Ctrl-C is not news for the replanner: run the remaining steps.
     return "executor" if state.get("batch_cut") else "replanner"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -95,6 +96,7 @@ def _plan(state: State, runtime: Runtime[Context], known_tools: set[str]) -> dic
     return {
         "goal": goal,
         "run_id": uuid.uuid4().hex,
+        "started_at": time.time(),
         "plan": steps,
         "results": RESET,
         "history": [RESET],

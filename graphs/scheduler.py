@@ -26,9 +26,10 @@ from app.context import Context, resolve_context
 from app.models import load_chat_model, tools_for_model
 from app.usage import merge_usage
 from graphs import events
-from graphs.executor import StepOutcome, crashed, run_step
+from graphs.budget import Spend, describe
+from graphs.executor import Durability, StepOutcome, crashed, run_step
 from graphs.journal import StepJournal
-from graphs.state import DONE, FAILED, State, is_done, ready_steps
+from graphs.state import BUDGET_EXCEEDED, DONE, FAILED, State, is_done, ready_steps
 from tools import ToolSettings, build_tools
 
 # Set by the CLI on Ctrl-C: start no new step; the steps in flight finish and are journaled, the
@@ -58,9 +59,10 @@ def _execute(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
         reason = f"executor setup failed: {exc}"
         events.emit(runtime.stream_writer, events.FINISHED, status=FAILED, reason=reason)
         return {"status": FAILED, "reason": reason}
-    batch = _Batch(
-        state, ctx, runtime, StepJournal.for_current_run(runtime.store, state.get("run_id", ""))
-    )
+    journal = StepJournal.for_current_run(runtime.store, state.get("run_id", ""))
+    batch = _Batch(state, ctx, runtime, journal)
+    if hit := batch.spend.exceeded():  # e.g. the planner alone spent the budget
+        return _budget_exceeded(runtime, hit, {})
     batch.run(
         lambda step, deps: run_step(
             step,
@@ -71,8 +73,16 @@ def _execute(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
             tools=tools,
             max_tool_calls=ctx.max_tool_calls_per_step,
             run_id=state.get("run_id", ""),
+            durability=Durability(
+                turns=journal.turns(step["id"], step.get("attempt", 1)),
+                unknown_outcome=ctx.unknown_outcome,
+                spend=batch.spend,
+                deadline_seconds=ctx.step_deadline_seconds,
+            ),
         )
     )
+    if batch.budget_hit is not None:
+        return _budget_exceeded(runtime, batch.budget_hit, batch.new_results, batch.usage)
     if batch.cut and not batch.new_results:
         # Stopped before anything ran: fail the node (it writes nothing) rather than loop
         # executor -> executor; a resume enters the executor again.
@@ -86,6 +96,29 @@ def _execute(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
         events.emit(runtime.stream_writer, events.FINISHED, status=FAILED, reason=batch.fatal)
         update.update(status=FAILED, reason=batch.fatal)
     return update
+
+
+def _budget_exceeded(
+    runtime: Runtime[Context], hit: dict[str, Any], results: dict, usage: dict | None = None
+) -> dict[str, Any]:
+    """End the run: the results that finished are kept; unfinished steps keep their turns."""
+    reason = describe(hit)
+    events.emit(
+        runtime.stream_writer,
+        events.BUDGET_EXCEEDED,
+        budget=hit["budget"],
+        limit=hit["limit"],
+        spent=hit["spent"],
+    )
+    events.emit(runtime.stream_writer, events.FINISHED, status=BUDGET_EXCEEDED, reason=reason)
+    return {
+        "results": results,
+        "usage": usage or {},
+        "status": BUDGET_EXCEEDED,
+        "reason": reason,
+        "budget": hit,
+        "batch_cut": True,  # a resume with a raised budget goes back to the executor
+    }
 
 
 def _tool_settings(ctx: Context) -> ToolSettings:
@@ -109,6 +142,8 @@ class _Batch:
         self.new_results: dict[str, dict[str, Any]] = {}
         self.usage: dict[str, dict[str, Any]] = {}
         self.fatal = ""
+        self.spend = Spend(ctx, state)
+        self.budget_hit: dict[str, Any] | None = None
         self.stop_new = False
         self.cut = False  # stopped by STOP_LAUNCHING, not by the plan: the executor goes on later
         # Steps this visit may complete before a periodic review (Context.replan_every).
@@ -131,6 +166,9 @@ class _Batch:
                         outcome = future.result()
                     except Exception as exc:
                         outcome = crashed(step, exc)
+                    if outcome.stopped is not None:  # a budget: not finished, nothing to record
+                        self.budget_hit, self.stop_new = outcome.stopped, True
+                        continue
                     self.journal.put(
                         step["id"], step.get("attempt", 1), outcome.result, outcome.usage
                     )
@@ -148,6 +186,8 @@ class _Batch:
         """Start each ready step a slot is free for; take journaled results rather than rerun."""
         if STOP_LAUNCHING.is_set() and not self.stop_new:
             self.cut = self.stop_new = True
+        if not self.stop_new and (hit := self.spend.exceeded()):
+            self.budget_hit, self.stop_new = hit, True
         progressed = True
         while progressed and not self.stop_new:
             progressed = False
@@ -161,12 +201,27 @@ class _Batch:
                     progressed = True
                     continue
                 deps = {d: self.results[d] for d in step.get("depends_on", [])}
+                turns = self.journal.turns(step["id"], step.get("attempt", 1))
+                execution = turns.begin()
+                if execution > 1:  # it was in flight when an earlier process stopped
+                    events.emit(
+                        self.writer,
+                        events.STEP_RESTARTED,
+                        step_id=step["id"],
+                        attempt=step.get("attempt", 1),
+                        execution=execution,
+                        journaled_model_turns=sum(k.startswith("m") for k in turns.records),
+                        unknown_outcomes=sum(
+                            v.get("state") == "started" for v in turns.records.values()
+                        ),
+                    )
                 events.emit(
                     self.writer,
                     events.STEP_STARTED,
                     step_id=step["id"],
                     attempt=step.get("attempt", 1),
                     description=step["description"],
+                    execution=execution,
                 )
                 # Each step runs in a copy of this context so tracing and config follow it.
                 future = pool.submit(contextvars.copy_context().run, work, step, deps)
