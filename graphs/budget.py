@@ -17,7 +17,14 @@ from typing import Any
 
 from app.usage import merge_usage, total_usage
 
-BUDGET_FIELDS = ("max_total_tokens", "max_cost_usd", "max_wall_seconds", "max_total_tool_calls")
+# Context field -> the `planexec run/resume` option that sets it.
+BUDGET_OPTIONS = {
+    "max_total_tokens": "--max-tokens",
+    "max_cost_usd": "--max-cost",
+    "max_wall_seconds": "--max-seconds",
+    "max_total_tool_calls": "--max-tool-calls",
+}
+BUDGET_FIELDS = tuple(BUDGET_OPTIONS)
 
 
 def tool_calls_of(results: dict[str, dict[str, Any]]) -> int:
@@ -83,5 +90,5 @@ def describe(hit: dict[str, Any]) -> str:
         f"budget {hit['budget']}={hit['limit']} reached; spent {spent['total_tokens']} tokens, "
         f"{'unknown' if cost is None else f'${cost:.4f}'} USD, {spent['tool_calls']} tool "
         f"calls, {spent['wall_seconds']:.1f} s. Raise it on resume, e.g. "
-        f"`planexec resume ID --{hit['budget'].removeprefix('max_').replace('_', '-')} ...`"
+        f"`planexec resume ID {BUDGET_OPTIONS[hit['budget']]} ...`"
     )

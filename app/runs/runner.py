@@ -20,8 +20,8 @@ from app.context import Context, restore_context
 from app.models import ModelConfigError, check_model
 from app.pricing import price_known
 from app.runs.persistence import Persistence
-from graphs.journal import StepJournal
 from graphs.budget import BUDGET_FIELDS
+from graphs.journal import StepJournal
 from graphs.state import BUDGET_EXCEEDED, DONE, FAILED, REJECTED, REPLAN_LIMIT, RUNNING
 
 RUNS_NAMESPACE = ("planexec", "runs")
