@@ -49,9 +49,11 @@ def check_models(ctx: Context) -> None:
     budget, has no known price (a budget that cannot be counted is no budget)."""
     for spec in {ctx.planner_model, ctx.executor_model, ctx.replanner_model}:
         check_model(spec)
-        if ctx.max_cost_usd and not all(map(price_known, _priced_as(spec))):
+        unpriced = [m for m in _priced_as(spec) if not price_known(m)] if ctx.max_cost_usd else []
+        if unpriced:
+            shown = spec if unpriced == [spec] else f"{spec} (priced as {', '.join(unpriced)})"
             raise ModelConfigError(
-                f"model {spec!r} has no known price, so a cost budget (max_cost_usd="
+                f"model {shown} has no known price, so a cost budget (max_cost_usd="
                 f"{ctx.max_cost_usd}) cannot be kept; use a priced model or drop the cost budget"
             )
 
