@@ -181,6 +181,14 @@ def steps_table(state: dict[str, Any]) -> Table:
     return table
 
 
+def _attempts(result: dict) -> str:
+    """Attempts, and the executions beyond one (a step restarted after a crash) if any."""
+    shown = str(result.get("attempts", 0))
+    if result.get("executions", 1) > 1:
+        shown += f" ({result['executions']} executions, {result.get('tool_calls_made', 0)} calls)"
+    return shown
+
+
 def _step_row(step: dict, result: dict | None, dropped: bool = False) -> list[Any]:
     status = result["status"] if result else "pending"
     if result and result.get("journaled"):
@@ -193,6 +201,6 @@ def _step_row(step: dict, result: dict | None, dropped: bool = False) -> list[An
         step.get("description", ""),
         ", ".join(step.get("depends_on", [])),
         Text(status, style=STATUS_STYLE.get(status.split()[0], "")),
-        str((result or {}).get("attempts", 0)),
+        _attempts(result or {}),
         " ".join(str(text).split())[:300],
     ]

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,7 @@ def _kill_loop_module():
     spec = importlib.util.spec_from_file_location("kill_loop", REPO / "benchmarks" / "kill_loop.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules["kill_loop"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
