@@ -15,9 +15,11 @@ APIs do; with --ignore-keys every request is an effect.
 
 Each run is a child process (this script with --child) driving the real graph through the CLI's
 own code path (signal handling included) on SQLite or PostgreSQL. It is killed with SIGKILL (or
-SIGTERM) after a random delay; then `resume` is started and killed again at random, up to
---kills kills, and then let finish. A child killed before it recorded its run (Python start-up)
-leaves nothing to resume: the run is started again, and the table counts those kills.
+SIGTERM) a random 0..--max-delay seconds after its imports are done (start-up is seconds of
+imports on a loaded machine, and a kill there tells nothing); then `resume` is started and killed
+again at random, up to --kills kills, and then let finish. A child killed before it recorded its
+run (while it opens the database) leaves nothing to resume: the run is started again, and the
+table counts those kills.
 
 Printed: kills delivered, runs finished `done`, effects per step (1 = exactly once), duplicated
 effects, lost effects, repeated requests (a call whose outcome was unknown, sent again with its
@@ -88,10 +90,13 @@ class CountingServer:
                 )
                 time.sleep(server.answer_delay)  # the effect exists; the answer is in flight
                 data = answer.encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the caller was killed while it waited: the effect stays applied
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -201,6 +206,9 @@ def child(args: argparse.Namespace) -> int:
     from app.runs.persistence import open_persistence
     from graphs.plan_execute import build_graph
 
+    # Python start-up takes seconds on a loaded machine: the parent starts its kill timer here,
+    # so kills land in the run's own work (recording, planner, steps), not in imports.
+    os.write(1, b"ready\n")
     ctx = Context.every_role(
         f"scripted:{args.scenario}",
         tools=[],
@@ -283,8 +291,24 @@ def _spawn(setup: Setup, mode: str, db: str, thread: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PLANEXEC_", "OPENAI_"))}
     env["LANGSMITH_TRACING"] = "false"
     return subprocess.Popen(
-        cmd, cwd=setup.workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        cmd, cwd=setup.workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
+
+
+def _wait_ready(proc: subprocess.Popen, timeout: float) -> None:
+    """Wait until the child has imported everything (its "ready" line) or ended; then drain its
+    stdout in the background so its JSON events never fill the pipe."""
+    assert proc.stdout is not None
+    ready = threading.Event()
+
+    def drain() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if line.startswith(b"ready"):
+                ready.set()
+        ready.set()  # ended without it
+
+    threading.Thread(target=drain, daemon=True).start()
+    ready.wait(timeout)
 
 
 def one_run(setup: Setup, db: str, thread: str, tally: Tally) -> None:
@@ -293,7 +317,9 @@ def one_run(setup: Setup, db: str, thread: str, tally: Tally) -> None:
     mode, kills = "run", 0
     for _ in range(setup.kills_per_run + 20):  # bounded: a run that never finishes is reported
         proc = _spawn(setup, mode, db, thread)
-        delay = setup.rng.uniform(0.05, setup.max_delay) if kills < setup.kills_per_run else None
+        delay = setup.rng.uniform(0.0, setup.max_delay) if kills < setup.kills_per_run else None
+        if delay is not None:
+            _wait_ready(proc, CHILD_TIMEOUT)
         try:
             proc.wait(timeout=delay if delay is not None else CHILD_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -350,7 +376,7 @@ def kill_loop(
     sig: signal.Signals = signal.SIGKILL,
     honour_keys: bool = True,
     unknown_outcome: str = "repeat",
-    max_delay: float = 4.0,
+    max_delay: float = 3.0,
     latency: float = 0.1,
     answer_delay: float = 0.3,
     seed: int | None = None,
@@ -517,7 +543,9 @@ def main() -> None:
     parser.add_argument("--signal", choices=("kill", "term"), default="kill")
     parser.add_argument("--ignore-keys", action="store_true", help="the callee ignores keys")
     parser.add_argument("--unknown-outcome", choices=("repeat", "surprise"), default="repeat")
-    parser.add_argument("--max-delay", type=float, default=4.0, help="latest kill, seconds")
+    parser.add_argument(
+        "--max-delay", type=float, default=3.0, help="latest kill, seconds after start-up"
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--journal-cost", action="store_true")
     # child mode (internal)
