@@ -78,6 +78,13 @@ class LiveView:
                 step["result"] = f"[surprise] {event['surprise']} | {step['result']}"
         elif kind == "reviewed":
             self.notes.append(f"replanner: continue ({event.get('reason', '')})")
+        elif kind == "step_restarted":  # it was in flight when an earlier process stopped
+            self.notes.append(
+                f"{event['step_id']} restarted (execution {event.get('execution')}): replaying "
+                f"{event.get('journaled_model_turns', 0)} journaled model turn(s)"
+            )
+        elif kind == "budget_exceeded":
+            self.notes.append(f"budget {event.get('budget')}={event.get('limit')} reached")
         if self.live is not None:
             self.live.update(self._render())
 
