@@ -492,16 +492,22 @@ def print_table(summary: dict[str, Any], title: str) -> None:
 def journal_cost(repeats: int = 15) -> None:
     """Per-turn cost of the turn journal on durable SQLite: the 8-step plan, zero latency, with
     and without the turn journal (StepTurns writing to no store), runs interleaved."""
+    with tempfile.TemporaryDirectory(prefix="planexec-journal-cost-") as tmp:
+        _journal_cost(Path(tmp), repeats)
+
+
+def _journal_cost(tmp: Path, repeats: int) -> None:
+    from langchain_core.tools import tool
+
     from app.context import Context
     from app.runs.persistence import open_persistence
     from graphs import journal
     from graphs.plan_execute import build_graph
 
-    tmp = Path(tempfile.mkdtemp(prefix="planexec-journal-cost-"))
     scenario = write_scenario(tmp / "s.json", 0.0)
     ctx = Context.every_role(f"scripted:{scenario}", tools=[], workspace=str(tmp / "ws"))
 
-    @__import__("langchain_core.tools").tools.tool
+    @tool
     def post_effect(step: str) -> str:
         """Apply this step's side effect (no network: the cost measured is planexec's)."""
         return f"{step} applied"
@@ -525,7 +531,7 @@ def journal_cost(repeats: int = 15) -> None:
             if i >= 0:
                 times[variant].append(time.perf_counter() - started)
     journal.StepJournal.turns = real_turns
-    # Per step: exec count, 2 model replies, tool started, tool done = 5 writes, 4 of them turns.
+    # Per step: the exec count, 2 model replies, the tool's "started" and "done" records.
     turns = len(PLAN) * 3  # model replies and tool results
     with_j, without = statistics.median(times["journal"]), statistics.median(times["no journal"])
     print(f"\njournaling cost, durable SQLite, {repeats} runs each of {len(PLAN)} steps")
@@ -549,6 +555,7 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--journal-cost", action="store_true")
+    parser.add_argument("--repeats", type=int, default=15, help="runs per variant (journal cost)")
     # child mode (internal)
     parser.add_argument("--child", choices=("run", "resume"))
     for name in ("--db", "--thread", "--scenario", "--server", "--model-log", "--workspace"):
@@ -557,7 +564,7 @@ def main() -> None:
     if args.child:
         sys.exit(child(args))
     if args.journal_cost:
-        journal_cost()
+        journal_cost(args.repeats)
         return
     sig = signal.SIGKILL if args.signal == "kill" else signal.SIGTERM
     summary = kill_loop(
