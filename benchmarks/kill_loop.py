@@ -416,6 +416,13 @@ def kill_loop(
                     thread = f"{backend}-{i}-{secrets.token_hex(2)}"
                     threads.setdefault(backend, []).append(thread)
                     one_run(setup, db, thread, tally)
+                    effects = [server.effects[(thread, step)] for step in PLAN]
+                    print(  # progress, so a long loop stopped early still tells something
+                        f"  {thread}: kills so far {tally.kills}, finished {tally.finished}, "
+                        f"effects per step {effects}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             finally:
                 if schema:
                     drop_schema(schema)
