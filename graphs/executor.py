@@ -4,6 +4,14 @@ The executor sees the goal, its step and the results of the steps it depends on,
 It cannot change the plan: it returns a result, a status, the tool calls it made, and maybe a
 surprise for the replanner. A tool that raises, a quota error, or the tool-call cap fails the step
 (the replanner decides what next); only a FatalModelError (e.g. a scenario bug) stops the run.
+
+Durability (docs/exactly-once.md): with a turn journal (graphs/journal.StepTurns), each model
+reply and each tool answer is written the moment it exists, and a tool call gets a "started"
+record before it is sent. A step run again after a crash replays what the journal holds and goes
+on from the first turn with no record; the only call that can be sent twice is one that was
+started with no answer, and it goes out with the same idempotency key (or, with
+Context.unknown_outcome="surprise", not at all). Budgets (graphs/budget.Spend) are checked before
+each model turn and tool call: a budget reached stops the step unfinished, its turns kept.
 """
 
 from __future__ import annotations
