@@ -318,8 +318,9 @@ def one_run(setup: Setup, db: str, thread: str, tally: Tally) -> None:
     for _ in range(setup.kills_per_run + 20):  # bounded: a run that never finishes is reported
         proc = _spawn(setup, mode, db, thread)
         delay = setup.rng.uniform(0.0, setup.max_delay) if kills < setup.kills_per_run else None
-        if delay is not None:
-            _wait_ready(proc, CHILD_TIMEOUT)
+        # Always drain its stdout (a child blocked on a full pipe would hang); wait for its
+        # imports only when it is to be killed.
+        _wait_ready(proc, CHILD_TIMEOUT if delay is not None else 0)
         try:
             proc.wait(timeout=delay if delay is not None else CHILD_TIMEOUT)
         except subprocess.TimeoutExpired:
