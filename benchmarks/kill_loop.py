@@ -351,6 +351,16 @@ def one_run(setup: Setup, db: str, thread: str, tally: Tally) -> None:
         mode = "resume"
 
 
+def _set_up(db: str) -> None:
+    """Create the tables before the first child, as a deployed database has them: LangGraph's
+    SqliteStore.setup() migrates in several commits, and a kill between two leaves a database
+    that no later setup() can open ("duplicate column name: ttl_minutes")."""
+    from app.runs.persistence import open_persistence
+
+    with open_persistence(db):
+        pass
+
+
 def postgres_url() -> tuple[str, str]:
     """A fresh schema on the PostgreSQL server, and a URL whose sessions use it."""
     import psycopg
@@ -411,6 +421,7 @@ def kill_loop(
                 db = str(workdir / "runs.sqlite")
             else:
                 schema, db = postgres_url()
+            _set_up(db)
             started = time.perf_counter()
             try:
                 for i in range(n):
