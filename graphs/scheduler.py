@@ -16,21 +16,21 @@ import contextvars
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from pathlib import Path
 from typing import Any
 
 from langchain_core.tools import BaseTool
 from langgraph.runtime import Runtime
 
-from app.context import Context, resolve_context
-from app.models import load_chat_model, tools_for_model
+from app.context import Context
+from app.models import role_model, tools_for_model
 from app.usage import merge_usage
 from graphs import events
 from graphs.budget import Spend, describe
 from graphs.executor import Durability, StepOutcome, crashed, run_step
 from graphs.journal import StepJournal
+from graphs.run_context import run_context
 from graphs.state import BUDGET_EXCEEDED, DONE, FAILED, State, is_done, ready_steps
-from tools import ToolSettings, build_tools
+from graphs.tool_step import is_tool_step, run_tool_step, tools_for_run
 
 # Set by the CLI on Ctrl-C: start no new step; the steps in flight finish and are journaled, the
 # node returns, and the run stops at that checkpoint. Process-wide, like the signal behind it.
@@ -48,13 +48,11 @@ def make_execute(extra_tools: Sequence[BaseTool] = ()) -> Callable[..., dict[str
 
 
 def _execute(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> dict[str, Any]:
-    ctx = resolve_context(runtime.context)
+    ctx = run_context(state, runtime)
     try:
-        model = load_chat_model(ctx.executor_model)
-        extra_names = {t.name for t in extra}
-        builtin = [name for name in ctx.tools if name not in extra_names]
-        tools = build_tools(builtin, _tool_settings(ctx)) + extra
-        tools = tools_for_model(ctx.executor_model, tools)  # a scenario's faults, if scripted
+        model = role_model(ctx, "executor")
+        # A scenario's faults wrap the tools, if the executor model is scripted.
+        tools = tools_for_model(ctx.executor_model, tools_for_run(ctx, extra))
     except Exception as exc:  # configuration trouble ends the run with its reason
         reason = f"executor setup failed: {exc}"
         events.emit(runtime.stream_writer, events.FINISHED, status=FAILED, reason=reason)
@@ -63,8 +61,13 @@ def _execute(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
     batch = _Batch(state, ctx, runtime, journal)
     if hit := batch.spend.exceeded():  # e.g. the planner alone spent the budget
         return _budget_exceeded(runtime, hit, {})
-    batch.run(
-        lambda step, deps: run_step(
+    run_id = state.get("run_id", "")
+
+    def work(step: dict[str, Any], deps: dict[str, dict[str, Any]]) -> StepOutcome:
+        """One step to its outcome: a tool step runs its tool, any other step its model."""
+        if is_tool_step(step):
+            return run_tool_step(step, deps, tools, run_id)
+        return run_step(
             step,
             goal=state.get("goal", ""),
             dependencies=deps,
@@ -72,15 +75,16 @@ def _execute(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
             model_name=ctx.executor_model,
             tools=tools,
             max_tool_calls=ctx.max_tool_calls_per_step,
-            run_id=state.get("run_id", ""),
+            run_id=run_id,
             durability=Durability(
-                turns=journal.turns(step["id"], step.get("attempt", 1)),
+                turns=journal.turns(step, deps),
                 unknown_outcome=ctx.unknown_outcome,
                 spend=batch.spend,
                 deadline_seconds=ctx.step_deadline_seconds,
             ),
         )
-    )
+
+    batch.run(work)
     if batch.budget_hit is not None:
         return _budget_exceeded(runtime, batch.budget_hit, batch.new_results, batch.usage)
     if batch.cut and not batch.new_results:
@@ -121,13 +125,6 @@ def _budget_exceeded(
     }
 
 
-def _tool_settings(ctx: Context) -> ToolSettings:
-    return ToolSettings(
-        workspace=Path(ctx.workspace),
-        sql_database=Path(ctx.sql_database) if ctx.sql_database else None,
-    )
-
-
 class _Batch:
     """The steps one visit to the executor node runs, until the plan stops for the replanner."""
 
@@ -154,14 +151,14 @@ class _Batch:
     def run(self, work: Any) -> None:
         slots = max(1, self.ctx.max_concurrency)
         pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="planexec-step")
-        in_flight: dict[Future[StepOutcome], dict[str, Any]] = {}
+        in_flight: dict[Future[StepOutcome], tuple[dict[str, Any], dict[str, Any]]] = {}
         clean = False
         try:
             self._launch(pool, in_flight, slots, work)
             while in_flight:
                 finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    step = in_flight.pop(future)
+                    step, deps = in_flight.pop(future)
                     try:
                         outcome = future.result()
                     except Exception as exc:
@@ -169,9 +166,7 @@ class _Batch:
                     if outcome.stopped is not None:  # a budget: not finished, nothing to record
                         self.budget_hit, self.stop_new = outcome.stopped, True
                         continue
-                    self.journal.put(
-                        step["id"], step.get("attempt", 1), outcome.result, outcome.usage
-                    )
+                    self.journal.put(step, deps, outcome.result, outcome.usage)
                     self._record(outcome.result, outcome.usage, recovered=False)
                     if outcome.fatal:
                         self.fatal, self.stop_new = outcome.fatal, True
@@ -191,17 +186,17 @@ class _Batch:
         progressed = True
         while progressed and not self.stop_new:
             progressed = False
-            running = {s["id"] for s in in_flight.values()}
+            running = {s["id"] for s, _ in in_flight.values()}
             for step in ready_steps(self.plan, self.results, skip=running):
                 if self.stop_new or len(in_flight) >= slots:
                     return
-                recorded = self.journal.get(step["id"], step.get("attempt", 1))
+                deps = {d: self.results[d] for d in step.get("depends_on", [])}
+                recorded = self.journal.get(step, deps)
                 if recorded is not None:
                     self._record(recorded["result"], recorded["usage"], recovered=True)
                     progressed = True
                     continue
-                deps = {d: self.results[d] for d in step.get("depends_on", [])}
-                turns = self.journal.turns(step["id"], step.get("attempt", 1))
+                turns = self.journal.turns(step, deps)
                 execution = turns.begin()
                 if execution > 1:  # it was in flight when an earlier process stopped
                     events.emit(
@@ -225,7 +220,7 @@ class _Batch:
                 )
                 # Each step runs in a copy of this context so tracing and config follow it.
                 future = pool.submit(contextvars.copy_context().run, work, step, deps)
-                in_flight[future] = step
+                in_flight[future] = (step, deps)
 
     def _record(self, result: dict[str, Any], usage: dict, *, recovered: bool) -> None:
         self.results[result["id"]] = result

@@ -11,6 +11,7 @@ Exit codes (also in README.md):
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import signal
@@ -20,25 +21,38 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import psycopg
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
+from app.cli.bench_command import register as register_bench_command
 from app.cli.serve_command import register as register_serve_command
-from app.cli.view import LiveView, print_outcome, steps_table
-from app.context import Context, restore_context
-from app.models import ModelConfigError
-from app.runs import runner
-from app.runs.demo import DEMO_SCENARIO, DEMO_WORKSPACE, demo_context, prepare_workspace
-from app.runs.persistence import DatabaseURLError, Persistence, open_persistence
-from app.runs.worker import RunBusy, holding_run
-from app.scripted.scenarios import ScenarioError, load_scenario, scenario_path
-from graphs.scheduler import STOP_LAUNCHING
-from graphs.state import BUDGET_EXCEEDED, DONE, REPLAN_LIMIT
+from app.runs.demo import DEMO_SCENARIO, DEMO_WORKSPACE
+
+if TYPE_CHECKING:
+    from app.context import Context
+    from app.runs.persistence import Persistence
+
+# Startup: `planexec --help` must not pay for LangGraph, LangChain and the tools (seconds), so
+# heavy modules are imported where a command uses them, and `runner`, used everywhere, is a lazy
+# module (stdlib importlib.util.LazyLoader): loaded on first attribute access.
+
+
+def _lazy(name: str) -> Any:
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
+
+
+runner = _lazy("app.runs.runner")
 
 EXIT_DONE, EXIT_FAILED, EXIT_LIMIT, EXIT_CONFIG, EXIT_PAUSED, EXIT_INTERRUPTED = 0, 1, 3, 4, 5, 130
 EXIT_BUDGET, EXIT_TERMINATED = 6, 143
@@ -106,6 +120,8 @@ JsonOption = Annotated[
 
 
 def _exit_code(state: dict[str, Any]) -> int:
+    from graphs.state import BUDGET_EXCEEDED, DONE, REPLAN_LIMIT
+
     status = state.get("status")
     if status == DONE:
         return EXIT_DONE
@@ -125,6 +141,10 @@ def _drive(
 
     With `ask`, a run that pauses for plan approval is answered at the terminal and continued.
     """
+    import psycopg
+
+    from app.models import ModelConfigError
+
     try:
         with _ctrl_c_finishes_steps_in_flight():
             state = _stream(persistence, thread_id, as_json, action)
@@ -175,6 +195,8 @@ def _drive(
             "[--edit FILE | --reject REASON]"
         )
     else:
+        from app.cli.view import print_outcome
+
         print_outcome(console, state)
     return _exit_code(state)
 
@@ -201,6 +223,8 @@ def _ctrl_c_finishes_steps_in_flight() -> Iterator[None]:
     watcher thread reads the signal from the wakeup fd the C-level handler writes to at once,
     and stops new steps from there; the main thread's handler only ends the run.
     """
+    from graphs.scheduler import STOP_LAUNCHING
+
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
@@ -245,6 +269,8 @@ def _ctrl_c_finishes_steps_in_flight() -> Iterator[None]:
 def _stream(persistence: Persistence, thread_id: str, as_json: bool, action: Any) -> dict:
     if as_json:
         return action(lambda e: print(json.dumps(e, default=str), flush=True))
+    from app.cli.view import LiveView
+
     plan, results = _current_plan(persistence, thread_id)
     console.print(f"run [bold]{thread_id}[/bold] · db {persistence.shown}")
     with LiveView(console, plan, results) as view:
@@ -285,6 +311,8 @@ def _ask_approval(request: dict[str, Any]) -> dict[str, Any]:
 
 def load_steps_file(path: Path) -> list[dict[str, Any]]:
     """Steps for an edit: a JSON/YAML list of {id, description, depends_on}, or {steps: [...]}."""
+    import yaml
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML is a superset of JSON
     except (OSError, yaml.YAMLError) as exc:
@@ -308,6 +336,11 @@ def _current_plan(persistence: Persistence, thread_id: str) -> tuple[list, dict]
 
 def _guarded(fn: Any) -> int:
     """Turn the errors a user can cause into a message and exit code 4, never a traceback."""
+    from app.models import ModelConfigError
+    from app.runs.persistence import DatabaseURLError
+    from app.runs.worker import RunBusy
+    from app.scripted.scenarios import ScenarioError
+
     try:
         return fn()
     except (
@@ -384,6 +417,10 @@ def run(
         raise typer.Exit(EXIT_CONFIG)
 
     def go() -> int:
+        from app.context import Context
+        from app.runs.demo import prepare_workspace
+        from app.scripted.scenarios import load_scenario
+
         if scenario:
             spec = f"scripted:{scenario}"
             for role in ("planner_model", "executor_model", "replanner_model"):
@@ -413,6 +450,9 @@ def demo(
     """Play the bundled scenario offline: a revenue report over a small shop database."""
 
     def go() -> int:
+        from app.runs.demo import demo_context
+        from app.scripted.scenarios import load_scenario
+
         extra = {"max_concurrency": max_concurrency} if max_concurrency else {}
         ctx = demo_context(workspace.resolve(), **extra)
         return _start(load_scenario(DEMO_SCENARIO).goal, ctx, thread, db, as_json)
@@ -430,6 +470,9 @@ def _start(
 ) -> int:
     """Start a new run (or only record it, for a worker); with Context.approve_plan and a
     terminal, ask for approval there."""
+    from app.runs.persistence import open_persistence
+    from app.runs.worker import holding_run
+
     thread_id = thread or runner.new_thread_id()
     ctx = _absolute_paths(ctx)
     runner.check_models(ctx)
@@ -454,6 +497,8 @@ def _start(
 def _absolute_paths(ctx: Context) -> Context:
     """`ctx` with its workspace, SQL database and scenario files as absolute paths from here: a
     worker, or `resume` in another directory, must use the same files."""
+    from app.scripted.scenarios import scenario_path
+
     changes = {"workspace": str(Path(ctx.workspace).expanduser().resolve())}
     if ctx.sql_database:
         changes["sql_database"] = str(Path(ctx.sql_database).expanduser().resolve())
@@ -483,6 +528,10 @@ def resume(
     budgets = _budgets(max_tokens, max_cost, max_seconds, max_tool_calls, step_deadline)
 
     def go() -> int:
+        from app.context import restore_context
+        from app.runs.persistence import open_persistence
+        from app.runs.worker import holding_run
+
         with open_persistence(db) as persistence, holding_run(persistence, thread_id):
             ctx = restore_context(runner.run_record(persistence, thread_id)["context"])
             runner.check_models(dataclasses.replace(ctx, **budgets))
@@ -521,6 +570,9 @@ def approve_cmd(
             answer = {"action": "reject", "reason": reject}
         elif edit:
             answer = {"action": "edit", "steps": load_steps_file(edit)}
+        from app.runs.persistence import open_persistence
+        from app.runs.worker import holding_run
+
         with open_persistence(db) as persistence, holding_run(persistence, thread_id):
             status = runner.run_state(persistence, thread_id)["status"]
             if status != runner.PAUSED:
@@ -546,6 +598,7 @@ def worker(
 ) -> None:
     """Take queued and interrupted runs from the database and finish them; run several of
     these against one PostgreSQL database to share the work."""
+    from app.runs.persistence import open_persistence
     from app.runs.worker import work
 
     def go() -> int:
@@ -578,6 +631,7 @@ def worker(
 @app.command("runs")
 def list_runs(db: DbOption = None, as_json: JsonOption = False) -> None:
     """List the runs in the database, newest first."""
+    from app.runs.persistence import open_persistence
 
     def go() -> int:
         with open_persistence(db) as persistence:
@@ -597,6 +651,8 @@ def list_runs(db: DbOption = None, as_json: JsonOption = False) -> None:
 
 
 def _run_summary(state: dict[str, Any]) -> dict[str, Any]:
+    from graphs.state import DONE
+
     results = state.get("results", {})
     plan = state.get("plan", [])
     done = sum(results.get(s["id"], {}).get("status") == DONE for s in plan)
@@ -616,6 +672,8 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """A run's goal, status, plan with each step's result and attempts, and usage per role."""
+    from app.cli.view import print_outcome, steps_table
+    from app.runs.persistence import open_persistence
 
     def go() -> int:
         with open_persistence(db) as persistence:
@@ -640,6 +698,7 @@ def scenario_schema() -> None:
 
 
 register_serve_command(app)  # planexec serve-scenario: app/serve_command.py
+register_bench_command(app)  # planexec bench: app/cli/bench_command.py
 
 
 def main() -> None:

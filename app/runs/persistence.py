@@ -19,11 +19,13 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
+
+if TYPE_CHECKING:  # compiled on first use: `runs` and `show` do without it
+    from langgraph.graph.state import CompiledStateGraph
 
 DEFAULT_DB = ".planexec/planexec.sqlite"
 

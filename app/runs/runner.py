@@ -11,18 +11,21 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
-from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command
-
-from app.context import Context, restore_context
 from app.models import ModelConfigError, check_model
 from app.pricing import price_known
 from app.runs.persistence import Persistence
 from graphs.budget import BUDGET_FIELDS
 from graphs.journal import StepJournal
-from graphs.state import BUDGET_EXCEEDED, DONE, FAILED, REJECTED, REPLAN_LIMIT, RUNNING
+from graphs.state import BUDGET_EXCEEDED, DONE, FAILED, REJECTED, REPLAN_LIMIT, RUNNING, State
+
+if TYPE_CHECKING:  # imported where a run starts: `runs` and `show` need neither
+    from langgraph.graph.state import CompiledStateGraph
+    from langgraph.types import Command
+
+    from app.context import Context
 
 RUNS_NAMESPACE = ("planexec", "runs")
 EventHandler = Callable[[dict[str, Any]], None]
@@ -116,7 +119,7 @@ def resume_run(
     the step in flight replays its journaled turns. `budgets` (Context budget fields) replace
     the recorded ones, so a run that ended `budget_exceeded` can go on with a raised budget."""
     record = run_record(persistence, thread_id)
-    ctx = restore_context(record["context"])
+    ctx = _restored(record["context"])
     if budgets:
         ctx = _with_budgets(persistence, thread_id, record, ctx, budgets)
     check_models(ctx)
@@ -127,7 +130,9 @@ def resume_run(
     if snapshot.values.get("status") == BUDGET_EXCEEDED and budgets:
         # Back to the executor; if the budget is still reached it ends the run again at once.
         graph.update_state(
-            _config(thread_id), {"status": RUNNING, "reason": ""}, as_node="executor"
+            _config(thread_id),
+            {"status": RUNNING, "reason": "", "context": asdict(ctx)},  # nodes read it there
+            as_node="executor",
         )
         return _drive(graph, None, thread_id, ctx, on_event)
     # Finished is a status, not an empty `next`: a node that completed just before the process
@@ -166,12 +171,14 @@ def answer_approval(
 ) -> dict[str, Any]:
     """Resume a paused run with a person's answer: approve, edit (steps) or reject (reason)."""
     record = run_record(persistence, thread_id)
-    ctx = restore_context(record["context"])
+    ctx = _restored(record["context"])
     if answer.get("action") != "reject":  # rejecting runs nothing; anything else runs models,
         check_models(ctx)  # and a run continued without its keys would fail for good
     graph = persistence.graph
     if not graph.get_state(_config(thread_id)).interrupts:
         raise ValueError(f"run {thread_id!r} is not waiting for approval")
+    from langgraph.types import Command
+
     return _drive(graph, Command(resume=answer), thread_id, ctx, on_event)
 
 
@@ -233,8 +240,7 @@ def run_state(persistence: Persistence, thread_id: str) -> dict[str, Any]:
     they are shown (and `resume` will take them, not rerun them).
     """
     record = run_record(persistence, thread_id)
-    graph = persistence.graph
-    snapshot = graph.get_state(_config(thread_id))
+    snapshot = _snapshot(persistence, thread_id)
     state = _with_pause(snapshot)
     state.setdefault("goal", record["goal"])
     state["thread_id"] = thread_id
@@ -242,7 +248,11 @@ def run_state(persistence: Persistence, thread_id: str) -> dict[str, Any]:
     state["context"] = record.get("context", {})
     results = dict(state.get("results", {}))
     for step_id, result in (
-        StepJournal(persistence.store, thread_id, state.get("run_id", "")).all().items()
+        StepJournal.for_pending_task(
+            persistence.store, thread_id, state.get("run_id", ""), snapshot.tasks
+        )
+        .all()
+        .items()
     ):
         if result["attempts"] > results.get(step_id, {}).get("attempts", 0):
             results[step_id] = {**result, "journaled": True}
@@ -253,6 +263,29 @@ def run_state(persistence: Persistence, thread_id: str) -> dict[str, Any]:
         state["status"] = "interrupted"  # or running right now in another process
     state.setdefault("status", RUNNING)
     return state
+
+
+def _restored(values: dict[str, Any]) -> Context:
+    from app.context import restore_context  # imports every tool: only when a run goes on
+
+    return restore_context(values)
+
+
+def _snapshot(persistence: Persistence, thread_id: str) -> Any:
+    """The run's latest state (`.values`, `.interrupts`, `.tasks`). A run that has ended is read
+    from the checkpointer alone: nothing is pending, so `runs` and `show` need not compile the
+    graph, whose imports (LangChain, every tool) were most of their startup time. Any other run
+    (interrupted, paused, running) is read through the graph, which knows its pending tasks and
+    open interrupts."""
+    config = _config(thread_id)
+    saved = persistence.checkpointer.get_tuple(config)
+    if saved is None:
+        return SimpleNamespace(values={}, interrupts=(), tasks=())
+    channels = saved.checkpoint.get("channel_values", {})
+    if channels.get("status") not in FINAL or saved.pending_writes:
+        return persistence.graph.get_state(config)
+    values = {k: v for k, v in channels.items() if k in State.__annotations__}
+    return SimpleNamespace(values=values, interrupts=(), tasks=())
 
 
 def run_records(persistence: Persistence) -> list[tuple[str, dict[str, Any]]]:

@@ -70,7 +70,7 @@ def replanner_messages(review: int) -> list[dict[str, Any]]:
         max_replans=5,
     )
     return [
-        {"role": "system", "content": render("replanner", max_steps=12)},
+        {"role": "system", "content": render("replanner", max_steps=12, tools="sql_query")},
         {"role": "user", "content": task},
     ]
 
