@@ -81,7 +81,7 @@ STEP = {"id": "pay", "description": "Pay the invoice.", "depends_on": [], "attem
 
 
 def execute(model: TurnModel, card: Card, journal: StepJournal, **durability: Any):
-    turns = journal.turns("pay", 1)
+    turns = journal.turns(STEP, {})
     turns.begin()
     return run_step(
         STEP,
