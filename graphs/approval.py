@@ -75,6 +75,12 @@ def _approve(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
                     status=REJECTED,
                     reason=update.get("reason", ""),
                 )
+            elif outcome.update and "plan" in outcome.update:  # an edit: views show the new plan
+                events.emit(
+                    runtime.stream_writer,
+                    events.PLAN_EDITED,
+                    steps=remaining_steps(outcome.update["plan"], results),
+                )
             return outcome
 
 

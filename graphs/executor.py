@@ -222,7 +222,9 @@ class _StepRun:
             return ToolMessage(
                 content=flag_surprise.func(self.surprise), tool_call_id=call_id, name=name
             )
+        # Times let a report draw each tool call, and the model turns between them.
         record: dict[str, Any] = {"name": name, "args": args, "ok": False}
+        record["started_at"] = time.time()
         self.calls.append(record)
         index = len(self.calls) - 1
         if len(self.calls) > max_tool_calls:
@@ -271,6 +273,7 @@ class _StepRun:
         self, record: dict[str, Any], name: str, args: dict, answer: ToolMessage, error: str
     ) -> ToolMessage:
         """Account for a tool's answer (made now or replayed from the journal)."""
+        record["finished_at"] = time.time()
         if error:
             self.error = error
             record["output"] = str(answer.content)[:OUTPUT_PREVIEW_CHARS]

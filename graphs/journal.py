@@ -181,3 +181,10 @@ class StepTurns:
         self.records[key] = value
         if self._store is not None:
             self._store.put(self._namespace, key, value, index=False)
+def run_records(store: BaseStore | None, thread_id: str, run_id: str) -> list[dict[str, Any]]:
+    """Every journaled record ({"result", "usage"}) of a run, across all its node executions
+    and attempts (for the run report, which draws each attempt)."""
+    if store is None:
+        return []
+    prefix = ("planexec", "steps", str(thread_id), run_id or "-")
+    return [dict(item.value) for item in store.search(prefix, limit=100_000)]

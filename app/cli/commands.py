@@ -29,6 +29,7 @@ from rich.table import Table
 
 from app.cli.bench_command import register as register_bench_command
 from app.cli.serve_command import register as register_serve_command
+from app.cli.text import labelled, plain
 from app.runs.demo import DEMO_SCENARIO, DEMO_WORKSPACE
 
 if TYPE_CHECKING:
@@ -74,7 +75,12 @@ err_console = Console(stderr=True)
 
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", help="memory://, a SQLite path, or postgresql://… [env: PLANEXEC_DB]"),
+    typer.Option(
+        "--db",
+        # The backslash keeps rich (typer's help renderer) from reading [env: ...] as markup.
+        help="memory://, a SQLite path, sqlite:///rel/path, sqlite:////abs/path or "
+        "postgresql://… \\[env: PLANEXEC_DB]",
+    ),
 ]
 ThreadOption = Annotated[str | None, typer.Option("--thread", help="Thread id for this run.")]
 # Run budgets (graphs/budget.py): on `run`, and on `resume` to raise them.
@@ -114,6 +120,10 @@ def _budgets(
     return {k: v for k, v in given.items() if v is not None}
 
 
+ReportOutputOption = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="The HTML file to write (default: ./<thread id>.html)."),
+]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print events and the result as JSON lines, no live view.")
 ]
@@ -153,8 +163,10 @@ def _drive(
                 answer = _ask_approval(state["approval_request"])
             except (typer.Abort, EOFError, KeyboardInterrupt):  # Ctrl-C or no input at the prompt
                 err_console.print(
-                    f"\nstill paused. Answer with: planexec approve {thread_id} "
-                    "[--edit FILE | --reject REASON]"
+                    plain(
+                        f"\nstill paused. Answer with: planexec approve {thread_id} "
+                        "[--edit FILE | --reject REASON]"
+                    )
                 )
                 return EXIT_PAUSED
 
@@ -165,21 +177,26 @@ def _drive(
                 state = _stream(persistence, thread_id, as_json, answered)
     except (sqlite3.Error, psycopg.Error) as exc:
         err_console.print(
-            f"[red]database error during the run:[/red] {exc}\nThe last checkpoint is kept; "
-            f"continue with: planexec resume {thread_id}"
+            labelled(
+                "database error during the run:",
+                f"{exc}\nThe last checkpoint is kept; continue with: planexec resume {thread_id}",
+            )
         )
         return EXIT_FAILED
     except (runner.RunNotFound, runner.RunPaused, ModelConfigError):
         raise  # nothing ran: reported by _guarded with exit code 4
     except Exception as exc:  # a bug or an unexpected error mid-run: say so, keep the run
         err_console.print(
-            f"[red]the run stopped on an unexpected error:[/red] {type(exc).__name__}: {exc}\n"
-            f"The last checkpoint is kept; continue with: planexec resume {thread_id}"
+            labelled(
+                "the run stopped on an unexpected error:",
+                f"{type(exc).__name__}: {exc}\n"
+                f"The last checkpoint is kept; continue with: planexec resume {thread_id}",
+            )
         )
         return EXIT_FAILED
     except KeyboardInterrupt:
         word = "terminated" if _stop_code() == EXIT_TERMINATED else "interrupted"
-        err_console.print(f"{word}. Continue with: planexec resume {thread_id}")
+        err_console.print(plain(f"{word}. Continue with: planexec resume {thread_id}"))
         sys.stdout.flush()
         # Nothing is left to wait for: the steps in flight finished and were journaled.
         os._exit(_stop_code())
@@ -191,8 +208,10 @@ def _drive(
     elif state.get("status") == runner.PAUSED:
         _show_approval_request(state["approval_request"])
         console.print(
-            f"paused for approval. Answer with: planexec approve {thread_id} "
-            "[--edit FILE | --reject REASON]"
+            plain(
+                f"paused for approval. Answer with: planexec approve {thread_id} "
+                "[--edit FILE | --reject REASON]"
+            )
         )
     else:
         from app.cli.view import print_outcome
@@ -269,11 +288,11 @@ def _ctrl_c_finishes_steps_in_flight() -> Iterator[None]:
 def _stream(persistence: Persistence, thread_id: str, as_json: bool, action: Any) -> dict:
     if as_json:
         return action(lambda e: print(json.dumps(e, default=str), flush=True))
-    from app.cli.view import LiveView
+    from app.cli.view import make_view, run_header
 
     plan, results = _current_plan(persistence, thread_id)
-    console.print(f"run [bold]{thread_id}[/bold] · db {persistence.shown}")
-    with LiveView(console, plan, results) as view:
+    console.print(run_header(thread_id, db=persistence.shown))
+    with make_view(console, plan, results) as view:  # a live table, or lines when piped
         return action(view.handle)
 
 
@@ -282,12 +301,16 @@ def _show_approval_request(request: dict[str, Any]) -> None:
     for column in ("step", "description", "after"):
         table.add_column(column)
     for step in request.get("steps", []):
-        table.add_row(step["id"], step["description"], ", ".join(step.get("depends_on", [])))
+        table.add_row(
+            plain(step["id"]),
+            plain(step["description"]),
+            plain(", ".join(step.get("depends_on", []))),
+        )
     console.print(table)
     if request.get("completed"):
-        console.print(f"completed steps (kept): {', '.join(request['completed'])}")
+        console.print(plain(f"completed steps (kept): {', '.join(request['completed'])}"))
     if request.get("error"):
-        console.print(f"[red]{request['error']}[/red]")
+        console.print(plain(request["error"], style="red"))
 
 
 def _ask_approval(request: dict[str, Any]) -> dict[str, Any]:
@@ -304,7 +327,7 @@ def _ask_approval(request: dict[str, Any]) -> dict[str, Any]:
             try:
                 return {"action": "edit", "steps": load_steps_file(Path(path))}
             except ValueError as exc:
-                err_console.print(f"[red]{exc}[/red]")
+                err_console.print(plain(exc, style="red"))
                 continue
         err_console.print("answer approve, edit or reject")
 
@@ -352,7 +375,7 @@ def _guarded(fn: Any) -> int:
         ScenarioError,
         ValueError,
     ) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(labelled("error:", exc), soft_wrap=True)  # one line, however long
         return EXIT_CONFIG
 
 
@@ -428,7 +451,10 @@ def run(
             overrides["tools"] = overrides["tools"] or list(load_scenario(scenario).tools) or None
             if scenario == DEMO_SCENARIO and not sql_database:
                 # The demo's script queries the demo database: give it one, as `demo` does.
+                from app.cli.checks import check_workspace
+
                 demo_ws = Path(workspace or DEMO_WORKSPACE).resolve()
+                check_workspace(demo_ws)
                 overrides["workspace"] = str(demo_ws)
                 overrides["sql_database"] = str(prepare_workspace(demo_ws))
         ctx = Context.of(**{k: v for k, v in overrides.items() if v is not None})
@@ -450,10 +476,12 @@ def demo(
     """Play the bundled scenario offline: a revenue report over a small shop database."""
 
     def go() -> int:
+        from app.cli.checks import check_workspace
         from app.runs.demo import demo_context
         from app.scripted.scenarios import load_scenario
 
         extra = {"max_concurrency": max_concurrency} if max_concurrency else {}
+        check_workspace(workspace)
         ctx = demo_context(workspace.resolve(), **extra)
         return _start(load_scenario(DEMO_SCENARIO).goal, ctx, thread, db, as_json)
 
@@ -470,11 +498,13 @@ def _start(
 ) -> int:
     """Start a new run (or only record it, for a worker); with Context.approve_plan and a
     terminal, ask for approval there."""
+    from app.cli.checks import check_input
     from app.runs.persistence import open_persistence
     from app.runs.worker import holding_run
 
     thread_id = thread or runner.new_thread_id()
     ctx = _absolute_paths(ctx)
+    check_input(goal, ctx, thread_id)  # exit 4 before the database or a model is touched
     runner.check_models(ctx)
     with open_persistence(db) as persistence:
         if queue:
@@ -606,13 +636,13 @@ def worker(
             if as_json:
                 print(json.dumps({"thread_id": thread_id, **event}, default=str), flush=True)
             elif event.get("event") in ("plan", "finished"):
-                console.print(f"{thread_id}: {event['event']} {event.get('status', '')}")
+                console.print(plain(f"{thread_id}: {event['event']} {event.get('status', '')}"))
             elif event.get("event") == "run_error":
-                err_console.print(f"[red]{thread_id}: cannot run it:[/red] {event['error']}")
+                err_console.print(labelled(f"{thread_id}: cannot run it:", event["error"]))
 
         with open_persistence(db) as persistence:
             if not as_json:
-                console.print(f"worker {os.getpid()} on {persistence.shown}")
+                console.print(plain(f"worker {os.getpid()} on {persistence.shown}"))
             try:
                 with _ctrl_c_finishes_steps_in_flight():
                     done = work(
@@ -631,20 +661,23 @@ def worker(
 @app.command("runs")
 def list_runs(db: DbOption = None, as_json: JsonOption = False) -> None:
     """List the runs in the database, newest first."""
-    from app.runs.persistence import open_persistence
+    from app.cli.view import runs_table
+    from app.runs.persistence import NoDatabase, open_persistence
 
     def go() -> int:
-        with open_persistence(db) as persistence:
-            runs = runner.list_runs(persistence)
+        try:
+            with open_persistence(db, create=False) as persistence:
+                runs = runner.list_runs(persistence)
+        except NoDatabase as exc:  # nothing to list is not an error; and nothing is created
+            if as_json:
+                print("[]")
+            else:
+                console.print(plain(exc))
+            return EXIT_DONE
         if as_json:
             print(json.dumps([_run_summary(r) for r in runs], default=str, indent=2))
             return 0
-        table = Table(title=f"runs ({len(runs)})")
-        for column in ("thread", "status", "steps done", "replans", "goal"):
-            table.add_column(column)
-        for r in map(_run_summary, runs):
-            table.add_row(r["thread_id"], r["status"], r["steps"], str(r["replans"]), r["goal"])
-        console.print(table)
+        console.print(runs_table([_run_summary(r) for r in runs]))
         return 0
 
     raise typer.Exit(_guarded(go))
@@ -670,23 +703,67 @@ def show(
     thread_id: Annotated[str, typer.Argument(help="The run's thread id.")],
     db: DbOption = None,
     as_json: JsonOption = False,
+    html: Annotated[
+        bool, typer.Option("--html", help="Write the run's HTML report instead (see `report`).")
+    ] = False,
+    output: ReportOutputOption = None,
 ) -> None:
     """A run's goal, status, plan with each step's result and attempts, and usage per role."""
-    from app.cli.view import print_outcome, steps_table
-    from app.runs.persistence import open_persistence
+    from app.cli.view import print_outcome, run_header, steps_table
 
     def go() -> int:
-        with open_persistence(db) as persistence:
-            state = runner.run_state(persistence, thread_id)
+        if html or output:
+            return _report(db, thread_id, output)
+        state = _stored_state(db, thread_id)
         if as_json:
+            from app.usage import with_cache_hit_rates
+
+            state["usage"] = with_cache_hit_rates(state.get("usage"))
             print(json.dumps(state, default=str, indent=2))
             return 0
-        console.print(f"[bold]{thread_id}[/bold]  goal: {state.get('goal', '')}")
+        console.print(run_header(thread_id, goal=state.get("goal", "")))
         console.print(steps_table(state))
         print_outcome(console, state)
         return 0
 
     raise typer.Exit(_guarded(go))
+
+
+@app.command()
+def report(
+    thread_id: Annotated[str, typer.Argument(help="The run's thread id.")],
+    db: DbOption = None,
+    output: ReportOutputOption = None,
+) -> None:
+    """Write a run's report as one self-contained HTML file: the plan as a graph, a timeline of
+    every step and model call, each replan with its reason, tokens and cost."""
+    raise typer.Exit(_guarded(lambda: _report(db, thread_id, output)))
+
+
+def _report(db: str | None, thread_id: str, output: Path | None) -> int:
+    from app.cli.report import write_report  # only this command needs it
+
+    with _existing_database(db, thread_id) as persistence:
+        path = write_report(persistence, thread_id, output)
+    console.print(plain(f"wrote {path}"))
+    return EXIT_DONE
+
+
+@contextmanager
+def _existing_database(db: str | None, thread_id: str) -> Iterator[Persistence]:
+    """The database holding run `thread_id`, never created here (a missing one: exit 4)."""
+    from app.runs.persistence import NoDatabase, open_persistence
+
+    try:
+        with open_persistence(db, create=False) as persistence:
+            yield persistence
+    except NoDatabase as exc:
+        raise runner.RunNotFound(f"no run with thread id {thread_id!r}: {exc}") from exc
+
+
+def _stored_state(db: str | None, thread_id: str) -> dict[str, Any]:
+    with _existing_database(db, thread_id) as persistence:
+        return runner.run_state(persistence, thread_id)
 
 
 @app.command("scenario-schema")

@@ -92,6 +92,7 @@ def test_usage_of_call_prices_by_the_model_that_answered() -> None:
         "executor": {
             "calls": 1,
             "input_tokens": 1000,
+            "cached_input_tokens": 0,
             "output_tokens": 200,
             "cost_usd": pytest.approx((1000 * 0.15 + 200 * 0.60) / 1e6),
             "model": "gpt-4o-mini-2024-07-18",
@@ -162,10 +163,17 @@ def test_total_usage_sums_all_roles() -> None:
     assert total_usage(usage) == {
         "calls": 2,
         "input_tokens": 1100,
+        "cached_input_tokens": 0,
         "output_tokens": 110,
         "cost_usd": pytest.approx(cost_usd("gpt-4o", 100, 10) + cost_usd("gpt-4o-mini", 1000, 100)),
     }
-    assert total_usage({}) == {"calls": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+    assert total_usage({}) == {
+        "calls": 0,
+        "input_tokens": 0,
+        "cached_input_tokens": 0,
+        "output_tokens": 0,
+        "cost_usd": 0.0,
+    }
 
 
 # a whole run -----------------------------------------------------------------------------------
