@@ -91,6 +91,40 @@ class Context:
         },
     )
 
+    # --- Exactly-once and budgets (issue 8; graphs/executor.py, graphs/budget.py) ---
+    unknown_outcome: str = field(
+        default="repeat",
+        metadata={
+            "description": "A tool call started before a crash with no recorded result: "
+            "'repeat' it with the same idempotency key, or 'surprise': do not repeat it, fail "
+            "the step with 'outcome unknown' for the replanner."
+        },
+    )
+    max_total_tokens: int = field(
+        default=0, metadata={"description": "Run budget: input+output tokens; 0 = no limit."}
+    )
+    max_cost_usd: float = field(
+        default=0.0,
+        metadata={
+            "description": "Run budget in USD (genai-prices); 0 = no limit. Models with no "
+            "known price are refused when it is set."
+        },
+    )
+    max_wall_seconds: float = field(
+        default=0.0,
+        metadata={"description": "Run budget: seconds since the run started; 0 = no limit."},
+    )
+    max_total_tool_calls: int = field(
+        default=0, metadata={"description": "Run budget: tool calls of all steps; 0 = no limit."}
+    )
+    step_deadline_seconds: float = field(
+        default=0.0,
+        metadata={
+            "description": "A step still working after this many seconds fails (checked between "
+            "its model turns and tool calls); 0 = no deadline."
+        },
+    )
+
     @classmethod
     def of(cls, **explicit: Any) -> Context:
         """`explicit` values exactly as given, the environment filling only the rest.

@@ -1,43 +1,67 @@
-"""One price table for every cost figure planexec reports.
+"""One price source for every cost figure planexec reports: pydantic's `genai-prices` package.
 
-Prices are USD per million tokens (input, output), list prices for standard (non-batch,
-non-cached) API use, from OpenAI's public API pricing page as they stood in mid-June 2025 (o3
-after its 2025-06-10 price cut). Not re-checked since: update the table and the date together. A
-model that is not here has cost None, never 0: an unknown price must not look free.
+genai-prices is a maintained price database (every major provider, dated price changes, model
+name variants such as dated snapshots) shipped as data inside the package, so pricing needs no
+network. A model it does not know has cost None, never 0: an unknown price must not look free.
+Scripted models are priced as the model each role stands for (the scenario's `stands_for`); the
+scripted chat model reports that name as the reply's `model_name`, which is what gets priced.
+
+genai-prices takes ~190 ms to import, so it is imported on the first price asked for.
 """
 
 from __future__ import annotations
 
-PRICES_AS_OF = "2025-06-15"
-PRICES_SOURCE = "OpenAI API pricing page (standard tier, per 1M tokens)"
+from functools import lru_cache
+from importlib.metadata import version
 
-# model name -> (input USD per 1M tokens, output USD per 1M tokens)
-PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4.1": (2.00, 8.00),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "gpt-4.1-nano": (0.10, 0.40),
-    "o3": (2.00, 8.00),
-    "o4-mini": (1.10, 4.40),
+PRICES_AS_OF = f"genai-prices {version('genai-prices')}"
+PRICES_SOURCE = "pydantic genai-prices (bundled price data)"
+
+# LangChain provider names (init_chat_model's) -> genai-prices provider ids, where they differ.
+_PROVIDERS = {
+    "google_genai": "google",
+    "google_vertexai": "google",
+    "google_anthropic_vertex": "anthropic",
+    "mistralai": "mistral",
+    "bedrock": "aws",
+    "bedrock_converse": "aws",
+    "azure_openai": "azure",
+    "xai": "x-ai",
+    "together": "together",
+    "fireworks": "fireworks",
 }
 
 
-def price_key(model: str) -> str:
-    """Table key for 'openai:gpt-4o', 'gpt-4o' or a dated snapshot like 'gpt-4o-2024-08-06'."""
-    name = model.split(":", 1)[1] if ":" in model else model
-    if name in PRICES_PER_MTOK:
-        return name
-    # Dated snapshots share their family's price; try the longest family name that prefixes it.
-    for family in sorted(PRICES_PER_MTOK, key=len, reverse=True):
-        if name.startswith(family + "-20"):
-            return family
-    return name
+def split_model(model: str) -> tuple[str | None, str]:
+    """('openai', 'gpt-4o') for 'openai:gpt-4o'; (None, 'gpt-4o') for a bare name."""
+    provider, sep, name = model.partition(":")
+    if not sep:
+        return None, model
+    return _PROVIDERS.get(provider, provider), name
 
 
 def cost_usd(model: str, input_tokens: int, output_tokens: int) -> float | None:
     """What a call cost, or None when the model's price is unknown."""
-    price = PRICES_PER_MTOK.get(price_key(model))
-    if price is None:
+    provider, name = split_model(model)
+    if not _known(provider, name):
         return None
-    return (input_tokens * price[0] + output_tokens * price[1]) / 1_000_000
+    from genai_prices import Usage, calc_price
+
+    usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+    return float(calc_price(usage, model_ref=name, provider_id=provider).total_price)
+
+
+def price_known(model: str) -> bool:
+    """Whether `model` ('provider:model' or a bare name) has a price."""
+    return _known(*split_model(model))
+
+
+@lru_cache(maxsize=256)
+def _known(provider: str | None, name: str) -> bool:
+    from genai_prices import Usage, calc_price
+
+    try:
+        calc_price(Usage(input_tokens=1), model_ref=name, provider_id=provider)
+    except LookupError:
+        return False
+    return True

@@ -4,22 +4,45 @@ The executor sees the goal, its step and the results of the steps it depends on,
 It cannot change the plan: it returns a result, a status, the tool calls it made, and maybe a
 surprise for the replanner. A tool that raises, a quota error, or the tool-call cap fails the step
 (the replanner decides what next); only a FatalModelError (e.g. a scenario bug) stops the run.
+
+Durability (docs/exactly-once.md): with a turn journal (graphs/journal.StepTurns), each model
+reply and each tool answer is written the moment it exists, and a tool call gets a "started"
+record before it is sent. A step run again after a crash replays what the journal holds and goes
+on from the first turn with no record; the only call that can be sent twice is one that was
+started with no answer, and it goes out with the same idempotency key (or, with
+Context.unknown_outcome="surprise", not at all). Budgets (graphs/budget.Spend) are checked before
+each model turn and tool call: a budget reached stops the step unfinished, its turns kept.
+
+One turn loop, async (`arun_step`): store reads and writes go to a worker thread, since a sync
+store call on the server's event loop would block every step beside it; `run_step` is its sync
+face for callers outside the graph.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    message_to_dict,
+    messages_from_dict,
+)
 from langchain_core.tools import BaseTool, tool
 
 from app.models import FatalModelError, describe_model_error
 from app.usage import merge_usage, usage_of_call
 from graphs.aio import run_sync
+from graphs.budget import Spend
+from graphs.journal import StepTurns
 from graphs.state import DONE, FAILED
 from graphs.structured import call_config
 from prompts import render
@@ -40,11 +63,29 @@ def flag_surprise(reason: str) -> str:
 
 @dataclass
 class StepOutcome:
-    """A finished step: its result for the state, its usage, and a fatal error if any."""
+    """A finished step: its result for the state, its usage, and a fatal error if any.
+
+    `stopped` (a budget hit, see graphs/budget.py) means the step did not finish: `result` is
+    empty, nothing is journaled as finished, and its turns wait in the turn journal for a resume.
+    """
 
     result: dict[str, Any]
     usage: dict[str, dict[str, Any]] = field(default_factory=dict)
     fatal: str = ""
+    stopped: dict[str, Any] | None = None
+
+
+REPEAT, SURPRISE = "repeat", "surprise"  # Context.unknown_outcome
+
+
+@dataclass
+class Durability:
+    """What makes a step durable and bounded; all optional (a bare `run_step` has none)."""
+
+    turns: StepTurns | None = None
+    unknown_outcome: str = REPEAT
+    spend: Spend | None = None
+    deadline_seconds: float = 0
 
 
 def run_step(
@@ -57,6 +98,7 @@ def run_step(
     tools: list[BaseTool],
     max_tool_calls: int,
     run_id: str = "",
+    durability: Durability | None = None,
 ) -> StepOutcome:
     """Run `step` to a result. Never raises for model or tool trouble: it becomes the result.
     The sync face of `arun_step` (one turn loop for both)."""
@@ -70,6 +112,7 @@ def run_step(
             tools=tools,
             max_tool_calls=max_tool_calls,
             run_id=run_id,
+            durability=durability,
         )
     )
 
@@ -92,6 +135,7 @@ async def arun_step(
     tools: list[BaseTool],
     max_tool_calls: int,
     run_id: str = "",
+    durability: Durability | None = None,
 ) -> StepOutcome:
     """Run `step` to a result (the scheduler's entry). Model turns are awaited, so cancelling
     the task stops the step at once; async-only tools (MCP) run natively, sync tools in a
@@ -99,26 +143,45 @@ async def arun_step(
     identity = StepIdentity(run_id, step["id"], step.get("attempt", 1))
     with running_step(identity):
         tools = step_tools(step, tools)  # only these are offered to the model, or callable
-        run = _StepRun(step, tools, run_id)
+        run = _StepRun(step, tools, run_id, durability)
         messages = _step_messages(step, goal, dependencies, max_tool_calls)
         bound = model.bind_tools([*tools, flag_surprise])
         config = call_config("executor", step=step["id"], attempt=step.get("attempt", 1))
         usage: dict[str, dict[str, Any]] = {}
         # Each turn either ends the step or makes at least one tool call, so this bound is
         # enough; the +2 leaves room for a flag_surprise turn and the final reply.
-        for _ in range(max_tool_calls + 2):
-            try:
-                reply: AIMessage = await bound.ainvoke(messages, config=config)
-            except FatalModelError as exc:
-                return StepOutcome(run.finish(FAILED, error=str(exc)), usage, fatal=str(exc))
-            except Exception as exc:  # provider trouble is a result the replanner can act on
-                return StepOutcome(run.finish(FAILED, error=_describe_model_error(exc)), usage)
-            usage = merge_usage(usage, usage_of_call("executor", reply, model_name))
+        for turn in range(max_tool_calls + 2):
+            journaled = run.turns.model_reply(turn) if run.turns else None
+            if journaled is not None:  # paid for before a crash: replay it, do not ask again
+                reply = messages_from_dict([journaled["message"]])[0]
+                turn_usage = journaled["usage"]
+                if run.spend:
+                    run.spend.add_model(turn_usage)
+            else:
+                hit = run.stop_reason()
+                if hit or run.error:
+                    return run.stop(hit, usage)
+                try:
+                    reply = await bound.ainvoke(messages, config=config)
+                except FatalModelError as exc:
+                    return StepOutcome(run.finish(FAILED, error=str(exc)), usage, fatal=str(exc))
+                except Exception as exc:  # provider trouble is a result the replanner can act on
+                    return StepOutcome(run.finish(FAILED, error=_describe_model_error(exc)), usage)
+                turn_usage = usage_of_call("executor", reply, model_name)
+                if run.turns:
+                    await asyncio.to_thread(
+                        run.turns.put_model_reply, turn, message_to_dict(reply), turn_usage
+                    )
+                if run.spend:
+                    run.spend.add_model(turn_usage)
+            usage = merge_usage(usage, turn_usage)
             messages.append(reply)
             if not reply.tool_calls:
                 return StepOutcome(run.finish(DONE, text=_text_of(reply)), usage)
             for call in reply.tool_calls:
                 answer = await run.acall_tool(call, max_tool_calls)
+                if run.stopped:
+                    return run.stop(run.stopped, usage)
                 if run.error:
                     return StepOutcome(run.finish(FAILED, error=run.error), usage)
                 messages.append(answer)
@@ -149,76 +212,110 @@ def _step_messages(
 class _StepRun:
     """Bookkeeping for one attempt of a step: tool calls made, surprise, first error."""
 
-    def __init__(self, step: dict[str, Any], tools: list[BaseTool], run_id: str = ""):
+    def __init__(
+        self,
+        step: dict[str, Any],
+        tools: list[BaseTool],
+        run_id: str = "",
+        durability: Durability | None = None,
+    ):
+        durability = durability or Durability()
         self.step = step
         self.identity = StepIdentity(run_id, step["id"], step.get("attempt", 1))
         self.tools = {t.name: t for t in tools}
+        self.turns = durability.turns
+        self.spend = durability.spend
+        self.unknown_outcome = durability.unknown_outcome
+        self.deadline_seconds = durability.deadline_seconds
         self.calls: list[dict[str, Any]] = []
         self.surprise = ""
         self.error = ""
+        self.stopped: dict[str, Any] | None = None
         self.started_at = time.time()
 
+    def stop_reason(self) -> dict[str, Any] | None:
+        """Why no new model turn or tool call may start: a run budget reached, or this step's
+        deadline passed (then the step fails: `error` is set and None is returned)."""
+        if self.deadline_seconds and time.time() - self.started_at >= self.deadline_seconds:
+            self.error = f"step deadline of {self.deadline_seconds:g} s passed"
+            return None
+        return self.spend.exceeded() if self.spend else None
+
+    def stop(self, hit: dict[str, Any] | None, usage: dict) -> StepOutcome:
+        if hit is None:  # the deadline: a failed step for the replanner
+            return StepOutcome(self.finish(FAILED, error=self.error), usage)
+        return StepOutcome({}, usage, stopped=hit)
+
     def call_tool(self, call: dict[str, Any], max_tool_calls: int) -> ToolMessage:
-        early, record = self._before_call(call, max_tool_calls)
-        if early is not None:
-            return early
-        name, args, call_id = call["name"], call.get("args", {}), call.get("id") or ""
-        try:
-            with calling_tool(ToolCallIdentity(self.identity, len(self.calls) - 1)):
-                answer = self._invoke(name, args, call_id)
-        except Exception as exc:  # a raising tool is a failed step, never a crash
-            return self._failed_call(record, name, exc, call_id)
-        return self._after_call(record, answer, name, args)
+        """`acall_tool` for sync callers."""
+        return run_sync(self.acall_tool(call, max_tool_calls))
 
     async def acall_tool(self, call: dict[str, Any], max_tool_calls: int) -> ToolMessage:
-        """`call_tool` for the async executor: `ainvoke` runs an async tool natively and a sync
-        one in a worker thread (LangChain's default), so the event loop never blocks."""
-        early, record = self._before_call(call, max_tool_calls)
-        if early is not None:
-            return early
-        name, args, call_id = call["name"], call.get("args", {}), call.get("id") or ""
-        try:
-            with calling_tool(ToolCallIdentity(self.identity, len(self.calls) - 1)):
-                answer = await self._ainvoke(name, args, call_id)
-        except Exception as exc:
-            return self._failed_call(record, name, exc, call_id)
-        return self._after_call(record, answer, name, args)
-
-    def _before_call(
-        self, call: dict[str, Any], max_tool_calls: int
-    ) -> tuple[ToolMessage | None, dict[str, Any]]:
-        """The answer to a call that runs no tool (flag_surprise, over the cap), and the call's
-        record."""
+        """Make (or replay from the turn journal) one tool call. `ainvoke` runs an async tool
+        natively and a sync one in a worker thread, so the event loop never blocks."""
         name, args, call_id = call["name"], call.get("args", {}), call.get("id") or ""
         if name == flag_surprise.name:
             self.surprise = str(args.get("reason", "")) or "the executor flagged a surprise"
             # .func, not .invoke(args): malformed arguments must not raise out of the step.
-            answer = ToolMessage(
+            return ToolMessage(
                 content=flag_surprise.func(self.surprise), tool_call_id=call_id, name=name
             )
-            return answer, {}
         # Times let a report draw each tool call, and the model turns between them.
         record: dict[str, Any] = {"name": name, "args": args, "ok": False}
         record["started_at"] = time.time()
         self.calls.append(record)
+        index = len(self.calls) - 1
         if len(self.calls) > max_tool_calls:
             self.error = f"tool call cap reached: a step may make {max_tool_calls} tool calls"
             record["output"] = self.error
-            return ToolMessage(content=self.error, tool_call_id=call_id, status="error"), record
-        return None, record
+            return ToolMessage(content=self.error, tool_call_id=call_id, status="error")
+        journaled = self.turns.tool_call(index) if self.turns else None
+        if journaled is not None and journaled["state"] == "done":
+            # Its result was journaled before a crash: the call is not made again.
+            answer = messages_from_dict([journaled["message"]])[0]
+            if self.spend:
+                self.spend.add_tool_call()
+            return self._take(record, name, args, answer, journaled.get("error", ""))
+        if journaled is not None and self.unknown_outcome == SURPRISE:
+            # Started before a crash, no result: it may or may not have had its effect.
+            self.surprise = self.error = (
+                f"outcome unknown: tool {name} (call {index} of step {self.step['id']}) was "
+                "started before the process stopped and has no recorded result; it was not "
+                "repeated (Context.unknown_outcome=surprise)"
+            )
+            record["output"] = self.error
+            return ToolMessage(content=self.error, tool_call_id=call_id, status="error")
+        hit = self.stop_reason()
+        if hit or self.error:
+            self.stopped = hit
+            return ToolMessage(content=self.error, tool_call_id=call_id, status="error")
+        if self.turns:  # before the call: a crash now is an unknown outcome
+            await asyncio.to_thread(self.turns.tool_started, index)
+        if self.spend:
+            self.spend.add_tool_call()
+        error = ""
+        try:
+            # The same index, hence the same idempotency key, when a resume repeats this call.
+            with calling_tool(ToolCallIdentity(self.identity, index)):
+                answer = await self._ainvoke(name, args, call_id)
+        except Exception as exc:  # a raising tool is a failed step, never a crash
+            error = f"tool {name} failed: {exc}"
+            answer = ToolMessage(
+                content=str(exc)[:OUTPUT_PREVIEW_CHARS], tool_call_id=call_id, status="error"
+            )
+        if self.turns:
+            await asyncio.to_thread(self.turns.tool_done, index, message_to_dict(answer), error)
+        return self._take(record, name, args, answer, error)
 
-    def _failed_call(
-        self, record: dict[str, Any], name: str, exc: Exception, call_id: str
+    def _take(
+        self, record: dict[str, Any], name: str, args: dict, answer: ToolMessage, error: str
     ) -> ToolMessage:
+        """Account for a tool's answer (made now or replayed from the journal)."""
         record["finished_at"] = time.time()
-        self.error = f"tool {name} failed: {exc}"
-        record["output"] = str(exc)[:OUTPUT_PREVIEW_CHARS]
-        return ToolMessage(content=self.error, tool_call_id=call_id, status="error")
-
-    def _after_call(
-        self, record: dict[str, Any], answer: ToolMessage, name: str, args: dict[str, Any]
-    ) -> ToolMessage:
-        record["finished_at"] = time.time()
+        if error:
+            self.error = error
+            record["output"] = str(answer.content)[:OUTPUT_PREVIEW_CHARS]
+            return ToolMessage(content=error, tool_call_id=answer.tool_call_id, status="error")
         output = answer.content if isinstance(answer.content, str) else json.dumps(answer.content)
         empty = _is_empty(answer)
         record.update(ok=True, output=output[:OUTPUT_PREVIEW_CHARS], empty=empty)
@@ -226,10 +323,6 @@ class _StepRun:
             self.surprise = f"{name} returned an empty result for {json.dumps(args)[:200]}"
         # What a tool returns is data from outside, never instructions (prompts/untrusted.py).
         return answer.model_copy(update={"content": wrap(f"result of tool {name}", output)})
-
-    def _invoke(self, name: str, args: dict[str, Any], call_id: str) -> ToolMessage:
-        answer = self._tool(name).invoke(_tool_call(name, args, call_id))
-        return _as_tool_message(answer, name, call_id)
 
     async def _ainvoke(self, name: str, args: dict[str, Any], call_id: str) -> ToolMessage:
         answer = await self._tool(name).ainvoke(_tool_call(name, args, call_id))
@@ -246,7 +339,14 @@ class _StepRun:
         return tool_
 
     def finish(self, status: str, *, text: str = "", error: str = "") -> dict[str, Any]:
+        honest = {}
+        if self.turns is not None:  # killed executions and repeated calls count too
+            honest = {
+                "executions": max(1, self.turns.executions),
+                "tool_calls_made": self.turns.calls_made(),
+            }
         return {
+            **honest,
             "id": self.step["id"],
             "description": self.step["description"],
             "status": status,

@@ -97,6 +97,14 @@ class StepJournal:
                 index=False,
             )
 
+    def turns(self, step: dict[str, Any], dependencies: dict[str, Any]) -> StepTurns:
+        """The turn journal of this step with these inputs (graphs/executor.py replays it),
+        scoped and keyed like its result, so a fork or an edited step starts afresh."""
+        # ("planexec", "turns", ...) is not under the steps namespace: all() must not see it.
+        key = step_key(step, dependencies)
+        namespace = ("planexec", "turns", *self._namespace[2:], key)
+        return StepTurns(self._store, namespace)
+
     def all(self) -> dict[str, dict[str, Any]]:
         """Every journaled result of this node execution, latest attempt per step (for
         `planexec show`)."""
@@ -113,6 +121,66 @@ class StepJournal:
         return latest
 
 
+class StepTurns:
+    """The turns of one attempt of one step: each model reply and each tool call, journaled the
+    moment it exists, so a step resumed after a crash replays them instead of paying again.
+
+    Records, by key (`turn` counts model replies from 0, `index` counts tool calls from 0):
+      "exec"       {"executions": n}: times this attempt was started (killed ones too)
+      "m{turn}"    {"message": <AIMessage as dict>, "usage": {...}}
+      "t{index}"   {"state": "started", "starts": n} before the call, then
+                   {"state": "done", "starts": n, "message": <ToolMessage as dict>,
+                    "error": "" or why the tool raised}
+    A "started" record without "done" is the one call whose outcome is unknown after a crash.
+    They live in their own namespace beside the step journal, so `StepJournal.all()` never sees
+    them. Without a store (or a thread) nothing is kept and every step runs from its first turn.
+    """
+
+    def __init__(self, store: BaseStore | None, namespace: tuple[str, ...]) -> None:
+        self._store = store
+        self._namespace = namespace
+        self.records: dict[str, dict[str, Any]] = {}
+        if store is not None:
+            for item in store.search(namespace, limit=10_000):
+                self.records[item.key] = dict(item.value)
+
+    @property
+    def executions(self) -> int:
+        return int(self.records.get("exec", {}).get("executions", 0))
+
+    def begin(self) -> int:
+        """Count one more execution of this attempt; return its number (1 = first)."""
+        n = self.executions + 1
+        self._put("exec", {"executions": n})
+        return n
+
+    def model_reply(self, turn: int) -> dict[str, Any] | None:
+        return self.records.get(f"m{turn}")
+
+    def put_model_reply(self, turn: int, message: dict, usage: dict) -> None:
+        self._put(f"m{turn}", {"message": message, "usage": usage})
+
+    def tool_call(self, index: int) -> dict[str, Any] | None:
+        return self.records.get(f"t{index}")
+
+    def tool_started(self, index: int) -> None:
+        starts = int(self.records.get(f"t{index}", {}).get("starts", 0)) + 1
+        self._put(f"t{index}", {"state": "started", "starts": starts})
+
+    def tool_done(self, index: int, message: dict, error: str = "") -> None:
+        starts = int(self.records.get(f"t{index}", {}).get("starts", 1))
+        self._put(
+            f"t{index}", {"state": "done", "starts": starts, "message": message, "error": error}
+        )
+
+    def calls_made(self) -> int:
+        """Tool invocations really made for this attempt, repeats after crashes included."""
+        return sum(int(v.get("starts", 0)) for k, v in self.records.items() if k.startswith("t"))
+
+    def _put(self, key: str, value: dict[str, Any]) -> None:
+        self.records[key] = value
+        if self._store is not None:
+            self._store.put(self._namespace, key, value, index=False)
 def run_records(store: BaseStore | None, thread_id: str, run_id: str) -> list[dict[str, Any]]:
     """Every journaled record ({"result", "usage"}) of a run, across all its node executions
     and attempts (for the run report, which draws each attempt)."""

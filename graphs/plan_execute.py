@@ -31,12 +31,12 @@ from graphs.routes import follow_route, recorded_route
 from graphs.run_context import run_context
 from graphs.scheduler import is_news as _is_news
 from graphs.scheduler import make_execute
-from graphs.state import FAILED, InputState, State
+from graphs.state import BUDGET_EXCEEDED, FAILED, InputState, State
 from graphs.summaries import summarized
 
 
 def _after_executor(state: State) -> str:
-    if state.get("status") == FAILED:
+    if state.get("status") in (FAILED, BUDGET_EXCEEDED):
         return END
     # A batch cut short by Ctrl-C is not news for the replanner: run the remaining steps.
     return "executor" if state.get("batch_cut") else "replanner"

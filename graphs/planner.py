@@ -22,6 +22,7 @@ from app.models import describe_model_error, role_model
 from app.usage import merge_usage
 from graphs import events
 from graphs.aio import run_sync
+from graphs.budget import Spend
 from graphs.journal import StepJournal
 from graphs.plan_stream import PlanStreamHandler
 from graphs.retries import retry_node
@@ -148,6 +149,7 @@ async def _start(
     update: dict[str, Any] = {
         "goal": goal,
         "run_id": run_id,
+        "started_at": time.time(),  # the wall-clock budget counts from here
         "context": asdict(ctx),  # what every later node of this run uses (graphs/run_context.py)
         "plan": steps,
         "results": RESET,
@@ -268,12 +270,15 @@ def _streamed_plan(
     (nothing runs before a person approves), not when turned off (Context.stream_plan)."""
     if ctx.approve_plan or not ctx.stream_plan:
         return None
+    journal = StepJournal.for_current_run(runtime.store, run_id)
+    # Budgets count from the start of the run; the planner's own usage joins at the executor.
+    spend = Spend(ctx, {"started_at": time.time()})
     try:
-        work = step_work(ctx, {"goal": goal, "run_id": run_id}, extra)
+        work = step_work(ctx, {"goal": goal, "run_id": run_id}, extra, journal, spend)
     except Exception:  # configuration trouble: the executor node reports it with its reason
         return None
-    journal = StepJournal.for_current_run(runtime.store, run_id)
-    return _StreamedPlan(Batch(ctx, runtime.stream_writer, journal, work), ctx.max_steps, tools)
+    batch = Batch(ctx, runtime.stream_writer, journal, work, spend=spend)
+    return _StreamedPlan(batch, ctx.max_steps, tools)
 
 
 def _discard(

@@ -41,11 +41,12 @@ from app.models import role_model, tools_for_model
 from app.usage import merge_usage
 from graphs import events
 from graphs.aio import run_sync
-from graphs.executor import StepOutcome, arun_step, crashed
+from graphs.budget import Spend, describe
+from graphs.executor import Durability, StepOutcome, arun_step, crashed
 from graphs.journal import StepJournal
 from graphs.run_context import run_context
-from graphs.state import DONE, FAILED, State, is_done, ready_steps
-from graphs.tool_step import is_tool_step, run_tool_step, tools_for_run
+from graphs.state import BUDGET_EXCEEDED, DONE, FAILED, State, is_done, ready_steps
+from graphs.tool_step import arun_tool_step, is_tool_step, tools_for_run
 
 # Set by the CLI on Ctrl-C: start no new step; the steps in flight finish and are journaled, the
 # node returns, and the run stops at that checkpoint. Process-wide, like the signal behind it.
@@ -69,8 +70,12 @@ def make_execute(extra_tools: Sequence[BaseTool] = ()) -> RunnableCallable:
     return RunnableCallable(execute_sync, execute, name="executor")
 
 
-def step_work(ctx: Context, state: State, extra: list[BaseTool]) -> Work:
-    """How this run's steps are run (raises on configuration trouble: unknown model or tool)."""
+def step_work(
+    ctx: Context, state: State, extra: list[BaseTool], journal: StepJournal, spend: Spend
+) -> Work:
+    """How this run's steps are run (raises on configuration trouble: unknown model or tool).
+    Each step gets its turn journal (durable turns, idempotent tool calls) and the run's spend
+    (budgets), so a step killed mid-way resumes from its last journaled turn."""
     model = role_model(ctx, "executor")
     # A scenario's faults wrap the tools, if the executor model is scripted.
     tools = tools_for_model(ctx.executor_model, tools_for_run(ctx, extra))
@@ -78,9 +83,15 @@ def step_work(ctx: Context, state: State, extra: list[BaseTool]) -> Work:
 
     async def work(step: dict[str, Any], deps: dict[str, dict[str, Any]]) -> StepOutcome:
         """One step to its outcome: a tool step runs its tool, any other step its model."""
+        durability = Durability(
+            # The store is sync here: read it off the event loop.
+            turns=await asyncio.to_thread(journal.turns, step, deps),
+            unknown_outcome=ctx.unknown_outcome,
+            spend=spend,
+            deadline_seconds=ctx.step_deadline_seconds,
+        )
         if is_tool_step(step):
-            # run_tool_step is sync (graphs/tool_step.py): off the event loop.
-            return await asyncio.to_thread(run_tool_step, step, deps, tools, run_id)
+            return await arun_tool_step(step, deps, tools, run_id, durability)
         return await arun_step(
             step,
             goal=goal,
@@ -90,6 +101,7 @@ def step_work(ctx: Context, state: State, extra: list[BaseTool]) -> Work:
             tools=tools,
             max_tool_calls=ctx.max_tool_calls_per_step,
             run_id=run_id,
+            durability=durability,
         )
 
     return work
@@ -99,9 +111,13 @@ async def _execute(
     state: State, runtime: Runtime[Context], extra: list[BaseTool]
 ) -> dict[str, Any]:
     ctx = run_context(state, runtime)
+    journal = StepJournal.for_current_run(runtime.store, state.get("run_id", ""))
+    spend = Spend(ctx, state)
+    if hit := spend.exceeded():  # e.g. the planner alone spent the budget
+        return budget_exceeded(runtime.stream_writer, hit, {})
     try:
         # Building tools makes folders and opens files: off the event loop.
-        work = await asyncio.to_thread(step_work, ctx, state, extra)
+        work = await asyncio.to_thread(step_work, ctx, state, extra, journal, spend)
     except Exception as exc:  # configuration trouble ends the run with its reason
         reason = f"executor setup failed: {exc}"
         events.emit(runtime.stream_writer, events.FINISHED, status=FAILED, reason=reason)
@@ -109,18 +125,42 @@ async def _execute(
     batch = Batch(
         ctx,
         runtime.stream_writer,
-        StepJournal.for_current_run(runtime.store, state.get("run_id", "")),
+        journal,
         work,
         results=state.get("results", {}),
         reviewed_done=state.get("reviewed_done", 0),
+        spend=spend,
     )
     batch.set_plan(state.get("plan", []))
     await batch.drain()
+    if batch.budget_hit is not None:
+        return budget_exceeded(
+            runtime.stream_writer, batch.budget_hit, batch.new_results, batch.usage
+        )
     if batch.cut and not batch.new_results:
         # Stopped before anything ran: fail the node (it writes nothing) rather than loop
         # executor -> executor; a resume enters the executor again.
         raise RuntimeError("the run was asked to stop before any step started")
     return batch.update()
+
+
+def budget_exceeded(
+    writer: events.Writer | None, hit: dict[str, Any], results: dict, usage: dict | None = None
+) -> dict[str, Any]:
+    """End the run: the results that finished are kept; unfinished steps keep their turns."""
+    reason = describe(hit)
+    events.emit(
+        writer, events.BUDGET_EXCEEDED, budget=hit["budget"], limit=hit["limit"], spent=hit["spent"]
+    )
+    events.emit(writer, events.FINISHED, status=BUDGET_EXCEEDED, reason=reason)
+    return {
+        "results": results,
+        "usage": usage or {},
+        "status": BUDGET_EXCEEDED,
+        "reason": reason,
+        "budget": hit,
+        "batch_cut": True,  # a resume with a raised budget goes back to the executor
+    }
 
 
 def fingerprints(
@@ -165,6 +205,7 @@ class Batch:
         *,
         results: dict[str, dict[str, Any]] | None = None,
         reviewed_done: int = 0,
+        spend: Spend | None = None,
     ) -> None:
         self.ctx = ctx
         self.writer = writer
@@ -176,6 +217,8 @@ class Batch:
         self.new_results: dict[str, dict[str, Any]] = {}
         self.usage: dict[str, dict[str, Any]] = {}
         self.fatal = ""
+        self.spend = spend
+        self.budget_hit: dict[str, Any] | None = None
         self.stop_new = False
         self.cut = False  # stopped by STOP_LAUNCHING, not by the plan: the executor goes on later
         self.finished: dict[str, tuple[dict[str, Any], dict]] = {}  # fingerprint -> (result, usage)
@@ -251,6 +294,8 @@ class Batch:
         """Start each ready step a slot is free for."""
         if STOP_LAUNCHING.is_set() and not self.stop_new:
             self.cut = self.stop_new = True
+        if not self.stop_new and self.spend is not None and (hit := self.spend.exceeded()):
+            self.budget_hit, self.stop_new = hit, True
         progressed = True
         while progressed and not self.stop_new:
             progressed = False
@@ -292,23 +337,47 @@ class Batch:
         if recorded is not None and recorded["result"].get("fingerprint") == fp:
             outcome, recovered = StepOutcome(recorded["result"], recorded["usage"]), True
         else:
+            execution = await self._begin(step, deps)
             events.emit(
                 self.writer,
                 events.STEP_STARTED,
                 step_id=step["id"],
                 attempt=attempt,
                 description=step["description"],
+                execution=execution,
             )
             try:
                 outcome = await self._call(step, deps)
             except Exception as exc:  # a bug in a step: its result says so, the rest go on
                 outcome = crashed(step, exc)
+            if outcome.stopped is not None:  # a budget: not finished, nothing to record
+                self.budget_hit, self.stop_new = outcome.stopped, True
+                self.usage = merge_usage(self.usage, outcome.usage)
+                self._forget(fp)
+                return
             outcome.result["fingerprint"] = fp
             await asyncio.to_thread(self.journal.put, step, deps, outcome.result, outcome.usage)
             recovered = False
         self._forget(fp)
         self._finish(fp, outcome, recovered)
         self._launch()
+
+    async def _begin(self, step: dict[str, Any], deps: dict[str, dict[str, Any]]) -> int:
+        """Count one more execution of this step; announce it if it was in flight when an
+        earlier process stopped (so a restart is never silent). Returns its number."""
+        turns = await asyncio.to_thread(self.journal.turns, step, deps)
+        execution = await asyncio.to_thread(turns.begin)
+        if execution > 1:
+            events.emit(
+                self.writer,
+                events.STEP_RESTARTED,
+                step_id=step["id"],
+                attempt=step.get("attempt", 1),
+                execution=execution,
+                journaled_model_turns=sum(k.startswith("m") for k in turns.records),
+                unknown_outcomes=sum(v.get("state") == "started" for v in turns.records.values()),
+            )
+        return execution
 
     async def _call(self, step: dict[str, Any], deps: dict[str, dict[str, Any]]) -> StepOutcome:
         if inspect.iscoroutinefunction(self.work):

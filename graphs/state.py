@@ -19,6 +19,7 @@ FAILED = "failed"
 REPLAN_LIMIT = "replan_limit"
 REJECTED = "rejected"
 RUNNING = "running"
+BUDGET_EXCEEDED = "budget_exceeded"  # a run budget was reached; resumable with a raised one
 
 
 # A new run on a thread that held one before starts from empty accumulators: the planner sends
@@ -78,7 +79,11 @@ class State(TypedDict, total=False):
     history: Annotated[list[dict[str, Any]], append_history]
     """The replanner's decisions, in order: action, reason, and the new steps of a revision."""
     status: str
-    """running, done, failed, replan_limit or rejected."""
+    """running, done, failed, replan_limit, rejected or budget_exceeded."""
+    started_at: float
+    """When the planner started this run (Unix time): the wall-clock budget counts from it."""
+    budget: dict[str, Any]
+    """The budget hit, when status is budget_exceeded: {budget, limit, spent}."""
     reason: str
     """Why the run ended as it did (set for every status but done)."""
     response: str

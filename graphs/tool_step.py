@@ -19,7 +19,8 @@ from langchain_core.tools import BaseTool
 
 from app import limits
 from app.context import Context
-from graphs.executor import StepOutcome, _StepRun
+from graphs.aio import run_sync
+from graphs.executor import Durability, StepOutcome, _StepRun
 from graphs.state import DONE, FAILED
 from graphs.tool_args import RefError, resolve_args
 from prompts.untrusted import unwrap
@@ -52,17 +53,33 @@ def run_tool_step(
     dependencies: dict[str, dict[str, Any]],
     tools: list[BaseTool],
     run_id: str = "",
+    durability: Durability | None = None,
 ) -> StepOutcome:
-    """Run `step`'s tool once with its resolved args. Never raises for tool trouble."""
+    """`arun_tool_step` for sync callers."""
+    return run_sync(arun_tool_step(step, dependencies, tools, run_id, durability))
+
+
+async def arun_tool_step(
+    step: dict[str, Any],
+    dependencies: dict[str, dict[str, Any]],
+    tools: list[BaseTool],
+    run_id: str = "",
+    durability: Durability | None = None,
+) -> StepOutcome:
+    """Run `step`'s tool once with its resolved args. Never raises for tool trouble. With a turn
+    journal, the call is journaled like an executor's (started, then its answer), so a resumed
+    tool step replays its answer rather than calling again."""
     with running_step(StepIdentity(run_id, step["id"], step.get("attempt", 1))):
-        run = _StepRun(step, tools, run_id)
+        run = _StepRun(step, tools, run_id, durability)
         results = {dep: str(r.get("result", "")) for dep, r in dependencies.items()}
         try:
             args = resolve_args(step.get("args") or {}, results)
         except RefError as exc:
             return StepOutcome(run.finish(FAILED, error=f"arguments of {step['tool']}: {exc}"))
         call = {"name": step["tool"], "args": args, "id": f"toolstep_{step['id']}"}
-        answer = run.call_tool(call, max_tool_calls=1)
+        answer = await run.acall_tool(call, max_tool_calls=1)
+        if run.stopped:
+            return run.stop(run.stopped, {})
         if run.error:
             return StepOutcome(run.finish(FAILED, error=run.error))
         content = answer.content

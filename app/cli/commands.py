@@ -3,7 +3,9 @@
 Exit codes (also in README.md):
   0 done · 1 failed or rejected · 2 bad command-line usage · 3 replan limit reached ·
   4 configuration or input error (nothing ran) · 5 paused for plan approval ·
-  130 interrupted (Ctrl-C; `planexec resume ID` continues it)
+  6 a run budget was reached (`planexec resume ID --max-cost ...` raises it) ·
+  130 interrupted (Ctrl-C; `planexec resume ID` continues it) ·
+  143 terminated (SIGTERM, handled like Ctrl-C; `planexec resume ID` continues it)
 """
 
 from __future__ import annotations
@@ -55,6 +57,12 @@ def _lazy(name: str) -> Any:
 runner = _lazy("app.runs.runner")
 
 EXIT_DONE, EXIT_FAILED, EXIT_LIMIT, EXIT_CONFIG, EXIT_PAUSED, EXIT_INTERRUPTED = 0, 1, 3, 4, 5, 130
+EXIT_BUDGET, EXIT_TERMINATED = 6, 143
+# Signals that stop a run gracefully (no new step; steps in flight finish and are journaled),
+# with the exit code each ends the process with: SIGTERM is what docker stop, systemd and
+# Kubernetes send.
+_STOP_SIGNALS = {signal.SIGINT: EXIT_INTERRUPTED, signal.SIGTERM: EXIT_TERMINATED}
+_received: list[int] = []  # the stop signals received, in order (the first decides the code)
 
 app = typer.Typer(
     help="Plan-and-execute agent: a strong model plans, cheap models run the steps, "
@@ -76,6 +84,43 @@ DbOption = Annotated[
     ),
 ]
 ThreadOption = Annotated[str | None, typer.Option("--thread", help="Thread id for this run.")]
+# Run budgets (graphs/budget.py): on `run`, and on `resume` to raise them.
+MaxTokensOption = Annotated[
+    int | None, typer.Option("--max-tokens", min=1, help="Budget: tokens of all model calls.")
+]
+MaxCostOption = Annotated[
+    float | None, typer.Option("--max-cost", min=0.0, help="Budget in USD (genai-prices).")
+]
+MaxSecondsOption = Annotated[
+    float | None, typer.Option("--max-seconds", min=0.0, help="Budget: wall-clock seconds.")
+]
+MaxToolCallsOption = Annotated[
+    int | None, typer.Option("--max-tool-calls", min=1, help="Budget: tool calls of all steps.")
+]
+StepDeadlineOption = Annotated[
+    float | None,
+    typer.Option("--step-deadline", min=0.0, help="Seconds a step may work before it fails."),
+]
+
+
+def _budgets(
+    tokens: int | None,
+    cost: float | None,
+    seconds: float | None,
+    calls: int | None,
+    deadline: float | None,
+) -> dict[str, Any]:
+    """The budget options given, as Context fields."""
+    given = {
+        "max_total_tokens": tokens,
+        "max_cost_usd": cost,
+        "max_wall_seconds": seconds,
+        "max_total_tool_calls": calls,
+        "step_deadline_seconds": deadline,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
 ReportOutputOption = Annotated[
     Path | None,
     typer.Option("--output", "-o", help="The HTML file to write (default: ./<thread id>.html)."),
@@ -86,7 +131,7 @@ JsonOption = Annotated[
 
 
 def _exit_code(state: dict[str, Any]) -> int:
-    from graphs.state import DONE, REPLAN_LIMIT
+    from graphs.state import BUDGET_EXCEEDED, DONE, REPLAN_LIMIT
 
     status = state.get("status")
     if status == DONE:
@@ -95,6 +140,8 @@ def _exit_code(state: dict[str, Any]) -> int:
         return EXIT_LIMIT
     if status == runner.PAUSED:
         return EXIT_PAUSED
+    if status == BUDGET_EXCEEDED:
+        return EXIT_BUDGET
     return EXIT_FAILED
 
 
@@ -149,10 +196,11 @@ def _drive(
         )
         return EXIT_FAILED
     except KeyboardInterrupt:
-        err_console.print(plain(f"interrupted. Continue with: planexec resume {thread_id}"))
+        word = "terminated" if _stop_code() == EXIT_TERMINATED else "interrupted"
+        err_console.print(plain(f"{word}. Continue with: planexec resume {thread_id}"))
         sys.stdout.flush()
         # Nothing is left to wait for: the steps in flight finished and were journaled.
-        os._exit(EXIT_INTERRUPTED)
+        os._exit(_stop_code())
     state["context"] = runner.run_record(persistence, thread_id).get("context", {})
     if as_json:
         keys = ("status", "reason", "response", "usage", "replans", "approval_request")
@@ -178,10 +226,17 @@ def _interactive() -> bool:
     return sys.stdin is not None and sys.stdin.isatty()
 
 
+def _stop_code() -> int:
+    """The exit code for the stop signal received first (Ctrl-C when none was: a plain
+    KeyboardInterrupt)."""
+    return _STOP_SIGNALS.get(_received[0], EXIT_INTERRUPTED) if _received else EXIT_INTERRUPTED
+
+
 @contextmanager
 def _ctrl_c_finishes_steps_in_flight() -> Iterator[None]:
-    """The first Ctrl-C starts no new step and stops the run once the steps in flight have
-    finished (their work is paid for, and journaled); a second one quits at once.
+    """The first Ctrl-C or SIGTERM starts no new step and stops the run once the steps in
+    flight have finished (their work is paid for, and journaled); a second one quits at once
+    (the step in flight then resumes from its journaled turns).
 
     The kernel may deliver SIGINT to any thread, and Python runs its handler only when the main
     thread next wakes, which can be after a slow step finished and a new one started. So a
@@ -197,13 +252,14 @@ def _ctrl_c_finishes_steps_in_flight() -> Iterator[None]:
     def watch() -> None:
         while data := os.read(read_end, 64):  # b"" once write_end is closed
             for signum in data:
-                if signum != signal.SIGINT:
+                if signum not in _STOP_SIGNALS:
                     continue
+                _received.append(signum)
                 if STOP_LAUNCHING.is_set():
                     err_console.print(
-                        "\nquitting now; the steps in flight will run again on resume"
+                        "\nquitting now; the steps in flight resume from their journaled turns"
                     )
-                    os._exit(EXIT_INTERRUPTED)
+                    os._exit(_stop_code())
                 STOP_LAUNCHING.set()
                 err_console.print(
                     "\nstopping once the steps in flight finish (Ctrl-C again: quit now)"
@@ -213,15 +269,17 @@ def _ctrl_c_finishes_steps_in_flight() -> Iterator[None]:
         raise KeyboardInterrupt
 
     STOP_LAUNCHING.clear()
+    _received.clear()
     watcher = threading.Thread(target=watch, name="planexec-ctrl-c", daemon=True)
     watcher.start()
-    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    previous = {signum: signal.signal(signum, on_sigint) for signum in _STOP_SIGNALS}
     try:
         yield
     finally:
         # STOP_LAUNCHING stays set after a Ctrl-C: a step still in flight must not start
         # another while the process winds down. The next run clears it when it starts.
-        signal.signal(signal.SIGINT, previous_handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         signal.set_wakeup_fd(previous_fd)
         os.close(write_end)
         watcher.join(timeout=5)
@@ -330,6 +388,18 @@ def run(
         bool,
         typer.Option("--queue", help="Only record the run and print its id; a worker runs it."),
     ] = False,
+    max_tokens: MaxTokensOption = None,
+    max_cost: MaxCostOption = None,
+    max_seconds: MaxSecondsOption = None,
+    max_tool_calls: MaxToolCallsOption = None,
+    step_deadline: StepDeadlineOption = None,
+    unknown_outcome: Annotated[
+        str | None,
+        typer.Option(
+            help="A tool call cut off by a crash: 'repeat' it with its idempotency key, or "
+            "'surprise' (do not repeat; the replanner is told its outcome is unknown)."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Plan and execute GOAL, showing the plan and each step live."""
@@ -344,7 +414,14 @@ def run(
         "replan_every": replan_every,
         "approve_plan": approve or None,
         "tools": [t.strip() for t in tools.split(",") if t.strip()] if tools else None,
+        "unknown_outcome": unknown_outcome,
+        **_budgets(max_tokens, max_cost, max_seconds, max_tool_calls, step_deadline),
     }
+    if unknown_outcome not in (None, "repeat", "surprise"):
+        err_console.print(
+            f"[red]error:[/red] --unknown-outcome {unknown_outcome!r}: use 'repeat' or 'surprise'"
+        )
+        raise typer.Exit(EXIT_CONFIG)
 
     def go() -> int:
         from app.context import Context
@@ -420,11 +497,13 @@ def _start(
             return EXIT_DONE
         runner.ensure_new_thread(persistence, thread_id)  # before the live view starts
         with holding_run(persistence, thread_id):  # from before the run is recorded
+            # Recorded before anything runs: a kill from here on leaves a run `resume` finishes.
+            runner.submit_run(persistence, goal, ctx, thread_id)
             return _drive(
                 persistence,
                 thread_id,
                 as_json,
-                lambda on_event: runner.start_run(persistence, goal, ctx, thread_id, on_event),
+                lambda on_event: runner.resume_run(persistence, thread_id, on_event),
                 ask=ctx.approve_plan and _interactive(),
             )
 
@@ -451,9 +530,16 @@ def _absolute_paths(ctx: Context) -> Context:
 def resume(
     thread_id: Annotated[str, typer.Argument(help="The run's thread id.")],
     db: DbOption = None,
+    max_tokens: MaxTokensOption = None,
+    max_cost: MaxCostOption = None,
+    max_seconds: MaxSecondsOption = None,
+    max_tool_calls: MaxToolCallsOption = None,
+    step_deadline: StepDeadlineOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Continue an interrupted run; steps that finished are not run again."""
+    """Continue an interrupted run; steps that finished are not run again, a step cut off
+    mid-way replays its journaled turns. Budget options raise the run's budgets."""
+    budgets = _budgets(max_tokens, max_cost, max_seconds, max_tool_calls, step_deadline)
 
     def go() -> int:
         from app.context import restore_context
@@ -461,9 +547,8 @@ def resume(
         from app.runs.worker import holding_run
 
         with open_persistence(db) as persistence, holding_run(persistence, thread_id):
-            runner.check_models(
-                restore_context(runner.run_record(persistence, thread_id)["context"])
-            )
+            ctx = restore_context(runner.run_record(persistence, thread_id)["context"])
+            runner.check_models(dataclasses.replace(ctx, **budgets))
             if runner.run_state(persistence, thread_id)["status"] == runner.PAUSED:
                 raise runner.RunPaused(
                     f"run {thread_id!r} is paused for plan approval; answer with `planexec "
@@ -473,7 +558,7 @@ def resume(
                 persistence,
                 thread_id,
                 as_json,
-                lambda on_event: runner.resume_run(persistence, thread_id, on_event),
+                lambda on_event: runner.resume_run(persistence, thread_id, on_event, budgets),
             )
 
     raise typer.Exit(_guarded(go))
@@ -549,7 +634,7 @@ def worker(
                     )
             except KeyboardInterrupt:
                 err_console.print("worker stopped; its run is free for another worker or resume")
-                return EXIT_INTERRUPTED
+                return _stop_code()
         summary = {"event": "worker_done", "pid": os.getpid(), "runs": done}
         print(json.dumps(summary) if as_json else f"worker finished {len(done)} run(s)")
         return EXIT_DONE

@@ -112,6 +112,13 @@ class PlanProgress:
             )
         elif kind == "reviewed":
             self.notes.append(f"replanner: continue ({event.get('reason', '')})")
+        elif kind == "step_restarted":  # it was in flight when an earlier process stopped
+            self.notes.append(
+                f"{event.get('step_id')} restarted (execution {event.get('execution')}): "
+                f"replaying {event.get('journaled_model_turns', 0)} journaled model turn(s)"
+            )
+        elif kind == "budget_exceeded":
+            self.notes.append(f"budget {event.get('budget')}={event.get('limit')} reached")
 
 
 class LiveView(PlanProgress):
@@ -376,6 +383,14 @@ def steps_table(state: dict[str, Any]) -> Table:
     return table
 
 
+def _attempts(result: dict) -> str:
+    """Attempts, and the executions beyond one (a step restarted after a crash) if any."""
+    shown = str(result.get("attempts", 0))
+    if result.get("executions", 1) > 1:
+        shown += f" ({result['executions']} executions, {result.get('tool_calls_made', 0)} calls)"
+    return shown
+
+
 def _step_row(step: dict, result: dict | None, dropped: bool = False) -> list[Any]:
     status = str(result["status"]) if result else "pending"
     if result and result.get("journaled"):
@@ -387,6 +402,6 @@ def _step_row(step: dict, result: dict | None, dropped: bool = False) -> list[An
         plain(one_line(step.get("description", ""))),
         plain(one_line(", ".join(step.get("depends_on", [])))),
         Text(visible(status), style=STATUS_STYLE.get(status.split()[0], "")),
-        str((result or {}).get("attempts", 0)),
+        _attempts(result or {}),
         plain(one_line(result_text(result or {}), RESULT_CHARS)),
     ]

@@ -6,6 +6,7 @@ goal and Context) so `resume` runs with the same configuration and `runs` can li
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
 from collections.abc import Callable
@@ -13,10 +14,12 @@ from dataclasses import asdict
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from app.models import check_model
+from app.models import ModelConfigError, check_model
+from app.pricing import price_known
 from app.runs.persistence import Persistence
+from graphs.budget import BUDGET_FIELDS
 from graphs.journal import StepJournal
-from graphs.state import DONE, FAILED, REJECTED, REPLAN_LIMIT, RUNNING, State
+from graphs.state import BUDGET_EXCEEDED, DONE, FAILED, REJECTED, REPLAN_LIMIT, RUNNING, State
 
 if TYPE_CHECKING:  # imported where a run starts: `runs` and `show` need neither
     from langgraph.graph.state import CompiledStateGraph
@@ -37,7 +40,7 @@ class RunPaused(RuntimeError):
 
 
 PAUSED = "paused"
-FINAL = (DONE, FAILED, REPLAN_LIMIT, REJECTED)
+FINAL = (DONE, FAILED, REPLAN_LIMIT, REJECTED, BUDGET_EXCEEDED)
 
 
 def new_thread_id() -> str:
@@ -45,9 +48,27 @@ def new_thread_id() -> str:
 
 
 def check_models(ctx: Context) -> None:
-    """Fail before any model is paid for if one of the roles cannot be loaded."""
+    """Fail before any model is paid for if one of the roles cannot be loaded, or, with a cost
+    budget, has no known price (a budget that cannot be counted is no budget)."""
     for spec in {ctx.planner_model, ctx.executor_model, ctx.replanner_model}:
         check_model(spec)
+        unpriced = [m for m in _priced_as(spec) if not price_known(m)] if ctx.max_cost_usd else []
+        if unpriced:
+            shown = spec if unpriced == [spec] else f"{spec} (priced as {', '.join(unpriced)})"
+            raise ModelConfigError(
+                f"model {shown} has no known price, so a cost budget (max_cost_usd="
+                f"{ctx.max_cost_usd}) cannot be kept; use a priced model or drop the cost budget"
+            )
+
+
+def _priced_as(spec: str) -> list[str]:
+    """The models whose prices `spec`'s calls cost: a scenario's stand-ins for scripted ones."""
+    provider, _, name = spec.partition(":")
+    if provider != "scripted":
+        return [spec]
+    from app.scripted.scenarios import load_scenario
+
+    return list(load_scenario(name).stands_for.values())
 
 
 def _config(thread_id: str) -> dict[str, Any]:
@@ -89,16 +110,31 @@ def start_run(
 
 
 def resume_run(
-    persistence: Persistence, thread_id: str, on_event: EventHandler | None = None
+    persistence: Persistence,
+    thread_id: str,
+    on_event: EventHandler | None = None,
+    budgets: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Continue an interrupted run from its last checkpoint; finished steps are not rerun."""
+    """Continue an interrupted run from its last checkpoint; finished steps are not rerun, and
+    the step in flight replays its journaled turns. `budgets` (Context budget fields) replace
+    the recorded ones, so a run that ended `budget_exceeded` can go on with a raised budget."""
     record = run_record(persistence, thread_id)
     ctx = _restored(record["context"])
+    if budgets:
+        ctx = _with_budgets(persistence, thread_id, record, ctx, budgets)
     check_models(ctx)
     graph = persistence.graph
     snapshot = graph.get_state(_config(thread_id))
     if not snapshot.values:  # killed before the first checkpoint: start over
         return _drive(graph, {"goal": record["goal"]}, thread_id, ctx, on_event)
+    if snapshot.values.get("status") == BUDGET_EXCEEDED and budgets:
+        # Back to the executor; if the budget is still reached it ends the run again at once.
+        graph.update_state(
+            _config(thread_id),
+            {"status": RUNNING, "reason": "", "context": asdict(ctx)},  # nodes read it there
+            as_node="executor",
+        )
+        return _drive(graph, None, thread_id, ctx, on_event)
     # Finished is a status, not an empty `next`: a node that completed just before the process
     # stopped leaves its writes pending, `next` empty, and the run still to continue.
     if snapshot.values.get("status") in FINAL:
@@ -106,6 +142,25 @@ def resume_run(
     if snapshot.interrupts:
         raise RunPaused(f"run {thread_id!r} is paused for plan approval; answer it first")
     return _drive(graph, None, thread_id, ctx, on_event)
+
+
+def _with_budgets(
+    persistence: Persistence,
+    thread_id: str,
+    record: dict[str, Any],
+    ctx: Context,
+    budgets: dict[str, Any],
+) -> Context:
+    """`ctx` with new budgets, recorded so a later resume or worker keeps them."""
+    unknown = set(budgets) - {*BUDGET_FIELDS, "step_deadline_seconds"}
+    if unknown:
+        raise ValueError(f"not budget fields: {', '.join(sorted(unknown))}")
+    ctx = dataclasses.replace(ctx, **budgets)
+    check_models(ctx)  # e.g. a cost budget on a model with no known price
+    record = {k: v for k, v in record.items() if k not in ("final_status", "finished_at")}
+    record["context"] = asdict(ctx)
+    persistence.store.put(RUNS_NAMESPACE, thread_id, record, index=False)
+    return ctx
 
 
 def answer_approval(

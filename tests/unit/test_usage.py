@@ -15,7 +15,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
 from app.context import Context
-from app.pricing import PRICES_PER_MTOK, cost_usd, price_key
+from app.pricing import cost_usd, price_known
 from app.runs.demo import demo_context
 from app.usage import merge_usage, total_usage, usage_of_call
 from graphs.plan_execute import build_graph
@@ -52,10 +52,21 @@ def test_cost_is_the_price_table_per_million_tokens() -> None:
     )
 
 
+# Per million tokens (input, output), OpenAI's list prices; genai-prices must agree with them.
+PRICES_PER_MTOK = {"gpt-4o": (2.50, 10.00), "gpt-4o-mini": (0.15, 0.60)}
+
+
 def test_unknown_model_has_no_cost_rather_than_zero() -> None:
     assert cost_usd("acme:mystery-1", 1000, 1000) is None
-    assert cost_usd("openai:gpt-4o-audio-preview", 1000, 1000) is None  # not gpt-4o's price
-    assert cost_usd("o3-mini", 1000, 1000) is None  # a different model from o3
+    assert cost_usd("openai:no-such-model-7", 1000, 1000) is None
+    assert not price_known("ollama:llama3")  # a local model: unknown, not free
+
+
+def test_other_providers_and_models_are_priced_by_genai_prices() -> None:
+    # The hand-typed table knew seven OpenAI models; these were all None with it.
+    assert cost_usd("anthropic:claude-3-5-sonnet-latest", 1_000_000, 0) == pytest.approx(3.00)
+    assert cost_usd("mistralai:mistral-large-latest", 1000, 1000) is not None
+    assert cost_usd("o3-mini", 1_000_000, 0) != cost_usd("o3", 1_000_000, 0)
 
 
 @pytest.mark.parametrize(
@@ -69,7 +80,6 @@ def test_unknown_model_has_no_cost_rather_than_zero() -> None:
     ],
 )
 def test_dated_snapshots_price_like_their_family(snapshot: str, family: str) -> None:
-    assert price_key(snapshot) == family
     assert cost_usd(snapshot, 1234, 567) == cost_usd(family, 1234, 567)
 
 

@@ -100,6 +100,16 @@ def test_show_marks_steps_blocked_by_a_failure_and_retries_not_yet_run() -> None
     assert "pending (attempt 2)" in text
 
 
+def test_live_view_notes_a_restarted_step_and_a_budget_hit() -> None:
+    view = LiveView(Console(width=140))
+    view.handle({"event": "plan", "steps": [{"id": "s1", "description": "d", "depends_on": []}]})
+    view.handle(
+        {"event": "step_restarted", "step_id": "s1", "execution": 2, "journaled_model_turns": 1}
+    )
+    view.handle({"event": "budget_exceeded", "budget": "max_cost_usd", "limit": 0.5})
+    text = rendered(view)
+    assert "s1 restarted (execution 2): replaying 1 journaled model turn(s)" in text
+    assert "budget max_cost_usd=0.5 reached" in text
 def screen(view: LiveView, width: int = 80, height: int = 24) -> list[str]:
     """The view's lines as an 80x24 terminal would draw them."""
     console = Console(record=True, width=width, height=height, file=io.StringIO())

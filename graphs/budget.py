@@ -1,0 +1,94 @@
+"""Budgets per run: total tokens, cost in USD, wall-clock time and total tool calls.
+
+One `Spend` per visit to the executor node starts from what the run's state already holds (the
+usage and tool calls of finished steps) and adds every model reply and tool call the moment it
+happens, from all parallel steps at once. The scheduler asks `exceeded()` before it starts a step,
+and each step asks it before each model turn and tool call. A budget hit therefore starts no new
+work and loses nothing: finished steps are journaled, and the turns of a step stopped mid-way are
+in its turn journal, so a resume with a raised budget continues exactly where the run stopped.
+The per-step deadline is not a run budget: a step past it fails, and the replanner decides.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from app.usage import merge_usage, total_usage
+
+# Context field -> the `planexec run/resume` option that sets it.
+BUDGET_OPTIONS = {
+    "max_total_tokens": "--max-tokens",
+    "max_cost_usd": "--max-cost",
+    "max_wall_seconds": "--max-seconds",
+    "max_total_tool_calls": "--max-tool-calls",
+}
+BUDGET_FIELDS = tuple(BUDGET_OPTIONS)
+
+
+def tool_calls_of(results: dict[str, dict[str, Any]]) -> int:
+    """Tool calls made by the steps that have a result (latest attempt each)."""
+    return sum(
+        int(r.get("tool_calls_made", len(r.get("tool_calls", [])))) for r in results.values()
+    )
+
+
+class Spend:
+    """What a run has spent so far, shared by the steps running at once (thread-safe)."""
+
+    def __init__(self, ctx: Any, state: dict[str, Any]) -> None:
+        self._ctx = ctx
+        self._lock = threading.Lock()
+        self.usage: dict[str, dict[str, Any]] = dict(state.get("usage") or {})
+        self.tool_calls = tool_calls_of(state.get("results") or {})
+        self.started_at = float(state.get("started_at") or time.time())
+
+    def add_model(self, usage: dict[str, dict[str, Any]]) -> None:
+        with self._lock:
+            self.usage = merge_usage(self.usage, usage)
+
+    def add_tool_call(self) -> None:
+        with self._lock:
+            self.tool_calls += 1
+
+    def spent(self) -> dict[str, Any]:
+        with self._lock:
+            total = total_usage(self.usage)
+            return {
+                "total_tokens": total["input_tokens"] + total["output_tokens"],
+                "cost_usd": total["cost_usd"],
+                "wall_seconds": round(time.time() - self.started_at, 3),
+                "tool_calls": self.tool_calls,
+            }
+
+    def exceeded(self) -> dict[str, Any] | None:
+        """The first budget reached, as {"budget", "limit", "spent"}, or None."""
+        limits = {name: getattr(self._ctx, name, 0) or 0 for name in BUDGET_FIELDS}
+        if not any(limits.values()):
+            return None
+        spent = self.spent()
+        measured = {
+            "max_total_tokens": spent["total_tokens"],
+            "max_cost_usd": spent["cost_usd"],
+            "max_wall_seconds": spent["wall_seconds"],
+            "max_total_tool_calls": spent["tool_calls"],
+        }
+        for name, limit in limits.items():
+            value = measured[name]
+            # An unknown cost (None) cannot be checked: check_models refuses such models up front.
+            if limit and value is not None and value >= limit:
+                return {"budget": name, "limit": limit, "spent": spent}
+        return None
+
+
+def describe(hit: dict[str, Any]) -> str:
+    """A budget hit as a sentence for `reason`."""
+    spent = hit["spent"]
+    cost = spent["cost_usd"]
+    return (
+        f"budget {hit['budget']}={hit['limit']} reached; spent {spent['total_tokens']} tokens, "
+        f"{'unknown' if cost is None else f'${cost:.4f}'} USD, {spent['tool_calls']} tool "
+        f"calls, {spent['wall_seconds']:.1f} s. Raise it on resume, e.g. "
+        f"`planexec resume ID {BUDGET_OPTIONS[hit['budget']]} ...`"
+    )

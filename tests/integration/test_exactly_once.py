@@ -1,0 +1,179 @@
+"""Exactly-once side effects across real kills, SIGTERM, honest traces and budgets, on real
+`planexec` processes and real databases.
+
+The kill loop is benchmarks/kill_loop.py's, cut to a handful of kills: a counting HTTP server on
+127.0.0.1, an 8-step plan whose every step POSTs once with its idempotency key, children killed at
+random and resumed until done.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import (
+    REPO,
+    clean_env,
+    cli,
+    fanout_args,
+    of_kind,
+    run_cli,
+    run_json,
+    run_until_then_kill,
+    slow_alone_in_flight,
+    started_ids,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _kill_loop_module():
+    spec = importlib.util.spec_from_file_location("kill_loop", REPO / "benchmarks" / "kill_loop.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["kill_loop"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_random_sigkills_give_every_step_its_effect_exactly_once(tmp_path: Path) -> None:
+    kill_loop = _kill_loop_module()
+    summary = kill_loop.kill_loop(
+        sqlite_runs=1, postgres_runs=1, kills_per_run=3, max_delay=1.5, seed=11, workdir=tmp_path
+    )
+    for backend, row in summary.items():
+        assert row["kills"] >= 2, (backend, row)
+        assert row["finished"] == row["runs"], (backend, row)
+        assert row["duplicates"] == 0, (backend, row)
+        assert row["lost"] == 0, (backend, row)
+        assert row["effects_per_step"] == {1: 8 * row["runs"]}, (backend, row)
+
+
+def test_sigterm_loses_nothing_and_repeats_nothing_even_at_a_callee_that_ignores_keys(
+    tmp_path: Path,
+) -> None:
+    kill_loop = _kill_loop_module()
+    summary = kill_loop.kill_loop(
+        sqlite_runs=1,
+        postgres_runs=0,
+        kills_per_run=2,
+        max_delay=1.5,
+        sig=signal.SIGTERM,
+        honour_keys=False,
+        seed=5,
+        workdir=tmp_path,
+    )
+    row = summary["sqlite"]
+    assert row["kills"] >= 1 and row["finished"] == row["runs"], row
+    assert row["duplicates"] == 0 and row["lost"] == 0, row
+    assert row["repeated_model_calls"] == 0, row
+
+
+def test_sigterm_lets_steps_in_flight_finish_and_exits_143(tmp_path: Path) -> None:
+    db = str(tmp_path / "runs.sqlite")
+    proc = subprocess.Popen(
+        cli(*fanout_args(tmp_path / "ws", db, "term"), "--json"),
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    events: list[dict] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        events.append(json.loads(line))
+        if slow_alone_in_flight(events):
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    state = json.loads(run_cli("show", "term", "--db", db, "--json", cwd=tmp_path).stdout)
+    assert state["results"]["slow"]["status"] == "done", "the step in flight was let finish"
+    assert "join" not in state["results"], "no new step starts after SIGTERM"
+    code, resumed = run_json("resume", "term", "--db", db, cwd=tmp_path)
+    assert code == 0 and started_ids(resumed) == ["join"]
+
+
+def test_a_step_killed_mid_way_is_shown_restarted_and_replays_its_turns(tmp_path: Path) -> None:
+    db = str(tmp_path / "runs.sqlite")
+    run_until_then_kill(
+        "demo",
+        "--thread",
+        "r1",
+        "--workspace",
+        str(tmp_path / "ws"),
+        "--db",
+        db,
+        cwd=tmp_path,
+        until=lambda ev: "s2" in started_ids(ev),
+    )
+    code, resumed = run_json("resume", "r1", "--db", db, cwd=tmp_path)
+    assert code == 0
+
+    restarted = of_kind(resumed, "step_restarted")
+    assert [e["step_id"] for e in restarted] == ["s2"]
+    assert restarted[0]["execution"] == 2
+    state = json.loads(run_cli("show", "r1", "--db", db, "--json", cwd=tmp_path).stdout)
+    assert state["results"]["s2"]["executions"] == 2
+    # s1 is a tool step (graphs/tool_step.py): one call, not journaled turn by turn.
+    assert state["results"]["s1"].get("executions", 1) == 1
+    # Every tool call made is counted, including any made by the killed execution.
+    assert state["results"]["s2"]["tool_calls_made"] >= len(state["results"]["s2"]["tool_calls"])
+
+
+def test_a_budget_ends_the_run_resumably_and_a_raised_one_finishes_it(tmp_path: Path) -> None:
+    db = str(tmp_path / "runs.sqlite")
+    base = ("demo", "--thread", "b1", "--workspace", str(tmp_path / "ws"), "--db", db)
+    code, events = run_json(*base, cwd=tmp_path)  # the reference: the demo, unbounded
+    assert code == 0
+    tool_calls = sum(len(r["tool_calls"]) for r in _results(tmp_path, db, "b1").values())
+
+    code, events = run_json(
+        "run", "Q3 revenue", "--scenario", "demo", "--thread", "b2", "--db", db,
+        "--workspace", str(tmp_path / "ws2"), "--max-tool-calls", "2", cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 6
+    [hit] = of_kind(events, "budget_exceeded")
+    assert hit["budget"] == "max_total_tool_calls" and hit["spent"]["tool_calls"] == 2
+    state = json.loads(run_cli("show", "b2", "--db", db, "--json", cwd=tmp_path).stdout)
+    assert state["status"] == "budget_exceeded"
+    assert sum(len(r["tool_calls"]) for r in state["results"].values()) <= 2
+
+    code, _ = run_json("resume", "b2", "--db", db, cwd=tmp_path)
+    assert code == 6, "resuming without a raised budget must not spend more"
+
+    code, events = run_json("resume", "b2", "--db", db, "--max-tool-calls", "100", cwd=tmp_path)
+    assert code == 0, events[-1]
+    made = sum(
+        r.get("tool_calls_made", len(r.get("tool_calls", [])))  # tool steps: their one call
+        for r in _results(tmp_path, db, "b2").values()
+    )
+    assert made == tool_calls, "the budget stop and resume repeated or lost a tool call"
+
+
+def test_a_cost_budget_refuses_a_model_with_no_known_price(tmp_path: Path) -> None:
+    scenario = json.loads((REPO / "app" / "scripted" / "bundled" / "demo.json").read_text())
+    scenario["stands_for"] = {"planner": "acme:mystery-1", "executor": "acme:mystery-1",
+                              "replanner": "acme:mystery-1"}  # fmt: skip
+    path = tmp_path / "unpriced.json"
+    path.write_text(json.dumps(scenario))
+    proc = run_cli(
+        "run", "x", "--scenario", str(path), "--db", str(tmp_path / "r.sqlite"),
+        "--max-cost", "0.5", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 4
+    message = " ".join(proc.stderr.split())  # the console wraps long lines
+    assert "no known price" in message and "acme:mystery-1" in message
+
+
+def _results(tmp_path: Path, db: str, thread: str) -> dict:
+    return json.loads(run_cli("show", thread, "--db", db, "--json", cwd=tmp_path).stdout)["results"]
