@@ -286,7 +286,7 @@ def split_twenty_runs(db: str, tmp_path: Path) -> float:
         for thread in mine:
             assert sorted(started_ids(for_thread(events, thread))) == FAST_STEPS
 
-    runs = cli_json("runs", "--db", db, cwd=tmp_path)
+    runs = cli_json("runs", "--db", db, cwd=tmp_path)["runs"]
     assert sorted(r["thread_id"] for r in runs) == threads
     for r in runs:
         assert (r["status"], r["steps"]) == ("done", "3/3"), r
