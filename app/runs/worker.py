@@ -198,6 +198,12 @@ def finish_run(persistence: Persistence, thread_id: str, on_event: EventHandler 
             error = f"{type(exc).__name__}: {exc}"
             on_event(thread_id, {"event": "run_error", "at": time.time(), "error": error})
         return "error"
+    except Exception as exc:
+        # Asked to stop, the scheduler ends the run at its checkpoint by failing the next
+        # executor node (graphs/scheduler.py): that is a stop, not a failure.
+        if STOP_LAUNCHING.is_set():
+            raise RunStopped(f"run {thread_id!r} stopped at a checkpoint") from exc
+        raise
     status = state.get("status", "")
     if status not in runner.FINAL and status != runner.PAUSED:
         raise RunStopped(f"run {thread_id!r} stopped at status {status!r}")

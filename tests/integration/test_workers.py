@@ -120,9 +120,11 @@ class Worker:
         return cls(proc, out, err, time.monotonic())
 
     @classmethod
-    def run_until_idle(cls, db: str, cwd: Path, name: str, idle_exit: str) -> list[dict[str, Any]]:
+    def run_until_idle(
+        cls, db: str, cwd: Path, name: str, idle_exit: str, *extra: str
+    ) -> list[dict[str, Any]]:
         """Start a worker, let it exit by itself once idle, check it exited cleanly; its events."""
-        worker = cls.start(db, cwd, name, "--idle-exit", idle_exit)
+        worker = cls.start(db, cwd, name, "--idle-exit", idle_exit, *extra)
         worker.wait()  # kills it and fails the test if it does not exit in time
         worker.check_clean_exit()
         return worker.events()
@@ -211,6 +213,7 @@ def test_worker_killed_mid_run_is_taken_over_without_rerunning_finished_steps(
             assert event is not None, f"worker A ended before the kill point: {first}"
             first.append(event)
         a.send_signal(signal.SIGKILL)
+        killed_at = time.time()
         a.wait(timeout=10)
     finally:
         if a.poll() is None:
@@ -224,9 +227,11 @@ def test_worker_killed_mid_run_is_taken_over_without_rerunning_finished_steps(
     done_by_a = set(finished_ids(first))
     assert done_by_a == {"quick", "after_quick"}
 
-    # Worker B: takes T over at once (A's advisory lock went with its connection) and exits
-    # after 3 s with nothing left to do.
-    second = Worker.run_until_idle(pg.url, tmp_path, "b", "3")
+    # Worker B: A's heartbeat stops with it; 2 s later B retries A's job (procrastinate's
+    # stalled-job listing), takes the run over from its journal and exits once idle.
+    second = Worker.run_until_idle(pg.url, tmp_path, "b", "6", "--stalled-after", "2")
+    taken_over = min(e["at"] for e in second if e.get("thread_id") == "T") - killed_at
+    assert taken_over < 10, f"the killed worker's run was taken over after {taken_over:.1f} s"
 
     assert worker_done(second) == {"T": "done"}
     assert {e["thread_id"] for e in second if e["event"] != "worker_done"} == {"T"}
