@@ -156,3 +156,25 @@ def test_an_embedded_postgresql_starts_from_the_wheel() -> None:
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
         assert conn.execute("SELECT current_database()").fetchone()[0] == "test"
         assert conn.execute("SHOW server_version_num").fetchone()[0] >= "180000"
+
+
+def test_a_queued_run_held_by_a_terminal_waits_and_is_queued_once_on_postgres(
+    pg: PgSchema,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from app.runs.persistence import open_persistence
+    from app.runs.worker import holding_run
+
+    ws = tmp_path / "ws"
+    queue_run("T", SLOW, ws, pg.url, tmp_path)
+    again = run_cli("resume", "T", "--db", pg.url, "--queue", cwd=tmp_path)
+    assert "queued already" in again.stdout, again.stderr
+
+    # Someone runs T in a terminal (holds its lock): the worker's job waits, retried each second.
+    with open_persistence(pg.url) as persistence, holding_run(persistence, "T"):
+        held = Worker.run_until_idle(pg.url, tmp_path, "held", "3")
+    assert worker_done(held) == {} and not started_ids(held)
+
+    free = Worker.run_until_idle(pg.url, tmp_path, "free", "3")
+    assert worker_done(free) == {"T": "done"}
+    assert sorted((ws / "log.txt").read_text().split()) == sorted(SLOW_STEPS)
