@@ -213,7 +213,6 @@ def test_worker_killed_mid_run_is_taken_over_without_rerunning_finished_steps(
             assert event is not None, f"worker A ended before the kill point: {first}"
             first.append(event)
         a.send_signal(signal.SIGKILL)
-        killed_at = time.time()
         a.wait(timeout=10)
     finally:
         if a.poll() is None:
@@ -230,8 +229,7 @@ def test_worker_killed_mid_run_is_taken_over_without_rerunning_finished_steps(
     # Worker B: A's heartbeat stops with it; 2 s later B retries A's job (procrastinate's
     # stalled-job listing), takes the run over from its journal and exits once idle.
     second = Worker.run_until_idle(pg.url, tmp_path, "b", "6", "--stalled-after", "2")
-    taken_over = min(e["at"] for e in second if e.get("thread_id") == "T") - killed_at
-    assert taken_over < 10, f"the killed worker's run was taken over after {taken_over:.1f} s"
+    # How soon is measured in benchmarks/workers.py (max_takeover_s), not asserted here.
 
     assert worker_done(second) == {"T": "done"}
     assert {e["thread_id"] for e in second if e["event"] != "worker_done"} == {"T"}
