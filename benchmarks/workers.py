@@ -294,6 +294,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 next_kill = time.time() + args.kill_every
             time.sleep(0.2)
         drained = time.time()
+        args.drained = left == 0
         for w in workers:
             w.send_signal(signal.SIGTERM)
         for w in workers:
@@ -376,7 +377,8 @@ def report(
         "steady_runs_per_s": round(rate(done), 2),  # first to last finish: no start-up
         "start_runs_per_s": round(rate(done[:fifth]), 2),
         "end_runs_per_s": round(rate(done[-fifth:]), 2),
-        "lost": not_done,
+        "drained": getattr(args, "drained", True),  # False: --timeout came first
+        "lost": not_done,  # not `done` at the end (if not drained: includes runs not reached)
         "executed_twice_by_live_workers": twice,
         "kills": len(kills),
         "max_takeover_s": round(max(takeover), 1) if takeover else None,
