@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import threading
 import time
 from typing import Any
@@ -163,7 +164,7 @@ async def _work(
                 fetch_job_polling_interval=1.0,  # LISTEN/NOTIFY wakes workers sooner
             )
             loop = asyncio.get_running_loop()
-            for sig in (2, 15):  # SIGINT, SIGTERM
+            for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.trigger)
             running = asyncio.create_task(worker.run())
             helpers = [asyncio.create_task(_recover_stalled(app, stalled_after))]
@@ -177,7 +178,7 @@ async def _work(
                 for helper in helpers:
                     helper.cancel()
                 await asyncio.gather(*helpers, return_exceptions=True)
-                for sig in (2, 15):
+                for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
     return finished, EXIT_STOPPED
 
