@@ -2,7 +2,9 @@
 
 Records (one small store item per run) say when a run was created and, once it finished, its
 final status: filtering and counting finished runs reads no checkpoint. Only unfinished runs
-(queued, running, interrupted, paused) and the runs on the page shown read their state.
+(queued, running, interrupted, paused) and the runs on the page shown read their state. An
+unfinished run whose lock a process holds (a worker, a terminal) is `running`; otherwise its
+checkpoint decides between `queued` and `interrupted`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from app.runs import runner
 from app.runs.persistence import Persistence
+from app.runs.worker import RunLocks, run_locks
 
 UNFINISHED_STATUSES = ("queued", "running", "interrupted", runner.PAUSED)
 STATUSES = (*runner.FINAL, *UNFINISHED_STATUSES)
@@ -30,22 +33,33 @@ def find_runs(
     """Runs newest first (at most `limit`; None for all) with one of `statuses`, created at or
     after `since` (epoch seconds); and how many runs match in total."""
     matching: list[tuple[str, dict[str, Any] | None]] = []
-    for thread_id, record in reversed(runner.run_records(persistence)):
-        if since is not None and record.get("created_at", 0) < since:
-            continue
-        state = None
-        status = record.get("final_status")
-        if status is None:
-            state = runner.run_state(persistence, thread_id)
-            status = state["status"]
-            if status in runner.FINAL:  # killed after its final checkpoint: note it now
-                runner.mark_finished(persistence, thread_id, status)
-        if statuses and status not in statuses:
-            continue
-        matching.append((thread_id, state))
+    with run_locks(persistence) as locks:
+        for thread_id, record in reversed(runner.run_records(persistence)):
+            if since is not None and record.get("created_at", 0) < since:
+                continue
+            state = None
+            status = record.get("final_status")
+            if status is None:
+                state = runner.run_state(persistence, thread_id)
+                status = state["status"] = _running_or(state["status"], locks, thread_id)
+                if status in runner.FINAL:  # killed after its final checkpoint: note it now
+                    runner.mark_finished(persistence, thread_id, status)
+            if statuses and status not in statuses:
+                continue
+            matching.append((thread_id, state))
     page = matching if limit is None else matching[:limit]
     runs = [state or runner.run_state(persistence, thread_id) for thread_id, state in page]
     return runs, len(matching)
+
+
+def _running_or(status: str, locks: RunLocks, thread_id: str) -> str:
+    """A queued or interrupted run whose lock a process holds is running right now."""
+    if status not in ("queued", "interrupted"):
+        return status
+    if locks.try_acquire(thread_id):
+        locks.release(thread_id)
+        return status
+    return "running"
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -79,6 +79,11 @@ def test_runs_pages_filters_and_says_how_many_in_all(tmp_path: Path) -> None:
     done = planexec_json("runs", "--db", db, "--status", "done", "--status", "failed")
     assert [r["thread_id"] for r in done["runs"]] == ["d3", "d2", "d1"]
 
+    with open_persistence(db) as persistence, holding_run(persistence, "q1"):  # a worker has it
+        running = planexec_json("runs", "--db", db, "--status", "running")
+    assert [r["thread_id"] for r in running["runs"]] == ["q1"]
+    assert planexec_json("runs", "--db", db, "--status", "queued")["total"] == 2
+
     assert planexec_json("runs", "--db", db, "--since", "1h")["total"] == 5
     assert planexec_json("runs", "--db", db, "--since", "2999-01-01")["total"] == 0
 
