@@ -388,6 +388,35 @@ def report(
     return result
 
 
+def claim_costs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Claim latency alone, per queue size: jobs inserted in bulk (as `enqueue_many` would defer
+    them, without run records), analyzed, then the claim function timed, rolled back."""
+    from app.runs import pg_queue
+
+    base = server_url(args.db)
+    results = []
+    for size in [int(n) for n in args.claim_sizes.split(",")]:
+        schema = f"planexec_bench_{secrets.token_hex(4)}"
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        db = with_schema(base, schema)
+        try:
+            pg_queue.ensure_schema(db)
+            with psycopg.connect(db, autocommit=True) as conn:
+                conn.execute(
+                    "INSERT INTO procrastinate_jobs (queue_name, task_name, args, queueing_lock) "
+                    "SELECT %s, %s, jsonb_build_object('thread_id', 'c' || g), 'c' || g "
+                    "FROM generate_series(1, %s) g",
+                    (pg_queue.QUEUE, pg_queue.TASK, size),
+                )
+                conn.execute("ANALYZE procrastinate_jobs")
+            results.append({"queued": size, "claim_ms": round(claim_latency_ms(db, 200), 3)})
+        finally:
+            with psycopg.connect(base, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    return results
+
+
 def print_table(results: list[dict[str, Any]]) -> None:
     width = max(map(len, results[0]))
     for key in results[0]:
@@ -410,11 +439,17 @@ def main() -> None:
     parser.add_argument("--db", help="PostgreSQL server URL (a fresh schema is made in it)")
     parser.add_argument("--keep", action="store_true", help="keep the schema afterwards")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--claim-sizes", help="only time a claim with this many queued (e.g. 10,1000,10000)"
+    )
     parser.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--counter", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.as_worker:
         worker_main(args.db, args.counter, args.stalled_after, args.grace)
+        return
+    if args.claim_sizes:
+        print_table(claim_costs(args))
         return
     results = []
     for count in [int(w) for w in str(args.workers).split(",")]:
