@@ -8,9 +8,13 @@ templates do; the prefix keeps generic names such as WORKSPACE (set by CI system
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any
+from functools import lru_cache
+from typing import Any, get_type_hints
+
+from pydantic import TypeAdapter, ValidationError
 
 from tools import DEFAULT_TOOLS
 
@@ -70,6 +74,13 @@ class Context:
         default="",
         metadata={"description": "SQLite file the read-only sql_query tool reads."},
     )
+    model_timeout_s: float = field(
+        default=60.0,
+        metadata={
+            "description": "Seconds one model request may take before it fails (the planner "
+            "and replanner then try again, up to 3 attempts in all)."
+        },
+    )
 
     @classmethod
     def of(cls, **explicit: Any) -> Context:
@@ -83,7 +94,7 @@ class Context:
             raise TypeError(f"unknown Context field(s): {', '.join(unknown)}")
         ctx = cls()
         for name, value in explicit.items():
-            setattr(ctx, name, value)
+            setattr(ctx, name, checked(name, value))
         return ctx
 
     @classmethod
@@ -95,15 +106,13 @@ class Context:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            env_value = os.environ.get(f"PLANEXEC_{f.name.upper()}")
-            if env_value is None or getattr(self, f.name) != _default_of(f):
-                continue
-            try:
-                setattr(self, f.name, _parse_env(f.type, env_value))
-            except ValueError as exc:
-                raise ValueError(
-                    f"PLANEXEC_{f.name.upper()}={env_value!r} is not a valid {f.type}: {exc}"
-                ) from exc
+            value = getattr(self, f.name)
+            env_name = f"PLANEXEC_{f.name.upper()}"
+            env_value = os.environ.get(env_name)
+            if env_value is not None and value == _default_of(f):
+                setattr(self, f.name, _parse_env(f.name, env_name, env_value))
+            else:
+                setattr(self, f.name, checked(f.name, value))
 
 
 def restore_context(values: dict[str, Any]) -> Context:
@@ -111,7 +120,9 @@ def restore_context(values: dict[str, Any]) -> Context:
     resumed from another shell or worker keeps its configuration."""
     ctx = object.__new__(Context)
     for f in fields(Context):
-        setattr(ctx, f.name, values[f.name] if f.name in values else _default_of(f))
+        setattr(
+            ctx, f.name, checked(f.name, values[f.name]) if f.name in values else _default_of(f)
+        )
     return ctx
 
 
@@ -119,15 +130,75 @@ def _default_of(f: Any) -> Any:
     return f.default_factory() if callable(f.default_factory) else f.default
 
 
-def _parse_env(type_name: Any, raw: str) -> Any:
-    # Annotations are strings under `from __future__ import annotations`.
-    if type_name in ("int", int):
-        return int(raw)
-    if type_name in ("bool", bool):
-        return raw.strip().lower() in ("1", "true", "yes", "on")
-    if type_name in ("list[str]",):
-        return [part.strip() for part in raw.split(",") if part.strip()]
-    return raw
+class ContextError(ValueError):
+    """A Context value of the wrong type, naming the field, the value and what it should be."""
+
+
+# Validation is driven by the fields' annotations (pydantic, strict: no "2" for an int, no "abc"
+# for a list of names), so a field added to Context is checked with no code here.
+@lru_cache(maxsize=1)
+def _adapters() -> dict[str, TypeAdapter[Any]]:
+    hints = get_type_hints(Context)
+    return {f.name: TypeAdapter(hints[f.name]) for f in fields(Context)}
+
+
+def checked(name: str, value: Any, *, source: str = "") -> Any:
+    """`value` for field `name` if its type is right (an int for a float becomes a float);
+    ContextError otherwise. `source` says where the value came from, for the message."""
+    adapter = _adapters()[name]
+    try:
+        return adapter.validate_python(value, strict=True)
+    except ValidationError as exc:
+        raise ContextError(_problem(name, value, adapter, exc, source)) from None
+
+
+def _problem(
+    name: str, value: Any, adapter: TypeAdapter[Any], exc: ValidationError, source: str
+) -> str:
+    error = exc.errors()[0]
+    where = "".join(f"[{p!r}]" for p in error["loc"])
+    expected = _type_name(adapter)
+    shown = repr(value)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    hint = ""
+    if isinstance(value, str) and expected == "a list":
+        hint = f" (a list such as [{value!r}], not a string)"
+    return (
+        f"Context field {name!r}{' from ' + source if source else ''} must be {expected}, "
+        f"got {shown}: {error['msg']}{' at ' + where if where else ''}{hint}"
+    )
+
+
+def _type_name(adapter: TypeAdapter[Any]) -> str:
+    text = str(adapter.core_schema.get("type", ""))
+    hints = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+    if text in hints:
+        return hints[text]
+    return {"list": "a list", "dict": "an object", "nullable": "a value or null"}.get(text, text)
+
+
+def _parse_env(name: str, env_name: str, raw: str) -> Any:
+    """An environment string as field `name`'s type: JSON for lists and objects (a plain list
+    of names may also be comma-separated), pydantic's lenient parsing for numbers and booleans
+    ("4", "0.5", "true", "no")."""
+    adapter = _adapters()[name]
+    kind = adapter.core_schema.get("type")
+    if kind == "str":
+        return raw
+    value: Any = raw
+    if raw.strip()[:1] in ("[", "{"):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ContextError(f"{env_name}={raw!r} is not valid JSON: {exc}") from None
+    elif kind == "list":
+        value = [part.strip() for part in raw.split(",") if part.strip()]
+    else:
+        try:
+            value = adapter.validate_python(raw.strip(), strict=False)
+        except ValidationError as exc:
+            raise ContextError(_problem(name, raw, adapter, exc, env_name)) from None
+    return checked(name, value, source=env_name)
 
 
 def resolve_context(value: Context | dict | None) -> Context:
@@ -136,4 +207,8 @@ def resolve_context(value: Context | dict | None) -> Context:
         return Context()
     if isinstance(value, dict):
         return Context(**value)
+    if not isinstance(value, Context):
+        raise ContextError(
+            f"a run's context must be a Context or a dict, got {type(value).__name__}"
+        )
     return value

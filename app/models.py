@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
@@ -81,14 +82,55 @@ def describe_model_error(exc: BaseException) -> str:
     return f"the model endpoint {where} {verb}: {why}. Is the server running, and is the URL right?"
 
 
-def load_chat_model(spec: str) -> BaseChatModel:
-    """A chat model for 'provider:model'."""
+# Model calls that end -------------------------------------------------------------------------
+# Every request has a timeout (Context.model_timeout_s). The planner and replanner nodes are
+# retried by LangGraph's RetryPolicy (graphs/retries.py) on transient errors, so their clients do
+# not retry as well (a black-hole endpoint then costs MODEL_NODE_ATTEMPTS timeouts, not 9); an
+# executor step keeps the client's own retries, since a failed step call has no node retry.
+CLIENT_RETRIES = 2
+NODE_RETRIED_ROLES = ("planner", "replanner")
+TRANSIENT_STATUS = frozenset({408, 409, 429})  # and every 5xx
+
+
+def role_model(ctx: Any, role: str) -> BaseChatModel:
+    """The chat model `ctx` (a Context) names for `role`, with its timeout and retries."""
+    return load_chat_model(
+        getattr(ctx, f"{role}_model"),
+        timeout_s=ctx.model_timeout_s,
+        max_retries=0 if role in NODE_RETRIED_ROLES else CLIENT_RETRIES,
+    )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed model call is worth trying again: a rate limit (429), a server error
+    (5xx), a timeout or a connection that failed, anywhere in the exception's chain."""
+    import openai
+
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 20:
+        if isinstance(current, openai.APIConnectionError | TimeoutError | ConnectionError):
+            return True
+        status = getattr(current, "status_code", None)
+        if isinstance(status, int) and (status in TRANSIENT_STATUS or status >= 500):
+            return True
+        current, seen = current.__cause__ or current.__context__, seen + 1
+    return False
+
+
+def load_chat_model(
+    spec: str, *, timeout_s: float | None = None, max_retries: int | None = None
+) -> BaseChatModel:
+    """A chat model for 'provider:model'; `timeout_s` bounds each request (None: the client's
+    default), `max_retries` the client's own retries of transient errors."""
     check_model(spec)
-    return _load(spec, os.environ.get("OPENAI_BASE_URL", ""))
+    return _load(spec, os.environ.get("OPENAI_BASE_URL", ""), timeout_s, max_retries)
 
 
 @lru_cache(maxsize=32)
-def _load(spec: str, base_url: str) -> BaseChatModel:
+def _load(
+    spec: str, base_url: str, timeout_s: float | None = None, max_retries: int | None = None
+) -> BaseChatModel:
     # Cached per base URL: models are stateless, and building a client per call is wasted work.
     provider, _, name = spec.partition(":")
     if provider == "scripted":
@@ -98,6 +140,13 @@ def _load(spec: str, base_url: str) -> BaseChatModel:
     from langchain.chat_models import init_chat_model
 
     kwargs: dict = {}
+    if timeout_s is not None:
+        kwargs["timeout"] = timeout_s
+    if max_retries is not None:
+        kwargs["max_retries"] = max_retries
+    if provider == "openai":
+        # Streamed replies (stream_mode="messages", Studio) then carry token usage too.
+        kwargs["stream_usage"] = True
     if provider == "openai" and base_url and not os.environ.get("OPENAI_API_KEY"):
         # Local OpenAI-compatible servers accept any key; the client insists on one.
         kwargs["api_key"] = "not-needed"

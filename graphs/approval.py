@@ -22,9 +22,10 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 from pydantic import ValidationError
 
-from app.context import Context, resolve_context
+from app.context import Context
 from graphs import events
 from graphs.planner import revise_plan
+from graphs.run_context import run_context
 from graphs.schemas import PlanStep, plan_problems
 from graphs.state import REJECTED, State, is_done, remaining_steps
 
@@ -32,7 +33,7 @@ APPROVAL_KIND = "plan_approval"
 
 
 def approve(state: State, runtime: Runtime[Context]) -> Command:
-    ctx = resolve_context(runtime.context)
+    ctx = run_context(state, runtime)
     plan, results = state.get("plan", []), state.get("results", {})
     done_ids = [s["id"] for s in plan if is_done(s["id"], results)]
     error = ""

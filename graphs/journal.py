@@ -2,59 +2,107 @@
 
 LangGraph checkpoints at the end of a node, and the executor node runs several steps at once. So
 each finished step is also written to the graph's store (SQLite or Postgres for the CLI, the
-server's own store under `langgraph dev`), keyed by thread, run, step and attempt. A run killed with
-steps in flight resumes by re-entering the executor node, which takes the journaled results
-instead of running those steps again. Without a store, results are durable per node only.
+server's own store under `langgraph dev`). A run killed with steps in flight resumes by re-entering
+the executor node, which takes the journaled results instead of running those steps again.
+Without a store, results are durable per node only.
+
+What a journaled result may be reused for (its scope, computed in `journal_scope` and `step_key`
+and nowhere else):
+
+- the same node execution: the namespace holds the id of the LangGraph task that runs the node.
+  LangGraph derives a task id from the checkpoint the node starts from (and the node's name), so
+  a resume after a crash or `kill -9` re-enters the node with the same task id and finds its
+  journal, while time travel (a run from an earlier `checkpoint_id`, which LangGraph starts with
+  a new "fork" checkpoint) and `update_state` (a new "update" checkpoint) get a new task id and
+  run every step afresh. The other branch keeps its own journal and state.
+- the same step: the key holds the step's id and attempt and a digest of its whole definition
+  and of the results of the steps it depends on, so a step whose description, tool, arguments or
+  inputs changed is a different step.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterable
 from typing import Any
 
 from langgraph.config import get_config
 from langgraph.store.base import BaseStore
 
+NO_SCOPE = "-"  # outside a graph task (a test calling a node function directly)
+
+
+def journal_scope(config: dict[str, Any]) -> str:
+    """The task id of the node execution `config` belongs to.
+
+    A task's `checkpoint_ns` is "<node>:<task id>" (with parent namespaces before it, joined by
+    "|", inside a subgraph); the task id is a hash of the checkpoint the node started from."""
+    namespace = str(config.get("configurable", {}).get("checkpoint_ns") or "")
+    return namespace.rpartition("|")[2].rpartition(":")[2] or NO_SCOPE
+
+
+def step_key(step: dict[str, Any], dependencies: dict[str, Any]) -> str:
+    """`step id#attempt#digest of (definition, dependency results)`."""
+    content = json.dumps([step, dependencies], sort_keys=True, default=str)
+    digest = hashlib.sha256(content.encode()).hexdigest()[:16]
+    return f"{step['id']}#{step.get('attempt', 1)}#{digest}"
+
 
 class StepJournal:
-    """Finished steps of one thread, by step id and attempt."""
+    """Finished steps of one node execution, by step key."""
 
-    def __init__(self, store: BaseStore | None, thread_id: str | None, run_id: str) -> None:
+    def __init__(
+        self, store: BaseStore | None, thread_id: str | None, run_id: str, scope: str = NO_SCOPE
+    ) -> None:
         # run_id is the planner's id for this run: a thread can hold several runs in turn (a
         # second goal sent to the same thread in Studio), and their step ids may repeat.
         self._store = store if thread_id else None
-        self._namespace = ("planexec", "steps", str(thread_id), run_id or "-")
+        self._namespace = ("planexec", "steps", str(thread_id), run_id or "-", scope)
 
     @classmethod
     def for_current_run(cls, store: BaseStore | None, run_id: str) -> StepJournal:
-        thread_id = get_config().get("configurable", {}).get("thread_id")
-        return cls(store, thread_id, run_id)
+        """The journal of the node execution running now (call it inside a graph node)."""
+        config = get_config()
+        thread_id = config.get("configurable", {}).get("thread_id")
+        return cls(store, thread_id, run_id, journal_scope(config))
 
-    @staticmethod
-    def _key(step_id: str, attempt: int) -> str:
-        return f"{step_id}#{attempt}"
+    @classmethod
+    def for_pending_task(
+        cls, store: BaseStore | None, thread_id: str, run_id: str, tasks: Iterable[Any]
+    ) -> StepJournal:
+        """The journal a resume would read: that of the checkpoint's pending executor task
+        (`tasks` as in `graph.get_state(...).tasks`), or an empty one when none is pending."""
+        scope = next((t.id for t in tasks if t.name == "executor"), None)
+        return cls(store if scope else None, thread_id, run_id, scope or NO_SCOPE)
 
-    def get(self, step_id: str, attempt: int) -> dict[str, Any] | None:
-        """The journaled record ({"result", "usage"}) of this attempt, if it finished before."""
+    def get(self, step: dict[str, Any], dependencies: dict[str, Any]) -> dict[str, Any] | None:
+        """The journaled record ({"result", "usage"}) of this step, if it finished before."""
         if self._store is None:
             return None
-        item = self._store.get(self._namespace, self._key(step_id, attempt))
+        item = self._store.get(self._namespace, step_key(step, dependencies))
         return dict(item.value) if item else None
 
-    def put(self, step_id: str, attempt: int, result: dict, usage: dict) -> None:
+    def put(
+        self, step: dict[str, Any], dependencies: dict[str, Any], result: dict, usage: dict
+    ) -> None:
         if self._store is not None:
             self._store.put(
                 self._namespace,
-                self._key(step_id, attempt),
+                step_key(step, dependencies),
                 {"result": result, "usage": usage},
                 index=False,
             )
 
     def all(self) -> dict[str, dict[str, Any]]:
-        """Every journaled result of the thread, latest attempt per step (for `planexec show`)."""
+        """Every journaled result of this node execution, latest attempt per step (for
+        `planexec show`)."""
         if self._store is None:
             return {}
         latest: dict[str, dict[str, Any]] = {}
         for item in self._store.search(self._namespace, limit=10_000):
+            if tuple(item.namespace) != self._namespace:
+                continue  # search matches by prefix
             result = item.value["result"]
             current = latest.get(result["id"])
             if current is None or current["attempts"] < result["attempts"]:

@@ -19,15 +19,18 @@ from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.runtime import get_runtime
 from langgraph.store.base import BaseStore
 
-from app.context import Context, resolve_context
+from app.context import Context
 from graphs.approval import approve
 from graphs.planner import make_plan
 from graphs.replanner import replan
+from graphs.retries import MODEL_NODE_RETRY
+from graphs.routes import follow_route, recorded_route
+from graphs.run_context import run_context
 from graphs.scheduler import make_execute
 from graphs.state import FAILED, InputState, State
+from graphs.summaries import summarized
 from tools import TOOL_NAMES
 
 
@@ -41,7 +44,8 @@ def _after_executor(state: State) -> str:
 def _after_planner(state: State) -> str:
     if state.get("status") == FAILED:
         return END
-    return "approval" if resolve_context(get_runtime().context).approve_plan else "executor"
+    # The recorded context, not get_runtime(): there is no runtime during update_state.
+    return "approval" if run_context(state).approve_plan else "executor"
 
 
 def build_graph(
@@ -55,13 +59,19 @@ def build_graph(
     resumed run does not redo it."""
     builder = StateGraph(State, context_schema=Context, input_schema=InputState)
     known_tools = set(TOOL_NAMES) | {t.name for t in tools or ()}
-    builder.add_node("planner", make_plan(known_tools))  # goal -> validated plan
+    # Each node's update also carries a one-line summary for the thread's history.
+    # planner: goal -> validated plan; retried on transient model errors
+    builder.add_node(
+        "planner", summarized("planner", make_plan(known_tools)), retry_policy=MODEL_NODE_RETRY
+    )
     # executor: runs ready steps in parallel until the replanner should look
-    builder.add_node("executor", make_execute(tools or ()))
+    builder.add_node("executor", summarized("executor", make_execute(tools or ())))
     # replanner: continue, revise the remaining steps (via approval if on), or finish
-    builder.add_node("replanner", replan, destinations=("executor", "approval", END))
+    builder.add_node(
+        "replanner", summarized("replanner", recorded_route(replan)), retry_policy=MODEL_NODE_RETRY
+    )
     # approval: a person approves, edits or rejects the plan (LangGraph interrupt)
-    builder.add_node("approval", approve, destinations=("executor", END))
+    builder.add_node("approval", summarized("approval", recorded_route(approve)))
     builder.add_edge(START, "planner")
     builder.add_conditional_edges(
         "planner", _after_planner, {"approval": "approval", "executor": "executor", END: END}
@@ -71,6 +81,13 @@ def build_graph(
         _after_executor,
         {"executor": "executor", "replanner": "replanner", END: END},
     )
+    # Where replanner and approval go is recorded in the state, so state edits route too.
+    builder.add_conditional_edges(
+        "replanner",
+        follow_route,
+        {"executor": "executor", "approval": "approval", END: END},
+    )
+    builder.add_conditional_edges("approval", follow_route, {"executor": "executor", END: END})
     return builder.compile(checkpointer=checkpointer, store=store, name="planexec")
 
 

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
 from app.context import Context, resolve_context
-from app.models import describe_model_error, load_chat_model
+from app.models import describe_model_error, role_model
 from graphs import events
+from graphs.retries import retry_node
 from graphs.schemas import Plan, plan_problems
 from graphs.state import FAILED, RESET, RUNNING, State
 from graphs.structured import call_structured
 from prompts import render
+from tools import tool_names
 
 
 def plan_step_dicts(plan_steps: list[Any], attempts: dict[str, int] | None = None) -> list[dict]:
@@ -58,18 +61,16 @@ def _plan(state: State, runtime: Runtime[Context], known_tools: set[str]) -> dic
     goal = (state.get("goal") or "").strip()
     if not goal:
         return _fail(runtime, "the input has no goal: pass {'goal': '...'}")
-    unknown = [name for name in ctx.tools if name not in known_tools]
-    if unknown:
-        return _fail(
-            runtime,
-            f"unknown tool(s) {', '.join(map(repr, unknown))} in the tools setting; "
-            f"available tools: {', '.join(sorted(known_tools))}",
-        )
+    try:  # MCP servers and import paths are reached here, before any model is paid for
+        offered = [n for n in ctx.tools if n in known_tools]
+        offered += tool_names([n for n in ctx.tools if n not in known_tools])
+    except ValueError as exc:
+        return _fail(runtime, f"the tools setting cannot be used: {exc}")
     try:
-        model = load_chat_model(ctx.planner_model)
+        model = role_model(ctx, "planner")
         messages = [
             SystemMessage(
-                render("planner", max_steps=ctx.max_steps, tools=", ".join(ctx.tools) or "none")
+                render("planner", max_steps=ctx.max_steps, tools=", ".join(offered) or "none")
             ),
             HumanMessage(goal),
         ]
@@ -83,6 +84,8 @@ def _plan(state: State, runtime: Runtime[Context], known_tools: set[str]) -> dic
             call=0,
         )
     except Exception as exc:  # a model or provider error ends the run cleanly, with its reason
+        if retry_node(exc, runtime):
+            raise  # transient: LangGraph's RetryPolicy runs the node again (graphs/retries.py)
         reason = f"planner model {ctx.planner_model!r} failed: {describe_model_error(exc)}"
         return _fail(runtime, reason, getattr(exc, "usage", None))
     if out.value is None:
@@ -95,6 +98,7 @@ def _plan(state: State, runtime: Runtime[Context], known_tools: set[str]) -> dic
     return {
         "goal": goal,
         "run_id": uuid.uuid4().hex,
+        "context": asdict(ctx),  # what every later node of this run uses (graphs/run_context.py)
         "plan": steps,
         "results": RESET,
         "history": [RESET],

@@ -16,10 +16,12 @@ from langgraph.graph import END
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
-from app.context import Context, resolve_context
-from app.models import describe_model_error, load_chat_model
+from app.context import Context
+from app.models import describe_model_error, role_model
 from graphs import events
 from graphs.planner import revise_plan
+from graphs.retries import retry_node
+from graphs.run_context import run_context
 from graphs.schemas import ReplanDecision, plan_problems
 from graphs.state import DONE, FAILED, REPLAN_LIMIT, State, is_done, ready_steps, settled
 from graphs.structured import call_structured
@@ -29,7 +31,7 @@ RESULT_CHARS = 1500  # per step in the replanner's prompt
 
 
 def replan(state: State, runtime: Runtime[Context]) -> Command:
-    ctx = resolve_context(runtime.context)
+    ctx = run_context(state, runtime)
     plan, results = state.get("plan", []), state.get("results", {})
     done_ids = [s["id"] for s in plan if is_done(s["id"], results)]
     calls = state.get("replanner_calls", 0)
@@ -54,7 +56,7 @@ def replan(state: State, runtime: Runtime[Context]) -> Command:
     ]
     try:
         out = call_structured(
-            load_chat_model(ctx.replanner_model),
+            role_model(ctx, "replanner"),
             ReplanDecision,
             messages,
             role="replanner",
@@ -63,6 +65,8 @@ def replan(state: State, runtime: Runtime[Context]) -> Command:
             call=calls,
         )
     except Exception as exc:  # a model or provider error ends the run cleanly, with its reason
+        if retry_node(exc, runtime):
+            raise  # transient: LangGraph's RetryPolicy runs the node again (graphs/retries.py)
         bookkeeping["usage"] = getattr(exc, "usage", {})  # attempts answered before it
         reason = f"replanner model failed: {describe_model_error(exc)}"
         return _end(runtime, bookkeeping, FAILED, reason, state)

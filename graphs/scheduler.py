@@ -22,12 +22,13 @@ from typing import Any
 from langchain_core.tools import BaseTool
 from langgraph.runtime import Runtime
 
-from app.context import Context, resolve_context
-from app.models import load_chat_model, tools_for_model
+from app.context import Context
+from app.models import role_model, tools_for_model
 from app.usage import merge_usage
 from graphs import events
 from graphs.executor import StepOutcome, crashed, run_step
 from graphs.journal import StepJournal
+from graphs.run_context import run_context
 from graphs.state import DONE, FAILED, State, is_done, ready_steps
 from tools import ToolSettings, build_tools
 
@@ -47,9 +48,9 @@ def make_execute(extra_tools: Sequence[BaseTool] = ()) -> Callable[..., dict[str
 
 
 def _execute(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> dict[str, Any]:
-    ctx = resolve_context(runtime.context)
+    ctx = run_context(state, runtime)
     try:
-        model = load_chat_model(ctx.executor_model)
+        model = role_model(ctx, "executor")
         extra_names = {t.name for t in extra}
         builtin = [name for name in ctx.tools if name not in extra_names]
         tools = build_tools(builtin, _tool_settings(ctx)) + extra
@@ -119,21 +120,19 @@ class _Batch:
     def run(self, work: Any) -> None:
         slots = max(1, self.ctx.max_concurrency)
         pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="planexec-step")
-        in_flight: dict[Future[StepOutcome], dict[str, Any]] = {}
+        in_flight: dict[Future[StepOutcome], tuple[dict[str, Any], dict[str, Any]]] = {}
         clean = False
         try:
             self._launch(pool, in_flight, slots, work)
             while in_flight:
                 finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    step = in_flight.pop(future)
+                    step, deps = in_flight.pop(future)
                     try:
                         outcome = future.result()
                     except Exception as exc:
                         outcome = crashed(step, exc)
-                    self.journal.put(
-                        step["id"], step.get("attempt", 1), outcome.result, outcome.usage
-                    )
+                    self.journal.put(step, deps, outcome.result, outcome.usage)
                     self._record(outcome.result, outcome.usage, recovered=False)
                     if outcome.fatal:
                         self.fatal, self.stop_new = outcome.fatal, True
@@ -151,16 +150,16 @@ class _Batch:
         progressed = True
         while progressed and not self.stop_new:
             progressed = False
-            running = {s["id"] for s in in_flight.values()}
+            running = {s["id"] for s, _ in in_flight.values()}
             for step in ready_steps(self.plan, self.results, skip=running):
                 if self.stop_new or len(in_flight) >= slots:
                     return
-                recorded = self.journal.get(step["id"], step.get("attempt", 1))
+                deps = {d: self.results[d] for d in step.get("depends_on", [])}
+                recorded = self.journal.get(step, deps)
                 if recorded is not None:
                     self._record(recorded["result"], recorded["usage"], recovered=True)
                     progressed = True
                     continue
-                deps = {d: self.results[d] for d in step.get("depends_on", [])}
                 events.emit(
                     self.writer,
                     events.STEP_STARTED,
@@ -170,7 +169,7 @@ class _Batch:
                 )
                 # Each step runs in a copy of this context so tracing and config follow it.
                 future = pool.submit(contextvars.copy_context().run, work, step, deps)
-                in_flight[future] = step
+                in_flight[future] = (step, deps)
 
     def _record(self, result: dict[str, Any], usage: dict, *, recovered: bool) -> None:
         self.results[result["id"]] = result

@@ -57,6 +57,9 @@ class State(TypedDict, total=False):
     """The user's goal, as given."""
     run_id: str
     """The planner's id for this run (a thread may hold several runs, one after another)."""
+    context: dict[str, Any]
+    """The run's Context as the planner received it; later nodes use this one (so a resume
+    without a context keeps the run's configuration). Edit it to reconfigure a paused run."""
     plan: list[dict[str, Any]]
     """Current plan: {id, description, depends_on, attempt}. Completed steps stay in it."""
     results: Annotated[dict[str, dict[str, Any]], merge_results]
@@ -80,6 +83,11 @@ class State(TypedDict, total=False):
     """Why the run ended as it did (set for every status but done)."""
     response: str
     """The final answer."""
+    route: str
+    """Where the replanner or approval sent the run next (graphs/routes.py)."""
+    summary: str
+    """What the node that wrote this checkpoint did, in one line (graphs/summaries.py): what a
+    person reads in the thread's history to pick a checkpoint to fork from or edit."""
     usage: Annotated[dict[str, dict[str, Any]], merge_usage]
     """Per role: calls, input_tokens, output_tokens, cost_usd (None if the price is unknown)."""
 

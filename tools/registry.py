@@ -29,15 +29,57 @@ DEFAULT_TOOLS: tuple[str, ...] = TOOL_NAMES
 
 
 def build_tools(names: Sequence[str], settings: ToolSettings) -> list[BaseTool]:
-    """Fresh tools for `names`, in that order (duplicates once); ValueError on an unknown name."""
+    """Fresh tools for `names`, in that order (duplicates once); ValueError on an unknown name.
+
+    A name is a registry tool, `mcp:SERVER[/TOOL]` (tools/mcp.py) or an import path
+    `package.module:attribute` (tools/imported.py)."""
     if isinstance(names, str):  # a bare "calculator" would otherwise iterate per letter
         names = [names]
-    for name in names:
-        if name not in _FACTORIES:
-            raise ValueError(f"unknown tool '{name}'; available tools: {', '.join(TOOL_NAMES)}")
     wanted = list(dict.fromkeys(names))
+    external = {name: external_tools(name) for name in wanted if name not in _FACTORIES}
     built: dict[str, BaseTool] = {}
     # Call each family factory once, so e.g. read_file and write_file share one setup.
-    for factory in dict.fromkeys(_FACTORIES[name] for name in wanted):
+    for factory in dict.fromkeys(_FACTORIES[name] for name in wanted if name in _FACTORIES):
         built.update((tool.name, tool) for tool in factory(settings))
-    return [built[name] for name in wanted]
+    return _unique(
+        [t for name in wanted for t in (external[name] if name in external else [built[name]])]
+    )
+
+
+def tool_names(names: Sequence[str]) -> list[str]:
+    """The names of the tools `names` stand for, checked without building registry tools;
+    ValueError with every entry that cannot be used and why."""
+    problems, resolved = [], []
+    for name in dict.fromkeys([names] if isinstance(names, str) else names):
+        try:
+            resolved += [name] if name in _FACTORIES else [t.name for t in external_tools(name)]
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ValueError("; ".join(problems))
+    return list(dict.fromkeys(resolved))
+
+
+def external_tools(name: str) -> list[BaseTool]:
+    """The tools an MCP or import-path entry stands for; ValueError for anything else."""
+    from tools.imported import imported_tools, is_import_path
+    from tools.mcp import is_mcp_entry, mcp_tools
+
+    if is_mcp_entry(name):
+        return mcp_tools(name)
+    if is_import_path(name):
+        return imported_tools(name)
+    raise ValueError(
+        f"unknown tool {name!r}; available tools: {', '.join(TOOL_NAMES)}, "
+        "'mcp:SERVER' for an MCP server's tools, or 'package.module:attribute' for your own"
+    )
+
+
+def _unique(tools: list[BaseTool]) -> list[BaseTool]:
+    """Tools with distinct names; ValueError when two different tools share one."""
+    seen: dict[str, BaseTool] = {}
+    for t in tools:
+        if t.name in seen and seen[t.name] is not t:
+            raise ValueError(f"two tools are named {t.name!r}; leave one out of the tools setting")
+        seen[t.name] = t
+    return list(seen.values())

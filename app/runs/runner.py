@@ -196,7 +196,11 @@ def run_state(persistence: Persistence, thread_id: str) -> dict[str, Any]:
     state["context"] = record.get("context", {})
     results = dict(state.get("results", {}))
     for step_id, result in (
-        StepJournal(persistence.store, thread_id, state.get("run_id", "")).all().items()
+        StepJournal.for_pending_task(
+            persistence.store, thread_id, state.get("run_id", ""), snapshot.tasks
+        )
+        .all()
+        .items()
     ):
         if result["attempts"] > results.get(step_id, {}).get("attempts", 0):
             results[step_id] = {**result, "journaled": True}

@@ -14,6 +14,7 @@ When a test that used the server fails, the tail of the server's log is added to
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -45,6 +46,12 @@ _NETWORK_SECRETS = (
     "LANGGRAPH_CLOUD_LICENSE_KEY",
     "LANGGRAPH_API_KEY",
 )
+# A real MCP server (FastMCP) the server process starts over stdio when a run uses its tools.
+MCP_MATH_STDIO = {
+    "transport": "stdio",
+    "command": sys.executable,
+    "args": [str(REPO / "tests" / "mcp_math_server.py"), "stdio"],
+}
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _SERVER_KEY = pytest.StashKey["LangGraphServer"]()
 
@@ -68,6 +75,8 @@ def server_env() -> dict[str, str]:
         LANGCHAIN_TRACING_V2="false",
         LANGGRAPH_CLI_NO_ANALYTICS="1",  # langgraph_cli/analytics.py: no usage ping per command
         LANGGRAPH_NO_VERSION_CHECK="true",  # langgraph_api/cli.py: no PyPI version lookup
+        # The deployment's MCP servers (tools/mcp.py): runs that name mcp:math get its tools.
+        PLANEXEC_MCP_SERVERS=json.dumps({"math": MCP_MATH_STDIO}),
     )
     return env
 

@@ -284,7 +284,10 @@ def start_paused(client: SyncLangGraphClient, thread_id: str, tmp_path: Path) ->
 
 
 def answer(
-    client: SyncLangGraphClient, thread_id: str, ctx: dict[str, Any], resume: dict[str, Any]
+    client: SyncLangGraphClient,
+    thread_id: str,
+    ctx: dict[str, Any] | None,
+    resume: dict[str, Any],
 ) -> None:
     """Resume a paused thread with `Command(resume=...)` and wait for the run to settle."""
     client.runs.wait(thread_id, GRAPH_ID, command={"resume": resume}, context=ctx)

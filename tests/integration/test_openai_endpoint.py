@@ -114,11 +114,12 @@ def use_function_calling(monkeypatch: pytest.MonkeyPatch) -> None:
     """Planner and replanner ask for structured output by function calling (executors are
     unchanged: they call tools either way)."""
 
-    def load(spec: str) -> ChatOpenAI:
+    def load(ctx: Any, role: str) -> ChatOpenAI:
+        spec = getattr(ctx, f"{role}_model")
         return FunctionCallingChatOpenAI(model=spec.partition(":")[2], api_key="not-needed")
 
-    monkeypatch.setattr(graphs.planner, "load_chat_model", load)
-    monkeypatch.setattr(graphs.replanner, "load_chat_model", load)
+    monkeypatch.setattr(graphs.planner, "role_model", load)
+    monkeypatch.setattr(graphs.replanner, "role_model", load)
 
 
 # the demo, end to end ---------------------------------------------------------------------------
@@ -224,7 +225,7 @@ def test_an_endpoint_that_always_says_429_ends_the_run_failed_with_a_reason(
     assert state["status"] == "failed"
     assert "planner model 'openai:gpt-4o' failed" in state["reason"]
     assert "429" in state["reason"] and "Rate limit" in state["reason"]
-    assert served["statuses"] == {"429": 3}  # the first try and langchain-openai's 2 retries
+    assert served["statuses"] == {"429": 3}  # the planner node's 3 attempts (RetryPolicy)
     assert not state.get("usage")
     assert not (tmp_path / "ws" / "report.md").exists()
 

@@ -1,0 +1,109 @@
+"""Every Context field is type-checked, wherever its value comes from (app/context.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from app.context import Context, ContextError, resolve_context, restore_context
+
+
+@pytest.fixture(autouse=True)
+def no_planexec_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in [n for n in os.environ if n.startswith("PLANEXEC_")]:
+        monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"max_concurrency": "two"},
+            "Context field 'max_concurrency' must be an integer, got 'two'",
+        ),
+        ({"max_concurrency": True}, "Context field 'max_concurrency' must be an integer, got True"),
+        ({"tools": "list_files"}, "(a list such as ['list_files'], not a string)"),
+        (
+            {"tools": ["calculator", 3]},
+            "Context field 'tools' must be a list, got ['calculator', 3]",
+        ),
+        ({"approve_plan": "yes"}, "Context field 'approve_plan' must be true or false"),
+        ({"model_timeout_s": "fast"}, "Context field 'model_timeout_s' must be a number"),
+        ({"workspace": 7}, "Context field 'workspace' must be a string, got 7"),
+    ],
+)
+def test_a_wrong_type_is_refused_naming_the_field(values: dict, message: str) -> None:
+    for make in (
+        lambda: Context(**values),
+        lambda: resolve_context(values),
+        lambda: Context.of(**values),
+    ):
+        with pytest.raises(ContextError) as info:
+            make()
+        assert message in str(info.value)
+
+
+def test_every_field_is_checked_including_ones_added_later() -> None:
+    """No field escapes: each refuses a value of a type no annotation here accepts."""
+    for f in dataclasses.fields(Context):
+        with pytest.raises(ContextError, match=f"Context field '{f.name}'"):
+            Context(**{f.name: object()})
+
+
+def test_right_types_pass_and_an_int_is_a_float() -> None:
+    ctx = Context(max_concurrency=2, tools=["calculator"], model_timeout_s=5)
+    assert ctx.model_timeout_s == 5.0 and isinstance(ctx.model_timeout_s, float)
+
+
+def test_a_recorded_context_is_checked_too() -> None:
+    recorded = dataclasses.asdict(Context())
+    assert restore_context(recorded) == Context()
+    with pytest.raises(ContextError, match="max_steps"):
+        restore_context({**recorded, "max_steps": "12"})
+
+
+@pytest.mark.parametrize(
+    ("env", "field", "value"),
+    [
+        ("4", "max_concurrency", 4),
+        ("0.5", "model_timeout_s", 0.5),
+        ("yes", "approve_plan", True),
+        ("off", "approve_plan", False),
+        ("calculator, read_file", "tools", ["calculator", "read_file"]),
+        ('["calculator", "mypkg.tools:search"]', "tools", ["calculator", "mypkg.tools:search"]),
+    ],
+)
+def test_environment_strings_are_parsed_by_field_type(
+    monkeypatch: pytest.MonkeyPatch, env: str, field: str, value: object
+) -> None:
+    monkeypatch.setenv(f"PLANEXEC_{field.upper()}", env)
+    assert getattr(Context(), field) == value
+
+
+@pytest.mark.parametrize(
+    ("field", "env", "message"),
+    [
+        (
+            "max_concurrency",
+            "two",
+            "'max_concurrency' from PLANEXEC_MAX_CONCURRENCY must be an integer",
+        ),
+        (
+            "approve_plan",
+            "maybe",
+            "'approve_plan' from PLANEXEC_APPROVE_PLAN must be true or false",
+        ),
+        ("tools", '["calculator", 3]', "'tools' from PLANEXEC_TOOLS must be a list"),
+        ("tools", "[broken", "PLANEXEC_TOOLS='[broken' is not valid JSON"),
+    ],
+)
+def test_bad_environment_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, field: str, env: str, message: str
+) -> None:
+    monkeypatch.setenv(f"PLANEXEC_{field.upper()}", env)
+    with pytest.raises(ContextError) as info:
+        Context()
+    assert message in str(info.value)
