@@ -44,6 +44,11 @@ class RunLocks(Protocol):
     def release(self, thread_id: str) -> None: ...
 
 
+# Per schema: deployments (and concurrent test sessions) in two schemas of one database must not
+# hold each other's same-named threads.
+_KEY = "hashtext(current_schema() || ':' || %s)"
+
+
 class _PostgresLocks:
     """Session advisory locks on a connection of this worker's own: they vanish with it."""
 
@@ -54,12 +59,12 @@ class _PostgresLocks:
 
     def try_acquire(self, thread_id: str) -> bool:
         row = self._conn.execute(
-            "SELECT pg_try_advisory_lock(hashtext(%s))", (f"planexec:{thread_id}",)
+            f"SELECT pg_try_advisory_lock({_KEY})", (f"planexec:{thread_id}",)
         ).fetchone()
         return bool(row and row[0])
 
     def release(self, thread_id: str) -> None:
-        self._conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"planexec:{thread_id}",))
+        self._conn.execute(f"SELECT pg_advisory_unlock({_KEY})", (f"planexec:{thread_id}",))
 
     def close(self) -> None:
         self._conn.close()
