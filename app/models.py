@@ -3,16 +3,24 @@
 Hosted models go through LangChain's `init_chat_model`; `scripted:NAME_OR_PATH` plays a scenario
 offline. Configuration mistakes are `ModelConfigError`s with a message for the user, checked
 before a run starts so nobody pays for a planner call and then hits a missing key.
+
+`PROVIDERS` says, for each provider planexec supports out of the box, which LangChain
+integration `init_chat_model` needs, which planexec extra installs it, and which environment
+variables carry its key, so a missing one is refused naming the command to run or the variable
+to set.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langchain_core.language_models import BaseChatModel
-from langchain_core.tools import BaseTool
+if TYPE_CHECKING:  # LangChain is imported when a model is loaded, not by `planexec runs`
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.tools import BaseTool
 
 
 class ModelConfigError(ValueError):
@@ -22,6 +30,48 @@ class ModelConfigError(ValueError):
 class FatalModelError(RuntimeError):
     """A model that cannot go on with this run at all (for a scripted model: a scenario with no
     reply for what it was asked). The graph ends the run with it rather than fail one step."""
+
+
+@dataclass(frozen=True)
+class Provider:
+    """What a hosted provider needs before planexec can call it."""
+
+    integration: str  # the module init_chat_model imports for it
+    install: str  # the command that installs that module
+    keys: tuple[str, ...]  # environment variables, any one of which holds the API key
+    keyless_if: str = ""  # an environment variable that, when true, means no key is needed
+
+
+PROVIDERS: dict[str, Provider] = {
+    "anthropic": Provider(
+        "langchain_anthropic", 'pip install "planexec[anthropic]"', ("ANTHROPIC_API_KEY",)
+    ),
+    # langchain-google-genai reads GOOGLE_API_KEY first, then GEMINI_API_KEY; on Vertex AI
+    # (GOOGLE_GENAI_USE_VERTEXAI=true) it uses Google Cloud credentials instead of a key.
+    "google_genai": Provider(
+        "langchain_google_genai",
+        'pip install "planexec[google]"',
+        ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
+        keyless_if="GOOGLE_GENAI_USE_VERTEXAI",
+    ),
+}
+
+
+def _check_provider(spec: str, name: str, provider: Provider) -> None:
+    """Refuse `spec` if its integration is not installed or no key is set."""
+    try:
+        importlib.import_module(provider.integration)
+    except ImportError as exc:
+        raise ModelConfigError(
+            f"model {spec!r} needs the {name} integration ({provider.integration}), which is "
+            f"not installed ({exc}). Install it with: {provider.install}"
+        ) from exc
+    keyless = os.environ.get(provider.keyless_if, "").lower() in ("1", "true", "yes")
+    if not keyless and not any(os.environ.get(key) for key in provider.keys):
+        raise ModelConfigError(
+            f"model {spec!r} needs an API key: set {' or '.join(provider.keys)}. "
+            "`planexec demo` runs offline with scripted models."
+        )
 
 
 def check_model(spec: str) -> None:
@@ -48,6 +98,8 @@ def check_model(spec: str) -> None:
             "OpenAI-compatible endpoint such as Ollama or vLLM). "
             "`planexec demo` runs offline with scripted models."
         )
+    if provider in PROVIDERS:
+        _check_provider(spec, provider, PROVIDERS[provider])
     # Building the client sends nothing; it fails on a missing package or key, which is what
     # must be found before a run starts, not in its first model call.
     try:

@@ -2,6 +2,10 @@
 
 `usage` in the state maps a role (planner, executor, replanner) to its totals. Parallel steps add
 to it at once, so it merges through `merge_usage`, a reducer that adds rather than overwrites.
+
+A role's totals: calls, input_tokens, cached_input_tokens (the part of input_tokens the provider
+read from its prompt cache, `usage_metadata["input_token_details"]["cache_read"]`),
+output_tokens, cost_usd (None when a price is unknown) and model.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from langchain_core.messages import AIMessage
 from app.pricing import cost_usd
 
 ROLES = ("planner", "executor", "replanner")
+TOKEN_KEYS = ("calls", "input_tokens", "cached_input_tokens", "output_tokens")
+_CACHE_READ_KEYS = ("cache_read", "priority_cache_read", "flex_cache_read")
 # A reducer update holding this key replaces the old value instead of adding to it: a new run on
 # a thread that held one before starts from zero (graphs/state.py uses it too).
 RESET_KEY = "__reset__"
@@ -23,16 +29,37 @@ def usage_of_call(role: str, message: AIMessage, model: str) -> dict[str, dict[s
     meta = message.usage_metadata or {}
     answered_by = (message.response_metadata or {}).get("model_name") or model
     input_tokens = int(meta.get("input_tokens", 0))
+    cached = cached_input_tokens(meta)
     output_tokens = int(meta.get("output_tokens", 0))
     return {
         role: {
             "calls": 1,
             "input_tokens": input_tokens,
+            "cached_input_tokens": cached,
             "output_tokens": output_tokens,
-            "cost_usd": cost_usd(answered_by, input_tokens, output_tokens),
+            "cost_usd": call_cost(answered_by, input_tokens, cached, output_tokens),
             "model": answered_by,
         }
     }
+
+
+def cached_input_tokens(usage_metadata: dict[str, Any]) -> int:
+    """Input tokens read from the provider's prompt cache. LangChain integrations report them as
+    `input_token_details.cache_read` (langchain-openai as `priority_cache_read` or
+    `flex_cache_read` on those service tiers); never more than the input tokens."""
+    details = usage_metadata.get("input_token_details") or {}
+    cached = sum(int(details.get(k) or 0) for k in _CACHE_READ_KEYS)
+    return max(0, min(cached, int(usage_metadata.get("input_tokens", 0))))
+
+
+def call_cost(
+    model: str, input_tokens: int, cached_input_tokens: int, output_tokens: int
+) -> float | None:
+    """What one call cost, or None when the model's price is unknown: the one place a call is
+    priced. `input_tokens` includes the `cached_input_tokens`. app.pricing has no cached rate,
+    so cached tokens are priced as ordinary input for now (an upper bound); with a price source
+    that has one (genai-prices), pass `cached_input_tokens` on in this line."""
+    return cost_usd(model, input_tokens, output_tokens)
 
 
 def _add_cost(a: float | None, b: float | None) -> float | None:
@@ -55,7 +82,7 @@ def merge_usage(
             merged[role] = dict(add)
             continue
         cur = merged[role]
-        for key in ("calls", "input_tokens", "output_tokens"):
+        for key in TOKEN_KEYS:
             cur[key] = cur.get(key, 0) + add.get(key, 0)
         cur["cost_usd"] = _add_cost(cur.get("cost_usd"), add.get("cost_usd"))
         if add.get("model") and add.get("model") != cur.get("model"):
@@ -66,9 +93,24 @@ def merge_usage(
 
 def total_usage(usage: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
     """All roles summed: calls, tokens, and cost (None if any role's price is unknown)."""
-    total: dict[str, Any] = {"calls": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+    total: dict[str, Any] = {key: 0 for key in TOKEN_KEYS} | {"cost_usd": 0.0}
     for totals in (usage or {}).values():
-        for key in ("calls", "input_tokens", "output_tokens"):
+        for key in TOKEN_KEYS:
             total[key] += totals.get(key, 0)
         total["cost_usd"] = _add_cost(total["cost_usd"], totals.get("cost_usd"))
     return total
+
+
+def cache_hit_rate(totals: dict[str, Any]) -> float | None:
+    """The share of input tokens read from the prompt cache (None when there was no input)."""
+    input_tokens = totals.get("input_tokens", 0)
+    return totals.get("cached_input_tokens", 0) / input_tokens if input_tokens else None
+
+
+def with_cache_hit_rates(usage: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """`usage` with each role's `cache_hit_rate` added, for reports (the state keeps
+    only the sums: a rate is derived, and summing rates would be wrong)."""
+    out = {role: dict(totals) for role, totals in (usage or {}).items()}
+    for totals in out.values():
+        totals["cache_hit_rate"] = cache_hit_rate(totals)
+    return out

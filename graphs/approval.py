@@ -15,8 +15,10 @@ refused: the node pauses again, with the problems in the interrupt's `error`, an
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from langchain_core.tools import BaseTool
 from langgraph.graph import END
 from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
@@ -28,12 +30,25 @@ from graphs.planner import revise_plan
 from graphs.run_context import run_context
 from graphs.schemas import PlanStep, plan_problems
 from graphs.state import REJECTED, State, is_done, remaining_steps
+from graphs.tool_step import tools_for_run
 
 APPROVAL_KIND = "plan_approval"
 
 
-def approve(state: State, runtime: Runtime[Context]) -> Command:
+def make_approve(extra_tools: Sequence[BaseTool] = ()) -> Callable[..., Command]:
+    """The approval node; `extra_tools` (from `build_graph(tools=...)`) are tools an edited
+    plan's tool steps may use beside the registry's."""
+    extra = list(extra_tools)
+
+    def approve(state: State, runtime: Runtime[Context]) -> Command:
+        return _approve(state, runtime, extra)
+
+    return approve
+
+
+def _approve(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> Command:
     ctx = run_context(state, runtime)
+    tools = {t.name: t for t in tools_for_run(ctx, extra)}
     plan, results = state.get("plan", []), state.get("results", {})
     done_ids = [s["id"] for s in plan if is_done(s["id"], results)]
     error = ""
@@ -50,7 +65,7 @@ def approve(state: State, runtime: Runtime[Context]) -> Command:
         }
         events.emit(runtime.stream_writer, events.PAUSED, steps=request["steps"], error=error)
         answer = interrupt(request)
-        outcome, error = _apply(answer, plan, results, done_ids, ctx.max_steps)
+        outcome, error = _apply(answer, plan, results, done_ids, ctx.max_steps, tools)
         if outcome is not None:
             if outcome.goto == END:
                 update = outcome.update or {}
@@ -60,11 +75,22 @@ def approve(state: State, runtime: Runtime[Context]) -> Command:
                     status=REJECTED,
                     reason=update.get("reason", ""),
                 )
+            elif outcome.update and "plan" in outcome.update:  # an edit: views show the new plan
+                events.emit(
+                    runtime.stream_writer,
+                    events.PLAN_EDITED,
+                    steps=remaining_steps(outcome.update["plan"], results),
+                )
             return outcome
 
 
 def _apply(
-    answer: Any, plan: list[dict], results: dict, done_ids: list[str], max_steps: int
+    answer: Any,
+    plan: list[dict],
+    results: dict,
+    done_ids: list[str],
+    max_steps: int,
+    tools: dict[str, BaseTool],
 ) -> tuple[Command | None, str]:
     """The Command an answer leads to, or (None, why it was refused)."""
     action = answer.get("action") if isinstance(answer, dict) else answer
@@ -84,7 +110,7 @@ def _apply(
             steps = [PlanStep.model_validate(s) for s in answer.get("steps") or []]
         except (ValidationError, TypeError, AttributeError) as exc:
             return None, f"the edited steps do not match the step format: {exc}"
-        problems = plan_problems(steps, max_steps=max_steps, completed=done_ids)
+        problems = plan_problems(steps, max_steps=max_steps, completed=done_ids, tools=tools)
         if problems:
             return None, "the edited plan was refused: " + "; ".join(problems)
         revised, new_steps = revise_plan(plan, results, steps)

@@ -132,7 +132,9 @@ class _StepRun:
             return ToolMessage(
                 content=flag_surprise.func(self.surprise), tool_call_id=call_id, name=name
             )
+        # Times let a report draw each tool call, and the model turns between them.
         record: dict[str, Any] = {"name": name, "args": args, "ok": False}
+        record["started_at"] = time.time()
         self.calls.append(record)
         if len(self.calls) > max_tool_calls:
             self.error = f"tool call cap reached: a step may make {max_tool_calls} tool calls"
@@ -143,9 +145,11 @@ class _StepRun:
             with calling_tool(identity):
                 answer = self._invoke(name, args, call_id)
         except Exception as exc:  # a raising tool is a failed step, never a crash
+            record["finished_at"] = time.time()
             self.error = f"tool {name} failed: {exc}"
             record["output"] = str(exc)[:OUTPUT_PREVIEW_CHARS]
             return ToolMessage(content=self.error, tool_call_id=call_id, status="error")
+        record["finished_at"] = time.time()
         output = answer.content if isinstance(answer.content, str) else json.dumps(answer.content)
         empty = _is_empty(answer)
         record.update(ok=True, output=output[:OUTPUT_PREVIEW_CHARS], empty=empty)

@@ -27,7 +27,6 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from langgraph.config import get_config
 from langgraph.store.base import BaseStore
 
 NO_SCOPE = "-"  # outside a graph task (a test calling a node function directly)
@@ -63,6 +62,10 @@ class StepJournal:
     @classmethod
     def for_current_run(cls, store: BaseStore | None, run_id: str) -> StepJournal:
         """The journal of the node execution running now (call it inside a graph node)."""
+        # Imported here: `planexec show` reads the journal too, and langgraph.config would cost
+        # it LangChain's tracers at startup.
+        from langgraph.config import get_config
+
         config = get_config()
         thread_id = config.get("configurable", {}).get("thread_id")
         return cls(store, thread_id, run_id, journal_scope(config))
@@ -108,3 +111,12 @@ class StepJournal:
             if current is None or current["attempts"] < result["attempts"]:
                 latest[result["id"]] = result
         return latest
+
+
+def run_records(store: BaseStore | None, thread_id: str, run_id: str) -> list[dict[str, Any]]:
+    """Every journaled record ({"result", "usage"}) of a run, across all its node executions
+    and attempts (for the run report, which draws each attempt)."""
+    if store is None:
+        return []
+    prefix = ("planexec", "steps", str(thread_id), run_id or "-")
+    return [dict(item.value) for item in store.search(prefix, limit=100_000)]

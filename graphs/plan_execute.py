@@ -22,16 +22,15 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 
 from app.context import Context
-from graphs.approval import approve
+from graphs.approval import make_approve
 from graphs.planner import make_plan
-from graphs.replanner import replan
+from graphs.replanner import make_replan
 from graphs.retries import MODEL_NODE_RETRY
 from graphs.routes import follow_route, recorded_route
 from graphs.run_context import run_context
 from graphs.scheduler import make_execute
 from graphs.state import FAILED, InputState, State
 from graphs.summaries import summarized
-from tools import TOOL_NAMES
 
 
 def _after_executor(state: State) -> str:
@@ -58,20 +57,23 @@ def build_graph(
     the registry's tools that `Context.tools` names; `store` journals each finished step so a
     resumed run does not redo it."""
     builder = StateGraph(State, context_schema=Context, input_schema=InputState)
-    known_tools = set(TOOL_NAMES) | {t.name for t in tools or ()}
     # Each node's update also carries a one-line summary for the thread's history.
     # planner: goal -> validated plan; retried on transient model errors
     builder.add_node(
-        "planner", summarized("planner", make_plan(known_tools)), retry_policy=MODEL_NODE_RETRY
+        "planner", summarized("planner", make_plan(tools or ())), retry_policy=MODEL_NODE_RETRY
     )
     # executor: runs ready steps in parallel until the replanner should look
     builder.add_node("executor", summarized("executor", make_execute(tools or ())))
     # replanner: continue, revise the remaining steps (via approval if on), or finish
     builder.add_node(
-        "replanner", summarized("replanner", recorded_route(replan)), retry_policy=MODEL_NODE_RETRY
+        "replanner",
+        summarized("replanner", recorded_route(make_replan(tools or ()))),
+        retry_policy=MODEL_NODE_RETRY,
     )
     # approval: a person approves, edits or rejects the plan (LangGraph interrupt)
-    builder.add_node("approval", summarized("approval", recorded_route(approve)))
+    builder.add_node(
+        "approval", summarized("approval", recorded_route(make_approve(tools or ())))
+    )
     builder.add_edge(START, "planner")
     builder.add_conditional_edges(
         "planner", _after_planner, {"approval": "approval", "executor": "executor", END: END}

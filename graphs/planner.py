@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.tools import BaseTool
 from langgraph.runtime import Runtime
 
 from app.context import Context, resolve_context
@@ -17,22 +19,29 @@ from graphs.retries import retry_node
 from graphs.schemas import Plan, plan_problems
 from graphs.state import FAILED, RESET, RUNNING, State
 from graphs.structured import call_structured
+from graphs.tool_step import describe_tools, tools_for_run
 from prompts import render
-from tools import tool_names
+from tools import TOOL_NAMES, tool_names
 
 
 def plan_step_dicts(plan_steps: list[Any], attempts: dict[str, int] | None = None) -> list[dict]:
-    """Plan steps as state dicts; `attempt` counts up when a revision retries a failed id."""
+    """Plan steps as state dicts; `attempt` counts up when a revision retries a failed id. A tool
+    step also carries `tool` and `args`."""
     attempts = attempts or {}
-    return [
-        {
+    dicts = []
+    for s in plan_steps:
+        step = {
             "id": s.id,
             "description": s.description,
             "depends_on": list(s.depends_on),
             "attempt": attempts.get(s.id, 0) + 1,
         }
-        for s in plan_steps
-    ]
+        if getattr(s, "tool", None):
+            step.update(tool=s.tool, args=dict(s.args or {}))
+            # A tool step's call says what it does; the planner need not spend tokens on it.
+            step["description"] = s.description or f"{s.tool} {json.dumps(s.args or {})}"[:200]
+        dicts.append(step)
+    return dicts
 
 
 def revise_plan(
@@ -46,31 +55,40 @@ def revise_plan(
     return kept + fresh, fresh
 
 
-def make_plan(known_tools: set[str]) -> Callable[..., dict[str, Any]]:
-    """The planner node; `known_tools` are the names the executor can build (registry and
-    build_graph's extra tools), checked before any model is paid for."""
+def make_plan(extra_tools: Sequence[BaseTool] = ()) -> Callable[..., dict[str, Any]]:
+    """The planner node; `extra_tools` (from `build_graph(tools=...)`) join the registry's. The
+    tools setting is checked against them before any model is paid for."""
+    extra = list(extra_tools)
 
     def plan(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        return _plan(state, runtime, known_tools)
+        return _plan(state, runtime, extra)
 
     return plan
 
 
-def _plan(state: State, runtime: Runtime[Context], known_tools: set[str]) -> dict[str, Any]:
+def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> dict[str, Any]:
     ctx = resolve_context(runtime.context)
+    known_tools = set(TOOL_NAMES) | {t.name for t in extra}
     goal = (state.get("goal") or "").strip()
     if not goal:
         return _fail(runtime, "the input has no goal: pass {'goal': '...'}")
     try:  # MCP servers and import paths are reached here, before any model is paid for
-        offered = [n for n in ctx.tools if n in known_tools]
-        offered += tool_names([n for n in ctx.tools if n not in known_tools])
+        tool_names([n for n in ctx.tools if n not in known_tools])
     except ValueError as exc:
         return _fail(runtime, f"the tools setting cannot be used: {exc}")
+    try:
+        # Built for their schemas: the planner is told each tool's arguments, and tool steps
+        # are checked against them.
+        tools = {t.name: t for t in tools_for_run(ctx, extra)}
+    except Exception as exc:  # configuration trouble (e.g. a workspace that cannot be made)
+        return _fail(runtime, f"tool setup failed: {exc}")
     try:
         model = role_model(ctx, "planner")
         messages = [
             SystemMessage(
-                render("planner", max_steps=ctx.max_steps, tools=", ".join(offered) or "none")
+                render(
+                    "planner", max_steps=ctx.max_steps, tools=describe_tools(list(tools.values()))
+                )
             ),
             HumanMessage(goal),
         ]
@@ -80,7 +98,7 @@ def _plan(state: State, runtime: Runtime[Context], known_tools: set[str]) -> dic
             messages,
             role="planner",
             model_name=ctx.planner_model,
-            validate=lambda p: plan_problems(p.steps, max_steps=ctx.max_steps),
+            validate=lambda p: plan_problems(p.steps, max_steps=ctx.max_steps, tools=tools),
             call=0,
         )
     except Exception as exc:  # a model or provider error ends the run cleanly, with its reason

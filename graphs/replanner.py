@@ -4,17 +4,25 @@ Called when a step failed or flagged a surprise, every `replan_every` completed 
 when no step can run. Completed steps keep their results: a revision replaces only what has not
 run. After `max_replans` revisions, a further revision ends the run as `replan_limit` with the
 best answer the results allow, so a run can never loop.
+
+Two prompts: after a surprise or a failure, the full one (plan, statuses, why, the tools for a
+revision's tool steps); when the plan simply ran out, a lean one with only the goal and the step
+results and a minimal decision schema (prompts/replanner_end*.txt), since that call happens on
+every run and mostly just writes the answer.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.tools import BaseTool
 from langgraph.graph import END
 from langgraph.runtime import Runtime
 from langgraph.types import Command
+from pydantic import ValidationError
 
 from app.context import Context
 from app.models import describe_model_error, role_model
@@ -22,15 +30,27 @@ from graphs import events
 from graphs.planner import revise_plan
 from graphs.retries import retry_node
 from graphs.run_context import run_context
-from graphs.schemas import ReplanDecision, plan_problems
+from graphs.schemas import EndDecision, ReplanDecision, as_decision, plan_problems
 from graphs.state import DONE, FAILED, REPLAN_LIMIT, State, is_done, ready_steps, settled
 from graphs.structured import call_structured
+from graphs.tool_step import describe_tools, tools_for_run
 from prompts import render
 
 RESULT_CHARS = 1500  # per step in the replanner's prompt
 
 
-def replan(state: State, runtime: Runtime[Context]) -> Command:
+def make_replan(extra_tools: Sequence[BaseTool] = ()) -> Callable[..., Command]:
+    """The replanner node; `extra_tools` (from `build_graph(tools=...)`) are tools a revision's
+    tool steps may use beside the registry's."""
+    extra = list(extra_tools)
+
+    def replan(state: State, runtime: Runtime[Context]) -> Command:
+        return _replan(state, runtime, extra)
+
+    return replan
+
+
+def _replan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> Command:
     ctx = run_context(state, runtime)
     plan, results = state.get("plan", []), state.get("results", {})
     done_ids = [s["id"] for s in plan if is_done(s["id"], results)]
@@ -40,28 +60,54 @@ def replan(state: State, runtime: Runtime[Context]) -> Command:
         "reviewed_done": len(done_ids),
         "reviewed_at": time.time(),
     }
-    messages = [
-        SystemMessage(render("replanner", max_steps=ctx.max_steps)),
-        HumanMessage(
-            render(
-                "replanner_task",
-                goal=state.get("goal", ""),
-                progress=_progress(plan, results),
-                why=_why(state),
-                review=calls + 1,
-                replans=state.get("replans", 0),
-                max_replans=ctx.max_replans,
-            )
-        ),
-    ]
+    lean = _plain_end(state)
     try:
+        tools = {t.name: t for t in tools_for_run(ctx, extra)}
+        if lean:
+            # Every step has run and nothing went wrong: what is left is the answer (or, rarely,
+            # more steps). The lean call sends only the goal and the step results, with a
+            # minimal schema: it was a third of a run's cost when it re-sent the whole plan.
+            messages = [
+                SystemMessage(render("replanner_end")),
+                HumanMessage(
+                    render(
+                        "replanner_end_task",
+                        goal=state.get("goal", ""),
+                        results=_results(plan, results),
+                        review=calls + 1,
+                    )
+                ),
+            ]
+            schema: type[ReplanDecision] | type[EndDecision] = EndDecision
+        else:
+            messages = [
+                SystemMessage(
+                    render(
+                        "replanner",
+                        max_steps=ctx.max_steps,
+                        tools=describe_tools(list(tools.values())),
+                    )
+                ),
+                HumanMessage(
+                    render(
+                        "replanner_task",
+                        goal=state.get("goal", ""),
+                        progress=_progress(plan, results),
+                        why=_why(state),
+                        review=calls + 1,
+                        replans=state.get("replans", 0),
+                        max_replans=ctx.max_replans,
+                    )
+                ),
+            ]
+            schema = ReplanDecision
         out = call_structured(
             role_model(ctx, "replanner"),
-            ReplanDecision,
+            schema,
             messages,
             role="replanner",
             model_name=ctx.replanner_model,
-            validate=lambda d: decision_problems(d, plan, results, max_steps=ctx.max_steps),
+            validate=lambda d: _problems(d, plan, results, ctx.max_steps, tools),
             call=calls,
         )
     except Exception as exc:  # a model or provider error ends the run cleanly, with its reason
@@ -71,7 +117,7 @@ def replan(state: State, runtime: Runtime[Context]) -> Command:
         reason = f"replanner model failed: {describe_model_error(exc)}"
         return _end(runtime, bookkeeping, FAILED, reason, state)
     bookkeeping["usage"] = out.usage
-    decision: ReplanDecision | None = out.value
+    decision = as_decision(out.value) if out.value is not None else None
     if decision is None:
         reason = f"replanner output invalid after {out.attempts} attempts: {out.error}"
         return _end(runtime, bookkeeping, FAILED, reason, state)
@@ -110,7 +156,12 @@ def replan(state: State, runtime: Runtime[Context]) -> Command:
 
 
 def decision_problems(
-    decision: ReplanDecision, plan: list[dict], results: dict[str, dict], *, max_steps: int
+    decision: ReplanDecision,
+    plan: list[dict],
+    results: dict[str, dict],
+    *,
+    max_steps: int,
+    tools: dict[str, BaseTool] | None = None,
 ) -> list[str]:
     """What makes `decision` unusable in this state; empty when it can be applied."""
     if decision.action == "finish":
@@ -122,7 +173,21 @@ def decision_problems(
         detail = f"steps {waiting} wait on failed steps" if waiting else "every step has run"
         return [f"'continue' is not possible: no step can run ({detail}); replan or finish"]
     done = [s["id"] for s in plan if is_done(s["id"], results)]
-    return plan_problems(decision.steps or [], max_steps=max_steps, completed=done)
+    return plan_problems(decision.steps or [], max_steps=max_steps, completed=done, tools=tools)
+
+
+def _problems(
+    value: ReplanDecision | EndDecision,
+    plan: list[dict],
+    results: dict[str, dict],
+    max_steps: int,
+    tools: dict[str, BaseTool],
+) -> list[str]:
+    try:
+        decision = as_decision(value)
+    except ValidationError as exc:
+        return [f"the steps do not match the step format: {exc}"]
+    return decision_problems(decision, plan, results, max_steps=max_steps, tools=tools)
 
 
 def best_answer(state: State) -> str:
@@ -166,6 +231,30 @@ def _progress(plan: list[dict], results: dict[str, dict]) -> str:
         if result.get("surprise"):
             lines.append(f"  surprise: {result['surprise']}")
     return "\n".join(lines)
+
+
+def _results(plan: list[dict], results: dict[str, dict]) -> str:
+    """The step results alone, for the lean end: `[id] result`, one per step."""
+    return "\n".join(
+        f"[{s['id']}] {str(results[s['id']].get('result') or '')[:RESULT_CHARS]}"
+        for s in plan
+        if s["id"] in results
+    )
+
+
+def _plain_end(state: State) -> bool:
+    """Every step of the plan ran, and none failed or surprised since the last review: the
+    replanner is called only because the plan is exhausted."""
+    plan, results = state.get("plan", []), state.get("results", {})
+    return bool(plan) and all(
+        settled(s, results)
+        and results[s["id"]]["status"] == DONE
+        and not (
+            results[s["id"]].get("surprise")
+            and results[s["id"]].get("finished_at", 0) >= state.get("reviewed_at", 0.0)
+        )
+        for s in plan
+    )
 
 
 def _why(state: State) -> str:

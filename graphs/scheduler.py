@@ -16,7 +16,6 @@ import contextvars
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from pathlib import Path
 from typing import Any
 
 from langchain_core.tools import BaseTool
@@ -30,7 +29,7 @@ from graphs.executor import StepOutcome, crashed, run_step
 from graphs.journal import StepJournal
 from graphs.run_context import run_context
 from graphs.state import DONE, FAILED, State, is_done, ready_steps
-from tools import ToolSettings, build_tools
+from graphs.tool_step import is_tool_step, run_tool_step, tools_for_run
 
 # Set by the CLI on Ctrl-C: start no new step; the steps in flight finish and are journaled, the
 # node returns, and the run stops at that checkpoint. Process-wide, like the signal behind it.
@@ -51,10 +50,8 @@ def _execute(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
     ctx = run_context(state, runtime)
     try:
         model = role_model(ctx, "executor")
-        extra_names = {t.name for t in extra}
-        builtin = [name for name in ctx.tools if name not in extra_names]
-        tools = build_tools(builtin, _tool_settings(ctx)) + extra
-        tools = tools_for_model(ctx.executor_model, tools)  # a scenario's faults, if scripted
+        # A scenario's faults wrap the tools, if the executor model is scripted.
+        tools = tools_for_model(ctx.executor_model, tools_for_run(ctx, extra))
     except Exception as exc:  # configuration trouble ends the run with its reason
         reason = f"executor setup failed: {exc}"
         events.emit(runtime.stream_writer, events.FINISHED, status=FAILED, reason=reason)
@@ -62,8 +59,13 @@ def _execute(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
     batch = _Batch(
         state, ctx, runtime, StepJournal.for_current_run(runtime.store, state.get("run_id", ""))
     )
-    batch.run(
-        lambda step, deps: run_step(
+    run_id = state.get("run_id", "")
+
+    def work(step: dict[str, Any], deps: dict[str, dict[str, Any]]) -> StepOutcome:
+        """One step to its outcome: a tool step runs its tool, any other step its model."""
+        if is_tool_step(step):
+            return run_tool_step(step, deps, tools, run_id)
+        return run_step(
             step,
             goal=state.get("goal", ""),
             dependencies=deps,
@@ -71,9 +73,10 @@ def _execute(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
             model_name=ctx.executor_model,
             tools=tools,
             max_tool_calls=ctx.max_tool_calls_per_step,
-            run_id=state.get("run_id", ""),
+            run_id=run_id,
         )
-    )
+
+    batch.run(work)
     if batch.cut and not batch.new_results:
         # Stopped before anything ran: fail the node (it writes nothing) rather than loop
         # executor -> executor; a resume enters the executor again.
@@ -87,13 +90,6 @@ def _execute(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
         events.emit(runtime.stream_writer, events.FINISHED, status=FAILED, reason=batch.fatal)
         update.update(status=FAILED, reason=batch.fatal)
     return update
-
-
-def _tool_settings(ctx: Context) -> ToolSettings:
-    return ToolSettings(
-        workspace=Path(ctx.workspace),
-        sql_database=Path(ctx.sql_database) if ctx.sql_database else None,
-    )
 
 
 class _Batch:

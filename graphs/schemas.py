@@ -1,25 +1,35 @@
 """What the planner and replanner must return, and the rules a plan must keep.
 
 Pydantic checks the shape; `plan_problems` checks what a schema cannot: unique ids, known
-dependencies, no cycles, and the step cap. Its messages go back to the model on a retry, so they
-say what is wrong and with which step.
+dependencies, no cycles, the step cap, and tool steps (a tool the run may use, arguments that fit
+its schema, references only to declared dependencies: graphs/tool_args.py). Its messages go back
+to the model on a retry, so they say what is wrong and with which step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from langchain_core.tools import BaseTool
+from pydantic import BaseModel, ConfigDict, Field
+
+from graphs.tool_args import tool_step_problems
 
 
 class PlanStep(BaseModel):
     """One step of a plan."""
 
     id: str = Field(description="Short unique id, e.g. 's1'.")
-    description: str = Field(description="What the executor must do, self-contained.")
+    description: str = Field(
+        default="", description="What to do, self-contained; may be left out for a tool step."
+    )
     depends_on: list[str] = Field(
         default_factory=list, description="Ids of the steps whose results this step needs."
+    )
+    tool: str = Field(default="", description="Tool step: the tool it calls, with no model.")
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="Tool step: the tool's arguments."
     )
 
 
@@ -44,13 +54,39 @@ class ReplanDecision(BaseModel):
     )
 
 
+class EndDecision(BaseModel):
+    """Finish with the answer, or give more steps."""
+
+    # The lean form of the same decision (the end-of-run call): the model sees one tool name.
+    model_config = ConfigDict(title="ReplanDecision")
+
+    # "continue" is refused by decision_problems with a reason, better than a schema error.
+    action: Literal["finish", "replan", "continue"]
+    response: str = ""
+    reason: str = ""
+    steps: list[dict] = []
+
+
+def as_decision(value: ReplanDecision | EndDecision) -> ReplanDecision:
+    """A lean end-of-run decision as a full one (its steps checked as PlanSteps); ValueError
+    (a pydantic ValidationError) when they do not fit."""
+    if isinstance(value, ReplanDecision):
+        return value
+    return ReplanDecision.model_validate(value.model_dump())
+
+
 def plan_problems(
-    steps: Sequence[PlanStep], *, max_steps: int, completed: Iterable[str] = ()
+    steps: Sequence[PlanStep],
+    *,
+    max_steps: int,
+    completed: Iterable[str] = (),
+    tools: Mapping[str, BaseTool] | None = None,
 ) -> list[str]:
     """Everything wrong with `steps`; empty when the plan is valid.
 
     `completed` are ids of steps already done (for a revision): new steps may depend on them but
-    may not reuse their ids.
+    may not reuse their ids. `tools` are the tools the run may use, by name; without them a tool
+    step is refused.
     """
     done = set(completed)
     problems: list[str] = []
@@ -73,6 +109,18 @@ def plan_problems(
                 problems.append(f"step {step.id!r} depends on itself")
             elif dep not in seen and dep not in done:
                 problems.append(f"step {step.id!r} depends on unknown step {dep!r}")
+    for step in steps:
+        if step.tool:
+            problems += tool_step_problems(
+                step.id, step.tool, step.args or {}, step.depends_on, tools or {}
+            )
+        else:
+            if step.args:
+                problems.append(f"step {step.id!r} has args but no tool; give the tool, or no args")
+            if not step.description.strip():
+                problems.append(
+                    f"step {step.id!r} has no description; say what the executor must do"
+                )
     cycle = _find_cycle(steps)
     if cycle:
         problems.append("the dependencies form a cycle: " + " -> ".join(cycle))

@@ -64,7 +64,9 @@ def call_structured(
     # class, ChatOpenAI's default method (json_schema) has the OpenAI client validate the reply
     # inside the model call, which raises instead of returning a parsing error, so one reply
     # that broke the schema would end the run instead of being fed back and retried.
-    runnable = model.with_structured_output(_json_schema(schema), include_raw=True)
+    json_schema = _json_schema(schema)
+    name = json_schema["title"]  # what the model is told the schema is called
+    runnable = model.with_structured_output(json_schema, include_raw=True)
     conversation = list(messages)
     out = StructuredResult()
     for attempt in range(retries + 1):
@@ -82,9 +84,9 @@ def call_structured(
             except ValidationError as exc:
                 error = exc
         if error is not None:
-            problems = [f"the reply does not match the {schema.__name__} schema: {error}"]
+            problems = [f"the reply does not match the {name} schema: {error}"]
         elif parsed is None:
-            problems = [f"no {schema.__name__} was returned; reply with the {schema.__name__} tool"]
+            problems = [f"no {name} was returned; reply with the {name} tool"]
         else:
             problems = validate(parsed)
         if not problems:

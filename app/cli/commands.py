@@ -9,6 +9,7 @@ Exit codes (also in README.md):
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import signal
@@ -18,25 +19,39 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import psycopg
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
+from app.cli.bench_command import register as register_bench_command
 from app.cli.serve_command import register as register_serve_command
-from app.cli.view import LiveView, print_outcome, steps_table
-from app.context import Context, restore_context
-from app.models import ModelConfigError
-from app.runs import runner
-from app.runs.demo import DEMO_SCENARIO, DEMO_WORKSPACE, demo_context, prepare_workspace
-from app.runs.persistence import DatabaseURLError, Persistence, open_persistence
-from app.runs.worker import RunBusy, holding_run
-from app.scripted.scenarios import ScenarioError, load_scenario, scenario_path
-from graphs.scheduler import STOP_LAUNCHING
-from graphs.state import DONE, REPLAN_LIMIT
+from app.cli.text import labelled, plain
+from app.runs.demo import DEMO_SCENARIO, DEMO_WORKSPACE
+
+if TYPE_CHECKING:
+    from app.context import Context
+    from app.runs.persistence import Persistence
+
+# Startup: `planexec --help` must not pay for LangGraph, LangChain and the tools (seconds), so
+# heavy modules are imported where a command uses them, and `runner`, used everywhere, is a lazy
+# module (stdlib importlib.util.LazyLoader): loaded on first attribute access.
+
+
+def _lazy(name: str) -> Any:
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
+
+
+runner = _lazy("app.runs.runner")
 
 EXIT_DONE, EXIT_FAILED, EXIT_LIMIT, EXIT_CONFIG, EXIT_PAUSED, EXIT_INTERRUPTED = 0, 1, 3, 4, 5, 130
 
@@ -52,15 +67,26 @@ err_console = Console(stderr=True)
 
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", help="memory://, a SQLite path, or postgresql://… [env: PLANEXEC_DB]"),
+    typer.Option(
+        "--db",
+        # The backslash keeps rich (typer's help renderer) from reading [env: ...] as markup.
+        help="memory://, a SQLite path, sqlite:///rel/path, sqlite:////abs/path or "
+        "postgresql://… \\[env: PLANEXEC_DB]",
+    ),
 ]
 ThreadOption = Annotated[str | None, typer.Option("--thread", help="Thread id for this run.")]
+ReportOutputOption = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="The HTML file to write (default: ./<thread id>.html)."),
+]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print events and the result as JSON lines, no live view.")
 ]
 
 
 def _exit_code(state: dict[str, Any]) -> int:
+    from graphs.state import DONE, REPLAN_LIMIT
+
     status = state.get("status")
     if status == DONE:
         return EXIT_DONE
@@ -78,6 +104,10 @@ def _drive(
 
     With `ask`, a run that pauses for plan approval is answered at the terminal and continued.
     """
+    import psycopg
+
+    from app.models import ModelConfigError
+
     try:
         with _ctrl_c_finishes_steps_in_flight():
             state = _stream(persistence, thread_id, as_json, action)
@@ -86,8 +116,10 @@ def _drive(
                 answer = _ask_approval(state["approval_request"])
             except (typer.Abort, EOFError, KeyboardInterrupt):  # Ctrl-C or no input at the prompt
                 err_console.print(
-                    f"\nstill paused. Answer with: planexec approve {thread_id} "
-                    "[--edit FILE | --reject REASON]"
+                    plain(
+                        f"\nstill paused. Answer with: planexec approve {thread_id} "
+                        "[--edit FILE | --reject REASON]"
+                    )
                 )
                 return EXIT_PAUSED
 
@@ -98,20 +130,25 @@ def _drive(
                 state = _stream(persistence, thread_id, as_json, answered)
     except (sqlite3.Error, psycopg.Error) as exc:
         err_console.print(
-            f"[red]database error during the run:[/red] {exc}\nThe last checkpoint is kept; "
-            f"continue with: planexec resume {thread_id}"
+            labelled(
+                "database error during the run:",
+                f"{exc}\nThe last checkpoint is kept; continue with: planexec resume {thread_id}",
+            )
         )
         return EXIT_FAILED
     except (runner.RunNotFound, runner.RunPaused, ModelConfigError):
         raise  # nothing ran: reported by _guarded with exit code 4
     except Exception as exc:  # a bug or an unexpected error mid-run: say so, keep the run
         err_console.print(
-            f"[red]the run stopped on an unexpected error:[/red] {type(exc).__name__}: {exc}\n"
-            f"The last checkpoint is kept; continue with: planexec resume {thread_id}"
+            labelled(
+                "the run stopped on an unexpected error:",
+                f"{type(exc).__name__}: {exc}\n"
+                f"The last checkpoint is kept; continue with: planexec resume {thread_id}",
+            )
         )
         return EXIT_FAILED
     except KeyboardInterrupt:
-        err_console.print(f"interrupted. Continue with: planexec resume {thread_id}")
+        err_console.print(plain(f"interrupted. Continue with: planexec resume {thread_id}"))
         sys.stdout.flush()
         # Nothing is left to wait for: the steps in flight finished and were journaled.
         os._exit(EXIT_INTERRUPTED)
@@ -123,10 +160,14 @@ def _drive(
     elif state.get("status") == runner.PAUSED:
         _show_approval_request(state["approval_request"])
         console.print(
-            f"paused for approval. Answer with: planexec approve {thread_id} "
-            "[--edit FILE | --reject REASON]"
+            plain(
+                f"paused for approval. Answer with: planexec approve {thread_id} "
+                "[--edit FILE | --reject REASON]"
+            )
         )
     else:
+        from app.cli.view import print_outcome
+
         print_outcome(console, state)
     return _exit_code(state)
 
@@ -146,6 +187,8 @@ def _ctrl_c_finishes_steps_in_flight() -> Iterator[None]:
     watcher thread reads the signal from the wakeup fd the C-level handler writes to at once,
     and stops new steps from there; the main thread's handler only ends the run.
     """
+    from graphs.scheduler import STOP_LAUNCHING
+
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
@@ -187,9 +230,11 @@ def _ctrl_c_finishes_steps_in_flight() -> Iterator[None]:
 def _stream(persistence: Persistence, thread_id: str, as_json: bool, action: Any) -> dict:
     if as_json:
         return action(lambda e: print(json.dumps(e, default=str), flush=True))
+    from app.cli.view import make_view, run_header
+
     plan, results = _current_plan(persistence, thread_id)
-    console.print(f"run [bold]{thread_id}[/bold] · db {persistence.shown}")
-    with LiveView(console, plan, results) as view:
+    console.print(run_header(thread_id, db=persistence.shown))
+    with make_view(console, plan, results) as view:  # a live table, or lines when piped
         return action(view.handle)
 
 
@@ -198,12 +243,16 @@ def _show_approval_request(request: dict[str, Any]) -> None:
     for column in ("step", "description", "after"):
         table.add_column(column)
     for step in request.get("steps", []):
-        table.add_row(step["id"], step["description"], ", ".join(step.get("depends_on", [])))
+        table.add_row(
+            plain(step["id"]),
+            plain(step["description"]),
+            plain(", ".join(step.get("depends_on", []))),
+        )
     console.print(table)
     if request.get("completed"):
-        console.print(f"completed steps (kept): {', '.join(request['completed'])}")
+        console.print(plain(f"completed steps (kept): {', '.join(request['completed'])}"))
     if request.get("error"):
-        console.print(f"[red]{request['error']}[/red]")
+        console.print(plain(request["error"], style="red"))
 
 
 def _ask_approval(request: dict[str, Any]) -> dict[str, Any]:
@@ -220,13 +269,15 @@ def _ask_approval(request: dict[str, Any]) -> dict[str, Any]:
             try:
                 return {"action": "edit", "steps": load_steps_file(Path(path))}
             except ValueError as exc:
-                err_console.print(f"[red]{exc}[/red]")
+                err_console.print(plain(exc, style="red"))
                 continue
         err_console.print("answer approve, edit or reject")
 
 
 def load_steps_file(path: Path) -> list[dict[str, Any]]:
     """Steps for an edit: a JSON/YAML list of {id, description, depends_on}, or {steps: [...]}."""
+    import yaml
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML is a superset of JSON
     except (OSError, yaml.YAMLError) as exc:
@@ -250,6 +301,11 @@ def _current_plan(persistence: Persistence, thread_id: str) -> tuple[list, dict]
 
 def _guarded(fn: Any) -> int:
     """Turn the errors a user can cause into a message and exit code 4, never a traceback."""
+    from app.models import ModelConfigError
+    from app.runs.persistence import DatabaseURLError
+    from app.runs.worker import RunBusy
+    from app.scripted.scenarios import ScenarioError
+
     try:
         return fn()
     except (
@@ -261,7 +317,7 @@ def _guarded(fn: Any) -> int:
         ScenarioError,
         ValueError,
     ) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(labelled("error:", exc), soft_wrap=True)  # one line, however long
         return EXIT_CONFIG
 
 
@@ -309,6 +365,10 @@ def run(
     }
 
     def go() -> int:
+        from app.context import Context
+        from app.runs.demo import prepare_workspace
+        from app.scripted.scenarios import load_scenario
+
         if scenario:
             spec = f"scripted:{scenario}"
             for role in ("planner_model", "executor_model", "replanner_model"):
@@ -316,7 +376,10 @@ def run(
             overrides["tools"] = overrides["tools"] or list(load_scenario(scenario).tools) or None
             if scenario == DEMO_SCENARIO and not sql_database:
                 # The demo's script queries the demo database: give it one, as `demo` does.
+                from app.cli.checks import check_workspace
+
                 demo_ws = Path(workspace or DEMO_WORKSPACE).resolve()
+                check_workspace(demo_ws)
                 overrides["workspace"] = str(demo_ws)
                 overrides["sql_database"] = str(prepare_workspace(demo_ws))
         ctx = Context.of(**{k: v for k, v in overrides.items() if v is not None})
@@ -338,7 +401,12 @@ def demo(
     """Play the bundled scenario offline: a revenue report over a small shop database."""
 
     def go() -> int:
+        from app.cli.checks import check_workspace
+        from app.runs.demo import demo_context
+        from app.scripted.scenarios import load_scenario
+
         extra = {"max_concurrency": max_concurrency} if max_concurrency else {}
+        check_workspace(workspace)
         ctx = demo_context(workspace.resolve(), **extra)
         return _start(load_scenario(DEMO_SCENARIO).goal, ctx, thread, db, as_json)
 
@@ -355,8 +423,13 @@ def _start(
 ) -> int:
     """Start a new run (or only record it, for a worker); with Context.approve_plan and a
     terminal, ask for approval there."""
+    from app.cli.checks import check_input
+    from app.runs.persistence import open_persistence
+    from app.runs.worker import holding_run
+
     thread_id = thread or runner.new_thread_id()
     ctx = _absolute_paths(ctx)
+    check_input(goal, ctx, thread_id)  # exit 4 before the database or a model is touched
     runner.check_models(ctx)
     with open_persistence(db) as persistence:
         if queue:
@@ -380,6 +453,8 @@ def _start(
 def _absolute_paths(ctx: Context) -> Context:
     """`ctx` with its workspace, SQL database and scenario files as absolute paths from here: a
     worker, or `resume` in another directory, must use the same files."""
+    from app.scripted.scenarios import scenario_path
+
     changes = {"workspace": str(Path(ctx.workspace).expanduser().resolve())}
     if ctx.sql_database:
         changes["sql_database"] = str(Path(ctx.sql_database).expanduser().resolve())
@@ -408,6 +483,10 @@ def resume(
     def go() -> int:
         if queue:
             return _queue_existing(db, thread_id)
+        from app.context import restore_context
+        from app.runs.persistence import open_persistence
+        from app.runs.worker import holding_run
+
         with open_persistence(db) as persistence, holding_run(persistence, thread_id):
             runner.check_models(
                 restore_context(runner.run_record(persistence, thread_id)["context"])
@@ -429,6 +508,7 @@ def resume(
 
 def _queue_existing(db: str | None, thread_id: str) -> int:
     """`resume --queue`: hand an interrupted (e.g. killed) run to the workers."""
+    from app.runs.persistence import open_persistence
     from app.runs.worker import enqueue
 
     with open_persistence(db) as persistence:
@@ -463,6 +543,9 @@ def approve_cmd(
             answer = {"action": "reject", "reason": reject}
         elif edit:
             answer = {"action": "edit", "steps": load_steps_file(edit)}
+        from app.runs.persistence import open_persistence
+        from app.runs.worker import holding_run
+
         with open_persistence(db) as persistence, holding_run(persistence, thread_id):
             status = runner.run_state(persistence, thread_id)["status"]
             if status != runner.PAUSED:
@@ -499,6 +582,7 @@ def worker(
     """Take queued runs (`run --queue`, `resume --queue`) and finish them; run several of these
     against one database to share the work. SIGTERM: finish the steps in flight, hand the run
     back to the queue, exit 0 (75 if --grace ran out). docs/workers.md."""
+    from app.runs.persistence import open_persistence
     from app.runs.worker import work
 
     def go() -> int:
@@ -506,13 +590,13 @@ def worker(
             if as_json:
                 print(json.dumps({"thread_id": thread_id, **event}, default=str), flush=True)
             elif event.get("event") in ("plan", "finished"):
-                console.print(f"{thread_id}: {event['event']} {event.get('status', '')}")
+                console.print(plain(f"{thread_id}: {event['event']} {event.get('status', '')}"))
             elif event.get("event") == "run_error":
-                err_console.print(f"[red]{thread_id}: cannot run it:[/red] {event['error']}")
+                err_console.print(labelled(f"{thread_id}: cannot run it:", event["error"]))
 
         with open_persistence(db) as persistence:
             if not as_json:
-                console.print(f"worker {os.getpid()} on {persistence.shown}")
+                console.print(plain(f"worker {os.getpid()} on {persistence.shown}"))
             done, code = work(
                 persistence, on_event=on_event, idle_exit=idle_exit, max_runs=max_runs,
                 grace=grace, stalled_after=stalled_after,
@@ -542,24 +626,31 @@ def list_runs(
     ] = None,
 ) -> None:
     """List the runs in the database, newest first, and how many match in all."""
+    from app.cli.view import runs_table
     from app.runs.listing import check_statuses, find_runs, parse_since
+    from app.runs.persistence import NoDatabase, open_persistence
 
     def go() -> int:
         statuses = check_statuses(status or [])
         since_at = parse_since(since) if since else None
-        with open_persistence(db) as persistence:
-            runs, total = find_runs(
-                persistence, limit=None if show_all else limit, statuses=statuses, since=since_at
-            )
+        try:
+            with open_persistence(db, create=False) as persistence:
+                runs, total = find_runs(
+                    persistence, limit=None if show_all else limit, statuses=statuses,
+                    since=since_at,
+                )  # fmt: skip
+        except NoDatabase as exc:  # nothing to list is not an error; and nothing is created
+            if as_json:
+                print(json.dumps({"total": 0, "shown": 0, "runs": []}))
+            else:
+                console.print(plain(exc))
+            return EXIT_DONE
         if as_json:
             page = {"total": total, "shown": len(runs), "runs": [_run_summary(r) for r in runs]}
             print(json.dumps(page, default=str, indent=2))
             return 0
-        table = Table(title=f"runs: {len(runs)} shown of {total}")
-        for column in ("thread", "status", "steps done", "replans", "goal"):
-            table.add_column(column)
-        for r in map(_run_summary, runs):
-            table.add_row(r["thread_id"], r["status"], r["steps"], str(r["replans"]), r["goal"])
+        table = runs_table([_run_summary(r) for r in runs])
+        table.title = f"runs: {len(runs)} shown of {total}"
         console.print(table)
         if len(runs) < total:
             console.print(f"{total - len(runs)} more: --limit N or --all shows them")
@@ -584,6 +675,7 @@ def prune(
     """Remove finished runs' checkpoints, journal and records; never a run in progress,
     interrupted or paused. Safe while workers run (a run held by a process is skipped)."""
     from app.runs.listing import check_statuses, parse_duration
+    from app.runs.persistence import open_persistence
     from app.runs.storage import prune as prune_runs
 
     def go() -> int:
@@ -615,6 +707,8 @@ def prune(
 
 
 def _run_summary(state: dict[str, Any]) -> dict[str, Any]:
+    from graphs.state import DONE
+
     results = state.get("results", {})
     plan = state.get("plan", [])
     done = sum(results.get(s["id"], {}).get("status") == DONE for s in plan)
@@ -632,21 +726,67 @@ def show(
     thread_id: Annotated[str, typer.Argument(help="The run's thread id.")],
     db: DbOption = None,
     as_json: JsonOption = False,
+    html: Annotated[
+        bool, typer.Option("--html", help="Write the run's HTML report instead (see `report`).")
+    ] = False,
+    output: ReportOutputOption = None,
 ) -> None:
     """A run's goal, status, plan with each step's result and attempts, and usage per role."""
+    from app.cli.view import print_outcome, run_header, steps_table
 
     def go() -> int:
-        with open_persistence(db) as persistence:
-            state = runner.run_state(persistence, thread_id)
+        if html or output:
+            return _report(db, thread_id, output)
+        state = _stored_state(db, thread_id)
         if as_json:
+            from app.usage import with_cache_hit_rates
+
+            state["usage"] = with_cache_hit_rates(state.get("usage"))
             print(json.dumps(state, default=str, indent=2))
             return 0
-        console.print(f"[bold]{thread_id}[/bold]  goal: {state.get('goal', '')}")
+        console.print(run_header(thread_id, goal=state.get("goal", "")))
         console.print(steps_table(state))
         print_outcome(console, state)
         return 0
 
     raise typer.Exit(_guarded(go))
+
+
+@app.command()
+def report(
+    thread_id: Annotated[str, typer.Argument(help="The run's thread id.")],
+    db: DbOption = None,
+    output: ReportOutputOption = None,
+) -> None:
+    """Write a run's report as one self-contained HTML file: the plan as a graph, a timeline of
+    every step and model call, each replan with its reason, tokens and cost."""
+    raise typer.Exit(_guarded(lambda: _report(db, thread_id, output)))
+
+
+def _report(db: str | None, thread_id: str, output: Path | None) -> int:
+    from app.cli.report import write_report  # only this command needs it
+
+    with _existing_database(db, thread_id) as persistence:
+        path = write_report(persistence, thread_id, output)
+    console.print(plain(f"wrote {path}"))
+    return EXIT_DONE
+
+
+@contextmanager
+def _existing_database(db: str | None, thread_id: str) -> Iterator[Persistence]:
+    """The database holding run `thread_id`, never created here (a missing one: exit 4)."""
+    from app.runs.persistence import NoDatabase, open_persistence
+
+    try:
+        with open_persistence(db, create=False) as persistence:
+            yield persistence
+    except NoDatabase as exc:
+        raise runner.RunNotFound(f"no run with thread id {thread_id!r}: {exc}") from exc
+
+
+def _stored_state(db: str | None, thread_id: str) -> dict[str, Any]:
+    with _existing_database(db, thread_id) as persistence:
+        return runner.run_state(persistence, thread_id)
 
 
 @app.command("scenario-schema")
@@ -658,6 +798,7 @@ def scenario_schema() -> None:
 
 
 register_serve_command(app)  # planexec serve-scenario: app/serve_command.py
+register_bench_command(app)  # planexec bench: app/cli/bench_command.py
 
 
 def main() -> None:

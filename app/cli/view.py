@@ -1,18 +1,35 @@
-"""What the CLI shows: a live table of the plan driven by the run's events, and summaries."""
+"""What the CLI shows: the run's progress (a live table on a terminal, one plain line per event
+otherwise) and summaries of runs.
+
+Everything shown here may come from a model, a tool, a user or a file, so no text from a run is
+ever handed to rich as markup: it goes into `Text` objects (which never interpret `[...]`), and
+`visible()` first turns control characters (ANSI escapes, carriage returns, bidi overrides) into
+visible escapes such as `\\x1b`, so a result cannot move the cursor or recolour the terminal.
+
+The live view fits the terminal it is drawn on: every row is one line, running and pending steps
+always have a row, finished steps scroll away (most recent kept) when rows run short, and the
+last decision (replan, review, edit) stays below the table. The failure reason is printed in
+the outcome panel's body, where it wraps, not in its title, where it was cut off.
+"""
 
 from __future__ import annotations
 
+import itertools
+import sys
+import threading
 import time
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TextIO
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from app.cli.text import labelled, one_line, plain, visible
 from app.pricing import PRICES_AS_OF
-from app.usage import ROLES, total_usage
+from app.usage import ROLES, cache_hit_rate, total_usage
 
 STATUS_STYLE = {
     "pending": "dim",
@@ -21,95 +38,230 @@ STATUS_STYLE = {
     "failed": "bold red",
     "blocked": "dim red",
 }
+FINISHED = ("done", "failed", "blocked")
+RESULT_CHARS = 300  # of a result kept per row: rows are one line, so more is never seen
+PLAIN_RESULT_CHARS = 200  # of a result on a piped output line
+_TABLE_CHROME = 5  # title, top border, header, header rule, bottom border
+def result_text(step: dict[str, Any]) -> str:
+    """What a step row shows: its result, or its error; a surprise first."""
+    text = str(step.get("error") or step.get("result") or "")
+    if step.get("surprise"):
+        text = f"[surprise] {step['surprise']} | {text}"
+    return text
 
 
-class LiveView:
-    """The plan as a table whose step statuses change as events arrive."""
+def make_view(console: Console, plan: list[dict] | None = None, results: dict | None = None):
+    """The live table on a terminal; one plain line per event when stdout is a pipe or file."""
+    if console.is_terminal:
+        return LiveView(console, plan, results)
+    return PlainView(console.file)
+
+
+class PlanProgress:
+    """The steps of the current plan and the decisions so far, updated from events."""
+
+    def __init__(self, plan: list[dict] | None = None, results: dict | None = None):
+        self.steps: dict[str, dict[str, Any]] = {}
+        self.notes: list[str] = []
+        self._order = itertools.count()  # when each step finished, to scroll oldest away
+        self._set_plan(plan or [], results or {})
+
+    def _set_plan(self, plan: list[dict], results: dict) -> None:
+        kept = {k: v for k, v in self.steps.items() if v["status"] == "done"}
+        self.steps = kept
+        for step in plan:
+            result = results.get(step["id"]) or {}
+            self.steps[step["id"]] = {
+                **step,
+                "status": result.get("status", "pending"),
+                "result": result_text(result),
+                "finished": next(self._order) if result else None,
+            }
+
+    def apply(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "plan":
+            self._set_plan(event.get("steps", []), {})
+        elif kind == "replanned":
+            self.notes.append(f"replan {event.get('replans')}: {event.get('reason', '')}")
+            self._set_plan(event.get("steps", []), {})
+        elif kind == "plan_edited":
+            self.notes.append(f"plan edited by a person: {len(event.get('steps', []))} step(s)")
+            self._set_plan(event.get("steps", []), {})
+        elif kind == "step_started":
+            step = self.steps.setdefault(event["step_id"], {"id": event["step_id"]})
+            step.update(status="running", started=time.time())
+        elif kind == "step_finished":
+            step = self.steps.setdefault(event["step_id"], {"id": event["step_id"]})
+            step.update(
+                status=event.get("status", "done"),
+                result=result_text(event),
+                finished=next(self._order),
+            )
+        elif kind == "reviewed":
+            self.notes.append(f"replanner: continue ({event.get('reason', '')})")
+
+
+class LiveView(PlanProgress):
+    """The plan as a table whose step statuses change as events arrive, fitted to the terminal."""
 
     def __init__(
         self, console: Console, plan: list[dict] | None = None, results: dict | None = None
     ):
+        super().__init__(plan, results)
         self.console = console
-        self.steps: dict[str, dict[str, Any]] = {}
-        self.notes: list[str] = []
         self.live: Live | None = None
-        self._set_plan(plan or [], results or {})
+        # Live redraws from its own thread (on a timer, and on resize) while events arrive.
+        self._lock = threading.Lock()
 
     def __enter__(self) -> LiveView:
         self.live = Live(
-            self._render(), console=self.console, refresh_per_second=8, transient=False
+            console=self.console,
+            get_renderable=self._render,
+            refresh_per_second=4,
+            transient=False,
         )
         self.live.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.live is not None:
-            self.live.update(self._render())
+            self.live.refresh()
             self.live.__exit__(*exc)
             self.console.print()
 
-    def _set_plan(self, plan: list[dict], results: dict) -> None:
-        kept = {k: v for k, v in self.steps.items() if v["status"] == "done"}
-        self.steps = kept
-        for step in plan:
-            result = results.get(step["id"])
-            status = result["status"] if result else "pending"
-            self.steps[step["id"]] = {
-                **step,
-                "status": status,
-                "result": (result or {}).get("result") or (result or {}).get("error", ""),
-            }
-
     def handle(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "plan":
-            self._set_plan(event["steps"], {})
-        elif kind == "replanned":
-            self.notes.append(f"replan {event.get('replans')}: {event.get('reason', '')}")
-            self._set_plan(event["steps"], {})
-        elif kind == "step_started":
-            self.steps.setdefault(event["step_id"], {"id": event["step_id"]})
-            self.steps[event["step_id"]].update(status="running", started=time.time())
-        elif kind == "step_finished":
-            step = self.steps.setdefault(event["step_id"], {"id": event["step_id"]})
-            step["status"] = event["status"]
-            step["result"] = event.get("error") or event.get("result", "")
-            if event.get("surprise"):
-                step["result"] = f"[surprise] {event['surprise']} | {step['result']}"
-        elif kind == "reviewed":
-            self.notes.append(f"replanner: continue ({event.get('reason', '')})")
+        with self._lock:
+            self.apply(event)
         if self.live is not None:
-            self.live.update(self._render())
+            self.live.refresh()
 
-    def _render(self) -> Group:
+    def _render(self, height: int | None = None) -> Group:
+        with self._lock:
+            return self._layout(height or self.console.size.height)
+
+    def _layout(self, height: int) -> Group:
+        width = self.console.size.width
+        notes = [one_line(n) for n in self.notes[-3:]]
+        running = sum(s.get("status") == "running" for s in self.steps.values())
+        # Lines besides the rows: the table's chrome, the running count, one spare line for
+        # the cursor, and the notes (the last decision always; older ones if they fit).
+        budget = height - _TABLE_CHROME - (1 if running else 0) - 1
+        note_lines = [_lines(n, width) for n in notes]
+        while notes and budget - sum(note_lines) < min(len(self.steps), 3) and len(notes) > 1:
+            notes, note_lines = notes[1:], note_lines[1:]
+        budget -= sum(note_lines)
+        rows, hidden = _fit_rows(list(self.steps.values()), max(budget, 1))
         table = Table(title="plan", expand=True, show_lines=False)
-        table.add_column("step", no_wrap=True)
-        table.add_column("description", ratio=3)
-        table.add_column("after", no_wrap=True)
+        table.add_column("step", no_wrap=True, max_width=16, overflow="ellipsis")
+        table.add_column("description", ratio=3, no_wrap=True, overflow="ellipsis")
+        table.add_column("after", no_wrap=True, max_width=12, overflow="ellipsis")
         table.add_column("status", no_wrap=True)
-        table.add_column("result", ratio=3, overflow="ellipsis", no_wrap=True)
-        running = 0
-        for step in self.steps.values():
+        table.add_column("result", ratio=3, no_wrap=True, overflow="ellipsis")
+        if hidden:
+            table.add_row("…", Text(f"{hidden} more finished", style="dim"))
+        for step in rows:
             status = step.get("status", "pending")
-            running += status == "running"
             table.add_row(
-                step["id"],
-                step.get("description", ""),
-                ", ".join(step.get("depends_on", [])),
+                plain(one_line(step["id"])),
+                plain(one_line(step.get("description", ""), RESULT_CHARS)),
+                plain(one_line(", ".join(step.get("depends_on", [])))),
                 Text(status, style=STATUS_STYLE.get(status, "")),
-                " ".join(str(step.get("result", "")).split())[:200],
+                plain(one_line(step.get("result", ""), RESULT_CHARS)),
             )
         parts: list[Any] = [table]
         if running:
             parts.append(Text(f"{running} step(s) running", style="yellow"))
-        parts += [Text(n, style="magenta") for n in self.notes[-5:]]
+        parts += [Text(n, style="magenta") for n in notes]
         return Group(*parts)
+
+
+def _lines(text: str, width: int) -> int:
+    return max(1, -(-len(text) // max(width, 1)))
+
+
+def _fit_rows(steps: list[dict[str, Any]], budget: int) -> tuple[list[dict[str, Any]], int]:
+    """The steps to show in `budget` rows, in plan order, and how many finished ones are not.
+
+    Running and pending steps are kept; finished steps go oldest first. One row is given to the
+    "scrolled away" line when anything is hidden."""
+    if len(steps) <= budget:
+        return steps, 0
+    finished = sorted(
+        (s for s in steps if s.get("status") in FINISHED), key=lambda s: s.get("finished") or 0
+    )
+    active = len(steps) - len(finished)
+    keep_finished = max(0, budget - 1 - active)
+    dropped = {id(s) for s in finished[: len(finished) - keep_finished]}
+    shown = [s for s in steps if id(s) not in dropped]
+    if len(shown) > budget - 1:  # more active steps than rows: running ones first
+        shown.sort(key=lambda s: s.get("status") != "running")
+        shown = shown[: max(budget - 1, 1)]
+        order = {id(s): i for i, s in enumerate(steps)}
+        shown.sort(key=lambda s: order[id(s)])
+    return shown, len(steps) - len(shown)
+
+
+class PlainView:
+    """One plain line per event, written and flushed as it happens (stdout is not a terminal)."""
+
+    def __init__(self, out: TextIO | None = None):
+        self.out = out or sys.stdout
+
+    def __enter__(self) -> PlainView:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.out.flush()
+
+    def handle(self, event: dict[str, Any]) -> None:
+        line = event_line(event)
+        if line:
+            self.out.write(line + "\n")
+            self.out.flush()
+
+
+def event_line(event: dict[str, Any]) -> str:
+    """One line of plain text for a progress event (docs/events.md), control characters
+    escaped; empty for kinds that need no line."""
+    kind = event.get("event", "")
+
+    def ids(steps: Iterable[dict]) -> str:
+        return ", ".join(str(s.get("id", "")) for s in steps)
+
+    if kind == "plan":
+        line = f"plan: {len(event.get('steps', []))} step(s): {ids(event.get('steps', []))}"
+    elif kind == "step_started":
+        line = f"step {event.get('step_id')} started: {event.get('description', '')}"
+    elif kind == "step_finished":
+        recovered = " (recovered from the journal)" if event.get("recovered") else ""
+        text = result_text(event)
+        line = f"step {event.get('step_id')} {event.get('status')}{recovered}: {text}"
+    elif kind == "replanned":
+        line = (
+            f"replan {event.get('replans')}: {event.get('reason', '')} -> "
+            f"{ids(event.get('steps', []))}"
+        )
+    elif kind == "plan_edited":
+        line = f"plan edited by a person -> {ids(event.get('steps', []))}"
+    elif kind == "reviewed":
+        line = f"replanner: continue ({event.get('reason', '')})"
+    elif kind == "paused":
+        line = "paused for plan approval" + (
+            f": {event['error']}" if event.get("error") else ""
+        )
+    elif kind == "finished":
+        reason = f": {event['reason']}" if event.get("reason") else ""
+        line = f"finished {event.get('status')}{reason}"
+    else:
+        return ""
+    return one_line(line, PLAIN_RESULT_CHARS * 2)
 
 
 def usage_table(usage: dict[str, dict[str, Any]], models: dict[str, str]) -> Table:
     """Calls, tokens and cost per role, and the total."""
     table = Table(title=f"usage (prices as of {PRICES_AS_OF})")
-    for column in ("role", "model", "calls", "tokens in", "tokens out", "cost USD"):
+    for column in ("role", "model", "calls", "tokens in", "cached", "tokens out", "cost USD"):
         table.add_column(column, justify="left" if column in ("role", "model") else "right")
     priced_as = []
     for role in ROLES:
@@ -121,9 +273,10 @@ def usage_table(usage: dict[str, dict[str, Any]], models: dict[str, str]) -> Tab
             priced_as.append(f"{role} as {totals['model']}")
         table.add_row(
             role,
-            model,
+            plain(one_line(model)),
             str(totals["calls"]),
             f"{totals['input_tokens']:,}",
+            _hit_rate(totals),
             f"{totals['output_tokens']:,}",
             _money(totals.get("cost_usd")),
         )
@@ -133,13 +286,20 @@ def usage_table(usage: dict[str, dict[str, Any]], models: dict[str, str]) -> Tab
         "",
         str(total["calls"]),
         f"{total['input_tokens']:,}",
+        _hit_rate(total),
         f"{total['output_tokens']:,}",
         _money(total["cost_usd"]),
         style="bold",
     )
     if priced_as:  # scripted calls are priced as the models their scenario stands for
-        table.caption = "scripted calls priced as: " + ", ".join(priced_as)
+        table.caption = plain(one_line("scripted calls priced as: " + ", ".join(priced_as)))
     return table
+
+
+def _hit_rate(totals: dict[str, Any]) -> str:
+    """The share of input tokens read from the provider's prompt cache."""
+    rate = cache_hit_rate(totals)
+    return "-" if rate is None else f"{rate:.0%}"
 
 
 def _money(value: float | None) -> str:
@@ -147,15 +307,38 @@ def _money(value: float | None) -> str:
 
 
 def print_outcome(console: Console, state: dict[str, Any]) -> None:
-    """The end of a run: status, answer, usage."""
-    status = state.get("status", "interrupted")
+    """The end of a run: status, the reason it ended (wrapped, never cut), answer, usage."""
+    status = str(state.get("status", "interrupted"))
     style = "green" if status == "done" else "red"
-    title = f"{status}" + (f": {state['reason']}" if state.get("reason") else "")
-    console.print(Panel(state.get("response") or "(no answer)", title=title, border_style=style))
+    body: list[RenderableType] = []
+    if state.get("reason"):
+        body += [labelled("reason:", state["reason"], style="bold " + style), Text("")]
+    body.append(plain(state.get("response") or "(no answer)"))
+    console.print(Panel(Group(*body), title=plain(status), border_style=style))
     ctx = state.get("context") or {}
     models = {r: ctx.get(f"{r}_model", "") for r in ROLES}
     if state.get("usage"):
         console.print(usage_table(state["usage"], models))
+
+
+def run_header(thread_id: str, goal: str | None = None, db: str | None = None) -> Text:
+    """`run ID · db URL` or `ID  goal: GOAL`, the parts from the run shown as given."""
+    if goal is None:
+        return Text.assemble("run ", (one_line(thread_id), "bold"), " · db ", one_line(db or ""))
+    return Text.assemble((one_line(thread_id), "bold"), "  goal: ", visible(goal))
+
+
+def runs_table(rows: list[dict[str, Any]]) -> Table:
+    """The `planexec runs` table: one row per run summary."""
+    table = Table(title=f"runs ({len(rows)})")
+    for column in ("thread", "status", "steps done", "replans", "goal"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            *(plain(one_line(r[k])) for k in ("thread_id", "status", "steps", "replans")),
+            plain(one_line(r["goal"], RESULT_CHARS)),
+        )
+    return table
 
 
 def steps_table(state: dict[str, Any]) -> Table:
@@ -182,17 +365,16 @@ def steps_table(state: dict[str, Any]) -> Table:
 
 
 def _step_row(step: dict, result: dict | None, dropped: bool = False) -> list[Any]:
-    status = result["status"] if result else "pending"
+    status = str(result["status"]) if result else "pending"
     if result and result.get("journaled"):
         status += " (journaled)"
     if dropped:
         status += " (replaced)"
-    text = (result or {}).get("result") or (result or {}).get("error") or ""
     return [
-        step["id"],
-        step.get("description", ""),
-        ", ".join(step.get("depends_on", [])),
-        Text(status, style=STATUS_STYLE.get(status.split()[0], "")),
+        plain(one_line(step["id"])),
+        plain(one_line(step.get("description", ""))),
+        plain(one_line(", ".join(step.get("depends_on", [])))),
+        Text(visible(status), style=STATUS_STYLE.get(status.split()[0], "")),
         str((result or {}).get("attempts", 0)),
-        " ".join(str(text).split())[:300],
+        plain(one_line(result_text(result or {}), RESULT_CHARS)),
     ]

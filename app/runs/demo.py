@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from app.context import Context
-from app.scripted.scenarios import load_scenario
+if TYPE_CHECKING:  # imported where used: the CLI reads DEMO_WORKSPACE at startup
+    from app.context import Context
 
 DATA_DIR = Path(__file__).parent / "demo_data"
 DEMO_SCENARIO = "demo"
@@ -30,6 +31,9 @@ def prepare_workspace(workspace: Path) -> Path:
 
 def demo_context(workspace: Path, scenario: str = DEMO_SCENARIO, **overrides: object) -> Context:
     """A Context whose three roles play `scenario`, over the demo workspace and database."""
+    from app.context import Context
+    from app.scripted.scenarios import load_scenario
+
     db = prepare_workspace(workspace)
     spec = f"scripted:{scenario}"
     values: dict = {

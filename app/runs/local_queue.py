@@ -42,7 +42,7 @@ from app.runs.worker import (
 BUSY_TIMEOUT = 30.0  # seconds a statement waits for another process's write transaction
 CANDIDATES = 8  # unclaimed rows tried per claim (each may be held by a foreground run)
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS planexec_queue (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     thread_id TEXT NOT NULL UNIQUE,
@@ -60,7 +60,7 @@ CREATE INDEX IF NOT EXISTS planexec_queue_claimed ON planexec_queue (claimed_by)
 def _connect(db_path: str) -> Iterator[sqlite3.Connection]:
     conn = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT, isolation_level=None)
     with closing(conn):
-        conn.executescript(_SCHEMA)  # IF NOT EXISTS: safe when several workers start at once
+        conn.executescript(SCHEMA)  # IF NOT EXISTS: safe when several workers start at once
         yield conn
 
 

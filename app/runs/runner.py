@@ -10,16 +10,19 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
-from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command
-
-from app.context import Context, restore_context
 from app.models import check_model
 from app.runs.persistence import Persistence
 from graphs.journal import StepJournal
-from graphs.state import DONE, FAILED, REJECTED, REPLAN_LIMIT, RUNNING
+from graphs.state import DONE, FAILED, REJECTED, REPLAN_LIMIT, RUNNING, State
+
+if TYPE_CHECKING:  # imported where a run starts: `runs` and `show` need neither
+    from langgraph.graph.state import CompiledStateGraph
+    from langgraph.types import Command
+
+    from app.context import Context
 
 RUNS_NAMESPACE = ("planexec", "runs")
 EventHandler = Callable[[dict[str, Any]], None]
@@ -90,7 +93,7 @@ def resume_run(
 ) -> dict[str, Any]:
     """Continue an interrupted run from its last checkpoint; finished steps are not rerun."""
     record = run_record(persistence, thread_id)
-    ctx = restore_context(record["context"])
+    ctx = _restored(record["context"])
     check_models(ctx)
     graph = persistence.graph
     snapshot = graph.get_state(_config(thread_id))
@@ -115,12 +118,14 @@ def answer_approval(
 ) -> dict[str, Any]:
     """Resume a paused run with a person's answer: approve, edit (steps) or reject (reason)."""
     record = run_record(persistence, thread_id)
-    ctx = restore_context(record["context"])
+    ctx = _restored(record["context"])
     if answer.get("action") != "reject":  # rejecting runs nothing; anything else runs models,
         check_models(ctx)  # and a run continued without its keys would fail for good
     graph = persistence.graph
     if not graph.get_state(_config(thread_id)).interrupts:
         raise ValueError(f"run {thread_id!r} is not waiting for approval")
+    from langgraph.types import Command
+
     return _drive(graph, Command(resume=answer), thread_id, ctx, on_event)
 
 
@@ -187,8 +192,7 @@ def run_state(persistence: Persistence, thread_id: str) -> dict[str, Any]:
     they are shown (and `resume` will take them, not rerun them).
     """
     record = run_record(persistence, thread_id)
-    graph = persistence.graph
-    snapshot = graph.get_state(_config(thread_id))
+    snapshot = _snapshot(persistence, thread_id)
     state = _with_pause(snapshot)
     state.setdefault("goal", record["goal"])
     state["thread_id"] = thread_id
@@ -211,6 +215,29 @@ def run_state(persistence: Persistence, thread_id: str) -> dict[str, Any]:
         state["status"] = "interrupted"  # or running right now in another process
     state.setdefault("status", RUNNING)
     return state
+
+
+def _restored(values: dict[str, Any]) -> Context:
+    from app.context import restore_context  # imports every tool: only when a run goes on
+
+    return restore_context(values)
+
+
+def _snapshot(persistence: Persistence, thread_id: str) -> Any:
+    """The run's latest state (`.values`, `.interrupts`, `.tasks`). A run that has ended is read
+    from the checkpointer alone: nothing is pending, so `runs` and `show` need not compile the
+    graph, whose imports (LangChain, every tool) were most of their startup time. Any other run
+    (interrupted, paused, running) is read through the graph, which knows its pending tasks and
+    open interrupts."""
+    config = _config(thread_id)
+    saved = persistence.checkpointer.get_tuple(config)
+    if saved is None:
+        return SimpleNamespace(values={}, interrupts=(), tasks=())
+    channels = saved.checkpoint.get("channel_values", {})
+    if channels.get("status") not in FINAL or saved.pending_writes:
+        return persistence.graph.get_state(config)
+    values = {k: v for k, v in channels.items() if k in State.__annotations__}
+    return SimpleNamespace(values=values, interrupts=(), tasks=())
 
 
 def run_records(persistence: Persistence) -> list[tuple[str, dict[str, Any]]]:

@@ -3,7 +3,9 @@
 It learns what it is being asked from the call's metadata (`planexec_role`, `planexec_step`,
 `planexec_attempt`, `planexec_call`, set by the graph on every model call) and from the messages
 (how many replies it already gave in this conversation). Token usage is counted with a real BPE
-tokenizer over the messages and tool schemas it received.
+tokenizer over the messages and tool schemas it received, and cached input tokens as OpenAI
+reports them: a prompt prefix already sent in the same run (thread) to the same model is cached
+(app/scripted/prompt_cache.py).
 """
 
 from __future__ import annotations
@@ -21,8 +23,12 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from app.models import FatalModelError
+from app.scripted.prompt_cache import PromptCache
 from app.scripted.scenarios import ExecutorTurn, Scenario, load_scenario, pick_attempt
-from app.scripted.tokens import usage_metadata
+from app.scripted.tokens import prompt_tokens, usage_metadata
+
+# Prompt prefixes seen per (run, model it stands for): the provider-side cache a run would hit.
+RUN_PROMPT_CACHE = PromptCache()
 
 
 class ScriptError(FatalModelError):
@@ -102,8 +108,12 @@ def play(
     messages: Sequence[BaseMessage],
     tools: Sequence[dict],
     meta: dict[str, Any] | None = None,
+    prompt_cache: PromptCache | None = RUN_PROMPT_CACHE,
 ) -> AIMessage:
-    """The scenario's reply to `messages` (after its simulated latency), with token usage."""
+    """The scenario's reply to `messages` (after its simulated latency), with token usage.
+
+    Cached input tokens come from `prompt_cache`, scoped by the run's thread id in `meta` and
+    the model the role stands for; None leaves them 0 (the server keeps its own cache)."""
     script = load_scenario(scenario)
     meta = ask_of(messages, meta)
     role = meta.get("planexec_role")
@@ -116,9 +126,14 @@ def play(
     reply, latency = _reply(script, role, meta, turn, list(tools), list(messages))
     if latency:
         time.sleep(latency)
-    reply.usage_metadata = usage_metadata(messages, tools, reply)
+    prompt = prompt_tokens(messages, tools)
+    stands_for = script.stands_for.get(role, "")
+    cached = 0
+    if prompt_cache is not None:
+        cached = prompt_cache.cached_tokens((str(meta.get("thread_id", "")), stands_for), prompt)
+    reply.usage_metadata = usage_metadata(messages, tools, reply, cached, prompt)
     reply.response_metadata = {
-        "model_name": script.stands_for.get(role, ""),
+        "model_name": stands_for,
         "scenario": script.name,
     }
     return reply

@@ -52,7 +52,8 @@ class PlanReply(_Strict):
     """A planner reply: a plan, or malformed output to exercise retries."""
 
     steps: list[dict[str, Any]] | None = Field(
-        default=None, description="Steps: {id, description, depends_on}."
+        default=None,
+        description="Steps: {id, description, depends_on}, and for a tool step tool and args.",
     )
     raw: str | None = Field(
         default=None, description="Text returned instead of a structured plan (malformed output)."
@@ -66,7 +67,9 @@ class ReplanReply(_Strict):
     action: Literal["continue", "replan", "finish"] | None = None
     reason: str = ""
     steps: list[dict[str, Any]] | None = Field(
-        default=None, description="With action 'replan': the steps that replace the remaining ones."
+        default=None,
+        description="With action 'replan': the steps that replace the remaining ones (tool "
+        "steps too).",
     )
     response: str | None = Field(default=None, description="With action 'finish': the answer.")
     raw: str | None = Field(default=None, description="Malformed output instead of a decision.")

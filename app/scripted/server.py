@@ -4,7 +4,9 @@
 would talk to Ollama, vLLM or a llama.cpp server: the real `openai` / `langchain-openai` client,
 real HTTP, real retries. The replies come from the scenario (`app.scripted.play`), which works out
 the role, step, attempt and review from the planexec prompts in the request, and the usage is
-counted with the same tokenizer as the scripted model (`app.scripted.tokens`).
+counted with the same tokenizer as the scripted model (`app.scripted.tokens`). Cached prompt
+tokens are reported as OpenAI does (`usage.prompt_tokens_details.cached_tokens`): a prompt prefix
+this server was already sent for the same model counts as cached (app/scripted/prompt_cache.py).
 
     python -m app.scripted.server demo --port 8000        # or: planexec serve-scenario demo
     OPENAI_BASE_URL=http://127.0.0.1:8000/v1 planexec run "..." --planner-model openai:gpt-4o ...
@@ -51,8 +53,9 @@ from app.scripted.chat_model import (
     ask_of,
     play,
 )
+from app.scripted.prompt_cache import PromptCache
 from app.scripted.scenarios import load_scenario
-from app.scripted.tokens import usage_metadata
+from app.scripted.tokens import prompt_tokens, usage_metadata
 
 # The reply "bad JSON" mode sends: valid JSON that matches neither Plan nor ReplanDecision.
 BAD_JSON_ARGS: dict[str, Any] = {"steps": "oops"}
@@ -87,6 +90,8 @@ class _Ledger:
     statuses: dict[int, int] = field(default_factory=dict)
     kinds: dict[str, int] = field(default_factory=dict)
     usage: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Prompt prefixes sent so far, per model asked for: what OpenAI's prompt cache would hold.
+    prompt_cache: PromptCache = field(default_factory=PromptCache)
 
     def next_request(self) -> int:
         with self.lock:
@@ -104,7 +109,7 @@ class _Ledger:
         self,
         status: int,
         role: str = "",
-        usage: dict[str, int] | None = None,
+        usage: dict[str, Any] | None = None,
         kind: str = "",
     ) -> None:
         with self.lock:
@@ -114,11 +119,18 @@ class _Ledger:
             self.kinds[kind] = self.kinds.get(kind, 0) + 1
             totals = self.usage.setdefault(
                 role or "unknown",
-                {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+                {
+                    "calls": 0,
+                    "prompt_tokens": 0,
+                    "cached_tokens": 0,
+                    "completion_tokens": 0,
+                    "total_tokens": 0,
+                },
             )
             totals["calls"] += 1
             for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
                 totals[key] += usage[key]
+            totals["cached_tokens"] += usage["prompt_tokens_details"]["cached_tokens"]
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -135,6 +147,7 @@ class _Ledger:
             self.statuses.clear()
             self.kinds.clear()
             self.usage.clear()
+            self.prompt_cache.clear()
 
 
 class RequestError(ValueError):
@@ -204,7 +217,9 @@ def create_app(scenario: str, *, faults: ServerFaults | None = None) -> Starlett
         bad = faults.bad_json_first and call.structured and ledger.take_bad_json()
         try:
             reply = (
-                bad_json_reply(call) if bad else await run_in_threadpool(reply_to, scenario, call)
+                bad_json_reply(call, ledger.prompt_cache)
+                if bad
+                else await run_in_threadpool(reply_to, scenario, call, ledger.prompt_cache)
             )
         except ScriptError as exc:
             ledger.record(400)
@@ -459,17 +474,24 @@ def _text(content: Any, index: int) -> str:
 # replies ----------------------------------------------------------------------------------------
 
 
-def reply_to(scenario: str, call: ChatCall) -> AIMessage:
+def reply_to(scenario: str, call: ChatCall, prompt_cache: PromptCache | None = None) -> AIMessage:
     """The scenario's reply to `call` (blocking: sleeps the scenario's latency).
 
     Replies this server injected (bad JSON) are hidden from the scenario, which does not know
     about them, but are counted in the prompt tokens like every other message."""
     seen = [m for m in call.messages if not _injected(m)]
-    tools = play_tools(call)
-    reply = play(scenario, seen, tools, meta=None)
-    if len(seen) != len(call.messages):
-        reply.usage_metadata = usage_metadata(call.messages, tools, reply)
+    reply = play(scenario, seen, play_tools(call), meta=None, prompt_cache=None)
+    _count_usage(reply, call, prompt_cache)
     return reply
+
+
+def _count_usage(reply: AIMessage, call: ChatCall, prompt_cache: PromptCache | None) -> None:
+    """Set `reply`'s usage to that of the whole request as sent, with the prompt tokens
+    `prompt_cache` held for `call.model` as cached (and now holds)."""
+    tools = play_tools(call)
+    prompt = prompt_tokens(call.messages, tools)
+    cached = prompt_cache.cached_tokens(call.model, prompt) if prompt_cache is not None else 0
+    reply.usage_metadata = usage_metadata(call.messages, tools, reply, cached, prompt)
 
 
 def play_tools(call: ChatCall) -> list[dict[str, Any]]:
@@ -478,7 +500,7 @@ def play_tools(call: ChatCall) -> list[dict[str, Any]]:
     return call.tools if not call.response_format or call.forced_tool else []
 
 
-def bad_json_reply(call: ChatCall) -> AIMessage:
+def bad_json_reply(call: ChatCall, prompt_cache: PromptCache | None = None) -> AIMessage:
     """A structured reply that parses as JSON but matches no planexec schema."""
     if call.forced_tool and not call.response_format:
         reply = AIMessage(
@@ -493,7 +515,7 @@ def bad_json_reply(call: ChatCall) -> AIMessage:
         )
     else:
         reply = AIMessage(content=BAD_JSON)
-    reply.usage_metadata = usage_metadata(call.messages, play_tools(call), reply)
+    _count_usage(reply, call, prompt_cache)
     return reply
 
 
@@ -509,13 +531,17 @@ def _injected(message: BaseMessage) -> bool:
     return False
 
 
-def usage_of(reply: AIMessage) -> dict[str, int]:
+def usage_of(reply: AIMessage) -> dict[str, Any]:
+    """The OpenAI `usage` object for `reply`, cached prompt tokens included."""
     meta = reply.usage_metadata or {}
     prompt, completion_tokens = int(meta.get("input_tokens", 0)), int(meta.get("output_tokens", 0))
+    cached = int((meta.get("input_token_details") or {}).get("cache_read", 0))
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
     }
 
 
@@ -536,7 +562,7 @@ def _content(reply: AIMessage) -> str:
     return "".join(b.get("text", "") for b in reply.content if isinstance(b, dict))
 
 
-def completion(reply: AIMessage, model: str, usage: dict[str, int]) -> dict[str, Any]:
+def completion(reply: AIMessage, model: str, usage: dict[str, Any]) -> dict[str, Any]:
     """A `chat.completion` object for `reply`."""
     calls = _openai_tool_calls(reply)
     message: dict[str, Any] = {
@@ -565,7 +591,7 @@ def completion(reply: AIMessage, model: str, usage: dict[str, int]) -> dict[str,
 
 
 def stream_chunks(
-    reply: AIMessage, model: str, usage: dict[str, int], include_usage: bool
+    reply: AIMessage, model: str, usage: dict[str, Any], include_usage: bool
 ) -> Iterator[dict[str, Any]]:
     """`chat.completion.chunk` objects for `reply`: role, content pieces, tool call deltas (the
     first with id and name, then argument pieces), the finish reason, and usage if asked."""

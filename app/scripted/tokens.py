@@ -2,7 +2,9 @@
 
 The scripted model and the local OpenAI-compatible server count with this, over the messages and
 tool schemas they actually received, so cost figures are those of the prompts the graph builds.
-The framing constants follow OpenAI's published chat-format accounting.
+The framing constants follow OpenAI's published chat-format accounting. A request is also a
+token sequence (`prompt_tokens`), whose prefixes the prompt cache (app/scripted/prompt_cache.py)
+matches on.
 """
 
 from __future__ import annotations
@@ -14,9 +16,6 @@ from typing import Any
 
 import bpe_openai
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
-
-TOKENS_PER_MESSAGE = 3  # <|start|>role ... <|end|>
-TOKENS_PER_REPLY = 3  # every reply is primed with <|start|>assistant
 
 
 @lru_cache(maxsize=1)
@@ -49,29 +48,57 @@ def _tool_calls_text(message: BaseMessage) -> str:
     )
 
 
+# Stand-ins for the chat format's special tokens (the encoder yields only non-negative ids), so a
+# prompt's token sequence has the length OpenAI bills for: 3 tokens framing each message
+# (<|start|>role<|message|> ... <|end|>) and 3 priming the reply.
+_START, _SEPARATOR, _END = -1, -2, -3
+_REPLY_PRIMER = [_START, -4, _SEPARATOR]  # <|start|>assistant<|message|>
+
+
+def prompt_tokens(
+    messages: Sequence[BaseMessage], tools: Sequence[dict] | None = None
+) -> list[int]:
+    """A chat request as one token sequence, in the order a provider reads it: the tool schemas
+    (which OpenAI renders into the system prompt), then every message with its tool calls, then
+    the reply primer. Its prefixes are what prompt caching matches on."""
+    out: list[int] = []
+    if tools:
+        out += _encode(json.dumps(list(tools), sort_keys=True, default=str))
+    for m in messages:
+        out += [_START, *_encode(m.type), _SEPARATOR]
+        out += _encode(_content_text(m.content)) + _encode(_tool_calls_text(m))
+        if isinstance(m, ToolMessage):
+            out += _encode(m.tool_call_id or "")
+        out.append(_END)
+    return out + _REPLY_PRIMER
+
+
+def _encode(text: str) -> list[int]:
+    return list(_encoding().encode_ordinary(text)) if text else []
+
+
 def count_messages(messages: Sequence[BaseMessage], tools: Sequence[dict] | None = None) -> int:
     """Prompt tokens for a chat request: every message, its tool calls, and the tool schemas."""
-    total = TOKENS_PER_REPLY
-    for m in messages:
-        total += TOKENS_PER_MESSAGE + count_text(m.type) + count_text(_content_text(m.content))
-        total += count_text(_tool_calls_text(m))
-        if isinstance(m, ToolMessage):
-            total += count_text(m.tool_call_id or "")
-    if tools:
-        total += count_text(json.dumps(list(tools), sort_keys=True, default=str))
-    return total
+    return len(prompt_tokens(messages, tools))
 
 
 def usage_metadata(
-    messages: Sequence[BaseMessage], tools: Sequence[dict] | None, reply: AIMessage
-) -> dict[str, int]:
-    """LangChain `usage_metadata` for `reply` to a request of `messages` and `tools`."""
-    input_tokens = count_messages(messages, tools)
+    messages: Sequence[BaseMessage],
+    tools: Sequence[dict] | None,
+    reply: AIMessage,
+    cached_tokens: int = 0,
+    prompt: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """LangChain `usage_metadata` for `reply` to a request of `messages` and `tools`, of whose
+    prompt `cached_tokens` were read from the provider's prompt cache. `prompt` is the request's
+    `prompt_tokens`, when the caller has it already."""
+    input_tokens = len(prompt) if prompt is not None else count_messages(messages, tools)
     output_tokens = count_reply(reply)
     return {
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "total_tokens": input_tokens + output_tokens,
+        "input_token_details": {"cache_read": cached_tokens},
     }
 
 

@@ -5,9 +5,10 @@ langgraph.json is), without reload or browser, on a free port, with no API keys,
 analytics and no version check, so nothing leaves the machine. It is started on first use only,
 and stopped (its process group: SIGTERM, then SIGKILL) when the session ends.
 
-The server keeps its state in `.langgraph_api/` under the repository root (git-ignored): the
-LangGraph CLI offers no way to turn that off. Tests must not depend on what an earlier session left
-there: create fresh threads (tagged with `TEST_METADATA`) and delete them when done.
+The server keeps its state in `.langgraph_api/` under its working folder, and the LangGraph CLI
+offers no way to turn that off; so it runs in a temporary folder, from a copy of langgraph.json
+whose paths point back into the repository, and writes nothing there. Create fresh threads
+(tagged with `TEST_METADATA`) and delete them when done all the same.
 
 When a test that used the server fails, the tail of the server's log is added to the report.
 """
@@ -124,8 +125,9 @@ def _start(log_dir: Path, attempts: int = 3) -> tuple[subprocess.Popen[bytes], L
                     "--port",
                     str(port),
                 ],
-                cwd=REPO,
-                env=server_env(),
+                cwd=_config_outside_repo(log_dir),
+                # The repository stays importable (tools by import path, tests.custom_tools).
+                env={**server_env(), "PYTHONPATH": str(REPO)},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -147,6 +149,19 @@ def _start(log_dir: Path, attempts: int = 3) -> tuple[subprocess.Popen[bytes], L
         f"--- server log ({server.log_path}) ---\n{server.log_tail()}",
         pytrace=False,
     )
+
+
+def _config_outside_repo(folder: Path) -> Path:
+    """`folder` with a langgraph.json like the repository's, its paths made absolute."""
+    config = json.loads((REPO / "langgraph.json").read_text(encoding="utf-8"))
+
+    def absolute(path: str) -> str:
+        return str((REPO / path).resolve()) if path.startswith(".") else path
+
+    config["dependencies"] = [absolute(d) for d in config.get("dependencies", [])]
+    config["graphs"] = {name: absolute(spec) for name, spec in config.get("graphs", {}).items()}
+    (folder / "langgraph.json").write_text(json.dumps(config), encoding="utf-8")
+    return folder
 
 
 def _wait_until_ok(proc: subprocess.Popen[bytes], server: LangGraphServer) -> bool:

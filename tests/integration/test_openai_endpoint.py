@@ -39,6 +39,7 @@ from graphs.schemas import Plan, plan_problems
 from graphs.structured import call_structured
 from prompts import render
 from tests.helpers import REPO, SCENARIOS, clean_env, cli
+from tools.registry import DEFAULT_TOOLS
 
 pytestmark = pytest.mark.integration
 
@@ -70,8 +71,8 @@ def endpoint(monkeypatch: pytest.MonkeyPatch, **faults: Any) -> Iterator[Running
         yield server
 
 
-def run_demo(tmp_path: Path) -> dict[str, Any]:
-    ctx = demo_context(tmp_path / "ws", FAST, **MODELS)
+def run_demo(tmp_path: Path, **context: Any) -> dict[str, Any]:
+    ctx = demo_context(tmp_path / "ws", FAST, **MODELS, **context)
     graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
     config = {"configurable": {"thread_id": "openai-endpoint"}}
     return graph.invoke({"goal": GOAL}, config=config, context=ctx)
@@ -83,6 +84,7 @@ def served_usage(usage: dict[str, Any]) -> dict[str, dict[str, int]]:
         role: {
             "calls": u["calls"],
             "input_tokens": u["prompt_tokens"],
+            "cached_input_tokens": u["cached_tokens"],
             "output_tokens": u["completion_tokens"],
         }
         for role, u in usage["usage"].items()
@@ -91,7 +93,7 @@ def served_usage(usage: dict[str, Any]) -> dict[str, dict[str, int]]:
 
 def recorded_usage(state_usage: dict[str, Any]) -> dict[str, dict[str, int]]:
     return {
-        role: {k: u[k] for k in ("calls", "input_tokens", "output_tokens")}
+        role: {k: u[k] for k in ("calls", "input_tokens", "cached_input_tokens", "output_tokens")}
         for role, u in state_usage.items()
     }
 
@@ -144,6 +146,20 @@ def test_demo_runs_over_http_and_usage_matches_what_the_server_reported(
     assert state["usage"]["executor"]["model"] == "gpt-4o-mini"
     assert state["usage"]["executor"]["cost_usd"] is not None
     assert elapsed < 20
+
+
+def test_cached_prompt_tokens_reach_planexec_over_http(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With every default tool offered, the executor's tool schemas and instructions pass 1,024
+    # tokens: its prompts share a cacheable prefix, which the server reports as OpenAI does
+    # (usage.prompt_tokens_details.cached_tokens) and langchain-openai hands to planexec.
+    with endpoint(monkeypatch) as server:
+        state = run_demo(tmp_path, tools=list(DEFAULT_TOOLS))
+        served = server.usage()
+    assert_done(state, tmp_path)
+    assert state["usage"]["executor"]["cached_input_tokens"] >= 1024
+    assert recorded_usage(state["usage"]) == served_usage(served)
 
 
 def test_demo_runs_with_structured_output_by_function_calling(

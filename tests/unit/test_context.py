@@ -28,7 +28,7 @@ def test_defaults() -> None:
     assert ctx.max_steps == 12
     assert ctx.max_tool_calls_per_step == 6
     assert ctx.replan_every == 0
-    assert ctx.max_concurrency == 4
+    assert ctx.max_concurrency == 16
     assert ctx.approve_plan is False
     assert ctx.tools == list(DEFAULT_TOOLS)
 

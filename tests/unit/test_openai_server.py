@@ -70,7 +70,7 @@ def replanner_messages(review: int) -> list[dict[str, Any]]:
         max_replans=5,
     )
     return [
-        {"role": "system", "content": render("replanner", max_steps=12)},
+        {"role": "system", "content": render("replanner", max_steps=12, tools="sql_query")},
         {"role": "user", "content": task},
     ]
 
@@ -116,13 +116,17 @@ def lc_messages(body_messages: list[dict[str, Any]]) -> list[BaseMessage]:
     return to_langchain(body_messages)
 
 
-def expected_usage(body_messages: list[dict], tools: list[dict], reply: AIMessage) -> dict:
+def expected_usage(
+    body_messages: list[dict], tools: list[dict], reply: AIMessage, cached: int = 0
+) -> dict:
     prompt = count_messages(lc_messages(body_messages), tools)
     completion = count_reply(reply)
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
     }
 
 
@@ -506,11 +510,19 @@ def test_usage_ledger_sums_per_role_and_resets() -> None:
     ]:
         usage = chat(c, **body).json()["usage"]
         t = totals.setdefault(
-            role, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+            role,
+            {
+                "calls": 0,
+                "prompt_tokens": 0,
+                "cached_tokens": 0,
+                "completion_tokens": 0,
+                "total_tokens": 0,
+            },
         )
         t["calls"] += 1
         for k in ("prompt_tokens", "completion_tokens", "total_tokens"):
             t[k] += usage[k]
+        t["cached_tokens"] += usage["prompt_tokens_details"]["cached_tokens"]
     snapshot = c.get("/_planexec/usage").json()
     assert snapshot["usage"] == totals
     assert snapshot["scenario"] == "openai_demo_fast"

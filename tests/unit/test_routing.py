@@ -224,9 +224,9 @@ def test_planner_gives_up_after_three_bad_plans(tmp_path: Path) -> None:
 
 
 def test_planner_schema_error_is_fed_back(tmp_path: Path) -> None:
-    no_description = {"steps": [{"id": "s1"}]}
+    no_id = {"steps": [{"description": "Do it."}]}
     script = scenario(
-        planner={"attempts": [no_description, GOOD_PLAN]},
+        planner={"attempts": [no_id, GOOD_PLAN]},
         executor={"s1": answer("ok")},
         replanner=[FINISH],
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
 from rich.console import Console
 
-from app.cli.view import LiveView, usage_table
+from app.cli.view import LiveView, print_outcome, usage_table
 
 
 def rendered(view: LiveView) -> str:
@@ -96,3 +98,58 @@ def test_show_marks_steps_blocked_by_a_failure_and_retries_not_yet_run() -> None
     text = console.export_text()
     assert "blocked" in text and "waits on a failed step" in text
     assert "pending (attempt 2)" in text
+
+
+def screen(view: LiveView, width: int = 80, height: int = 24) -> list[str]:
+    """The view's lines as an 80x24 terminal would draw them."""
+    console = Console(record=True, width=width, height=height, file=io.StringIO())
+    console.print(view._render())
+    return console.export_text().splitlines()
+
+
+def test_live_view_fits_80x24_scrolling_finished_steps_away() -> None:
+    view = LiveView(Console(width=80, height=24, file=io.StringIO()))
+    steps = [{"id": f"s{i:02d}", "description": f"step number {i} " * 4, "depends_on": []}
+             for i in range(30)]  # fmt: skip
+    view.handle({"event": "plan", "steps": steps})
+    for i in range(22):
+        view.handle({"event": "step_started", "step_id": f"s{i:02d}"})
+        view.handle(
+            {"event": "step_finished", "step_id": f"s{i:02d}", "status": "done", "result": "ok"}
+        )
+    for i in (22, 23, 24):
+        view.handle({"event": "step_started", "step_id": f"s{i:02d}"})
+    view.handle({"event": "reviewed", "reason": "the figures agree so far " * 3})
+
+    lines = screen(view)
+    text = "\n".join(lines)
+    assert len(lines) <= 23  # one line is left for the cursor
+    for running in ("s22", "s23", "s24"):
+        assert running in text
+    assert "s29" in text  # pending steps keep their rows
+    assert "s21" in text and "s00" not in text  # the latest finished stay, the oldest go
+    shown_finished = sum(f"s{i:02d}" in text for i in range(22))
+    assert f"{22 - shown_finished} more finished" in text
+    assert "replanner: continue" in text  # the last decision stays visible
+    assert "3 step(s) running" in text
+
+
+def test_a_long_failure_reason_wraps_inside_the_panel_not_in_its_title() -> None:
+    reason = "step fetch failed: Connection refused by 10.0.0.7:5432 " + "and more detail " * 8
+    console = Console(record=True, width=80, file=io.StringIO())
+    print_outcome(console, {"status": "failed", "reason": reason, "response": ""})
+    lines = console.export_text().splitlines()
+    assert "Connection refused" not in lines[0]  # the title is the status only
+    body = " ".join(line.strip("│ ") for line in lines[1:])
+    assert " ".join(reason.split()) in " ".join(body.split())
+
+
+def test_an_approved_edit_replaces_the_plan_shown() -> None:
+    view = LiveView(Console(width=140, file=io.StringIO()))
+    view.handle({"event": "plan", "steps": [{"id": "a", "description": "old", "depends_on": []}]})
+    view.handle(
+        {"event": "plan_edited", "steps": [{"id": "b", "description": "new", "depends_on": []}]}
+    )
+    text = rendered(view)
+    assert "new" in text and "old" not in text
+    assert "plan edited" in text

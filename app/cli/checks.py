@@ -1,0 +1,62 @@
+"""Checks on a new run's input made before anything is paid for.
+
+The graph checks the same things (a run started over the server has no CLI in front of it),
+but there a bad goal or tool list costs a recorded, failed run; here it is one line and exit 4
+before the database, the models or the planner are touched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.context import Context
+from tools.registry import tool_names
+
+
+def input_problems(goal: str, ctx: Context) -> list[str]:
+    """What to change before this run can start (empty when it can)."""
+    problems = []
+    if not goal.strip():
+        problems.append("the goal is empty: say what the agent should achieve")
+    try:  # the planner's own check (MCP servers and import paths too), before it is paid for
+        tool_names(ctx.tools)
+    except ValueError as exc:
+        problems.append(f"--tools / PLANEXEC_TOOLS cannot be used: {exc}")
+    problems += workspace_problems(Path(ctx.workspace))
+    if ctx.sql_database:
+        sql = Path(ctx.sql_database).expanduser()
+        if not sql.is_file():
+            problems.append(
+                f"the SQL database {str(sql)!r} is not a file; give --sql-database an SQLite file"
+            )
+    return problems
+
+
+def workspace_problems(workspace: Path) -> list[str]:
+    workspace = workspace.expanduser()
+    if workspace.exists() and not workspace.is_dir():
+        return [f"the workspace {str(workspace)!r} is a file; give --workspace a folder"]
+    return []
+
+
+def check_workspace(workspace: Path) -> None:
+    """ValueError if `workspace` cannot be a folder (checked before the demo creates it)."""
+    problems = workspace_problems(workspace)
+    if problems:
+        raise ValueError(problems[0])
+
+
+def thread_problems(thread_id: str) -> list[str]:
+    # The step journal keys the store by thread id, and store namespaces refuse periods.
+    if not thread_id.strip():
+        return ["the thread id is empty; give --thread a name, or leave it out"]
+    if "." in thread_id:
+        return [f"the thread id {thread_id!r} contains '.'; give --thread a name without one"]
+    return []
+
+
+def check_input(goal: str, ctx: Context, thread_id: str = "run") -> None:
+    """ValueError naming every problem (the CLI prints it and exits 4)."""
+    problems = thread_problems(thread_id) + input_problems(goal, ctx)
+    if problems:
+        raise ValueError("; ".join(problems))

@@ -1,0 +1,40 @@
+"""Untrusted text made safe to print: never read as markup, control characters made visible.
+
+Light on purpose (rich.text only): the command line imports it at startup for its error lines.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rich.text import Text
+
+# C0/C1 control characters except tab and newline, and the bidi overrides that reorder a line.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: Any) -> str:
+    """`text` with control characters written as escapes (ESC -> \\x1b, U+202E -> \\u202e)."""
+    return _CONTROL.sub(_escape_char, str(text))
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def one_line(text: Any, limit: int | None = None) -> str:
+    """`text` made visible, its whitespace runs (newlines too) collapsed to one space."""
+    line = " ".join(visible(text).split())
+    return line if limit is None else line[:limit]
+
+
+def plain(text: Any, style: str = "") -> Text:
+    """Untrusted text for rich: shown as given, never read as markup."""
+    return Text(visible(text), style=style)
+
+
+def labelled(label: str, text: Any, style: str = "red") -> Text:
+    """`label` (ours, styled) followed by untrusted `text`, e.g. an error message."""
+    return Text.assemble((label, style), " ", visible(text))

@@ -1,0 +1,94 @@
+"""A tool step: a plan step that is one tool call, run with no model.
+
+When the planner already knows the call a step makes (which tool, which arguments, maybe filled
+from its dependencies' results), an executor model would only copy it out: two model turns of
+latency and tokens for nothing. Such a step names `tool` and `args`; here the references in
+`args` are resolved (graphs/tool_args.py), the tool runs inside the same step and tool-call
+identity as a model's call (so idempotency keys and scenario faults work), and its output is
+the step's result. An empty output is a surprise, a raising tool or an unresolvable reference a
+failed step: exactly what they are for a model step, so the replanner sees no difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from langchain_core.tools import BaseTool
+
+from app.context import Context
+from graphs.executor import StepOutcome, _StepRun
+from graphs.state import DONE, FAILED
+from graphs.tool_args import RefError, resolve_args
+from tools import ToolSettings, build_tools
+from tools.step_context import StepIdentity, running_step
+
+
+def tools_for_run(ctx: Context, extra: Sequence[BaseTool] = ()) -> list[BaseTool]:
+    """The tools a run may use: the registry's that `ctx.tools` names, then `extra` (from
+    `build_graph(tools=...)`). The planner checks tool steps against these; the executor runs
+    them."""
+    extra_names = {t.name for t in extra}
+    builtin = [name for name in ctx.tools if name not in extra_names]
+    settings = ToolSettings(
+        workspace=Path(ctx.workspace),
+        sql_database=Path(ctx.sql_database) if ctx.sql_database else None,
+    )
+    return build_tools(builtin, settings) + list(extra)
+
+
+def is_tool_step(step: dict[str, Any]) -> bool:
+    return bool(step.get("tool"))
+
+
+def run_tool_step(
+    step: dict[str, Any],
+    dependencies: dict[str, dict[str, Any]],
+    tools: list[BaseTool],
+    run_id: str = "",
+) -> StepOutcome:
+    """Run `step`'s tool once with its resolved args. Never raises for tool trouble."""
+    with running_step(StepIdentity(run_id, step["id"], step.get("attempt", 1))):
+        run = _StepRun(step, tools, run_id)
+        results = {dep: str(r.get("result", "")) for dep, r in dependencies.items()}
+        try:
+            args = resolve_args(step.get("args") or {}, results)
+        except RefError as exc:
+            return StepOutcome(run.finish(FAILED, error=f"arguments of {step['tool']}: {exc}"))
+        call = {"name": step["tool"], "args": args, "id": f"toolstep_{step['id']}"}
+        answer = run.call_tool(call, max_tool_calls=1)
+        if run.error:
+            return StepOutcome(run.finish(FAILED, error=run.error))
+        content = answer.content
+        text = content if isinstance(content, str) else str(content)
+        return StepOutcome(run.finish(DONE, text=text))
+
+
+def describe_tools(tools: Sequence[BaseTool], *, description_chars: int = 200) -> str:
+    """One line per tool for the planner: name, arguments (`?` = optional) and the first sentence
+    of what it does, so it can write tool steps. The planner needs the gist (and what the output
+    looks like), not the manual: every token here is paid on every planner call."""
+    lines = []
+    for tool in tools:
+        schema = tool.tool_call_schema
+        props = (
+            schema.get("properties", {})
+            if isinstance(schema, dict)
+            else (schema.model_json_schema().get("properties", {}))
+        )
+        required = (
+            schema.get("required", [])
+            if isinstance(schema, dict)
+            else [n for n, f in schema.model_fields.items() if f.is_required()]
+        )
+        params = ", ".join(
+            f"{name}{'' if name in required else '?'}: {spec.get('type', 'any')}"
+            for name, spec in props.items()
+        )
+        text = " ".join((tool.description or "").split())
+        text = text.split(". ", 1)[0].rstrip(".") + "."
+        if len(text) > description_chars:
+            text = text[: description_chars - 3].rsplit(" ", 1)[0] + "..."
+        lines.append(f"- {tool.name}({params}): {text}")
+    return "\n".join(lines) or "(none)"

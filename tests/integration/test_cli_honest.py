@@ -1,0 +1,230 @@
+"""The real CLI, as a subprocess: hostile text, honest exit codes, databases checked, piped output.
+
+Hostile text (markup brackets, ANSI escapes, control characters) goes in through every door a
+user or model has: the scenario's plan, results, reasons and answer, `--thread`, the thread id
+given to `show`, and environment variables. Nothing may crash, and the text must come out as
+given (control characters as visible escapes: ESC -> `\\x1b`).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from app.cli.view import visible
+from app.runs.demo import prepare_workspace
+from tests.helpers import clean_env, cli, fanout_args, instant_demo, run_cli
+
+pytestmark = pytest.mark.integration
+
+HOSTILE = "[/x] [bold]b[/bold] [link=https://evil.example]l[/link] \x1b[31mred\x1b[0m \x07 ]["
+EXIT_CONFIG = 4
+
+
+def hostile_scenario(tmp_path: Path) -> Path:
+    """A one-step scenario whose plan, result, reason and answer are all HOSTILE."""
+    scenario = {
+        "name": "hostile",
+        "goal": HOSTILE,
+        "tools": [],
+        "planner": {"steps": [{"id": "a", "description": HOSTILE, "depends_on": []}]},
+        "executor": {"a": [{"content": f"result {HOSTILE}"}]},
+        "replanner": [{"action": "finish", "reason": HOSTILE, "response": f"answer {HOSTILE}"}],
+    }
+    path = tmp_path / "hostile.json"
+    path.write_text(json.dumps(scenario), encoding="utf-8")
+    return path
+
+
+def no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    assert "MarkupError" not in proc.stderr + proc.stdout
+
+
+def test_hostile_model_text_is_printed_as_given_by_run_show_and_runs(tmp_path: Path) -> None:
+    db = str(tmp_path / "runs.sqlite")
+    scenario = str(hostile_scenario(tmp_path))
+    args = ("--db", db)
+    # Thread ids may hold anything but '.', which the store's namespaces refuse (exit 4).
+    thread = HOSTILE.replace(".", "_")
+    wide = {**clean_env(), "COLUMNS": "400"}  # no wrapping inside the text
+    run = ("run", HOSTILE, "--scenario", scenario, "--thread", thread)
+    proc = run_cli(*run, *args, cwd=tmp_path, env=wide)
+    no_traceback(proc)
+    assert proc.returncode == 0
+    shown = visible(HOSTILE)
+    assert f"result {shown}" in proc.stdout  # the piped line of the step
+    assert f"answer {shown}" in proc.stdout  # the outcome panel
+    assert "\x1b" not in proc.stdout
+
+    show = run_cli("show", thread, *args, cwd=tmp_path, env=wide)
+    no_traceback(show)
+    assert show.returncode == 0
+    assert show.stdout.count(shown) >= 2  # the goal, the step's description
+    assert visible(thread) in show.stdout
+
+    runs = run_cli("runs", *args, cwd=tmp_path, env=wide)
+    no_traceback(runs)
+    assert shown in runs.stdout and visible(thread) in runs.stdout  # goal and thread id
+
+    report = run_cli("report", thread, *args, "-o", str(tmp_path / "r.html"), cwd=tmp_path)
+    no_traceback(report)
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "[link=https://evil.example]" in page and "<a " not in page
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (("show", "[/x]", "--db", "memory://"), {}, "no run with thread id '[/x]'"),
+        (("demo", "--db", "memory://"), {"PLANEXEC_MAX_REPLANS": "[/x]"}, "REPLANS='[/x]'"),
+        (("runs", "--db", "[/x]://h"), {}, "unsupported database '[/x]://h'"),
+        (("run", "x", "--db", "memory://", "--tools", "[/x]"), {}, "unknown tool '[/x]'"),
+    ],
+)
+def test_hostile_input_in_errors_is_printed_as_given(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], says: str
+) -> None:
+    proc = run_cli(*args, cwd=tmp_path, env={**clean_env(), "COLUMNS": "400", **env})
+    no_traceback(proc)
+    assert proc.returncode == EXIT_CONFIG
+    assert says in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1  # one line saying what to change
+
+
+def test_help_keeps_the_env_note_and_the_demo_its_surprise_prefix(tmp_path: Path) -> None:
+    help_text = run_cli("run", "--help", cwd=tmp_path, env={**clean_env(), "COLUMNS": "200"})
+    assert "[env: PLANEXEC_DB]" in help_text.stdout
+    scenario = str(instant_demo(tmp_path))
+    shop = str(prepare_workspace(tmp_path / "ws"))
+    args = ("--scenario", scenario, "--sql-database", shop, "--workspace", str(tmp_path / "ws"))
+    proc = run_cli("run", "g", *args, "--db", "memory://", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "[surprise] No order matched" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (("",), "the goal is empty"),
+        (("   ", "--tools", "calculator"), "the goal is empty"),
+        (("g", "--tools", "calculator,bogus"), "unknown tool 'bogus'"),
+        (("g", "--workspace", "a_file"), "is a file; give --workspace a folder"),
+        (("g", "--sql-database", "missing.sqlite"), "is not a file"),
+        (("g", "--db", "mysql://u@h/db"), "unsupported database"),
+        (("g", "--db", "sqlite://x"), "sqlite:////absolute/path"),
+        (("g", "--scenario", "no-such-scenario"), "no scenario named"),
+        (("g", "--thread", "a.b"), "contains '.'"),
+    ],
+)
+def test_input_errors_exit_4_before_anything_is_paid_or_recorded(
+    tmp_path: Path, extra: tuple[str, ...], says: str
+) -> None:
+    (tmp_path / "a_file").write_text("not a folder")
+    # A scenario model that would answer: the checks must refuse before it is asked.
+    scenario = ("--scenario", str(instant_demo(tmp_path)))
+    if "--scenario" in extra:
+        scenario = ()
+    goal, *options = extra
+    db = [] if "--db" in options else ["--db", str(tmp_path / "runs.sqlite")]
+    proc = run_cli("run", goal, *scenario, *db, *options, cwd=tmp_path)
+    no_traceback(proc)
+    assert proc.returncode == EXIT_CONFIG, proc.stdout + proc.stderr
+    assert says in proc.stderr
+    assert "planner" not in proc.stdout  # no usage table: no model was called
+    assert not (tmp_path / "runs.sqlite").exists()  # nothing recorded, not even the database
+    assert not (tmp_path / "mysql:").exists()
+
+
+def test_a_database_with_foreign_tables_is_refused_and_left_unchanged(tmp_path: Path) -> None:
+    db = tmp_path / "other.sqlite"
+    with sqlite3.connect(db) as conn:  # an application's own database, with a same-named table
+        conn.execute("CREATE TABLE checkpoints (id INTEGER PRIMARY KEY, note TEXT)")
+        conn.execute("INSERT INTO checkpoints (note) VALUES ('mine')")
+    conn.close()
+    before = db.read_bytes()
+    scenario = str(instant_demo(tmp_path))
+    for args in (("run", "g", "--scenario", scenario), ("runs",), ("show", "t"), ("report", "t")):
+        proc = run_cli(*args, "--db", str(db), cwd=tmp_path)
+        no_traceback(proc)
+        assert proc.returncode == EXIT_CONFIG, (args, proc.stderr)
+        assert "holds tables planexec did not create (checkpoints)" in " ".join(
+            proc.stderr.split()
+        )
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("other")) == [
+        "other.sqlite"
+    ]  # no -wal or -shm: it was never opened for writing
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    conn.close()
+
+
+def test_runs_and_show_create_no_files(tmp_path: Path) -> None:
+    runs = run_cli("runs", cwd=tmp_path)
+    assert runs.returncode == 0 and "no runs yet at .planexec/planexec.sqlite" in runs.stdout
+    show = run_cli("show", "t", cwd=tmp_path)
+    assert show.returncode == EXIT_CONFIG and "no run with thread id 't'" in show.stderr
+    report = run_cli("report", "t", "--db", "sqlite:///sub/r.sqlite", cwd=tmp_path)
+    assert report.returncode == EXIT_CONFIG
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sqlite_urls_follow_sqlalchemy_three_slashes_relative_four_absolute(
+    tmp_path: Path,
+) -> None:
+    scenario = str(hostile_scenario(tmp_path))
+    rel = run_cli("run", "g", "--scenario", scenario, "--db", "sqlite:///rel.sqlite", cwd=tmp_path)
+    assert rel.returncode == 0, rel.stderr
+    assert (tmp_path / "rel.sqlite").exists()
+    absolute = tmp_path / "abs" / "a.sqlite"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    url = f"sqlite:///{absolute}"  # sqlite:////tmp/...: four slashes
+    proc = run_cli("run", "g", "--scenario", scenario, "--db", url, cwd=elsewhere)
+    assert proc.returncode == 0, proc.stderr
+    assert absolute.exists()
+    assert not [p for p in elsewhere.rglob("*.sqlite")]  # not read as relative to the cwd
+
+
+def test_piped_output_prints_each_event_as_it_happens(tmp_path: Path) -> None:
+    """stdout is a pipe: a line per event arrives while the run still goes on."""
+    args = fanout_args(tmp_path / "ws", str(tmp_path / "runs.sqlite"), "piped")
+    proc = subprocess.Popen(
+        cli(*args), cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, text=True
+    )
+    lines: list[tuple[str, bool]] = []  # (line, was the process still running)
+    deadline = time.monotonic() + 60
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append((line.rstrip("\n"), proc.poll() is None))
+            assert time.monotonic() < deadline
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    early = [line for line, running in lines if running]
+    assert any(line.startswith("step fast done") for line in early), lines
+    assert any(line.startswith("plan: 5 step(s)") for line in early)
+    assert not any("\x1b" in line for line, _ in lines)  # plain text, no cursor movement
+
+
+def test_an_approved_edit_is_announced_and_shown(tmp_path: Path) -> None:
+    """`approve --edit` sends a plan_edited event; the piped view prints the edited plan."""
+    shop = str(prepare_workspace(tmp_path / "ws"))
+    db = str(tmp_path / "runs.sqlite")
+    start = ("run", "g", "--scenario", str(instant_demo(tmp_path)), "--approve", "--db", db)
+    paused = run_cli(*start, "--sql-database", shop, "--thread", "ed", "--json", cwd=tmp_path)
+    assert paused.returncode == 5, paused.stderr
+    edit = tmp_path / "edit.yaml"
+    edit.write_text("- {id: s1, description: Only list the tables., depends_on: []}\n")
+
+    proc = run_cli("approve", "ed", "--edit", str(edit), "--db", db, cwd=tmp_path)
+    no_traceback(proc)
+    assert "plan edited by a person -> s1" in proc.stdout
+    assert "step s1 started: Only list the tables." in proc.stdout

@@ -1,0 +1,89 @@
+"""`planexec bench`: one quick task through the CLI, and the CI gate's comparison."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from app.bench.report import baseline_document, gate_failures, ratios
+from app.bench.run import Cell
+from app.bench.tasks import all_tasks
+from app.cli.commands import app
+
+ROW_KEYS = {"task", "arch", "wall_s", "cost_usd", "calls", "input_tokens", "output_tokens"}
+
+
+def test_bench_quick_on_one_task_writes_rows_and_fails_a_doctored_baseline(
+    tmp_path: Path,
+) -> None:
+    rows_file = tmp_path / "rows.json"
+    strict = tmp_path / "baseline.json"
+    # A baseline no real run can meet: planexec at a tenth of react-parallel's cost and wall.
+    strict.write_text(json.dumps({"ratios": {"diamond-short": {"cost": 0.1, "wall": 0.1}}}))
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--quick",
+            "--task",
+            "diamond-short",
+            "--json",
+            str(rows_file),
+            "--check",
+            str(strict),
+        ],
+    )
+
+    assert result.exit_code == 1, result.output
+    assert "diamond-short: planexec/react-parallel cost ratio" in result.output
+    rows = json.loads(rows_file.read_text())
+    assert {r["arch"] for r in rows} == {"planexec", "react", "react-parallel"}
+    for row in rows:
+        assert set(row) == ROW_KEYS and row["task"] == "diamond-short"
+        assert row["cost_usd"] > 0 and row["input_tokens"] > 0 and row["wall_s"] > 0
+    by_arch = {r["arch"]: r for r in rows}
+    # planexec: one planner and one final call, no executor call: the look-ups and the total are
+    # tool steps (a model step would add two executor calls each).
+    assert by_arch["planexec"]["calls"] == 2
+    # ReAct: a turn per dependent wave, then the answer; without parallel calls, one more turn.
+    assert by_arch["react-parallel"]["calls"] == 4
+    assert by_arch["react"]["calls"] == 5
+    assert "planexec" in result.output and "react-parallel" in result.output
+
+
+def cell(task: str, arch: str, cost: float, wall: float) -> Cell:
+    return Cell(task=task, arch=arch, wall_s=wall, cost_usd=cost, input_tokens=1, output_tokens=1)
+
+
+def test_the_gate_fails_only_on_ratios_more_than_ten_percent_worse() -> None:
+    cells = [
+        cell("a", "planexec", 1.0, 2.0),
+        cell("a", "react-parallel", 2.0, 2.0),
+        cell("a", "react", 4.0, 4.0),
+        cell("b", "planexec", 1.0, 1.0),
+        cell("b", "react-parallel", 1.0, 1.0),
+    ]
+    current = ratios(cells)
+    assert current["a"] == {"cost": 0.5, "wall": 1.0, "cost_vs_react": 0.25, "wall_vs_react": 0.5}
+
+    assert gate_failures(current, baseline_document(current)) == []
+    # 9% worse than the baseline passes; 11% worse fails, naming task, metric and limit.
+    assert gate_failures(current, {"ratios": {"a": {"cost": 0.5 / 1.09, "wall": 1.0}}}) == []
+    failures = gate_failures(current, {"ratios": {"a": {"cost": 0.45, "wall": 1.0 / 1.11}}})
+    assert len(failures) == 2
+    assert failures[0].startswith("a: planexec/react-parallel cost ratio 0.500 is worse")
+    assert failures[1].startswith("a: planexec/react-parallel wall ratio 1.000 is worse")
+    assert gate_failures(current, {"ratios": {"gone": {"cost": 1.0}}}) == [
+        "gone: not measured in this run"
+    ]
+
+
+def test_the_committed_baseline_covers_every_task() -> None:
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_baseline.json"
+    baseline = json.loads(path.read_text(encoding="utf-8"))
+    assert set(baseline["ratios"]) == {t.name for t in all_tasks()}
+    for task_ratios in baseline["ratios"].values():
+        assert set(task_ratios) == {"cost", "wall"}

@@ -1,0 +1,283 @@
+"""Tool steps: plan steps that are one tool call, run with no model (graphs/tool_step.py).
+
+Runs go through the real graph with scripted models; the scenario's executor has no turns for
+a tool step, so a model call for one would fail the run loudly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.tools import StructuredTool, tool
+
+from app.context import Context
+from graphs.schemas import PlanStep, plan_problems
+from graphs.tool_args import RefError, resolve_args
+from graphs.tool_step import run_tool_step, tools_for_run
+from tests.scripted_runs import Run, run_scenario, write_scenario
+from tools.step_context import StepIdentity, ToolCallIdentity, current_tool_call, idempotency_key
+
+FINISH = {"action": "finish", "reason": "done", "response": "The answer."}
+
+
+def scenario(**parts: Any) -> dict[str, Any]:
+    return {"name": "unit_tool_steps", "goal": "Test goal.", "tools": ["calculator"], **parts}
+
+
+def calc_step(step_id: str, expression: str, *depends_on: str) -> dict[str, Any]:
+    return {
+        "id": step_id,
+        "description": f"Compute {step_id}.",
+        "depends_on": list(depends_on),
+        "tool": "calculator",
+        "args": {"expression": expression},
+    }
+
+
+def run(tmp_path: Path, script: dict[str, Any], **context: Any) -> Run:
+    return run_scenario(tmp_path, write_scenario(tmp_path, script), **context)
+
+
+def calculator_tools(tmp_path: Path) -> dict[str, Any]:
+    ctx = Context.of(tools=["calculator", "sql_query"], workspace=str(tmp_path / "ws"))
+    return {t.name: t for t in tools_for_run(ctx)}
+
+
+# running ---------------------------------------------------------------------------------------
+
+
+def test_tool_steps_run_without_a_model_and_fill_references(tmp_path: Path) -> None:
+    script = scenario(
+        planner={
+            "steps": [
+                {"id": "s1", "description": "Report the totals as JSON."},
+                calc_step("s2", "${s1.rows.1.total} * 10", "s1"),
+                calc_step("s3", "${s2} + 1", "s2"),
+            ]
+        },
+        executor={"s1": [{"content": '{"rows": [{"total": 1}, {"total": 7}]}'}]},
+        replanner=[FINISH],
+    )
+    r = run(tmp_path, script)
+
+    assert r.state["status"] == "done", r.state.get("reason")
+    assert r.results["s2"]["result"] == "70"
+    assert r.results["s3"]["result"] == "71"
+    (call,) = r.results["s3"]["tool_calls"]
+    assert call.pop("started_at") <= call.pop("finished_at")  # timed, for the run report
+    assert call == {
+        "name": "calculator",
+        "args": {"expression": "70 + 1"},
+        "ok": True,
+        "output": "71",
+        "empty": False,
+    }
+    # Only s1 asked the executor model; the tool steps made no model call.
+    assert r.calls("executor") == 1
+    assert {c["step"] for c in r.log.calls if c["role"] == "executor"} == {"s1"}
+
+
+def test_a_plan_of_tool_steps_makes_no_executor_call(tmp_path: Path) -> None:
+    script = scenario(
+        planner={"steps": [calc_step("a", "2 + 3"), calc_step("b", "4 * 5")]},
+        executor={},
+        replanner=[FINISH],
+    )
+    r = run(tmp_path, script)
+
+    assert r.state["status"] == "done", r.state.get("reason")
+    assert "executor" not in r.state["usage"]
+    assert [r.results["a"]["result"], r.results["b"]["result"]] == ["5", "20"]
+
+
+def test_empty_tool_output_is_a_surprise_for_the_replanner(tmp_path: Path) -> None:
+    script = scenario(
+        planner={"steps": [calc_step("s1", "1 + 1"), calc_step("s2", "${s1} * 2", "s1")]},
+        executor={},
+        replanner=[FINISH],
+        faults=[{"step": "s1", "tool": "calculator", "kind": "empty"}],
+    )
+    r = run(tmp_path, script)
+
+    assert r.results["s1"]["status"] == "done"
+    assert r.results["s1"]["surprise"].startswith("calculator returned an empty result")
+    assert "s2" not in r.started()  # the replanner was asked before anything else ran
+    assert "reported a surprise" in r.log.texts("replanner")[0]
+
+
+def test_tool_error_fails_the_step_and_calls_the_replanner(tmp_path: Path) -> None:
+    script = scenario(
+        planner={"steps": [calc_step("s1", "1 + 1")]},
+        executor={},
+        replanner=[FINISH],
+        faults=[{"step": "s1", "tool": "calculator", "kind": "raise", "message": "disk on fire"}],
+    )
+    r = run(tmp_path, script)
+
+    assert r.results["s1"]["status"] == "failed"
+    assert r.results["s1"]["error"] == "tool calculator failed: disk on fire"
+    assert "step s1 failed: tool calculator failed: disk on fire" in r.log.texts("replanner")[0]
+
+
+def test_unresolvable_reference_fails_the_step(tmp_path: Path) -> None:
+    script = scenario(
+        planner={
+            "steps": [
+                {"id": "s1", "description": "Say hi."},
+                calc_step("s2", "${s1.total} + 1", "s1"),
+            ]
+        },
+        executor={"s1": [{"content": "hi, not JSON"}]},
+        replanner=[FINISH],
+    )
+    r = run(tmp_path, script)
+
+    assert r.results["s2"]["status"] == "failed"
+    assert "follows a path into s1's result, which is not JSON" in r.results["s2"]["error"]
+
+
+def test_a_tool_step_runs_inside_its_step_and_tool_call_identity() -> None:
+    seen: list[Any] = []
+
+    @tool
+    def record(note: str) -> str:
+        """Record the running tool call."""
+        seen.append((current_tool_call(), idempotency_key(), note))
+        return "ok"
+
+    step = {
+        "id": "w1",
+        "description": "Write.",
+        "attempt": 2,
+        "tool": "record",
+        "args": {"note": "${d1}"},
+    }
+    outcome = run_tool_step(step, {"d1": {"result": "from d1"}}, [record], run_id="run-9")
+
+    assert outcome.result["status"] == "done" and outcome.result["result"] == "ok"
+    expected = ToolCallIdentity(StepIdentity("run-9", "w1", 2), 0)
+    assert seen == [(expected, expected.idempotency_key, "from d1")]
+
+
+# plan-time validation --------------------------------------------------------------------------
+
+
+def test_tool_step_problems_name_the_step(tmp_path: Path) -> None:
+    tools = calculator_tools(tmp_path)
+    steps = [
+        PlanStep(id="s1", description="x", tool="http_get", args={"url": "http://x"}),
+        PlanStep(id="s2", description="x", tool="calculator", args={"expr": "1"}),
+        PlanStep(id="s3", description="x", tool="calculator", args={}),
+        PlanStep(id="s4", description="x", tool="calculator", args={"expression": "${s1} + 1"}),
+        PlanStep(id="s5", description="x", tool="sql_query", args={"query": 5}),
+        PlanStep(id="s6", description="x", args={"expression": "1"}),
+        PlanStep(id="s7"),  # a model step must say what to do; a tool step need not
+        PlanStep(id="s8", tool="calculator", args={"expression": "1"}),
+    ]
+    assert plan_problems(steps, max_steps=12, tools=tools) == [
+        "step 's1' uses tool 'http_get', which this run may not use (tools: calculator, sql_query)",
+        "step 's2' (tool calculator) has unknown argument 'expr'; its arguments: expression",
+        "step 's2' (tool calculator) is missing required argument 'expression'",
+        "step 's3' (tool calculator) is missing required argument 'expression'",
+        "step 's4' refers to '${s1}', but 's1' is not in its depends_on (none); add it there, "
+        "or write $${ for a literal ${",
+        "step 's5' (tool sql_query) argument query: Input should be a valid string",
+        "step 's6' has args but no tool; give the tool, or no args",
+        "step 's7' has no description; say what the executor must do",
+    ]
+
+
+def test_references_pass_type_checks_and_escapes_are_not_references(tmp_path: Path) -> None:
+    tools = calculator_tools(tmp_path)
+    steps = [
+        PlanStep(id="s1", description="x", tool="calculator", args={"expression": "1"}),
+        PlanStep(
+            id="s2",
+            description="x",
+            depends_on=["s1"],
+            tool="sql_query",
+            args={"query": "SELECT '$${HOME}', ${s1}"},
+        ),
+    ]
+    assert plan_problems(steps, max_steps=12, tools=tools) == []
+    # Without the run's tools a tool step cannot be checked, so it is refused.
+    assert plan_problems(steps[:1], max_steps=12)[0].startswith(
+        "step 's1' uses tool 'calculator', which this run may not use"
+    )
+
+
+def test_invalid_tool_steps_go_back_to_the_planner(tmp_path: Path) -> None:
+    bad = {"steps": [calc_step("s1", "${s9} + 1")]}
+    good = {"steps": [calc_step("s1", "1 + 1")]}
+    script = scenario(planner={"attempts": [bad, good]}, executor={}, replanner=[FINISH])
+    r = run(tmp_path, script)
+
+    assert r.state["status"] == "done", r.state.get("reason")
+    assert r.calls("planner") == 2
+    assert (
+        "step 's1' refers to '${s9}', but 's9' is not in its depends_on"
+        in (r.log.texts("planner")[1])
+    )
+
+
+def test_the_planner_is_told_each_tools_arguments(tmp_path: Path) -> None:
+    script = scenario(planner={"steps": [calc_step("s1", "1")]}, executor={}, replanner=[FINISH])
+    r = run(tmp_path, script)
+    assert "- calculator(expression: string): Evaluate an arithmetic" in r.log.texts("planner")[0]
+
+
+# references ------------------------------------------------------------------------------------
+
+
+def test_resolve_args_keeps_types_of_whole_references_and_formats_embedded_ones() -> None:
+    results = {"s1": '{"rows": [{"n": 3, "tags": ["a"]}]}', "s1.x": "dotted id"}
+    args = {
+        "n": "${s1.rows.0.n}",
+        "tags": "${s1.rows.0.tags}",
+        "text": "n=${s1.rows.0.n} tags=${s1.rows.0.tags} last=${s1.rows.-1.n}",
+        "raw": "${s1}",
+        "dotted": "${s1.x}",
+        "literal": "$${s1} stays",
+        "nested": [{"deep": "${s1.rows.0.n}"}],
+    }
+    assert resolve_args(args, results) == {
+        "n": 3,
+        "tags": ["a"],
+        "text": 'n=3 tags=["a"] last=3',
+        "raw": results["s1"],
+        "dotted": "dotted id",
+        "literal": "${s1} stays",
+        "nested": [{"deep": 3}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("${s2}", "names no step this one depends on"),
+        ("${s1.rows.5}", "s1's result has nothing at 's1.rows.5'"),
+        ("${s1.nope}", "s1's result has nothing at 's1.nope'"),
+    ],
+)
+def test_unresolvable_references_raise_with_the_reference(ref: str, message: str) -> None:
+    with pytest.raises(RefError, match=message.replace(".", r"\.")):
+        resolve_args({"x": ref}, {"s1": '{"rows": []}'})
+
+
+def test_resolved_arguments_are_bounded() -> None:
+    with pytest.raises(RefError, match="the limit is"):
+        resolve_args({"x": "${s1} ${s1}"}, {"s1": "x" * 150_000})
+
+
+def test_json_schema_tools_are_checked_by_name_and_required(tmp_path: Path) -> None:
+    schema = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
+    mcp_like = StructuredTool(
+        name="search", description="Search.", args_schema=schema, func=lambda q: q
+    )
+    steps = [PlanStep(id="s1", description="x", tool="search", args={"z": 1})]
+    assert plan_problems(steps, max_steps=12, tools={"search": mcp_like}) == [
+        "step 's1' (tool search) has unknown argument 'z'; its arguments: q",
+        "step 's1' (tool search) is missing required argument 'q'",
+    ]
