@@ -386,7 +386,9 @@ def run(
     ] = False,
     queue: Annotated[
         bool,
-        typer.Option("--queue", help="Only record the run and print its id; a worker runs it."),
+        typer.Option(
+            "--queue", help="Record the run, queue it for `planexec worker`, print its id."
+        ),
     ] = False,
     max_tokens: MaxTokensOption = None,
     max_cost: MaxCostOption = None,
@@ -492,7 +494,10 @@ def _start(
     runner.check_models(ctx)
     with open_persistence(db) as persistence:
         if queue:
+            from app.runs.worker import enqueue
+
             runner.submit_run(persistence, goal, ctx, thread_id)
+            enqueue(persistence, thread_id)
             print(thread_id)
             return EXIT_DONE
         runner.ensure_new_thread(persistence, thread_id)  # before the live view starts
@@ -536,12 +541,18 @@ def resume(
     max_tool_calls: MaxToolCallsOption = None,
     step_deadline: StepDeadlineOption = None,
     as_json: JsonOption = False,
+    queue: Annotated[
+        bool,
+        typer.Option("--queue", help="Queue the run for `planexec worker` instead of here."),
+    ] = False,
 ) -> None:
     """Continue an interrupted run; steps that finished are not run again, a step cut off
     mid-way replays its journaled turns. Budget options raise the run's budgets."""
     budgets = _budgets(max_tokens, max_cost, max_seconds, max_tool_calls, step_deadline)
 
     def go() -> int:
+        if queue:
+            return _queue_existing(db, thread_id)
         from app.context import restore_context
         from app.runs.persistence import open_persistence
         from app.runs.worker import holding_run
@@ -562,6 +573,23 @@ def resume(
             )
 
     raise typer.Exit(_guarded(go))
+
+
+def _queue_existing(db: str | None, thread_id: str) -> int:
+    """`resume --queue`: hand an interrupted (e.g. killed) run to the workers."""
+    from app.runs.persistence import open_persistence
+    from app.runs.worker import enqueue
+
+    with open_persistence(db) as persistence:
+        status = runner.run_state(persistence, thread_id)["status"]
+        if status in runner.FINAL or status == runner.PAUSED:
+            raise ValueError(
+                f"run {thread_id!r} is {status}: there is nothing for a worker to do"
+                + (f"; answer it with `planexec approve {thread_id}`" if status == "paused" else "")
+            )
+        queued = enqueue(persistence, thread_id)
+    print(thread_id if queued else f"{thread_id} (queued already)")
+    return EXIT_DONE
 
 
 @app.command("approve")
@@ -608,10 +636,21 @@ def worker(
         float | None, typer.Option(help="Exit after this many seconds with nothing to do.")
     ] = None,
     max_runs: Annotated[int | None, typer.Option(min=1, help="Exit after this many runs.")] = None,
+    grace: Annotated[
+        float,
+        typer.Option(min=0, help="On SIGTERM/SIGINT, seconds the steps in flight get to finish."),
+    ] = 30.0,
+    stalled_after: Annotated[
+        float,
+        typer.Option(
+            min=1, help="PostgreSQL: a worker silent this many seconds is dead; its run is retried."
+        ),
+    ] = 5.0,
     as_json: JsonOption = False,
 ) -> None:
-    """Take queued and interrupted runs from the database and finish them; run several of
-    these against one PostgreSQL database to share the work."""
+    """Take queued runs (`run --queue`, `resume --queue`) and finish them; run several of these
+    against one database to share the work. SIGTERM: finish the steps in flight, hand the run
+    back to the queue, exit 0 (75 if --grace ran out). docs/workers.md."""
     from app.runs.persistence import open_persistence
     from app.runs.worker import work
 
@@ -627,41 +666,110 @@ def worker(
         with open_persistence(db) as persistence:
             if not as_json:
                 console.print(plain(f"worker {os.getpid()} on {persistence.shown}"))
-            try:
-                with _ctrl_c_finishes_steps_in_flight():
-                    done = work(
-                        persistence, on_event=on_event, idle_exit=idle_exit, max_runs=max_runs
-                    )
-            except KeyboardInterrupt:
-                err_console.print("worker stopped; its run is free for another worker or resume")
-                return _stop_code()
+            done, code = work(
+                persistence, on_event=on_event, idle_exit=idle_exit, max_runs=max_runs,
+                grace=grace, stalled_after=stalled_after,
+            )  # fmt: skip
         summary = {"event": "worker_done", "pid": os.getpid(), "runs": done}
         print(json.dumps(summary) if as_json else f"worker finished {len(done)} run(s)")
-        return EXIT_DONE
+        return code
 
     raise typer.Exit(_guarded(go))
 
 
 @app.command("runs")
-def list_runs(db: DbOption = None, as_json: JsonOption = False) -> None:
-    """List the runs in the database, newest first."""
+def list_runs(
+    db: DbOption = None,
+    as_json: JsonOption = False,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many (newest first).")] = 100,
+    show_all: Annotated[bool, typer.Option("--all", help="Show every matching run.")] = False,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only runs with this status (repeat for several): done, failed, "
+            "replan_limit, rejected, queued, running, interrupted, paused."
+        ),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only runs created since: 2h, 7d, or a date 2026-11-20.")
+    ] = None,
+) -> None:
+    """List the runs in the database, newest first, and how many match in all."""
     from app.cli.view import runs_table
+    from app.runs.listing import check_statuses, find_runs, parse_since
     from app.runs.persistence import NoDatabase, open_persistence
 
     def go() -> int:
+        statuses = check_statuses(status or [])
+        since_at = parse_since(since) if since else None
         try:
             with open_persistence(db, create=False) as persistence:
-                runs = runner.list_runs(persistence)
+                runs, total = find_runs(
+                    persistence, limit=None if show_all else limit, statuses=statuses,
+                    since=since_at,
+                )  # fmt: skip
         except NoDatabase as exc:  # nothing to list is not an error; and nothing is created
             if as_json:
-                print("[]")
+                print(json.dumps({"total": 0, "shown": 0, "runs": []}))
             else:
                 console.print(plain(exc))
             return EXIT_DONE
         if as_json:
-            print(json.dumps([_run_summary(r) for r in runs], default=str, indent=2))
+            page = {"total": total, "shown": len(runs), "runs": [_run_summary(r) for r in runs]}
+            print(json.dumps(page, default=str, indent=2))
             return 0
-        console.print(runs_table([_run_summary(r) for r in runs]))
+        table = runs_table([_run_summary(r) for r in runs])
+        table.title = f"runs: {len(runs)} shown of {total}"
+        console.print(table)
+        if len(runs) < total:
+            console.print(f"{total - len(runs)} more: --limit N or --all shows them")
+        return 0
+
+    raise typer.Exit(_guarded(go))
+
+
+@app.command()
+def prune(
+    older_than: Annotated[
+        str, typer.Option(help="Finished at least this long ago: 30m, 12h, 7d, 2w.")
+    ],
+    status: Annotated[
+        list[str] | None,
+        typer.Option(help="Only finished runs with this status (repeat): done, failed, ..."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Say what would go; remove nothing.")] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove finished runs' checkpoints, journal and records; never a run in progress,
+    interrupted or paused. Safe while workers run (a run held by a process is skipped)."""
+    from app.runs.listing import check_statuses, parse_duration
+    from app.runs.persistence import open_persistence
+    from app.runs.storage import prune as prune_runs
+
+    def go() -> int:
+        statuses = check_statuses(status or [])
+        finished = set(runner.FINAL)
+        if set(statuses) - finished:
+            raise ValueError(f"prune removes finished runs only: --status {', '.join(finished)}")
+        with open_persistence(db) as persistence:
+            report = prune_runs(persistence, parse_duration(older_than), statuses, dry_run)
+        summary = {
+            "removed" if not dry_run else "would_remove": len(report.runs),
+            "checkpoint_bytes": report.checkpoint_bytes,
+            "journal_entries": report.journal_entries,
+            "skipped_busy": report.skipped_busy,
+            "runs": report.runs,
+        }
+        if as_json:
+            print(json.dumps(summary, indent=2))
+        else:
+            verb = "would remove" if dry_run else "removed"
+            console.print(
+                f"{verb} {len(report.runs)} run(s): {report.checkpoint_bytes:,} bytes of "
+                f"checkpoints, {report.journal_entries} journal entries"
+                + (f"; {len(report.skipped_busy)} skipped (in use)" if report.skipped_busy else "")
+            )
         return 0
 
     raise typer.Exit(_guarded(go))

@@ -144,6 +144,9 @@ def _sqlite_tables() -> dict[str, set[str]]:
     try:
         SqliteSaver(conn).setup()
         SqliteStore(conn).setup()
+        from app.runs.local_queue import SCHEMA  # the workers' queue table (app/runs/worker.py)
+
+        conn.executescript(SCHEMA)
         return _tables_of(conn)
     finally:
         conn.close()

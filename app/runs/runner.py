@@ -138,6 +138,8 @@ def resume_run(
     # Finished is a status, not an empty `next`: a node that completed just before the process
     # stopped leaves its writes pending, `next` empty, and the run still to continue.
     if snapshot.values.get("status") in FINAL:
+        # Killed after its final checkpoint but before its record said so: say so now.
+        _mark_finished(graph, thread_id, snapshot.values["status"])
         return dict(snapshot.values)
     if snapshot.interrupts:
         raise RunPaused(f"run {thread_id!r} is paused for plan approval; answer it first")
@@ -212,6 +214,11 @@ def _mark_finished(graph: CompiledStateGraph, thread_id: str, status: str) -> No
     if item is not None:
         record = {**item.value, "final_status": status, "finished_at": time.time()}
         store.put(RUNS_NAMESPACE, thread_id, record, index=False)
+
+
+def mark_finished(persistence: Persistence, thread_id: str, status: str) -> None:
+    """Record a finished run's final status (for runs whose process died before it could)."""
+    _mark_finished(persistence.graph, thread_id, status)
 
 
 def _with_pause(snapshot: Any) -> dict[str, Any]:

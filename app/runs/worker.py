@@ -1,10 +1,17 @@
-"""Workers: processes that take queued or interrupted runs from a shared database and finish them.
+"""Workers: processes that take queued runs from a job queue and finish them.
 
-Several workers can share one PostgreSQL database (or one SQLite file on one machine). A worker
-claims a run with a lock that the operating system or the database server releases when the worker
-dies — a PostgreSQL session advisory lock, or an flock on a file beside the SQLite database — so a
-run whose worker was killed is free at once for another worker, which resumes it from its last
-checkpoint and journal. No leases, no heartbeats, no run executed by two workers at once.
+The queue is a real job queue, not a scan of run states (docs/workers.md):
+
+- PostgreSQL: procrastinate (app/runs/pg_queue.py). One job per run, with `lock` and
+  `queueing_lock` = the thread id; claims are `FOR UPDATE SKIP LOCKED` on an index, heartbeats mark
+  live workers, and a worker whose heartbeat stops has its job retried by the others.
+- SQLite (one machine): a small queue table in the same file (app/runs/local_queue.py).
+
+Under both, the run itself is guarded by a lock that the operating system or the database server
+releases when its holder dies: a PostgreSQL session advisory lock, or an flock on a file beside the
+SQLite database. A job whose run is locked (a foreground `planexec resume`, or a worker wrongly
+taken for dead) is retried later, never run twice at once. This module holds those run locks and
+the job body both queues share (`finish_run`).
 """
 
 from __future__ import annotations
@@ -12,22 +19,34 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import signal
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from signal import SIGINT, SIGTERM
 from typing import Any, Protocol
 
 from app.runs import runner
 from app.runs.persistence import Persistence
+from graphs.scheduler import STOP_LAUNCHING
 
-UNFINISHED = ("queued", "interrupted", "running")
+EventHandler = Callable[[str, dict[str, Any]], None]
+
+# `planexec worker` exit codes (docs/workers.md).
+EXIT_STOPPED = 0  # idle-exit, max-runs, or SIGTERM/SIGINT with the steps in flight finished
+EXIT_GRACE_EXPIRED = 75  # stopped with steps still running after --grace: they run again elsewhere
 
 
 class RunLocks(Protocol):
     def try_acquire(self, thread_id: str) -> bool: ...
     def release(self, thread_id: str) -> None: ...
+
+
+# Per schema: deployments (and concurrent test sessions) in two schemas of one database must not
+# hold each other's same-named threads.
+_KEY = "hashtext(current_schema() || ':' || %s)"
 
 
 class _PostgresLocks:
@@ -40,45 +59,69 @@ class _PostgresLocks:
 
     def try_acquire(self, thread_id: str) -> bool:
         row = self._conn.execute(
-            "SELECT pg_try_advisory_lock(hashtext(%s))", (f"planexec:{thread_id}",)
+            f"SELECT pg_try_advisory_lock({_KEY})", (f"planexec:{thread_id}",)
         ).fetchone()
         return bool(row and row[0])
 
     def release(self, thread_id: str) -> None:
-        self._conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"planexec:{thread_id}",))
+        self._conn.execute(f"SELECT pg_advisory_unlock({_KEY})", (f"planexec:{thread_id}",))
 
     def close(self) -> None:
         self._conn.close()
 
 
 class _FileLocks:
-    """flock()ed files beside the SQLite database; the kernel drops them when the process dies."""
+    """flock()ed files beside the SQLite database; the kernel drops them when the process dies.
+
+    A lock file exists only while its run is held: release unlinks it while still locked. A
+    process that opened the file before the unlink and locks it afterwards holds a lock on a
+    file no one else can find, so after locking it checks that the path is still that file.
+    """
 
     def __init__(self, db_path: str) -> None:
-        self._dir = Path(db_path).parent / (Path(db_path).name + ".locks")
+        self._dir = lock_dir(db_path)
         self._dir.mkdir(parents=True, exist_ok=True)
         self._held: dict[str, int] = {}
 
     def try_acquire(self, thread_id: str) -> bool:
-        # Thread ids are free text ("team/a", "..", very long): name the file by a hash.
-        name = hashlib.sha256(thread_id.encode()).hexdigest()[:32]
-        fd = os.open(self._dir / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        if thread_id in self._held:
             return False
-        self._held[thread_id] = fd
-        return True
+        path = lock_file(self._dir, thread_id)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._held[thread_id] = fd
+                return True
+            os.close(fd)  # unlinked by its last holder between our open and our lock: again
 
     def release(self, thread_id: str) -> None:
         fd = self._held.pop(thread_id, None)
         if fd is not None:
+            with suppress(FileNotFoundError):
+                os.unlink(lock_file(self._dir, thread_id))  # while locked: see the class doc
             os.close(fd)  # closing the descriptor releases the flock
 
     def close(self) -> None:
         for thread_id in list(self._held):
             self.release(thread_id)
+
+
+def lock_dir(db_path: str) -> Path:
+    return Path(db_path).parent / (Path(db_path).name + ".locks")
+
+
+def lock_file(directory: Path, thread_id: str) -> Path:
+    # Thread ids are free text ("team/a", "..", very long): name the file by a hash.
+    return directory / (hashlib.sha256(thread_id.encode()).hexdigest()[:32] + ".lock")
 
 
 class _ProcessLocks:
@@ -137,73 +180,117 @@ def holding_run(persistence: Persistence, thread_id: str) -> Iterator[None]:
             locks.release(thread_id)
 
 
-def pending_runs(persistence: Persistence) -> list[str]:
-    """Thread ids of runs that are queued or were interrupted, oldest first. Runs whose record
-    says they finished are skipped without reading their state: a poll stays cheap as runs pile
-    up."""
-    return [
-        thread_id
-        for thread_id, record in runner.run_records(persistence)
-        if "final_status" not in record
-        and runner.run_state(persistence, thread_id).get("status") in UNFINISHED
-    ]
+class RunStopped(RuntimeError):
+    """The worker was asked to stop: the run stopped at a checkpoint, for another worker."""
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def finish_run(persistence: Persistence, thread_id: str, on_event: EventHandler | None) -> str:
+    """The job body of both queues, run with the run's lock held: run it to the end from its
+    last checkpoint and journal. Returns its final status ("error" for a run whose own
+    configuration cannot start: reported, not retried). Raises RunStopped if the worker was asked
+    to stop before the run finished."""
+    handler = (lambda e: on_event(thread_id, e)) if on_event else None
+    try:
+        state = runner.resume_run(persistence, thread_id, handler)
+    except (ValueError, LookupError, runner.RunPaused) as exc:
+        # The run's own configuration (a model, a scenario file, ...): report it and go on
+        # with the others. Database errors still stop the worker.
+        if on_event is not None:
+            error = f"{type(exc).__name__}: {exc}"
+            on_event(thread_id, {"event": "run_error", "at": time.time(), "error": error})
+        return "error"
+    except Exception as exc:
+        # Asked to stop, the scheduler ends the run at its checkpoint by failing the next
+        # executor node (graphs/scheduler.py): that is a stop, not a failure.
+        if STOP_LAUNCHING.is_set():
+            raise RunStopped(f"run {thread_id!r} stopped at a checkpoint") from exc
+        raise
+    status = state.get("status", "")
+    if status not in runner.FINAL and status != runner.PAUSED:
+        raise RunStopped(f"run {thread_id!r} stopped at status {status!r}")
+    return status
+
+
+def enqueue(persistence: Persistence, thread_id: str) -> bool:
+    """Put a recorded run on the queue for a worker. False if it is already queued."""
+    if is_postgres(persistence.url):
+        from app.runs import pg_queue
+
+        return pg_queue.enqueue(persistence.url, thread_id)
+    from app.runs import local_queue
+
+    return local_queue.enqueue(_local_db(persistence), thread_id)
 
 
 def work(
     persistence: Persistence,
     *,
-    on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    on_event: EventHandler | None = None,
     idle_exit: float | None = None,
-    poll: float = 0.5,
     max_runs: int | None = None,
-) -> list[tuple[str, str]]:
-    """Claim and finish runs until idle for `idle_exit` seconds (forever when None) or
-    `max_runs` are done. Returns (thread id, final status) for each run this worker finished."""
-    finished: list[tuple[str, str]] = []
-    broken: set[str] = set()  # runs that could not start here: not claimed again
-    idle_since = time.monotonic()
-    with run_locks(persistence) as locks:
-        while max_runs is None or len(finished) < max_runs:
-            claimed = _claim_one(persistence, locks, skip=broken)
-            if claimed is None:
-                if idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
-                    break
-                time.sleep(poll)
-                continue
-            try:
-                # Another worker may have finished it between the listing and the lock.
-                if runner.run_state(persistence, claimed)["status"] in UNFINISHED:
-                    handler = (lambda e, t=claimed: on_event(t, e)) if on_event else None
-                    try:
-                        state = runner.resume_run(persistence, claimed, handler)
-                    except (ValueError, LookupError, runner.RunPaused) as exc:
-                        # The run's own configuration (a model, a scenario file, ...): report
-                        # it and go on with the others. Database errors still stop the worker.
-                        broken.add(claimed)
-                        finished.append((claimed, "error"))
-                        if on_event is not None:
-                            on_event(
-                                claimed,
-                                {
-                                    "event": "run_error",
-                                    "at": time.time(),
-                                    "error": f"{type(exc).__name__}: {exc}",
-                                },
-                            )
-                    else:
-                        finished.append((claimed, state.get("status", "")))
-            finally:
-                locks.release(claimed)
-            idle_since = time.monotonic()
-    return finished
+    grace: float = 30.0,
+    stalled_after: float = 5.0,
+) -> tuple[list[tuple[str, str]], int]:
+    """Claim and finish queued runs until idle for `idle_exit` seconds (forever when None),
+    `max_runs` are done, or SIGTERM/SIGINT (then the steps in flight get `grace` seconds).
+    Returns (thread id, final status) for each run finished here, and the exit code."""
+    if is_postgres(persistence.url):
+        from app.runs import pg_queue
+
+        return pg_queue.work(
+            persistence, on_event=on_event, idle_exit=idle_exit, max_runs=max_runs,
+            grace=grace, stalled_after=stalled_after,
+        )  # fmt: skip
+    from app.runs import local_queue
+
+    return local_queue.work(
+        persistence, _local_db(persistence), on_event=on_event, idle_exit=idle_exit,
+        max_runs=max_runs, grace=grace,
+    )  # fmt: skip
 
 
-def _claim_one(
-    persistence: Persistence,
-    locks: RunLocks,
-    skip: Collection[str] = (),
-) -> str | None:
-    for thread_id in pending_runs(persistence):
-        if thread_id not in skip and locks.try_acquire(thread_id):
-            return thread_id
-    return None
+def _local_db(persistence: Persistence) -> str:
+    if persistence.url.startswith("memory://"):
+        raise ValueError(
+            "workers need a database other processes can see: memory:// is this process's "
+            "only; use a SQLite file or postgresql://"
+        )
+    return persistence.url
+
+
+class StopOnSignal:
+    """SIGTERM or SIGINT to a worker: claim nothing more, let the steps in flight finish (the
+    scheduler's STOP_LAUNCHING starts no new step, and the run stops at its next checkpoint),
+    hand the run back to the queue, exit EXIT_STOPPED. If that takes longer than `grace`
+    seconds, or a second signal comes, exit EXIT_GRACE_EXPIRED at once: the run's lock dies with
+    the process and the steps in flight run again under another worker (journaled ones do not)."""
+
+    def __init__(self, grace: float, on_stop: Callable[[], None] = lambda: None) -> None:
+        self.grace = grace
+        self.requested = threading.Event()
+        self._on_stop = on_stop
+
+    def trigger(self, *_: Any) -> None:
+        if self.requested.is_set():
+            os._exit(EXIT_GRACE_EXPIRED)
+        self.requested.set()
+        STOP_LAUNCHING.set()
+        timer = threading.Timer(self.grace, os._exit, (EXIT_GRACE_EXPIRED,))
+        timer.daemon = True
+        timer.start()
+        self._on_stop()
+
+    @contextmanager
+    def installed(self) -> Iterator[StopOnSignal]:
+        """Handle the signals with plain handlers (for a worker with no event loop)."""
+        STOP_LAUNCHING.clear()
+        previous = {sig: signal.signal(sig, self.trigger) for sig in (SIGTERM, SIGINT)}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

@@ -96,7 +96,7 @@ def test_runs_shows_a_paused_run_as_paused(tmp_path: Path) -> None:
     db = str(tmp_path / "runs.sqlite")
     start_paused(tmp_path, "p")
     out = run_cli("runs", "--db", db, "--json", cwd=tmp_path)
-    [run] = json.loads(out.stdout)
+    [run] = json.loads(out.stdout)["runs"]
     assert (run["thread_id"], run["status"]) == ("p", "paused")
     resume = run_cli("resume", "p", "--db", db, cwd=tmp_path)
     assert resume.returncode == 4 and "planexec approve p" in resume.stderr.replace("\n", " ")

@@ -96,7 +96,7 @@ def test_setup_creates_langgraph_tables_in_the_url_schema_only() -> None:
     with temporary_schema() as schema:
         assert schema.tables(schema.name) == set()
 
-        assert cli_json("runs", "--db", schema.url, cwd=Path.cwd()) == []
+        assert cli_json("runs", "--db", schema.url, cwd=Path.cwd())["runs"] == []
 
         assert schema.tables(schema.name) == LANGGRAPH_TABLES
         assert schema.tables("public") - schema.public_before == set()
@@ -139,7 +139,7 @@ def test_kill_with_parallel_steps_in_flight_reruns_only_unfinished_on_postgres(
 def test_runs_and_show_on_postgres(
     pg: PgSchema, demo_run: dict[str, Any], fanout_run: dict[str, Any], tmp_path: Path
 ) -> None:
-    runs = cli_json("runs", "--db", pg.url, cwd=tmp_path)
+    runs = cli_json("runs", "--db", pg.url, cwd=tmp_path)["runs"]
 
     by_id = {r["thread_id"]: r for r in runs}
     assert set(by_id) == {"k1", "k2"}, runs

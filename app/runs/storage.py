@@ -1,0 +1,113 @@
+"""What a run keeps on disk, and pruning finished runs.
+
+A run leaves: its checkpoints (LangGraph checkpointer: one per node, with channel blobs and
+pending writes), its journal (store items under ("planexec", "steps", thread_id, ...), see
+graphs/journal.py), its record (store item ("planexec", "runs"), thread_id) and, while it is
+held, a lock (a file beside a SQLite database, released and removed when the run is let go).
+
+`prune` removes all of it for finished runs older than a cut-off. It takes each run's lock first
+(skipping runs held right now), so it is safe while workers run; a run in progress, interrupted or
+paused has no `final_status` in its record and is never pruned.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Collection
+from contextlib import closing
+from dataclasses import dataclass, field
+
+import psycopg
+
+from app.runs import runner
+from app.runs.persistence import Persistence
+from app.runs.worker import is_postgres, run_locks
+
+JOURNAL_PREFIX = ("planexec", "steps")
+
+
+def checkpoint_bytes(persistence: Persistence, thread_id: str) -> int:
+    """Bytes of the run's checkpoints, blobs and pending writes (payload, not page overhead)."""
+    if is_postgres(persistence.url):
+        queries = [
+            "SELECT coalesce(sum(pg_column_size(checkpoint) + pg_column_size(metadata)), 0) "
+            "FROM checkpoints WHERE thread_id = %s",
+            "SELECT coalesce(sum(length(blob)), 0) FROM checkpoint_blobs WHERE thread_id = %s",
+            "SELECT coalesce(sum(length(blob)), 0) FROM checkpoint_writes WHERE thread_id = %s",
+        ]
+        with psycopg.connect(persistence.url, autocommit=True, connect_timeout=10) as conn:
+            return sum(int(conn.execute(q, (thread_id,)).fetchone()[0]) for q in queries)
+    if persistence.url.startswith("memory://"):
+        return 0
+    queries = [
+        "SELECT coalesce(sum(length(checkpoint) + length(metadata)), 0) FROM checkpoints "
+        "WHERE thread_id = ?",
+        "SELECT coalesce(sum(length(value)), 0) FROM writes WHERE thread_id = ?",
+    ]
+    with closing(sqlite3.connect(persistence.url, timeout=30)) as conn:
+        return sum(int(conn.execute(q, (thread_id,)).fetchone()[0]) for q in queries)
+
+
+@dataclass
+class PruneReport:
+    runs: list[str] = field(default_factory=list)
+    checkpoint_bytes: int = 0
+    journal_entries: int = 0
+    skipped_busy: list[str] = field(default_factory=list)
+
+
+def prunable(
+    persistence: Persistence, older_than: float, statuses: Collection[str] | None = None
+) -> list[str]:
+    """Finished runs that finished more than `older_than` seconds ago (with one of `statuses`)."""
+    cutoff = time.time() - older_than
+    return [
+        thread_id
+        for thread_id, record in runner.run_records(persistence)
+        if "final_status" in record
+        and record.get("finished_at", 0) <= cutoff
+        and (not statuses or record["final_status"] in statuses)
+    ]
+
+
+def prune(
+    persistence: Persistence,
+    older_than: float,
+    statuses: Collection[str] | None = None,
+    dry_run: bool = False,
+) -> PruneReport:
+    """Remove finished runs older than `older_than` seconds: checkpoints, journal, record."""
+    report = PruneReport()
+    with run_locks(persistence) as locks:
+        for thread_id in prunable(persistence, older_than, statuses):
+            if not locks.try_acquire(thread_id):
+                report.skipped_busy.append(thread_id)
+                continue
+            try:
+                report.checkpoint_bytes += checkpoint_bytes(persistence, thread_id)
+                journal = _journal_items(persistence, thread_id)
+                report.journal_entries += len(journal)
+                report.runs.append(thread_id)
+                if dry_run:
+                    continue
+                for namespace, key in journal:
+                    persistence.store.delete(namespace, key)
+                persistence.checkpointer.delete_thread(thread_id)
+                # The record last: a prune stopped half-way is found and finished next time.
+                persistence.store.delete(runner.RUNS_NAMESPACE, thread_id)
+            finally:
+                locks.release(thread_id)
+    return report
+
+
+def _journal_items(persistence: Persistence, thread_id: str) -> list[tuple[tuple[str, ...], str]]:
+    items: list[tuple[tuple[str, ...], str]] = []
+    page, seen = 1000, 0
+    while True:
+        found = persistence.store.search((*JOURNAL_PREFIX, thread_id), limit=page, offset=seen)
+        seen += len(found)
+        # The SQLite store joins a namespace with dots: ("a.b",) reads as ("a", "b") there.
+        items += [(tuple(i.namespace), i.key) for i in found if i.namespace[2:3] == (thread_id,)]
+        if len(found) < page:
+            return items

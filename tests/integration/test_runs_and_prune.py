@@ -1,0 +1,144 @@
+"""`planexec runs` (pages, filters, total) and `planexec prune` on a real SQLite file.
+
+Runs are made with the CLI in this process (CliRunner): real runs of a scripted scenario,
+checkpointed and journaled like any other.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli.commands import app as cli_app
+from app.runs import runner
+from app.runs.persistence import open_persistence
+from app.runs.worker import holding_run, lock_dir
+from tests.helpers import SCENARIOS
+
+pytestmark = pytest.mark.integration
+
+FAST = SCENARIOS / "workers_fast.json"
+
+
+def invoke(*args: str) -> Any:
+    result = CliRunner().invoke(cli_app, list(args))
+    return result
+
+
+def planexec_json(*args: str) -> Any:
+    result = invoke(*args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def make_runs(db: str, base: Path, done: list[str], queued: list[str]) -> None:
+    for thread in done:
+        result = invoke(
+            "run", "go", "--scenario", str(FAST), "--workspace", str(base / thread),
+            "--db", db, "--thread", thread, "--json",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+    for thread in queued:
+        result = invoke(
+            "run", "go", "--scenario", str(FAST), "--workspace", str(base / thread),
+            "--db", db, "--thread", thread, "--queue",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+
+
+def rows(db: str, query: str, *args: Any) -> int:
+    with closing(sqlite3.connect(db)) as conn:
+        return conn.execute(query, args).fetchone()[0]
+
+
+@pytest.fixture(autouse=True)
+def _no_planexec_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PLANEXEC_DB", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_runs_pages_filters_and_says_how_many_in_all(tmp_path: Path) -> None:
+    db = str(tmp_path / "runs.sqlite")
+    make_runs(db, tmp_path, done=["d1", "d2", "d3"], queued=["q1", "q2"])
+
+    page = planexec_json("runs", "--db", db, "--limit", "2")
+    assert (page["total"], page["shown"]) == (5, 2)
+    assert [r["thread_id"] for r in page["runs"]] == ["q2", "q1"]  # newest first
+
+    everything = planexec_json("runs", "--db", db, "--all")
+    assert [r["thread_id"] for r in everything["runs"]] == ["q2", "q1", "d3", "d2", "d1"]
+
+    queued = planexec_json("runs", "--db", db, "--status", "queued")
+    assert queued["total"] == 2 and {r["status"] for r in queued["runs"]} == {"queued"}
+    done = planexec_json("runs", "--db", db, "--status", "done", "--status", "failed")
+    assert [r["thread_id"] for r in done["runs"]] == ["d3", "d2", "d1"]
+
+    with open_persistence(db) as persistence, holding_run(persistence, "q1"):  # a worker has it
+        running = planexec_json("runs", "--db", db, "--status", "running")
+    assert [r["thread_id"] for r in running["runs"]] == ["q1"]
+    assert planexec_json("runs", "--db", db, "--status", "queued")["total"] == 2
+
+    assert planexec_json("runs", "--db", db, "--since", "1h")["total"] == 5
+    assert planexec_json("runs", "--db", db, "--since", "2999-01-01")["total"] == 0
+
+    table = invoke("runs", "--db", db, "--limit", "1")
+    assert "1 shown of 5" in table.stdout and "4 more" in table.stdout
+
+    bad = invoke("runs", "--db", db, "--status", "finished")
+    assert bad.exit_code == 4 and "unknown status finished" in bad.output
+    bad_since = invoke("runs", "--db", db, "--since", "yesterday")
+    assert bad_since.exit_code == 4 and "--since 'yesterday'" in bad_since.output
+
+
+def test_a_run_killed_after_its_final_checkpoint_is_marked_finished_when_found(
+    tmp_path: Path,
+) -> None:
+    db = str(tmp_path / "runs.sqlite")
+    make_runs(db, tmp_path, done=["k"], queued=[])
+    with open_persistence(db) as persistence:  # the window: final checkpoint, record not yet
+        record = runner.run_record(persistence, "k")
+        del record["final_status"]
+        persistence.store.put(runner.RUNS_NAMESPACE, "k", record, index=False)
+
+    listed = planexec_json("runs", "--db", db, "--status", "done")
+    assert [r["thread_id"] for r in listed["runs"]] == ["k"]
+    with open_persistence(db) as persistence:
+        assert runner.run_record(persistence, "k")["final_status"] == "done"
+
+
+def test_prune_removes_old_finished_runs_and_nothing_else(tmp_path: Path) -> None:
+    db = str(tmp_path / "runs.sqlite")
+    make_runs(db, tmp_path, done=["d1", "d2", "busy"], queued=["q1"])
+    steps = "SELECT count(*) FROM store WHERE prefix LIKE 'planexec.steps.%'"
+    assert rows(db, steps) == 9
+
+    assert planexec_json("prune", "--older-than", "1h", "--db", db)["removed"] == 0
+    assert planexec_json("prune", "--older-than", "0s", "--status", "failed", "--db", db)[
+        "removed"
+    ] == 0
+    dry = planexec_json("prune", "--older-than", "0s", "--dry-run", "--db", db)
+    assert sorted(dry["runs"]) == ["busy", "d1", "d2"] and dry["checkpoint_bytes"] > 0
+    assert rows(db, steps) == 9
+
+    with open_persistence(db) as persistence, holding_run(persistence, "busy"):
+        report = planexec_json("prune", "--older-than", "0s", "--db", db)
+    assert sorted(report["runs"]) == ["d1", "d2"] and report["skipped_busy"] == ["busy"]
+    assert report["journal_entries"] == 6 and report["checkpoint_bytes"] > 0
+
+    left = planexec_json("runs", "--db", db, "--all")
+    assert sorted(r["thread_id"] for r in left["runs"]) == ["busy", "q1"]
+    for thread in ("d1", "d2"):
+        assert rows(db, "SELECT count(*) FROM checkpoints WHERE thread_id = ?", thread) == 0
+        assert rows(db, "SELECT count(*) FROM writes WHERE thread_id = ?", thread) == 0
+    assert rows(db, steps) == 3  # busy's
+    assert rows(db, "SELECT count(*) FROM checkpoints WHERE thread_id = 'busy'") > 0
+    assert list(lock_dir(db).iterdir()) == [], "lock files outlive their runs"
+
+    refused = invoke("prune", "--older-than", "0s", "--status", "queued", "--db", db)
+    assert refused.exit_code == 4 and "finished runs only" in refused.output
