@@ -40,14 +40,21 @@ def split_model(model: str) -> tuple[str | None, str]:
     return _PROVIDERS.get(provider, provider), name
 
 
-def cost_usd(model: str, input_tokens: int, output_tokens: int) -> float | None:
-    """What a call cost, or None when the model's price is unknown."""
+def cost_usd(
+    model: str, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0
+) -> float | None:
+    """What a call cost, or None when the model's price is unknown. `input_tokens` includes
+    `cached_input_tokens`, which are priced at the provider's cached-input rate."""
     provider, name = split_model(model)
     if not _known(provider, name):
         return None
     from genai_prices import Usage, calc_price
 
-    usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+    usage = Usage(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_tokens=min(cached_input_tokens, input_tokens) or None,
+    )
     return float(calc_price(usage, model_ref=name, provider_id=provider).total_price)
 
 

@@ -56,10 +56,8 @@ def call_cost(
     model: str, input_tokens: int, cached_input_tokens: int, output_tokens: int
 ) -> float | None:
     """What one call cost, or None when the model's price is unknown: the one place a call is
-    priced. `input_tokens` includes the `cached_input_tokens`. app.pricing has no cached rate,
-    so cached tokens are priced as ordinary input for now (an upper bound); with a price source
-    that has one (genai-prices), pass `cached_input_tokens` on in this line."""
-    return cost_usd(model, input_tokens, output_tokens)
+    priced. `input_tokens` includes the `cached_input_tokens`, priced at the cached rate."""
+    return cost_usd(model, input_tokens, output_tokens, cached_input_tokens)
 
 
 def _add_cost(a: float | None, b: float | None) -> float | None:

@@ -59,6 +59,11 @@ class StepJournal:
         self._store = store if thread_id else None
         self._namespace = ("planexec", "steps", str(thread_id), run_id or "-", scope)
 
+    @property
+    def scope(self) -> str:
+        """The node execution this journal belongs to (see the module docstring)."""
+        return self._namespace[4]
+
     @classmethod
     def for_current_run(cls, store: BaseStore | None, run_id: str) -> StepJournal:
         """The journal of the node execution running now (call it inside a graph node)."""

@@ -43,7 +43,7 @@ from graphs import events
 from graphs.aio import run_sync
 from graphs.budget import Spend, describe
 from graphs.executor import Durability, StepOutcome, arun_step, crashed
-from graphs.journal import StepJournal
+from graphs.journal import NO_SCOPE, StepJournal
 from graphs.run_context import run_context
 from graphs.state import BUDGET_EXCEEDED, DONE, FAILED, State, is_done, ready_steps
 from graphs.tool_step import arun_tool_step, is_tool_step, tools_for_run
@@ -80,6 +80,10 @@ def step_work(
     # A scenario's faults wrap the tools, if the executor model is scripted.
     tools = tools_for_model(ctx.executor_model, tools_for_run(ctx, extra))
     goal, run_id = state.get("goal", ""), state.get("run_id", "")
+    # Idempotency keys hold the journal's scope: a resume (same node execution) sends the same
+    # keys, a fork or a state edit (a new one) is new work and sends new keys.
+    if journal.scope != NO_SCOPE:
+        run_id = f"{run_id}/{journal.scope}"
 
     async def work(step: dict[str, Any], deps: dict[str, dict[str, Any]]) -> StepOutcome:
         """One step to its outcome: a tool step runs its tool, any other step its model."""

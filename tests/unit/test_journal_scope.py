@@ -60,3 +60,39 @@ def test_a_fork_from_python_runs_its_steps_afresh(tmp_path: Path) -> None:
     assert started_ids(events)[:2] == ["s1", "s2"]
     assert finished_ids(events, recovered=True) == []
     assert graph.get_state(config).values["status"] == "done"
+
+
+def test_idempotency_keys_are_stable_on_resume_and_new_in_a_fork(tmp_path: Path) -> None:
+    import asyncio
+
+    from langchain_core.tools import tool
+
+    from graphs.budget import Spend
+    from graphs.scheduler import step_work
+    from tools.step_context import idempotency_key
+
+    keys: list[str | None] = []
+
+    @tool
+    def charge(amount: int) -> str:
+        """Charge the card."""
+        keys.append(idempotency_key())
+        return "charged"
+
+    ctx = demo_context(tmp_path / "ws", scenario=str(instant_demo(tmp_path)))
+    state = {"goal": "g", "run_id": "run-1"}
+    step = {
+        "id": "s1", "description": "", "tool": "charge", "args": {"amount": 5},
+        "depends_on": [], "attempt": 1,
+    }  # fmt: skip
+
+    def call_in(scope: str) -> None:
+        store = InMemoryStore()  # a fresh journal each time: the call is really made
+        work = step_work(ctx, state, [charge], journal(scope, store), Spend(ctx, state))
+        assert asyncio.run(work(step, {})).result["status"] == "done"
+
+    call_in("task-a")
+    call_in("task-a")  # a resume re-enters the same node execution
+    call_in("task-b")  # a fork or a state edit: another node execution
+    assert keys[0] and keys[0] == keys[1], "a resumed call must send the same key"
+    assert keys[2] != keys[0], "a fork is new work: it must not reuse the other branch's keys"

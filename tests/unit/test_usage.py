@@ -52,6 +52,28 @@ def test_cost_is_the_price_table_per_million_tokens() -> None:
     )
 
 
+def test_cached_input_tokens_are_priced_at_the_cached_rate() -> None:
+    # gpt-4o: $2.50 per million input tokens, $1.25 cached (OpenAI's list prices).
+    full = cost_usd("openai:gpt-4o", 2_000, 100)
+    cached = cost_usd("openai:gpt-4o", 2_000, 100, cached_input_tokens=1_024)
+    assert full == pytest.approx((2_000 * 2.50 + 100 * 10.00) / 1e6)
+    assert cached == pytest.approx((976 * 2.50 + 1_024 * 1.25 + 100 * 10.00) / 1e6)
+    # Through a model reply: usage_of_call reads input_token_details.cache_read and prices it.
+    answer = AIMessage(
+        content="",
+        usage_metadata={
+            "input_tokens": 2_000,
+            "output_tokens": 100,
+            "total_tokens": 2_100,
+            "input_token_details": {"cache_read": 1_024},
+        },
+        response_metadata={"model_name": "gpt-4o"},
+    )
+    assert usage_of_call("planner", answer, "openai:gpt-4o")["planner"]["cost_usd"] == (
+        pytest.approx(cached)
+    )
+
+
 # Per million tokens (input, output), OpenAI's list prices; genai-prices must agree with them.
 PRICES_PER_MTOK = {"gpt-4o": (2.50, 10.00), "gpt-4o-mini": (0.15, 0.60)}
 
