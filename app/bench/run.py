@@ -27,9 +27,8 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage
 
-from app.bench.latency import simulated_latency
+from app.bench.latency import FIRST_TOKEN_S, PER_OUTPUT_TOKEN_S
 from app.bench.tasks import Task
-from app.scripted.tokens import count_reply
 from app.usage import usage_of_call
 
 ARCHS = ("planexec", "react", "react-parallel")
@@ -79,30 +78,30 @@ def run_cell(task: Task, arch: str, *, max_concurrency: int | None = None) -> Ce
 
 
 def planexec_scenario(task: Task) -> dict[str, Any]:
-    """The scenario planexec's scripted models play for `task`: the plan, then the answer, each
-    slept for the latency of its own output tokens."""
+    """The scenario planexec's scripted models play for `task`: the plan, then the answer, with
+    the benchmark's latency model per role (first token, then per output token). A streamed
+    reply sends its pieces as they are 'generated', so the planner's steps can start while the
+    plan streams, as with a real model; an unstreamed one arrives whole, after the same time."""
     from app.scripted.scenarios import PlanReply, ReplanReply
 
     plan = PlanReply(steps=task.plan)
     finish = ReplanReply(action="finish", response=task.answer)
+    roles = ("planner", "executor", "replanner")
     return {
         "name": f"bench-{task.name}",
         "goal": task.goal,
         "tools": ["calculator"],
-        "planner": {**_dump(plan), "latency": _latency_of("Plan", _dump(plan))},
+        "latency": dict.fromkeys(roles, FIRST_TOKEN_S),
+        "token_latency": dict.fromkeys(roles, PER_OUTPUT_TOKEN_S),
+        "planner": _dump(plan),
         "executor": {},
-        "replanner": [{**_dump(finish), "latency": _latency_of("ReplanDecision", _dump(finish))}],
+        "replanner": [_dump(finish)],
     }
 
 
 def _dump(reply: Any) -> dict[str, Any]:
     # What the scripted model sends for a reply (app/scripted/chat_model.py).
     return reply.model_dump(exclude={"raw", "latency"}, exclude_none=True)
-
-
-def _latency_of(tool_name: str, args: dict[str, Any]) -> float:
-    reply = AIMessage(content="", tool_calls=[{"name": tool_name, "args": args, "id": "x"}])
-    return simulated_latency(count_reply(reply))
 
 
 def _run_planexec(task: Task, max_concurrency: int | None) -> Cell:
