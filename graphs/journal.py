@@ -58,6 +58,9 @@ class StepJournal:
         # second goal sent to the same thread in Studio), and their step ids may repeat.
         self._store = store if thread_id else None
         self._namespace = ("planexec", "steps", str(thread_id), run_id or "-", scope)
+        # One StepTurns per step key: the scheduler counts the execution and the executor replays
+        # the turns from the same object, so the store is searched once per step, not twice.
+        self._turns: dict[str, StepTurns] = {}
 
     @property
     def scope(self) -> str:
@@ -108,7 +111,11 @@ class StepJournal:
         # ("planexec", "turns", ...) is not under the steps namespace: all() must not see it.
         key = step_key(step, dependencies)
         namespace = ("planexec", "turns", *self._namespace[2:], key)
-        return StepTurns(self._store, namespace)
+        if self._store is None:  # nothing is kept: every execution starts from the first turn
+            return StepTurns(None, namespace)
+        if key not in self._turns:
+            self._turns[key] = StepTurns(self._store, namespace)
+        return self._turns[key]
 
     def all(self) -> dict[str, dict[str, Any]]:
         """Every journaled result of this node execution, latest attempt per step (for

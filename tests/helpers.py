@@ -99,6 +99,28 @@ def slow_alone_in_flight(events: list[dict]) -> bool:
     return {"fast", "after_fast", "medium"} <= set(finished_ids(events))
 
 
+def signal_fanout_run(tmp_path: Path, db: str, thread: str, sig: int) -> tuple[int, str]:
+    """Start a fanout run from the CLI, send it `sig` once slow is the only step in flight (join
+    waits for it), and return its exit code and stderr."""
+    proc = subprocess.Popen(
+        cli(*fanout_args(tmp_path / "ws", db, thread), "--json"),
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    events: list[dict] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        events.append(json.loads(line))
+        if slow_alone_in_flight(events):
+            break
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=30)
+    return proc.returncode, stderr
+
+
 def of_kind(events: list[dict], kind: str) -> list[dict]:
     return [e for e in events if e.get("event") == kind]
 

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import (
-    clean_env,
-    cli,
-    fanout_args,
     run_cli,
     run_json,
-    slow_alone_in_flight,
+    signal_fanout_run,
     started_ids,
 )
 
@@ -25,25 +21,9 @@ pytestmark = pytest.mark.integration
 
 def test_ctrl_c_lets_steps_in_flight_finish_and_resume_runs_the_rest(tmp_path: Path) -> None:
     db = str(tmp_path / "runs.sqlite")
-    args = (*fanout_args(tmp_path / "ws", db, "cc"), "--json")
-    proc = subprocess.Popen(
-        cli(*args),
-        cwd=tmp_path,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    events: list[dict] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        events.append(json.loads(line))
-        if slow_alone_in_flight(events):  # join waits for slow
-            break
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=30)
+    returncode, stderr = signal_fanout_run(tmp_path, db, "cc", signal.SIGINT)
 
-    assert proc.returncode == 130, stderr
+    assert returncode == 130, stderr
     assert "stopping once the steps in flight finish" in stderr
     assert "Traceback" not in stderr
     shown = run_cli("show", "cc", "--db", db, "--json", cwd=tmp_path)

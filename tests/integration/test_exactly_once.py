@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,14 +18,11 @@ import pytest
 
 from tests.helpers import (
     REPO,
-    clean_env,
-    cli,
-    fanout_args,
     of_kind,
     run_cli,
     run_json,
     run_until_then_kill,
-    slow_alone_in_flight,
+    signal_fanout_run,
     started_ids,
 )
 
@@ -77,24 +73,9 @@ def test_sigterm_loses_nothing_and_repeats_nothing_even_at_a_callee_that_ignores
 
 def test_sigterm_lets_steps_in_flight_finish_and_exits_143(tmp_path: Path) -> None:
     db = str(tmp_path / "runs.sqlite")
-    proc = subprocess.Popen(
-        cli(*fanout_args(tmp_path / "ws", db, "term"), "--json"),
-        cwd=tmp_path,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    events: list[dict] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        events.append(json.loads(line))
-        if slow_alone_in_flight(events):
-            break
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=30)
+    returncode, stderr = signal_fanout_run(tmp_path, db, "term", signal.SIGTERM)
 
-    assert proc.returncode == 143, stderr
+    assert returncode == 143, stderr
     assert "Traceback" not in stderr
     state = json.loads(run_cli("show", "term", "--db", db, "--json", cwd=tmp_path).stdout)
     assert state["results"]["slow"]["status"] == "done", "the step in flight was let finish"
