@@ -143,6 +143,7 @@ def instant_demo(tmp_path: Path) -> Path:
 
     script = json.loads((BUNDLED_DIR / "demo.json").read_text(encoding="utf-8"))
     script["latency"] = {}
+    script.pop("token_latency", None)
     for turns in script["executor"].values():
         for turn in turns:
             turn.pop("latency", None)
