@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
-from typing import Any, get_type_hints
+from typing import Any, Literal, get_type_hints
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -70,6 +70,25 @@ class Context:
             "description": "Stream the planner's reply and start each step as soon as its "
             "definition is complete and its dependencies are done (not with approve_plan)."
         },
+    )
+    plan_format: Literal["lines", "json"] = field(
+        default="lines",
+        metadata={
+            "description": "How the planner writes its plan: 'lines', one compact line per "
+            "step (about half the output tokens, so steps start sooner), or 'json' through "
+            "the provider's structured output."
+        },
+    )
+    planner_tools: list[str] = field(
+        default_factory=list,
+        metadata={
+            "description": "Read-only tools the planner may call before it writes the plan "
+            "(calculator, list_files, read_file, sql_query, http_get); none by default."
+        },
+    )
+    max_planner_tool_calls: int = field(
+        default=3,
+        metadata={"description": "Most look-ups the planner may make with planner_tools (0-10)."},
     )
     tools: list[str] = field(
         default_factory=lambda: list(DEFAULT_TOOLS),
@@ -214,6 +233,8 @@ def _problem(
 
 def _type_name(adapter: TypeAdapter[Any]) -> str:
     text = str(adapter.core_schema.get("type", ""))
+    if text == "literal":
+        return "one of " + ", ".join(repr(v) for v in adapter.core_schema["expected"])
     hints = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
     if text in hints:
         return hints[text]

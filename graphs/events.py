@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 PLAN = "plan"
+PLANNER_LOOKUP = "planner_lookup"
 STEP_STARTED = "step_started"
 STEP_FINISHED = "step_finished"
 STEP_DISCARDED = "step_discarded"

@@ -8,6 +8,9 @@ fails on a partial one, which is exactly the test "this step's definition is com
 JSON parsers (`parse_partial_json`, jiter's partial mode) instead complete a truncated object,
 so they cannot tell a finished step from one whose description is still arriving.
 
+Plans written as lines (graphs/plan_text.py) stream the same way through `LineStream`: a step is
+complete when its line's newline arrives.
+
 A reply that does not open with `{"steps": [` yields nothing early; the whole reply is still
 parsed and validated as usual when it ends, so the plan is only late, never wrong.
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -27,6 +30,13 @@ T = TypeVar("T")
 _OPENING = re.compile(r'\s*\{\s*"steps"\s*:\s*\[')
 _SEPARATOR = re.compile(r"\s*,?\s*")
 _DECODER = json.JSONDecoder()
+
+
+class StepSource(Protocol):
+    """Reads a reply as it grows: `feed(text so far)` returns the steps newly complete in it
+    (StepStream for a JSON plan, graphs.plan_text.LineStream for plan lines)."""
+
+    def feed(self, text: str) -> list[dict[str, Any]]: ...
 
 
 class StepStream:
@@ -76,14 +86,17 @@ class PlanStreamHandler(BaseCallbackHandler):
     run_inline = True
 
     def __init__(
-        self, on_step: Callable[[dict[str, Any]], None], on_attempt: Callable[[], None]
+        self,
+        on_step: Callable[[dict[str, Any]], None],
+        on_attempt: Callable[[], None],
+        stream: Callable[[], StepSource] = StepStream,
     ) -> None:
-        self.on_step, self.on_attempt = on_step, on_attempt
+        self.on_step, self.on_attempt, self.stream = on_step, on_attempt, stream
         self._reset()
 
     def _reset(self) -> None:
         self._args, self._content = "", ""
-        self._from_args, self._from_content = StepStream(), StepStream()
+        self._from_args, self._from_content = self.stream(), self.stream()
 
     def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
         self._reset()

@@ -24,7 +24,9 @@ from graphs import events
 from graphs.aio import run_sync
 from graphs.budget import Spend
 from graphs.journal import StepJournal
-from graphs.plan_stream import PlanStreamHandler
+from graphs.plan_stream import PlanStreamHandler, StepStream
+from graphs.plan_text import LineStream, parse_plan_text
+from graphs.planner_lookups import Lookups, planner_tools
 from graphs.retries import retry_node
 from graphs.scheduler import Batch, step_work
 from graphs.schemas import Plan, PlanStep, plan_problems
@@ -97,13 +99,17 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
         tools = {t.name: t for t in await asyncio.to_thread(tools_for_run, ctx, extra)}
     except Exception as exc:  # configuration trouble (e.g. a workspace that cannot be made)
         return _fail(runtime, f"tool setup failed: {exc}")
+    try:
+        lookups = await asyncio.to_thread(_lookups, ctx, runtime)
+    except Exception as exc:  # a setting that cannot be used, named before any model is paid
+        return _fail(runtime, f"the planner_tools setting cannot be used: {exc}")
     run_id = _run_id()
     streamed: _StreamedPlan | None = None
     try:
         try:
             # Loading models and tools reads files and makes folders: off the event loop.
             model, messages, streamed = await asyncio.to_thread(
-                _setup, ctx, runtime, goal, run_id, extra, tools
+                _setup, ctx, runtime, goal, run_id, extra, tools, lookups
             )
             out = await acall_structured(
                 model,
@@ -113,6 +119,8 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
                 model_name=ctx.planner_model,
                 validate=lambda p: plan_problems(p.steps, max_steps=ctx.max_steps, tools=tools),
                 callbacks=[streamed.handler] if streamed else (),
+                parse_text=_plan_of_text if ctx.plan_format == "lines" else None,
+                lookups=lookups,
                 call=0,
             )
         except Exception as exc:  # a model or provider error ends the run cleanly, with why
@@ -121,7 +129,8 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
             reason = f"planner model {ctx.planner_model!r} failed: {describe_model_error(exc)}"
             usage = getattr(exc, "usage", None) or {}
             return await _fail_streamed(runtime, streamed, reason, usage)
-        return await _start(ctx, runtime, goal, run_id, out, streamed)
+        looked = [_looked_up(lookups.made)] if lookups and lookups.made else []
+        return await _start(ctx, runtime, goal, run_id, out, streamed, looked)
     finally:
         # Cancelled (the server's runs.cancel) while the plan streamed: the steps already
         # started are cancelled too, not left running after the node.
@@ -136,6 +145,7 @@ async def _start(
     run_id: str,
     out: StructuredResult,
     streamed: _StreamedPlan | None,
+    looked: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """The planner's update for its answer; with a streamed plan, after running the first
     batch of steps (a store failure raises: the node fails and a resume runs it again)."""
@@ -153,7 +163,7 @@ async def _start(
         "context": asdict(ctx),  # what every later node of this run uses (graphs/run_context.py)
         "plan": steps,
         "results": RESET,
-        "history": [RESET],
+        "history": [RESET, *looked],
         "status": RUNNING,
         "reason": "",
         "response": "",
@@ -175,7 +185,7 @@ async def _start(
         results={**RESET, **batch_update["results"]},
         usage={**RESET, **merge_usage(out.usage, batch_update["usage"])},
         batch_cut=batch_update["batch_cut"],
-        history=[RESET, *discarded],
+        history=[RESET, *looked, *discarded],
     )
     if "status" in batch_update:  # a fatal step error
         update.update(status=batch_update["status"], reason=batch_update["reason"])
@@ -194,6 +204,7 @@ def _setup(
     run_id: str,
     extra: list[BaseTool],
     tools: dict[str, BaseTool],
+    lookups: Lookups | None,
 ) -> tuple[Any, list[Any], _StreamedPlan | None]:
     """The planner's model and prompt, and the batch steps start in while the plan streams."""
     streamed = _streamed_plan(ctx, runtime, goal, run_id, extra, tools)
@@ -202,11 +213,46 @@ def _setup(
         model = _with_stream_usage(model)
     messages = [
         SystemMessage(
-            render("planner", max_steps=ctx.max_steps, tools=describe_tools(list(tools.values())))
+            render(
+                "planner" if ctx.plan_format == "lines" else "planner_json",
+                max_steps=ctx.max_steps,
+                tools=describe_tools(list(tools.values())),
+            )
+            + (render("planner_lookups", calls=lookups.remaining) if lookups else "")
         ),
         HumanMessage(goal),
     ]
     return model, messages, streamed
+
+
+def _lookups(ctx: Context, runtime: Runtime[Context]) -> Lookups | None:
+    """The planner's look-ups (Context.planner_tools), or None; ValueError for a setting that
+    cannot be used. Each look-up is an event as it is made."""
+    tools = planner_tools(ctx)
+    if not tools or ctx.max_planner_tool_calls == 0:
+        return None
+    if ctx.plan_format != "lines":
+        raise ValueError("look-ups need plan_format 'lines' (the plan follows them as text)")
+
+    def report(record: dict[str, Any]) -> None:
+        events.emit(runtime.stream_writer, events.PLANNER_LOOKUP, **record)
+
+    return Lookups(tools, ctx.max_planner_tool_calls, on_lookup=report)
+
+
+def _looked_up(made: list[dict[str, Any]]) -> dict[str, Any]:
+    """The history entry of the planner's look-ups (`show` lists them)."""
+    return {
+        "action": "looked_up",
+        "reason": f"the planner made {len(made)} look-up(s) before the plan",
+        "lookups": made,
+        "at": time.time(),
+    }
+
+
+def _plan_of_text(text: str) -> Plan:
+    """A plan written as lines (graphs/plan_text.py); ValueError naming the bad lines."""
+    return Plan(steps=parse_plan_text(text))
 
 
 def _with_stream_usage(model: Any) -> Any:
@@ -230,11 +276,15 @@ class _StreamedPlan:
     """The plan while it streams: each complete step that keeps the plan valid so far is
     offered to `batch` (and starts when its dependencies are done); a retry starts over."""
 
-    def __init__(self, batch: Batch, max_steps: int, tools: dict[str, BaseTool]) -> None:
+    def __init__(
+        self, batch: Batch, max_steps: int, tools: dict[str, BaseTool], lines: bool
+    ) -> None:
         self.batch, self.max_steps, self.tools = batch, max_steps, tools
         self.accepted: list[PlanStep] = []
         self.broken = False
-        self.handler = PlanStreamHandler(on_step=self.step, on_attempt=self.attempt)
+        self.handler = PlanStreamHandler(
+            on_step=self.step, on_attempt=self.attempt, stream=LineStream if lines else StepStream
+        )
 
     def attempt(self) -> None:
         self.accepted, self.broken = [], False
@@ -278,7 +328,7 @@ def _streamed_plan(
     except Exception:  # configuration trouble: the executor node reports it with its reason
         return None
     batch = Batch(ctx, runtime.stream_writer, journal, work, spend=spend)
-    return _StreamedPlan(batch, ctx.max_steps, tools)
+    return _StreamedPlan(batch, ctx.max_steps, tools, lines=ctx.plan_format == "lines")
 
 
 def _discard(

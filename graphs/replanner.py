@@ -7,14 +7,16 @@ best answer the results allow, so a run can never loop.
 
 Two prompts: after a surprise or a failure, the full one (plan, statuses, why, the tools for a
 revision's tool steps); when the plan simply ran out, a lean one with only the goal and the step
-results and a minimal decision schema (prompts/replanner_end*.txt), since that call happens on
-every run and mostly just writes the answer.
+results and a minimal decision (prompts/replanner_end*.txt), since that call happens on every run
+and mostly just writes the answer. With plan lines (Context.plan_format, the default) that
+decision is plain text: the answer itself, or MORE STEPS and step lines (graphs/plan_text.py).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -27,6 +29,7 @@ from pydantic import ValidationError
 from app.context import Context
 from app.models import describe_model_error, role_model
 from graphs import events
+from graphs.plan_text import parse_end_text
 from graphs.planner import revise_plan
 from graphs.retries import retry_node
 from graphs.run_context import run_context
@@ -69,14 +72,16 @@ def _replan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> C
         "reviewed_at": time.time(),
     }
     lean = _plain_end(state)
+    parse_text: Callable[[str], EndDecision] | None = None
     try:
         tools = {t.name: t for t in tools_for_run(ctx, extra)}
         if lean:
             # Every step has run and nothing went wrong: what is left is the answer (or, rarely,
             # more steps). The lean call sends only the goal and the step results, with a
             # minimal schema: it was a third of a run's cost when it re-sent the whole plan.
+            lines = ctx.plan_format == "lines"
             messages = [
-                SystemMessage(render("replanner_end")),
+                SystemMessage(render("replanner_end_lines" if lines else "replanner_end")),
                 HumanMessage(
                     render(
                         "replanner_end_task",
@@ -87,6 +92,8 @@ def _replan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> C
                 ),
             ]
             schema: type[ReplanDecision] | type[EndDecision] = EndDecision
+            if lines:  # the answer as plain text: no JSON to write around it
+                parse_text = partial(_end_of_text, completed=done_ids)
         else:
             messages = [
                 SystemMessage(
@@ -116,6 +123,7 @@ def _replan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> C
             role="replanner",
             model_name=ctx.replanner_model,
             validate=lambda d: _problems(d, plan, results, ctx.max_steps, tools),
+            parse_text=parse_text,
             call=calls,
         )
     except Exception as exc:  # a model or provider error ends the run cleanly, with its reason
@@ -199,6 +207,11 @@ def _problems(
     except ValidationError as exc:
         return [f"the steps do not match the step format: {exc}"]
     return decision_problems(decision, plan, results, max_steps=max_steps, tools=tools)
+
+
+def _end_of_text(text: str, completed: list[str]) -> EndDecision:
+    """The lean end's text reply (graphs/plan_text.py) as a decision; ValueError if unreadable."""
+    return EndDecision.model_validate(parse_end_text(text, completed))
 
 
 def best_answer(state: State) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
@@ -19,6 +19,9 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ValidationError
 
 from app.usage import merge_usage, usage_of_call
+
+if TYPE_CHECKING:
+    from graphs.planner_lookups import Lookups
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -59,10 +62,14 @@ def call_structured(
     model_name: str,
     validate: Callable[[T], list[str]],
     retries: int = 2,
+    parse_text: Callable[[str], T] | None = None,
     **meta: Any,
 ) -> StructuredResult:
-    """Ask `model` for a `schema`, feeding parse and rule errors back up to `retries` times."""
-    talk = _Conversation(model, schema, messages, role, model_name, validate, meta)
+    """Ask `model` for a `schema`, feeding parse and rule errors back up to `retries` times
+    (with `parse_text`, for text in the format the prompt gives: see `acall_structured`)."""
+    talk = _Conversation(
+        model, schema, messages, role, model_name, validate, meta, parse_text=parse_text
+    )
     for attempt in range(retries + 1):
         talk.out.attempts = attempt + 1
         try:
@@ -84,19 +91,35 @@ async def acall_structured(
     validate: Callable[[T], list[str]],
     retries: int = 2,
     callbacks: Sequence[BaseCallbackHandler] = (),
+    parse_text: Callable[[str], T] | None = None,
+    lookups: Lookups | None = None,
     **meta: Any,
 ) -> StructuredResult:
     """`call_structured` on the event loop; `callbacks` see each attempt's model call (the
-    streaming planner reads the reply as it arrives through one)."""
-    talk = _Conversation(model, schema, messages, role, model_name, validate, meta, callbacks)
-    for attempt in range(retries + 1):
+    streaming planner reads the reply as it arrives through one). With `parse_text` the model
+    is asked for plain text (the prompt says its format), which `parse_text` turns into a
+    `schema` or rejects with a ValueError saying what is wrong. With `lookups` (text only) the
+    model may first call those tools; their rounds are not attempts (graphs/planner_lookups.py)."""
+    talk = _Conversation(
+        model, schema, messages, role, model_name, validate, meta, callbacks, parse_text
+    )
+    if lookups is not None and parse_text is None:
+        raise ValueError("look-ups need a text reply (parse_text)")
+    attempt = 0
+    while attempt <= retries:
         talk.out.attempts = attempt + 1
+        runnable = lookups.bind(talk.runnable) if lookups else talk.runnable
         try:
-            reply = await talk.runnable.ainvoke(talk.messages, config=talk.config())
+            reply = await runnable.ainvoke(talk.messages, config=talk.config())
         except Exception as exc:
             raise StructuredCallError(exc, talk.out.usage) from exc
+        if lookups is not None and lookups.wants(reply):
+            talk.account(reply)
+            talk.messages += [reply, *await lookups.answer(reply)]
+            continue  # ends: each round spends look-ups, and none left means no tools offered
         if talk.take(reply):
             break
+        attempt += 1
     return talk.out
 
 
@@ -113,6 +136,7 @@ class _Conversation:
         validate: Callable[[Any], list[str]],
         meta: dict[str, Any],
         callbacks: Sequence[BaseCallbackHandler] = (),
+        parse_text: Callable[[str], Any] | None = None,
     ) -> None:
         # The schema goes to the model as a dict and the reply is validated here: given the
         # Pydantic class, ChatOpenAI's default method (json_schema) has the OpenAI client
@@ -120,7 +144,10 @@ class _Conversation:
         # error, so one reply that broke the schema would end the run instead of being fed back.
         json_schema = _json_schema(schema)
         self.name = json_schema["title"]  # what the model is told the schema is called
-        self.runnable = model.with_structured_output(json_schema, include_raw=True)
+        self.parse_text = parse_text
+        self.runnable = (
+            model if parse_text else model.with_structured_output(json_schema, include_raw=True)
+        )
         self.schema, self.role, self.model_name = schema, role, model_name
         self.validate, self.meta, self.callbacks = validate, meta, list(callbacks)
         self.messages = list(messages)
@@ -137,18 +164,22 @@ class _Conversation:
             )["callbacks"]
         return config
 
-    def take(self, reply: dict[str, Any]) -> bool:
+    def take(self, reply: dict[str, Any] | AIMessage) -> bool:
         """Account for one reply; True when it is the answer, else the problems go back."""
+        if isinstance(reply, AIMessage):  # asked for text (parse_text)
+            reply = self._parsed_text(reply)
         schema = self.schema
         raw: AIMessage = reply["raw"]
-        self.out.usage = merge_usage(self.out.usage, usage_of_call(self.role, raw, self.model_name))
+        self.account(raw)
         parsed, error = reply.get("parsed"), reply.get("parsing_error")
         if error is None and parsed is not None:
             try:
                 parsed = schema.model_validate(parsed)
             except ValidationError as exc:
                 error = exc
-        if error is not None:
+        if error is not None and self.parse_text:
+            problems = [f"the reply could not be read: {error}"]
+        elif error is not None:
             problems = [f"the reply does not match the {self.name} schema: {error}"]
         elif parsed is None:
             problems = [f"no {self.name} was returned; reply with the {self.name} tool"]
@@ -160,6 +191,18 @@ class _Conversation:
         self.out.error = "; ".join(problems)
         self.messages += [raw, *_feedback(raw, self.out.error)]
         return False
+
+    def account(self, raw: AIMessage) -> None:
+        """Count one reply's usage (every reply is paid for, whatever it holds)."""
+        self.out.usage = merge_usage(self.out.usage, usage_of_call(self.role, raw, self.model_name))
+
+    def _parsed_text(self, raw: AIMessage) -> dict[str, Any]:
+        """A text reply in with_structured_output's include_raw form."""
+        assert self.parse_text is not None
+        try:
+            return {"raw": raw, "parsed": self.parse_text(str(raw.text)), "parsing_error": None}
+        except ValueError as exc:
+            return {"raw": raw, "parsed": None, "parsing_error": exc}
 
 
 def _json_schema(schema: type[BaseModel]) -> dict[str, Any]:

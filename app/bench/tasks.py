@@ -84,13 +84,13 @@ def _tokens(text: str) -> int:
 def _fanout(n: int, size: str) -> Task:
     keys = [f"item-{i}" for i in range(1, n + 1)]
     records = {k: _record(k, size) for k in keys}
-    ids = [f"s{i}" for i in range(1, n + 1)]
+    ids = [str(i) for i in range(1, n + 1)]  # the ids the planner prompt asks for
     plan: list[dict[str, Any]] = [
         {"id": sid, "tool": "lookup", "args": {"key": k}} for sid, k in zip(ids, keys, strict=True)
     ]
     plan.append(
         {
-            "id": "total",
+            "id": str(n + 1),
             "depends_on": ids,
             "tool": "calculator",
             "args": {"expression": " + ".join(f"${{{sid}.value}}" for sid in ids)},
@@ -118,14 +118,14 @@ def _chain(n: int, size: str) -> Task:
         k: _record(k, size, **({"next": keys[i + 1]} if i + 1 < n else {}))
         for i, k in enumerate(keys)
     }
-    plan: list[dict[str, Any]] = [{"id": "s1", "tool": "lookup", "args": {"key": keys[0]}}]
+    plan: list[dict[str, Any]] = [{"id": "1", "tool": "lookup", "args": {"key": keys[0]}}]
     for i in range(2, n + 1):
         plan.append(
             {
-                "id": f"s{i}",
-                "depends_on": [f"s{i - 1}"],
+                "id": str(i),
+                "depends_on": [str(i - 1)],
                 "tool": "lookup",
-                "args": {"key": f"${{s{i - 1}.next}}"},
+                "args": {"key": f"${{{i - 1}.next}}"},
             }
         )
     last = records[keys[-1]]["value"]
@@ -148,14 +148,14 @@ def _diamond(size: str) -> Task:
     }
     left, right = records["left-1"]["value"], records["right-1"]["value"]
     plan = [
-        {"id": "a", "tool": "lookup", "args": {"key": "root"}},
-        {"id": "b", "depends_on": ["a"], "tool": "lookup", "args": {"key": "${a.left}"}},
-        {"id": "c", "depends_on": ["a"], "tool": "lookup", "args": {"key": "${a.right}"}},
+        {"id": "1", "tool": "lookup", "args": {"key": "root"}},
+        {"id": "2", "depends_on": ["1"], "tool": "lookup", "args": {"key": "${1.left}"}},
+        {"id": "3", "depends_on": ["1"], "tool": "lookup", "args": {"key": "${1.right}"}},
         {
-            "id": "d",
-            "depends_on": ["b", "c"],
+            "id": "4",
+            "depends_on": ["2", "3"],
             "tool": "calculator",
-            "args": {"expression": "${b.value} + ${c.value}"},
+            "args": {"expression": "${2.value} + ${3.value}"},
         },
     ]
     return Task(

@@ -381,6 +381,14 @@ def run(
     max_replans: Annotated[int | None, typer.Option(min=0)] = None,
     max_concurrency: Annotated[int | None, typer.Option(min=1)] = None,
     replan_every: Annotated[int | None, typer.Option(min=0)] = None,
+    plan_format: Annotated[
+        str | None, typer.Option(help="'lines' (compact, the default) or 'json'.")
+    ] = None,
+    planner_tools: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated read-only tools the planner may call first."),
+    ] = None,
+    max_planner_tool_calls: Annotated[int | None, typer.Option(min=0)] = None,
     approve: Annotated[
         bool, typer.Option("--approve", help="Approve, edit or reject the plan before it runs.")
     ] = False,
@@ -415,8 +423,11 @@ def run(
         "max_concurrency": max_concurrency,
         "replan_every": replan_every,
         "approve_plan": approve or None,
-        "tools": [t.strip() for t in tools.split(",") if t.strip()] if tools else None,
+        "tools": _names(tools),
         "unknown_outcome": unknown_outcome,
+        "plan_format": plan_format,
+        "planner_tools": _names(planner_tools),
+        "max_planner_tool_calls": max_planner_tool_calls,
         **_budgets(max_tokens, max_cost, max_seconds, max_tool_calls, step_deadline),
     }
     if unknown_outcome not in (None, "repeat", "surprise"):
@@ -447,6 +458,11 @@ def run(
         return _start(goal, ctx, thread, db, as_json, queue)
 
     raise typer.Exit(_guarded(go))
+
+
+def _names(text: str | None) -> list[str] | None:
+    """A comma-separated option as names; None when not given."""
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
 @app.command()

@@ -15,6 +15,7 @@ the outcome panel's body, where it wraps, not in its title, where it was cut off
 from __future__ import annotations
 
 import itertools
+import json
 import sys
 import threading
 import time
@@ -42,6 +43,8 @@ FINISHED = ("done", "failed", "blocked")
 RESULT_CHARS = 300  # of a result kept per row: rows are one line, so more is never seen
 PLAIN_RESULT_CHARS = 200  # of a result on a piped output line
 _TABLE_CHROME = 5  # title, top border, header, header rule, bottom border
+
+
 def result_text(step: dict[str, Any]) -> str:
     """What a step row shows: its result, or its error; a surprise first."""
     text = str(step.get("error") or step.get("result") or "")
@@ -119,6 +122,8 @@ class PlanProgress:
             )
         elif kind == "budget_exceeded":
             self.notes.append(f"budget {event.get('budget')}={event.get('limit')} reached")
+        elif kind == "planner_lookup":
+            self.notes.append(lookup_line(event))
 
 
 class LiveView(PlanProgress):
@@ -263,18 +268,25 @@ def event_line(event: dict[str, Any]) -> str:
         )
     elif kind == "plan_edited":
         line = f"plan edited by a person -> {ids(event.get('steps', []))}"
+    elif kind == "planner_lookup":
+        line = f"{lookup_line(event)}: {event.get('output', '')}"
     elif kind == "reviewed":
         line = f"replanner: continue ({event.get('reason', '')})"
     elif kind == "paused":
-        line = "paused for plan approval" + (
-            f": {event['error']}" if event.get("error") else ""
-        )
+        line = "paused for plan approval" + (f": {event['error']}" if event.get("error") else "")
     elif kind == "finished":
         reason = f": {event['reason']}" if event.get("reason") else ""
         line = f"finished {event.get('status')}{reason}"
     else:
         return ""
     return one_line(line, PLAIN_RESULT_CHARS * 2)
+
+
+def lookup_line(event: dict[str, Any]) -> str:
+    """A planner look-up (graphs/planner_lookups.py) in a few words; the caller escapes it."""
+    outcome = "" if event.get("ok") else " (failed)"
+    args = json.dumps(event.get("args", {}), ensure_ascii=False)[:120]
+    return f"planner looked up {event.get('tool')} {args}{outcome}"
 
 
 def usage_table(usage: dict[str, dict[str, Any]], models: dict[str, str]) -> Table:

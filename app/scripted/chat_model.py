@@ -29,6 +29,7 @@ from app.scripted.prompt_cache import PromptCache
 from app.scripted.scenarios import ExecutorTurn, Scenario, load_scenario, pick_attempt
 from app.scripted.streaming import Delta, deltas, total_wait
 from app.scripted.tokens import prompt_tokens, usage_metadata
+from graphs.plan_text import MORE_STEPS, format_end_text, format_plan_text
 from prompts.untrusted import unwrap
 
 # Prompt prefixes seen per (run, model it stands for): the provider-side cache a run would hit.
@@ -225,11 +226,15 @@ def prepare(
     tools: Sequence[dict],
     meta: dict[str, Any] | None = None,
     prompt_cache: PromptCache | None = RUN_PROMPT_CACHE,
+    structured: bool | None = None,
 ) -> Played:
     """The scenario's reply to `messages`, with token usage, and how long it takes (not waited).
 
     Cached input tokens come from `prompt_cache`, scoped by the run's thread id in `meta` and
-    the model the role stands for; None leaves them 0 (the server keeps its own cache)."""
+    the model the role stands for; None leaves them 0 (the server keeps its own cache).
+    `structured` says whether the schema was asked for (a response_format or a forced schema
+    tool); None: when one of `tools` is a planexec schema. A plan not asked for as a schema is
+    written as plan lines (graphs/plan_text.py), as the planner's prompt then asks."""
     script = load_scenario(scenario)
     meta = ask_of(messages, meta)
     role = meta.get("planexec_role")
@@ -241,7 +246,11 @@ def prepare(
     turn = sum(isinstance(m, AIMessage) for m in messages)
     per_token = script.token_latency.get(role, 0.0)
     try:
-        reply, latency = _reply(script, role, meta, turn, list(tools), list(messages))
+        if structured is None:
+            structured = any(_tool_name(t) in _SCHEMA_TOOLS for t in tools)
+        reply, latency = _reply(
+            script, role, meta, turn, list(tools), list(messages), structured=structured
+        )
     except _ScriptedFailure as failure:
         return Played(None, failure.latency, error=failure.error)
     prompt = prompt_tokens(messages, tools)
@@ -255,6 +264,40 @@ def prepare(
         "scenario": script.name,
     }
     return Played(reply, latency, per_token)
+
+
+_SCHEMA_TOOLS = {"Plan", "ReplanDecision"}  # graphs/schemas.py's titles, as the model sees them
+
+
+def _last_tool_result(messages: Sequence[BaseMessage]) -> str:
+    """The text of the last real tool's output (flag_surprise's acknowledgement is not a
+    result), without its data block."""
+    last = next(
+        (m for m in reversed(messages) if isinstance(m, ToolMessage) and m.name != "flag_surprise"),
+        None,
+    )
+    return unwrap(str(last.content)) if last else ""
+
+
+def _filled(value: Any, result: str) -> Any:
+    """`value` with '{last_tool_result}' replaced in every string (a planner that looked)."""
+    if isinstance(value, str):
+        return value.replace("{last_tool_result}", result)
+    if isinstance(value, dict):
+        return {k: _filled(v, result) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_filled(v, result) for v in value]
+    return value
+
+
+def _asks_text_end(messages: Sequence[BaseMessage]) -> bool:
+    """The end-of-run call asking for a text decision (prompts/replanner_end_lines.txt)."""
+    system = next((str(m.content) for m in messages if m.type == "system"), "")
+    return MORE_STEPS in system
+
+
+def _tool_name(tool: dict[str, Any]) -> str:
+    return str((tool.get("function") or {}).get("name", ""))
 
 
 class _ScriptedFailure(Exception):
@@ -271,6 +314,8 @@ def _reply(
     turn: int,
     tools: list[dict],
     messages: list[BaseMessage],
+    *,
+    structured: bool,
 ) -> tuple[AIMessage, float]:
     default_latency = script.latency.get(role, 0.0)
     if role == "executor":
@@ -291,7 +336,20 @@ def _reply(
     latency = reply.latency if reply.latency is not None else default_latency
     if reply.raw is not None:
         return AIMessage(content=reply.raw), latency
-    args = reply.model_dump(exclude={"raw", "latency"}, exclude_none=True)
+    if role == "planner" and reply.tool_calls:  # look-ups before the plan
+        calls = [
+            {"name": c.name, "args": c.args, "id": f"call_planner_{turn}_{i}"}
+            for i, c in enumerate(reply.tool_calls)
+        ]
+        return AIMessage(content="", tool_calls=calls), latency
+    args = reply.model_dump(exclude={"raw", "latency", "tool_calls"}, exclude_none=True)
+    if "{last_tool_result}" in json.dumps(args):
+        args = _filled(args, _last_tool_result(messages))
+    if not structured:  # asked for text: plan lines, or the end-of-run decision as text
+        if role == "planner":
+            return AIMessage(content=format_plan_text(args.get("steps") or [])), latency
+        if _asks_text_end(messages):
+            return AIMessage(content=format_end_text(args)), latency
     if not tools:  # structured output asked as a JSON response (response_format), not a tool
         return AIMessage(content=json.dumps(args)), latency
     name = tools[0]["function"]["name"]
@@ -325,17 +383,7 @@ def _executor_reply(
         raise _ScriptedFailure(ScriptedServerError(spec.message or "server error (500)"), latency)
     content = spec.content or ""
     if "{last_tool_result}" in content:
-        # The last real tool's output: flag_surprise's acknowledgement is not a result.
-        last = next(
-            (
-                m
-                for m in reversed(messages)
-                if isinstance(m, ToolMessage) and m.name != "flag_surprise"
-            ),
-            None,
-        )
-        raw = unwrap(str(last.content)) if last else ""  # the text, not its data block
-        content = content.replace("{last_tool_result}", raw)
+        content = content.replace("{last_tool_result}", _last_tool_result(messages))
     calls = [
         {"name": c.name, "args": c.args, "id": f"call_{key}_{turn}_{i}"}
         for i, c in enumerate(spec.tool_calls)

@@ -489,7 +489,9 @@ def reply_to(scenario: str, call: ChatCall, prompt_cache: PromptCache | None = N
     Replies this server injected (bad JSON) are hidden from the scenario, which does not know
     about them, but are counted in the prompt tokens like every other message."""
     seen = [m for m in call.messages if not _injected(m)]
-    played = prepare(scenario, seen, play_tools(call), meta=None, prompt_cache=None)
+    played = prepare(
+        scenario, seen, play_tools(call), meta=None, prompt_cache=None, structured=call.structured
+    )
     if played.reply is not None:
         _count_usage(played.reply, call, prompt_cache)
     return played

@@ -175,7 +175,7 @@ def run_demo(tmp_path: Path, **models: str) -> dict[str, Any]:
 def test_claude_planner_request_forces_the_plan_tool(
     tmp_path: Path, anthropic_requests: list[dict[str, Any]]
 ) -> None:
-    state = run_demo(tmp_path, planner_model=CLAUDE)
+    state = run_demo(tmp_path, planner_model=CLAUDE, plan_format="json")
 
     assert state["status"] == "failed"
     [payload] = anthropic_requests  # the failed call is not retried
@@ -187,6 +187,17 @@ def test_claude_planner_request_forces_the_plan_tool(
     assert "planner" in str(payload["system"])
     assert [m["role"] for m in payload["messages"]] == ["user"]
     assert "Q3 revenue report" in str(payload["messages"][0]["content"])
+
+
+def test_claude_planner_request_asks_for_plan_lines_as_text(
+    tmp_path: Path, anthropic_requests: list[dict[str, Any]]
+) -> None:
+    run_demo(tmp_path, planner_model=CLAUDE)  # plan_format "lines", the default
+
+    [payload] = anthropic_requests
+    assert "tools" not in payload and "tool_choice" not in payload
+    assert "one step per line" in str(payload["system"])
+    assert "ID = TOOL {JSON args}" in str(payload["system"])
 
 
 def test_claude_executor_request_offers_the_tools(
@@ -208,7 +219,7 @@ def test_claude_executor_request_offers_the_tools(
 def test_gemini_planner_request_asks_for_the_plan_schema(
     tmp_path: Path, gemini_requests: list[dict[str, Any]]
 ) -> None:
-    state = run_demo(tmp_path, planner_model=GEMINI)
+    state = run_demo(tmp_path, planner_model=GEMINI, plan_format="json")
 
     assert state["status"] == "failed"
     [request] = gemini_requests

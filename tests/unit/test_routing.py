@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
@@ -194,19 +195,28 @@ CYCLE = plan(("a", ["b"]), ("b", ["a"]))
 RAW = {"raw": "Sure! Step one: look at the data."}
 
 
-def test_planner_recovers_after_two_bad_plans(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("plan_format", "unreadable"),
+    [
+        ("json", "That reply was rejected: no Plan was returned"),
+        ("lines", "That reply was rejected: the reply could not be read: line 1: 'Sure! Step"),
+    ],
+)
+def test_planner_recovers_after_two_bad_plans(
+    tmp_path: Path, plan_format: str, unreadable: str
+) -> None:
     script = scenario(
         planner={"attempts": [RAW, CYCLE, GOOD_PLAN]},
         executor={"s1": answer("ok")},
         replanner=[FINISH],
     )
-    r = run(tmp_path, script)
+    r = run(tmp_path, script, plan_format=plan_format)
 
     assert r.state["status"] == "done"
     assert r.calls("planner") == 3
     first, second, third = r.log.texts("planner")
     assert "rejected" not in first
-    assert "That reply was rejected: no Plan was returned" in second
+    assert unreadable in second
     assert "the dependencies form a cycle: a -> b -> a" in third
 
 
@@ -233,7 +243,7 @@ def test_planner_schema_error_is_fed_back(tmp_path: Path) -> None:
         executor={"s1": answer("ok")},
         replanner=[FINISH],
     )
-    r = run(tmp_path, script)
+    r = run(tmp_path, script, plan_format="json")  # a schema is what the JSON format checks
 
     assert r.state["status"] == "done"
     assert "does not match the Plan schema" in r.log.texts("planner")[1]
@@ -252,7 +262,8 @@ def test_replanner_recovers_after_two_bad_decisions(tmp_path: Path) -> None:
         executor={"s1": answer("ok")},
         replanner=[{"attempts": [{"raw": "I think we are done."}, BAD_REVISION, FINISH]}],
     )
-    r = run(tmp_path, script)
+    # The end decision as JSON: as text (the default) any reply is an answer or more steps.
+    r = run(tmp_path, script, plan_format="json")
 
     assert r.state["status"] == "done"
     assert r.state["response"] == "The answer."
@@ -269,7 +280,8 @@ def test_replanner_gives_up_after_three_bad_decisions(tmp_path: Path) -> None:
         executor={"s1": answer("the result")},
         replanner=[{"attempts": [BAD_REVISION, BAD_REVISION, {"raw": "hmm"}]}],
     )
-    r = run(tmp_path, script)
+    # The end decision as JSON: as text (the default) any reply is an answer or more steps.
+    r = run(tmp_path, script, plan_format="json")
 
     assert r.state["status"] == "failed"
     assert r.state["reason"] == (
@@ -289,7 +301,8 @@ def test_continue_with_no_runnable_step_is_rejected_and_retried(tmp_path: Path) 
         executor={"s1": answer("ok")},
         replanner=[{"attempts": [{"action": "continue", "reason": "go on"}, FINISH]}],
     )
-    r = run(tmp_path, script)
+    # The end decision as JSON: as text (the default) any reply is an answer or more steps.
+    r = run(tmp_path, script, plan_format="json")
 
     assert r.state["status"] == "done"
     assert r.calls("replanner") == 2

@@ -270,7 +270,8 @@ def test_usage_of_answered_attempts_is_kept_when_a_retry_fails(tmp_path: Path, r
     path = tmp_path / "unit_usage_retry.json"
     path.write_text(json.dumps(script), encoding="utf-8")
     spec = f"scripted:{path}"
-    ctx = Context.every_role(spec, tools=[])
+    # JSON: with the text end decision (the default) any text is an answer, never malformed.
+    ctx = Context.every_role(spec, tools=[], plan_format="json")
     graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
 
     state = graph.invoke({"goal": "g"}, config={"configurable": {"thread_id": "t"}}, context=ctx)

@@ -1,0 +1,227 @@
+"""Plans written one step per line: the planner's compact reply format.
+
+A plan as JSON spends most of its tokens on keys and punctuation (`{"id": "s1", "tool": ...}`:
+about 24 tokens for a look-up step, against 9 for the same call made as a tool call). Every
+output token is latency, and a step cannot start before it is written, so the planner writes
+this instead (LLMCompiler's idea of one line per call, with our step fields):
+
+    1 = lookup {"key": "item-1"}
+    2 = lookup {"key": "${1.next}"}
+    3 (after 1, 2; tools: write_file): Write both records to records.md.
+    4 (tools: none): Say which record is older.
+
+- `ID = TOOL {JSON args}` is a tool step (graphs/tool_step.py); the steps its `${...}`
+  references name are its dependencies, so they need not be repeated.
+- `ID: DESCRIPTION` is a step for an executor model.
+- An optional `(after IDS; tools: NAMES)` after the id gives further dependencies and the
+  step's tool allow-list (`tools: none` for no tools); left out, no further dependencies and
+  every tool of the run.
+
+Each line becomes a `PlanStep`, so what follows (validation, scheduling, state) is the same as
+for a JSON plan. Lines are parsed strictly: a line that is not a step is a problem sent back to
+the model with the others, never guessed at. Blank lines and Markdown code fences are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from graphs.schemas import PlanStep
+from graphs.tool_args import references
+
+_ID = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
+_LINE = re.compile(
+    rf"^(?P<id>{_ID})\s*(?:\((?P<head>[^()]*)\))?\s*"
+    r"(?:=\s*(?P<tool>[A-Za-z0-9_.-]+)\s*(?P<args>\{.*\})?|:\s*(?P<description>.*\S))\s*$"
+)
+_HEAD_PART = re.compile(r"^\s*(?P<key>after|tools)\b\s*:?\s*(?P<names>.*)$")
+_FENCE = re.compile(r"^\s*```")
+MAX_LINE_CHARS = 20_000  # a longer line is a runaway reply, not a step
+
+
+class PlanTextError(ValueError):
+    """Lines that are not steps; `problems` says which and why, for the model's retry."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def parse_plan_text(text: str, completed: Sequence[str] = ()) -> list[PlanStep]:
+    """The steps of a plan written as lines; PlanTextError listing every bad line. `completed`
+    are ids of steps already done (a revision's steps may refer to them)."""
+    steps: list[PlanStep] = []
+    problems: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or _FENCE.match(line):
+            continue
+        try:
+            steps.append(parse_step_line(line, [*completed, *(s.id for s in steps)]))
+        except PlanTextError as exc:
+            problems += [f"line {number}: {p}" for p in exc.problems]
+    if problems:
+        raise PlanTextError(problems)
+    return steps
+
+
+def parse_step_line(line: str, earlier: Sequence[str]) -> PlanStep:
+    """One line as a step; `earlier` are the ids of the lines before it (what a reference may
+    name). PlanTextError when the line is not a step."""
+    shown = line if len(line) <= 120 else line[:117] + "..."
+    if len(line) > MAX_LINE_CHARS:
+        raise PlanTextError([f"the line is {len(line)} characters; a step line is shorter"])
+    match = _LINE.match(line.strip())
+    if match is None:
+        raise PlanTextError(
+            [
+                f"{shown!r} is not a step; write 'ID = TOOL {{JSON args}}' or 'ID: what to do', "
+                "optionally with '(after IDS; tools: NAMES)' after the id"
+            ]
+        )
+    after, tools = _head(match["head"], shown)
+    if match["description"] is not None:
+        return PlanStep(
+            id=match["id"], description=match["description"], depends_on=after, tools=tools
+        )
+    args = _args(match["args"], shown)
+    referenced = _referenced(args, earlier)
+    return PlanStep(
+        id=match["id"],
+        tool=match["tool"],
+        args=args,
+        depends_on=_unique([*referenced, *after]),
+        tools=tools,
+    )
+
+
+def _head(head: str | None, shown: str) -> tuple[list[str], list[str] | None]:
+    """(further dependencies, tool allow-list or None) of `(after A, B; tools: x, y)`."""
+    after: list[str] = []
+    tools: list[str] | None = None
+    for part in (head or "").split(";"):
+        if not part.strip():
+            continue
+        found = _HEAD_PART.match(part)
+        if found is None:
+            raise PlanTextError(
+                [
+                    f"{shown!r}: {part.strip()!r} in the parentheses is neither 'after IDS' nor "
+                    "'tools: NAMES'"
+                ]
+            )
+        names = [n.strip() for n in found["names"].split(",") if n.strip()]
+        if found["key"] == "after":
+            after += names
+        else:
+            tools = [] if names == ["none"] else names
+    return after, tools
+
+
+def _args(text: str | None, shown: str) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        args = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanTextError(
+            [f"{shown!r}: the arguments are not a JSON object ({exc.msg})"]
+        ) from None
+    if not isinstance(args, dict):
+        raise PlanTextError([f"{shown!r}: the arguments must be a JSON object"])
+    return args
+
+
+def _referenced(args: dict[str, Any], earlier: Sequence[str]) -> list[str]:
+    """The earlier steps `args` refer to, longest id first as tool_args.split_ref reads them; a
+    reference to no earlier step is left for the plan check to name (it is not a dependency)."""
+    ids = sorted(earlier, key=len, reverse=True)
+    found = []
+    for _, ref in references(args):
+        for step_id in ids:
+            if ref == step_id or ref.startswith(step_id + "."):
+                found.append(step_id)
+                break
+    return found
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+class LineStream:
+    """Feed it the reply text so far; it hands back each newly complete step line once, as a
+    step dict (`PlanStep` fields). A line is complete when its newline has arrived; the last
+    line waits for the end of the reply, parsed with the rest. A line that is not a step stops
+    the stream (nothing after it starts early): the whole reply is checked when it ends."""
+
+    def __init__(self) -> None:
+        self._done = 0  # characters of text already read
+        self._ids: list[str] = []
+        self._broken = False
+
+    def feed(self, text: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        while not self._broken:
+            end = text.find("\n", self._done)
+            if end < 0:
+                return found
+            line, self._done = text[self._done : end], end + 1
+            if not line.strip() or _FENCE.match(line):
+                continue
+            try:
+                step = parse_step_line(line, self._ids)
+            except PlanTextError:
+                self._broken = True
+                break
+            self._ids.append(step.id)
+            found.append(step.model_dump(exclude_none=True))
+        return found
+
+
+def format_plan_text(steps: Iterable[Mapping[str, Any]]) -> str:
+    """Steps (PlanStep fields as dicts) as plan lines: what a model following the planner
+    prompt writes. Dependencies a tool step's references already imply are not repeated."""
+    lines = []
+    earlier: list[str] = []
+    for step in steps:
+        args = step.get("args") or {}
+        implied = set(_referenced(args, earlier)) if step.get("tool") else set()
+        after = [d for d in step.get("depends_on") or [] if d not in implied]
+        head = []
+        if after:
+            head.append("after " + ", ".join(after))
+        if step.get("tools") is not None:
+            head.append("tools: " + (", ".join(step["tools"]) or "none"))
+        prefix = step["id"] + (f" ({'; '.join(head)})" if head else "")
+        if step.get("tool"):
+            body = json.dumps(args, ensure_ascii=False, separators=(",", ":")) if args else "{}"
+            lines.append(f"{prefix} = {step['tool']} {body}")
+        else:
+            lines.append(f"{prefix}: {' '.join(str(step.get('description', '')).split())}")
+        earlier.append(step["id"])
+    return "\n".join(lines)
+
+
+MORE_STEPS = "MORE STEPS"  # the end-of-run reply's first line when it gives steps, not an answer
+
+
+def parse_end_text(text: str, completed: Sequence[str]) -> dict[str, Any]:
+    """The end-of-run decision written as text (prompts/replanner_end_lines.txt): the final
+    answer itself, or a first line MORE STEPS and then step lines. EndDecision fields."""
+    body = text.strip()
+    first, _, rest = body.partition("\n")
+    if first.strip().rstrip(":").upper() != MORE_STEPS:
+        return {"action": "finish", "response": body}
+    steps = parse_plan_text(rest, completed)
+    return {"action": "replan", "steps": [s.model_dump(exclude_none=True) for s in steps]}
+
+
+def format_end_text(decision: Mapping[str, Any]) -> str:
+    """An end-of-run decision (EndDecision fields) as the text a model following the lines
+    prompt writes."""
+    if decision.get("action") == "finish":
+        return str(decision.get("response") or "")
+    return f"{MORE_STEPS}\n{format_plan_text(decision.get('steps') or [])}"

@@ -1,0 +1,175 @@
+"""Plans written one step per line (graphs/plan_text.py): what a line means, what is refused,
+how a streamed reply hands over steps, and a run in either plan format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.bench.tasks import all_tasks
+from graphs.plan_text import (
+    LineStream,
+    PlanTextError,
+    format_end_text,
+    format_plan_text,
+    parse_end_text,
+    parse_plan_text,
+)
+from graphs.schemas import PlanStep, plan_problems
+from tests.scripted_runs import Run, run_scenario, write_scenario
+from tests.unit.test_tool_steps import calculator_tools
+
+PLAN = """```
+1 = lookup {"key": "a"}
+2 = lookup {"key": "${1.next}"}
+
+3 (after 1, 2; tools: write_file): Write both records to notes.md.
+4 (tools: none): Say which record is older.
+5 (after 4) = calculator {"expression": "${2.value} * 2"}
+```"""
+
+
+def test_each_line_is_a_step_and_references_are_dependencies() -> None:
+    steps = {s.id: s for s in parse_plan_text(PLAN)}
+    assert list(steps) == ["1", "2", "3", "4", "5"]
+    assert (steps["1"].tool, steps["1"].args, steps["1"].depends_on) == ("lookup", {"key": "a"}, [])
+    assert steps["2"].depends_on == ["1"]  # from ${1.next}, not written twice
+    assert steps["3"].tool == "" and steps["3"].description == "Write both records to notes.md."
+    assert (steps["3"].depends_on, steps["3"].tools) == (["1", "2"], ["write_file"])
+    assert steps["4"].tools == [] and steps["4"].depends_on == []
+    assert steps["5"].depends_on == ["2", "4"] and steps["5"].tools is None
+
+
+def test_a_line_that_is_not_a_step_is_refused_with_its_number_never_guessed() -> None:
+    text = 'Here is the plan:\n1 = lookup {"key": "a"}\n2 = lookup {key: b}\n3 (before 1): x\n'
+    with pytest.raises(PlanTextError) as caught:
+        parse_plan_text(text)
+    problems = caught.value.problems
+    assert [p.split(":")[0] for p in problems] == ["line 1", "line 3", "line 4"]
+    assert "is not a step" in problems[0]
+    assert "not a JSON object" in problems[1]
+    assert "'before 1'" in problems[2]
+
+
+def test_a_reference_to_a_later_step_is_no_dependency_and_the_plan_check_names_it(
+    tmp_path: Path,
+) -> None:
+    steps = parse_plan_text(
+        '1 = calculator {"expression": "${2}"}\n2 = calculator {"expression": "1"}'
+    )
+    assert steps[0].depends_on == []
+    problems = plan_problems(steps, max_steps=12, tools=calculator_tools(tmp_path))
+    assert any("'${2}'" in p and "not in its depends_on" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("task", all_tasks()[:4], ids=lambda t: t.name)
+def test_formatting_then_parsing_gives_the_same_plan(task: Any) -> None:
+    written = format_plan_text(task.plan)
+    parsed = [s.model_dump(exclude_none=True) for s in parse_plan_text(written)]
+    expected = [PlanStep.model_validate(s).model_dump(exclude_none=True) for s in task.plan]
+    assert parsed == expected
+    assert len(written.splitlines()) == len(task.plan)
+
+
+def test_a_streamed_step_is_handed_over_when_its_newline_arrives() -> None:
+    reader = LineStream()
+    seen: list[tuple[int, str]] = []
+    for end in range(len(PLAN) + 1):
+        seen += [(end, s["id"]) for s in reader.feed(PLAN[:end])]
+    assert [i for _, i in seen] == ["1", "2", "3", "4", "5"]
+    first_newline = PLAN.index('"a"}\n') + len('"a"}\n')
+    assert seen[0][0] == first_newline
+    unfinished = '1 = lookup {"key": "a"}\n2 = lookup {"key": "b"}'
+    assert [s["id"] for s in LineStream().feed(unfinished)] == ["1"]  # 2 may still grow
+
+
+def test_a_bad_line_stops_the_stream_so_nothing_after_it_starts_early() -> None:
+    text = '1 = lookup {"key": "a"}\noops\n2 = lookup {"key": "b"}\n'
+    assert [s["id"] for s in LineStream().feed(text)] == ["1"]
+
+
+def test_the_end_reply_is_the_answer_or_more_steps() -> None:
+    assert parse_end_text("  The total is 5.\nMORE STEPS later.", ["1"]) == {
+        "action": "finish",
+        "response": "The total is 5.\nMORE STEPS later.",
+    }
+    more = parse_end_text("MORE STEPS\n9 (after 1): Check the total.", ["1"])
+    assert more["action"] == "replan"
+    assert [(s["id"], s["depends_on"]) for s in more["steps"]] == [("9", ["1"])]
+    decision = {"action": "replan", "steps": [{"id": "9", "description": "Check it."}]}
+    assert parse_end_text(format_end_text(decision), [])["steps"][0]["description"] == "Check it."
+
+
+# runs -------------------------------------------------------------------------------------------
+
+
+def _run(tmp_path: Path, plan_format: str, **parts: Any) -> Run:
+    script = {
+        "name": f"unit_plan_text_{plan_format}",
+        "goal": "Add things.",
+        "tools": ["calculator"],
+        "planner": {
+            "steps": [
+                {"id": str(i), "tool": "calculator", "args": {"expression": f"{i} + {i}"}}
+                for i in range(1, 7)
+            ]
+            + [
+                {
+                    "id": "7",
+                    "depends_on": [str(i) for i in range(1, 7)],
+                    "tool": "calculator",
+                    "args": {"expression": " + ".join(f"${{{i}}}" for i in range(1, 7))},
+                }
+            ]
+        },
+        "executor": {},
+        "replanner": [{"action": "finish", "reason": "done", "response": "The sum is 42."}],
+        **parts,
+    }
+    (tmp_path / plan_format).mkdir()
+    path = write_scenario(tmp_path / plan_format, script)
+    return run_scenario(tmp_path / plan_format, path, plan_format=plan_format)
+
+
+def test_a_plan_in_lines_costs_far_fewer_output_tokens_than_json_with_the_same_result(
+    tmp_path: Path,
+) -> None:
+    lines, json_plan = _run(tmp_path, "lines"), _run(tmp_path, "json")
+    for r in (lines, json_plan):
+        assert r.state["status"] == "done", r.state.get("reason")
+        assert r.results["7"]["result"].strip() == "42"
+        assert r.state["response"] == "The sum is 42."
+    planned = [lines.state["usage"]["planner"], json_plan.state["usage"]["planner"]]
+    assert planned[0]["output_tokens"] < 0.6 * planned[1]["output_tokens"], planned
+    ended = [lines.state["usage"]["replanner"], json_plan.state["usage"]["replanner"]]
+    assert ended[0]["output_tokens"] < ended[1]["output_tokens"], ended  # no JSON around it
+
+
+def test_an_unreadable_plan_goes_back_to_the_planner_with_the_bad_line(tmp_path: Path) -> None:
+    good = {"steps": [{"id": "1", "tool": "calculator", "args": {"expression": "1 + 1"}}]}
+    r = _run(tmp_path, "lines", planner={"attempts": [{"raw": "Step one: add 1 and 1"}, good]})
+    assert r.state["status"] == "done", r.state.get("reason")
+    assert r.calls("planner") == 2
+    retry = r.log.texts("planner")[1]
+    assert "line 1: 'Step one: add 1 and 1' is not a step" in retry
+
+
+def test_more_steps_from_the_end_call_run_before_the_answer(tmp_path: Path) -> None:
+    r = _run(
+        tmp_path,
+        "lines",
+        executor={"8": [{"content": "checked: 42"}]},
+        replanner=[
+            {
+                "action": "replan",
+                "steps": [{"id": "8", "depends_on": ["7"], "description": "Check."}],
+            },
+            {"action": "finish", "response": "The sum is 42, checked."},
+        ],
+    )
+    assert r.state["status"] == "done", r.state.get("reason")
+    assert r.results["8"]["result"] == "checked: 42"
+    assert r.state["response"] == "The sum is 42, checked."
+    assert r.state["replans"] == 1
