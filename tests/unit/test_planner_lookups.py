@@ -85,3 +85,37 @@ def test_without_planner_tools_the_planner_is_offered_no_tools(tmp_path: Path) -
     r = run(tmp_path, {"attempts": [{"tool_calls": [LIST]}, plan]}, planner_tools=[])
     assert r.of_kind("planner_lookup") == []
     assert "may call the tools offered" not in r.log.texts("planner")[0]
+
+
+def test_the_cli_passes_planner_tools_and_prints_each_look_up(tmp_path: Path) -> None:
+    import json
+
+    from tests.helpers import run_cli
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "orders_2026.csv").write_text("id,total\n1,5\n", encoding="utf-8")
+    script = {
+        "name": "cli_lookups",
+        "goal": "g",
+        "tools": ["list_files"],
+        "planner": {
+            "attempts": [
+                {"tool_calls": [LIST]},
+                {"steps": [{"id": "1", "description": "Summarise: {last_tool_result}"}]},
+            ]
+        },
+        "executor": {"1": [{"content": "1 order"}]},
+        "replanner": [FINISH],
+    }
+    path = write_scenario(tmp_path, script)
+    args = ["run", "Summarise the orders.", "--scenario", str(path), "--workspace", str(ws)]
+    db = ["--db", str(tmp_path / "runs.sqlite")]
+    out = run_cli(*args, *db, "--planner-tools", "list_files", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    looked = [e for e in events if e.get("event") == "planner_lookup"]
+    assert [(e["tool"], e["ok"]) for e in looked] == [("list_files", True)]
+    refused = run_cli(*args, *db, "--planner-tools", "write_file", cwd=tmp_path)
+    assert refused.returncode != 0
+    assert "planner_tools" in refused.stdout + refused.stderr
