@@ -244,7 +244,9 @@ def _looked_up(made: list[dict[str, Any]]) -> dict[str, Any]:
     """The history entry of the planner's look-ups (`show` lists them)."""
     return {
         "action": "looked_up",
-        "reason": f"the planner made {len(made)} look-up(s) before the plan",
+        "by": "planner",
+        "reason": f"the planner made {len(made)} look-up(s) before the plan: "
+        + ", ".join(str(m["tool"]) for m in made),
         "lookups": made,
         "at": time.time(),
     }
