@@ -338,6 +338,10 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 w.wait(timeout=10)
         done, not_done = finish_times(db)
         claims = (claim_start, claim_end)
+        if args.keep:  # what the report is computed from, to look into
+            dump = {"kills": kills, "events": counter.events, "calls": list(counter.calls.items())}
+            (work_dir / "events.json").write_text(json.dumps(dump))
+            print(f"kept: schema {schema}, {work_dir}/events.json and the workers' stderr")
         return report(args, started, drained, done, not_done, counter, kills, claims)
     finally:
         for w in workers:
@@ -435,16 +439,17 @@ def report(
 def takeovers(
     events: dict[str, list[tuple[int, str, float]]], kills: dict[int, float]
 ) -> tuple[list[float], list[float], int]:
-    """For each run a killed worker had claimed and not finished: seconds from the kill to
-    another worker's `run_claimed`, and to its `finished`; and how many runs were never claimed
-    by another worker after the kill."""
+    """For each run a killed worker had claimed and that had not finished before the kill:
+    seconds from the kill to another worker's `run_claimed`, and to its `finished`; and how many
+    such runs were never claimed by another worker after the kill. (A worker killed after a run
+    finished but before its job was acknowledged leaves the job to be claimed again: that claim
+    finds the run finished and sends no `finished`; it is not a run held at a kill.)"""
     to_claim, to_finish, not_taken = [], [], 0
     for seen in events.values():
         for pid, killed_at in kills.items():
-            mine = [(kind, t) for p, kind, t in seen if p == pid]
-            if not any(kind == "run_claimed" for kind, _ in mine) or any(
-                kind == "finished" for kind, _ in mine
-            ):
+            claims = [t for p, kind, t in seen if p == pid and kind == "run_claimed"]
+            ended = [t for _, kind, t in seen if kind == "finished" and t < killed_at]
+            if not claims or ended:
                 continue
             later = [(kind, t) for p, kind, t in seen if p != pid and t >= killed_at]
             claimed = [t for kind, t in later if kind == "run_claimed"]
