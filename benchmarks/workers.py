@@ -508,7 +508,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per model turn")
     parser.add_argument("--kill", choices=("none", "sigkill", "sigterm"), default="none")
     parser.add_argument("--kill-every", type=float, default=3.0)
-    parser.add_argument("--stalled-after", type=float, default=5.0)
+    parser.add_argument("--stalled-after", type=float, default=4.0)
     parser.add_argument("--heartbeat", type=float, help="default: stalled-after / 4")
     parser.add_argument("--stalled-check", type=float, default=0.5)
     parser.add_argument("--concurrency", type=int, default=1, help="runs at once per worker")

@@ -646,7 +646,7 @@ def worker(
             min=1,
             help="PostgreSQL: a worker silent this many seconds is dead; its runs are retried.",
         ),
-    ] = 5.0,
+    ] = 4.0,
     heartbeat: Annotated[
         float | None,
         typer.Option(help="PostgreSQL: seconds between heartbeats [default: stalled-after / 4]."),

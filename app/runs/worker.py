@@ -52,21 +52,37 @@ _KEY = "hashtext(current_schema() || ':' || %s)"
 
 
 class _PostgresLocks:
-    """Session advisory locks on a connection of this worker's own: they vanish with it."""
+    """Session advisory locks on a connection of this worker's own: they vanish with it.
+
+    A session's advisory locks are re-entrant: the server would let two slots of this worker
+    take the same run (its own standby slot claiming a job retried because this worker's
+    heartbeat was late). So the runs held here are also kept in a set, and a second acquire
+    is refused before the server is asked."""
 
     def __init__(self, url: str) -> None:
         import psycopg
 
         self._conn = psycopg.connect(url, autocommit=True)
+        self._held: set[str] = set()
+        self._guard = threading.Lock()
 
     def try_acquire(self, thread_id: str) -> bool:
-        row = self._conn.execute(
-            f"SELECT pg_try_advisory_lock({_KEY})", (f"planexec:{thread_id}",)
-        ).fetchone()
-        return bool(row and row[0])
+        with self._guard:
+            if thread_id in self._held:
+                return False
+            row = self._conn.execute(
+                f"SELECT pg_try_advisory_lock({_KEY})", (f"planexec:{thread_id}",)
+            ).fetchone()
+            if row and row[0]:
+                self._held.add(thread_id)
+                return True
+            return False
 
     def release(self, thread_id: str) -> None:
-        self._conn.execute(f"SELECT pg_advisory_unlock({_KEY})", (f"planexec:{thread_id}",))
+        with self._guard:
+            if thread_id in self._held:
+                self._held.discard(thread_id)
+                self._conn.execute(f"SELECT pg_advisory_unlock({_KEY})", (f"planexec:{thread_id}",))
 
     def close(self) -> None:
         self._conn.close()
@@ -246,7 +262,7 @@ class Liveness:
     runs every `check_every` seconds. A kill is noticed `stalled_after` - `heartbeat` to
     `stalled_after` + `check_every` seconds after it."""
 
-    stalled_after: float = 5.0
+    stalled_after: float = 4.0
     heartbeat: float = None  # type: ignore[assignment]  # None: stalled_after / 4
     check_every: float = 0.5
 

@@ -233,3 +233,21 @@ def test_concurrency_on_sqlite_is_refused_with_what_to_do_instead(tmp_path: Path
     )
     assert proc.returncode == 4, proc.stderr
     assert "start more worker processes" in proc.stderr
+
+
+def test_two_slots_of_one_worker_never_hold_the_same_run(pg: PgSchema) -> None:  # noqa: F811
+    """Session advisory locks are re-entrant on the server: the worker must refuse the second
+    acquire itself (its standby slot may claim a job of its own, retried after a late
+    heartbeat)."""
+    from app.runs.persistence import Persistence
+    from app.runs.worker import run_locks
+
+    persistence = Persistence(checkpointer=None, store=None, url=pg.url)  # type: ignore[arg-type]
+    with run_locks(persistence) as mine, run_locks(persistence) as other:
+        assert mine.try_acquire("T")
+        assert not mine.try_acquire("T"), "a second slot of the same worker took the run"
+        assert not other.try_acquire("T")
+        mine.release("T")
+        assert other.try_acquire("T"), "one release frees the run for everyone"
+        assert not mine.try_acquire("T")
+        other.release("T")
