@@ -485,7 +485,13 @@ def claim_costs(args: argparse.Namespace) -> list[dict[str, Any]]:
                     (pg_queue.QUEUE, pg_queue.TASK, size),
                 )
                 conn.execute("ANALYZE procrastinate_jobs")
-            results.append({"queued": size, "claim_ms": round(claim_latency_ms(db, 200), 3)})
+            results.append(
+                {
+                    "queued": size,
+                    "claim_ms": round(claim_latency_ms(db, 200), 3),
+                    "standby_claim_ms": round(claim_latency_ms(db, 200, standby=True), 3),
+                }
+            )
         finally:
             with psycopg.connect(base, autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
