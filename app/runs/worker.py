@@ -2,9 +2,10 @@
 
 The queue is a real job queue, not a scan of run states (docs/workers.md):
 
-- PostgreSQL: procrastinate (app/runs/pg_queue.py). One job per run, with `lock` and
-  `queueing_lock` = the thread id; claims are `FOR UPDATE SKIP LOCKED` on an index, heartbeats mark
-  live workers, and a worker whose heartbeat stops has its job retried by the others.
+- PostgreSQL: procrastinate (app/runs/pg_queue.py). One job per run, with `queueing_lock` = the
+  thread id; claims are `FOR UPDATE SKIP LOCKED` on an index, heartbeats mark live workers, and
+  a worker whose heartbeat stops has its jobs retried by the others, on a takeover queue that a
+  standby slot in every worker keeps free for them.
 - SQLite (one machine): a small queue table in the same file (app/runs/local_queue.py).
 
 Under both, the run itself is guarded by a lock that the operating system or the database server
@@ -24,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from signal import SIGINT, SIGTERM
 from typing import Any, Protocol
@@ -50,21 +52,37 @@ _KEY = "hashtext(current_schema() || ':' || %s)"
 
 
 class _PostgresLocks:
-    """Session advisory locks on a connection of this worker's own: they vanish with it."""
+    """Session advisory locks on a connection of this worker's own: they vanish with it.
+
+    A session's advisory locks are re-entrant: the server would let two slots of this worker
+    take the same run (its own standby slot claiming a job retried because this worker's
+    heartbeat was late). So the runs held here are also kept in a set, and a second acquire
+    is refused before the server is asked."""
 
     def __init__(self, url: str) -> None:
         import psycopg
 
         self._conn = psycopg.connect(url, autocommit=True)
+        self._held: set[str] = set()
+        self._guard = threading.Lock()
 
     def try_acquire(self, thread_id: str) -> bool:
-        row = self._conn.execute(
-            f"SELECT pg_try_advisory_lock({_KEY})", (f"planexec:{thread_id}",)
-        ).fetchone()
-        return bool(row and row[0])
+        with self._guard:
+            if thread_id in self._held:
+                return False
+            row = self._conn.execute(
+                f"SELECT pg_try_advisory_lock({_KEY})", (f"planexec:{thread_id}",)
+            ).fetchone()
+            if row and row[0]:
+                self._held.add(thread_id)
+                return True
+            return False
 
     def release(self, thread_id: str) -> None:
-        self._conn.execute(f"SELECT pg_advisory_unlock({_KEY})", (f"planexec:{thread_id}",))
+        with self._guard:
+            if thread_id in self._held:
+                self._held.discard(thread_id)
+                self._conn.execute(f"SELECT pg_advisory_unlock({_KEY})", (f"planexec:{thread_id}",))
 
     def close(self) -> None:
         self._conn.close()
@@ -188,11 +206,21 @@ def is_postgres(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
 
-def finish_run(persistence: Persistence, thread_id: str, on_event: EventHandler | None) -> str:
+def finish_run(
+    persistence: Persistence,
+    thread_id: str,
+    on_event: EventHandler | None,
+    *,
+    takeover: bool = False,
+) -> str:
     """The job body of both queues, run with the run's lock held: run it to the end from its
     last checkpoint and journal. Returns its final status ("error" for a run whose own
     configuration cannot start: reported, not retried). Raises RunStopped if the worker was asked
-    to stop before the run finished."""
+    to stop before the run finished. `takeover`: the run was another worker's (it died, or was
+    stopped), as the `run_claimed` event says."""
+    if on_event is not None:
+        claimed = {"event": "run_claimed", "at": time.time(), "pid": os.getpid()}
+        on_event(thread_id, {**claimed, "takeover": takeover})
     handler = (lambda e: on_event(thread_id, e)) if on_event else None
     try:
         state = runner.resume_run(persistence, thread_id, handler)
@@ -226,6 +254,80 @@ def enqueue(persistence: Persistence, thread_id: str) -> bool:
     return local_queue.enqueue(_local_db(persistence), thread_id)
 
 
+@dataclass(frozen=True)
+class Liveness:
+    """PostgreSQL: how soon a dead worker's runs are taken over (docs/workers.md, "When a worker
+    dies"). A worker whose last heartbeat is `stalled_after` seconds old is dead; each worker
+    sends one every `heartbeat` seconds (default stalled_after / 4) and looks for dead workers'
+    runs every `check_every` seconds. A kill is noticed `stalled_after` - `heartbeat` to
+    `stalled_after` + `check_every` seconds after it."""
+
+    stalled_after: float = 4.0
+    heartbeat: float = None  # type: ignore[assignment]  # None: stalled_after / 4
+    check_every: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.heartbeat is None:
+            object.__setattr__(self, "heartbeat", self.stalled_after / 4)
+        if self.heartbeat <= 0 or self.check_every <= 0:
+            raise ValueError(
+                f"--heartbeat ({self.heartbeat} s) and --stalled-check ({self.check_every} s) "
+                "must be more than 0 seconds"
+            )
+        if self.heartbeat * 2 > self.stalled_after:
+            raise ValueError(
+                f"--heartbeat ({self.heartbeat} s) must be at most half of --stalled-after "
+                f"({self.stalled_after} s), or a live worker is taken for dead between two "
+                "heartbeats; lower --heartbeat or raise --stalled-after"
+            )
+
+
+class Slots:
+    """One worker process's runs, across its slots (threads): what it claimed, what it finished,
+    whether it may claim more (`--max-runs`, a stop) and how long it has had nothing to do."""
+
+    def __init__(self, max_runs: int | None) -> None:
+        self.max_runs = max_runs
+        self.done: list[tuple[str, str]] = []
+        self._claimed = self._running = 0
+        self._stopping = False
+        self._last_active = time.monotonic()
+        self._lock = threading.Lock()
+
+    def claim(self) -> bool:
+        with self._lock:
+            full = self.max_runs is not None and self._claimed >= self.max_runs
+            if self._stopping or full:
+                return False
+            self._claimed += 1
+            self._running += 1
+            return True
+
+    def unclaim(self) -> None:
+        """The claimed run was not finished here (held elsewhere, or stopped): it is not ours.
+        Not activity either: a job bounced while someone else holds its run keeps no worker
+        from being idle."""
+        with self._lock:
+            self._claimed -= 1
+            self._running -= 1
+
+    def finished(self, thread_id: str, status: str) -> bool:
+        """Count a finished run; True once --max-runs are done."""
+        with self._lock:
+            self._running -= 1
+            self._last_active = time.monotonic()
+            self.done.append((thread_id, status))
+            return self.max_runs is not None and len(self.done) >= self.max_runs
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+
+    def idle_for(self) -> float:
+        with self._lock:
+            return 0.0 if self._running else time.monotonic() - self._last_active
+
+
 def work(
     persistence: Persistence,
     *,
@@ -233,24 +335,44 @@ def work(
     idle_exit: float | None = None,
     max_runs: int | None = None,
     grace: float = 30.0,
-    stalled_after: float = 5.0,
+    liveness: Liveness | None = None,
+    concurrency: int = 1,
 ) -> tuple[list[tuple[str, str]], int]:
     """Claim and finish queued runs until idle for `idle_exit` seconds (forever when None),
     `max_runs` are done, or SIGTERM/SIGINT (then the steps in flight get `grace` seconds).
-    Returns (thread id, final status) for each run finished here, and the exit code."""
+    Returns (thread id, final status) for each run finished here, and the exit code.
+    PostgreSQL: `concurrency` runs at once plus a standby slot for takeovers, `liveness` for
+    noticing dead workers. SQLite: one run at a time (run more worker processes)."""
+    if on_event is not None:
+        on_event = _one_at_a_time(on_event)  # runs in several threads: whole lines, in turn
     if is_postgres(persistence.url):
         from app.runs import pg_queue
 
         return pg_queue.work(
             persistence, on_event=on_event, idle_exit=idle_exit, max_runs=max_runs,
-            grace=grace, stalled_after=stalled_after,
+            grace=grace, liveness=liveness, concurrency=concurrency,
         )  # fmt: skip
+    if concurrency != 1:
+        raise ValueError(
+            f"--concurrency {concurrency}: a worker on SQLite runs one run at a time; start "
+            "more worker processes on the same file instead"
+        )
     from app.runs import local_queue
 
     return local_queue.work(
         persistence, _local_db(persistence), on_event=on_event, idle_exit=idle_exit,
         max_runs=max_runs, grace=grace,
     )  # fmt: skip
+
+
+def _one_at_a_time(on_event: EventHandler) -> EventHandler:
+    lock = threading.Lock()
+
+    def handler(thread_id: str, event: dict[str, Any]) -> None:
+        with lock:
+            on_event(thread_id, event)
+
+    return handler
 
 
 def _local_db(persistence: Persistence) -> str:
