@@ -72,26 +72,45 @@ def instant_demo(folder: Path) -> Path:
     return path
 
 
-def measure(tools: list[str] | None = None) -> tuple[dict[str, Any], PromptLog]:
-    """One demo run (offering `tools`, or the demo's own); its final state and prompts."""
+def without_step_tools(scenario: Path) -> Path:
+    """`scenario` rewritten so that no step names its tools: every step is offered them all."""
+    script = json.loads(scenario.read_text(encoding="utf-8"))
+    plans = [script["planner"]] + [r for r in script["replanner"] if r.get("steps")]
+    for plan in plans:
+        for step in plan["steps"]:
+            step.pop("tools", None)
+    scenario.write_text(json.dumps(script), encoding="utf-8")
+    return scenario
+
+
+def measure(
+    tools: list[str] | None = None, *, step_tools: bool = True
+) -> tuple[dict[str, Any], PromptLog]:
+    """One demo run (offering `tools`, or the demo's own; with `step_tools` False, every step
+    is offered all of them); its final state and prompts."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         extra = {"tools": tools} if tools else {}
-        ctx = demo_context(folder / "ws", scenario=str(instant_demo(folder)), **extra)
+        scenario = instant_demo(folder)
+        if not step_tools:
+            without_step_tools(scenario)
+        ctx = demo_context(folder / "ws", scenario=str(scenario), **extra)
         graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
         log = PromptLog()
-        thread = f"prompt-cache-bench-{len(tools or [])}"  # a run of its own: a cache of its own
+        thread = f"prompt-cache-bench-{len(tools or [])}-{step_tools}"  # a run, a cache of its own
         config = {"configurable": {"thread_id": thread}, "callbacks": [log]}
         state = graph.invoke({"goal": "Q3 revenue report"}, config=config, context=ctx)
     return state, log
 
 
 def main() -> int:
-    for title, tools in [
-        ("demo as shipped (3 tools)", None),
-        (f"demo offering planexec's default tools ({len(DEFAULT_TOOLS)})", list(DEFAULT_TOOLS)),
+    every = list(DEFAULT_TOOLS)
+    for title, tools, step_tools in [
+        ("demo as shipped (3 tools)", None, True),
+        (f"demo offering planexec's default tools ({len(every)})", every, True),
+        (f"the same, no per-step tool lists (every step offered all {len(every)})", every, False),
     ]:
-        state, log = measure(tools)
+        state, log = measure(tools, step_tools=step_tools)
         print(f"{title}: status {state['status']}")
         print_table(state["usage"], log)
         print()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import runpy
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,12 @@ from app.usage import cache_hit_rate, merge_usage, total_usage, usage_of_call
 from graphs.plan_execute import build_graph
 from tests.helpers import clean_env, instant_demo
 from tools.registry import DEFAULT_TOOLS
+
+ROOT = Path(__file__).resolve().parents[2]
+# The benchmark's own scenario rewrite: the run this test checks is the one it measures.
+without_step_tools = runpy.run_path(str(ROOT / "benchmarks" / "prompt_cache.py"))[
+    "without_step_tools"
+]
 
 
 def openai_cached(shared: int) -> int:
@@ -127,23 +134,11 @@ class CacheLog(BaseCallbackHandler):
         self.cached[self.role_of[run_id]] += meta["input_token_details"]["cache_read"]
 
 
-def _without_step_tools(tmp_path: Path) -> Path:
-    path = instant_demo(tmp_path)
-    script = json.loads(path.read_text(encoding="utf-8"))
-    plans = [script["planner"]] + [r for r in script["replanner"] if r.get("steps")]
-    for plan in plans:
-        for step in plan["steps"]:
-            step.pop("tools", None)
-    path.write_text(json.dumps(script), encoding="utf-8")
-    return path
-
-
 def test_run_usage_sums_the_cached_tokens_each_call_reported(tmp_path: Path) -> None:
     # Offering every default tool makes the executor's shared prefix pass 1,024 tokens; the
     # steps' own tool lists are dropped so that every step is offered them all.
-    ctx = demo_context(
-        tmp_path / "ws", scenario=str(_without_step_tools(tmp_path)), tools=list(DEFAULT_TOOLS)
-    )
+    scenario = without_step_tools(instant_demo(tmp_path))
+    ctx = demo_context(tmp_path / "ws", scenario=str(scenario), tools=list(DEFAULT_TOOLS))
     graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
     log = CacheLog()
     config = {"configurable": {"thread_id": f"cache-{tmp_path.name}"}, "callbacks": [log]}
@@ -200,7 +195,7 @@ def test_show_gives_each_roles_cache_hit_rate_in_json_and_in_the_table(tmp_path:
     db, ws = str(tmp_path / "runs.sqlite"), tmp_path / "ws"
     sql = str(prepare_workspace(ws))
     ran = run_cli(
-        "run", "Q3 revenue report", "--scenario", str(_without_step_tools(tmp_path)),
+        "run", "Q3 revenue report", "--scenario", str(without_step_tools(instant_demo(tmp_path))),
         "--tools", ",".join(DEFAULT_TOOLS), "--workspace", str(ws), "--sql-database", sql,
         "--db", db, "--thread", "cached", "--json",
         cwd=tmp_path,
