@@ -11,7 +11,9 @@ earlier prompts of the same role in the run. Per role the table gives:
   their length: the most any prefix cache could serve;
 - cached (OpenAI rule): what the run's usage recorded as cached input tokens, by OpenAI's rule
   (a prefix of 1,024 tokens or more, in 128-token steps, sent before in the run);
-- hit rate: cached / input.
+- hit rate: cached / input;
+- cost: what the role's calls cost, cached tokens at the cached rate (the models each role of
+  the demo scenario stands for: gpt-4o, gpt-4o-mini, gpt-4o).
 """
 
 from __future__ import annotations
@@ -118,7 +120,16 @@ def main() -> int:
 
 
 def print_table(usage: dict[str, Any], log: PromptLog) -> None:
-    header = ("role", "calls", "input", "shared prefix", "share", "cached (OpenAI)", "hit rate")
+    header = (
+        "role",
+        "calls",
+        "input",
+        "shared prefix",
+        "share",
+        "cached (OpenAI)",
+        "hit rate",
+        "cost $",
+    )
     rows = []
     for role in ROLES:
         prompts = log.prompts.get(role) or []
@@ -139,9 +150,10 @@ def print_table(usage: dict[str, Any], log: PromptLog) -> None:
                 f"{shared / total:.0%}",
                 f"{cached:,}",
                 f"{cached / total:.0%}",
+                f"{totals.get('cost_usd') or 0:.5f}",
             )
         )
-        rows.append(("", "", f"(longest {longest:,})", "", "", "", ""))
+        rows.append(("", "", f"(longest {longest:,})", "", "", "", "", ""))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         cells = zip(row, widths, strict=True)
