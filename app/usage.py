@@ -105,6 +105,12 @@ def cache_hit_rate(totals: dict[str, Any]) -> float | None:
     return totals.get("cached_input_tokens", 0) / input_tokens if input_tokens else None
 
 
+def hit_rate_text(totals: dict[str, Any]) -> str:
+    """The cache hit rate for a table cell: "37%", or "-" when there was no input."""
+    rate = cache_hit_rate(totals)
+    return "-" if rate is None else f"{rate:.0%}"
+
+
 def with_cache_hit_rates(usage: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
     """`usage` with each role's `cache_hit_rate` added, for reports (the state keeps
     only the sums: a rate is derived, and summing rates would be wrong)."""

@@ -11,7 +11,9 @@ earlier prompts of the same role in the run. Per role the table gives:
   their length: the most any prefix cache could serve;
 - cached (OpenAI rule): what the run's usage recorded as cached input tokens, by OpenAI's rule
   (a prefix of 1,024 tokens or more, in 128-token steps, sent before in the run);
-- hit rate: cached / input.
+- hit rate: cached / input;
+- cost: what the role's calls cost, cached tokens at the cached rate (the models each role of
+  the demo scenario stands for: gpt-4o, gpt-4o-mini, gpt-4o).
 """
 
 from __future__ import annotations
@@ -72,26 +74,45 @@ def instant_demo(folder: Path) -> Path:
     return path
 
 
-def measure(tools: list[str] | None = None) -> tuple[dict[str, Any], PromptLog]:
-    """One demo run (offering `tools`, or the demo's own); its final state and prompts."""
+def without_step_tools(scenario: Path) -> Path:
+    """`scenario` rewritten so that no step names its tools: every step is offered them all."""
+    script = json.loads(scenario.read_text(encoding="utf-8"))
+    plans = [script["planner"]] + [r for r in script["replanner"] if r.get("steps")]
+    for plan in plans:
+        for step in plan["steps"]:
+            step.pop("tools", None)
+    scenario.write_text(json.dumps(script), encoding="utf-8")
+    return scenario
+
+
+def measure(
+    tools: list[str] | None = None, *, step_tools: bool = True
+) -> tuple[dict[str, Any], PromptLog]:
+    """One demo run (offering `tools`, or the demo's own; with `step_tools` False, every step
+    is offered all of them); its final state and prompts."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         extra = {"tools": tools} if tools else {}
-        ctx = demo_context(folder / "ws", scenario=str(instant_demo(folder)), **extra)
+        scenario = instant_demo(folder)
+        if not step_tools:
+            without_step_tools(scenario)
+        ctx = demo_context(folder / "ws", scenario=str(scenario), **extra)
         graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
         log = PromptLog()
-        thread = f"prompt-cache-bench-{len(tools or [])}"  # a run of its own: a cache of its own
+        thread = f"prompt-cache-bench-{len(tools or [])}-{step_tools}"  # a run, a cache of its own
         config = {"configurable": {"thread_id": thread}, "callbacks": [log]}
         state = graph.invoke({"goal": "Q3 revenue report"}, config=config, context=ctx)
     return state, log
 
 
 def main() -> int:
-    for title, tools in [
-        ("demo as shipped (3 tools)", None),
-        (f"demo offering planexec's default tools ({len(DEFAULT_TOOLS)})", list(DEFAULT_TOOLS)),
+    every = list(DEFAULT_TOOLS)
+    for title, tools, step_tools in [
+        ("demo as shipped (3 tools)", None, True),
+        (f"demo offering planexec's default tools ({len(every)})", every, True),
+        (f"the same, no per-step tool lists (every step offered all {len(every)})", every, False),
     ]:
-        state, log = measure(tools)
+        state, log = measure(tools, step_tools=step_tools)
         print(f"{title}: status {state['status']}")
         print_table(state["usage"], log)
         print()
@@ -99,7 +120,16 @@ def main() -> int:
 
 
 def print_table(usage: dict[str, Any], log: PromptLog) -> None:
-    header = ("role", "calls", "input", "shared prefix", "share", "cached (OpenAI)", "hit rate")
+    header = (
+        "role",
+        "calls",
+        "input",
+        "shared prefix",
+        "share",
+        "cached (OpenAI)",
+        "hit rate",
+        "cost $",
+    )
     rows = []
     for role in ROLES:
         prompts = log.prompts.get(role) or []
@@ -120,9 +150,10 @@ def print_table(usage: dict[str, Any], log: PromptLog) -> None:
                 f"{shared / total:.0%}",
                 f"{cached:,}",
                 f"{cached / total:.0%}",
+                f"{totals.get('cost_usd') or 0:.5f}",
             )
         )
-        rows.append(("", "", f"(longest {longest:,})", "", "", "", ""))
+        rows.append(("", "", f"(longest {longest:,})", "", "", "", "", ""))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         cells = zip(row, widths, strict=True)

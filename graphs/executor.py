@@ -145,7 +145,9 @@ async def arun_step(
         tools = step_tools(step, tools)  # only these are offered to the model, or callable
         run = _StepRun(step, tools, run_id, durability)
         messages = _step_messages(step, goal, dependencies, max_tool_calls)
-        bound = model.bind_tools([*tools, flag_surprise])
+        # flag_surprise first: the one schema every executor call sends opens the prompt, so
+        # steps offered different tools still share that prefix (docs/performance.md).
+        bound = model.bind_tools([flag_surprise, *tools])
         config = call_config("executor", step=step["id"], attempt=step.get("attempt", 1))
         usage: dict[str, dict[str, Any]] = {}
         # Each turn either ends the step or makes at least one tool call, so this bound is
@@ -194,6 +196,10 @@ async def arun_step(
 def _step_messages(
     step: dict[str, Any], goal: str, dependencies: dict[str, dict[str, Any]], max_tool_calls: int
 ) -> list[BaseMessage]:
+    """The step's prompt, laid out for providers' prompt caches (they match identical leading
+    tokens): what is the same on every executor call of the run first (instructions, goal),
+    then the dependency results (the same bytes for sibling steps and for a step's retry),
+    and the step itself last."""
     return [
         SystemMessage(render("executor", max_tool_calls=max_tool_calls)),
         HumanMessage(
@@ -401,7 +407,10 @@ def _format_dependencies(dependencies: dict[str, dict[str, Any]]) -> str:
     if not dependencies:
         return "(none: this step depends on no other step)"
     lines = []
-    for dep_id, result in dependencies.items():
+    # In the order they finished, not the plan's depends_on order: steps that share
+    # dependencies then share the start of this block too.
+    ordered = sorted(dependencies.items(), key=lambda item: item[1].get("finished_at", 0))
+    for dep_id, result in ordered:
         text = str(result.get("result", ""))
         if len(text) > DEPENDENCY_CHARS:
             text = text[:DEPENDENCY_CHARS] + f" ... [cut at {DEPENDENCY_CHARS} characters]"

@@ -242,19 +242,31 @@ def _end(
 
 
 def _progress(plan: list[dict], results: dict[str, dict]) -> str:
+    """The plan with its results: settled steps in the order they finished, then the steps not
+    run yet. A settled result never changes, so each review's text starts with the previous
+    review's settled part, byte for byte, and a provider's prompt cache serves it again."""
     lines = []
-    for step in plan:
-        result = results.get(step["id"]) if settled(step, results) else None
-        deps = f" (after {', '.join(step['depends_on'])})" if step.get("depends_on") else ""
-        head = f"[{step['id']}] {step['description']}{deps}"
-        if result is None:
-            lines.append(f"{head}\n  status: not run yet")
-            continue
+    for step in _by_finish(plan, results):
+        result = results[step["id"]]
         block = _data("result", step["id"], result.get("result") or result.get("error") or "")
-        lines.append(f"{head}\n  status: {result['status']}\n  result:\n{block}")
+        lines.append(f"{_head(step)}\n  status: {result['status']}\n  result:\n{block}")
         if result.get("surprise"):
             lines.append(f"  surprise:\n{_data('surprise', step['id'], result['surprise'])}")
+    for step in plan:
+        if not settled(step, results):
+            lines.append(f"{_head(step)}\n  status: not run yet")
     return "\n".join(lines)
+
+
+def _head(step: dict) -> str:
+    deps = f" (after {', '.join(step['depends_on'])})" if step.get("depends_on") else ""
+    return f"[{step['id']}] {step['description']}{deps}"
+
+
+def _by_finish(plan: list[dict], results: dict[str, dict]) -> list[dict]:
+    """The plan's settled steps, in the order their results were made (stable for ties)."""
+    done = [s for s in plan if settled(s, results)]
+    return sorted(done, key=lambda s: results[s["id"]].get("finished_at", 0))
 
 
 def _data(kind: str, step_id: str, text: object) -> str:
@@ -263,11 +275,11 @@ def _data(kind: str, step_id: str, text: object) -> str:
 
 
 def _results(plan: list[dict], results: dict[str, dict]) -> str:
-    """The step results alone, for the lean end: `[id] result`, one per step."""
+    """The step results alone, for the lean end: `[id] result`, one per step, in the order they
+    finished (so a second lean review starts with the first one's results)."""
     return "\n".join(
         f"[{s['id']}]\n{_data('result', s['id'], results[s['id']].get('result') or '')}"
-        for s in plan
-        if s["id"] in results
+        for s in _by_finish(plan, results)
     )
 
 

@@ -89,15 +89,22 @@ def write_scenario(tmp_path: Path, script: dict[str, Any]) -> Path:
 
 
 def run_scenario(
-    tmp_path: Path, scenario: Path, *, goal: str = "Test goal.", **context: Any
+    tmp_path: Path,
+    scenario: Path,
+    *,
+    goal: str = "Test goal.",
+    thread_id: str = "t1",
+    **context: Any,
 ) -> Run:
-    """Play `scenario` with all three roles through the compiled graph, to the end."""
+    """Play `scenario` with all three roles through the compiled graph, to the end. The
+    scripted models' prompt cache is per thread: a test that counts cached tokens passes a
+    `thread_id` of its own."""
     spec = f"scripted:{scenario}"
     context.setdefault("tools", json.loads(scenario.read_text())["tools"])
     ctx = Context.every_role(spec, workspace=str(tmp_path / "ws"), **context)
     graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
     log = PromptLog()
-    config = {"configurable": {"thread_id": "t1"}, "callbacks": [log]}
+    config = {"configurable": {"thread_id": thread_id}, "callbacks": [log]}
     events = list(
         graph.stream(
             {"goal": goal}, config=config, context=ctx, stream_mode="custom", durability="sync"

@@ -4,7 +4,8 @@ It answers by turn (how many replies it already gave): the tool calls of the tas
 then the final answer. With `parallel_tool_calls=False` bound (as a LangChain agent sets it for a
 provider), it makes one call per turn, in the same order. Token usage is counted with the same
 BPE counter as planexec's scripted model, over the messages and tool schemas it really received,
-and it sleeps the same simulated latency for what it outputs.
+cached input tokens by the same prompt-cache rule (one cache per model instance: the bench makes
+one per agent run), and it sleeps the same simulated latency for what it outputs.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import PrivateAttr
 
 from app.bench.latency import simulated_latency
 from app.bench.tasks import Call, all_tasks
-from app.scripted.tokens import count_reply, usage_metadata
+from app.scripted.prompt_cache import PromptCache
+from app.scripted.tokens import count_reply, prompt_tokens, usage_metadata
 
 
 class ScriptedReactModel(BaseChatModel):
@@ -29,6 +32,7 @@ class ScriptedReactModel(BaseChatModel):
 
     task: str
     model_name: str = "gpt-4o"
+    _prompt_cache: PromptCache = PrivateAttr(default_factory=lambda: PromptCache(max_scopes=1))
 
     @property
     def _llm_type(self) -> str:
@@ -59,6 +63,9 @@ class ScriptedReactModel(BaseChatModel):
         else:
             reply = AIMessage(content=task.answer)
         time.sleep(simulated_latency(count_reply(reply)))
-        reply.usage_metadata = usage_metadata(messages, kwargs.get("tools") or [], reply)
+        tools = kwargs.get("tools") or []
+        prompt = prompt_tokens(messages, tools)
+        cached = self._prompt_cache.cached_tokens(self.model_name, prompt)
+        reply.usage_metadata = usage_metadata(messages, tools, reply, cached, prompt)
         reply.response_metadata = {"model_name": self.model_name}
         return ChatResult(generations=[ChatGeneration(message=reply)])

@@ -126,6 +126,7 @@ def print_table(console: Any, cells: Sequence[Cell]) -> None:
         ("arch", "left"),
         ("calls 4o/mini", "right"),
         ("in tok", "right"),
+        ("cached", "right"),
         ("out tok", "right"),
         ("cost $", "right"),
         ("wall s", "right"),
@@ -150,6 +151,7 @@ def print_table(console: Any, cells: Sequence[Cell]) -> None:
                 cell.arch,
                 tiers,
                 str(cell.input_tokens),
+                _share(cell.cached_input_tokens, cell.input_tokens),
                 str(cell.output_tokens),
                 f"{cell.cost_usd:.5f}",
                 f"{cell.wall_s:.2f}",
@@ -158,4 +160,50 @@ def print_table(console: Any, cells: Sequence[Cell]) -> None:
             )
         table.add_section()
     console.print(table)
-    console.print("cost ÷ / wall ÷: planexec divided by that row's architecture (lower is better)")
+    console.print(
+        "cost ÷ / wall ÷: planexec divided by that row's architecture (lower is better); "
+        "cached: share of the input tokens read from the prompt cache"
+    )
+    console.print(cache_table(cells))
+
+
+def cache_by_role(cells: Iterable[Cell]) -> dict[tuple[str, str], dict[str, int]]:
+    """Per (architecture, role), over every task measured: calls, input tokens and the cached
+    part of them."""
+    out: dict[tuple[str, str], dict[str, int]] = {}
+    for cell in cells:
+        for role, tokens in cell.roles.items():
+            sums = out.setdefault((cell.arch, role), {})
+            for key, value in tokens.items():
+                sums[key] = sums.get(key, 0) + value
+    return out
+
+
+def cache_table(cells: Sequence[Cell]) -> Any:
+    """How much of each role's input the prompt cache served, per architecture and role."""
+    from rich.table import Table
+
+    table = Table(
+        title="prompt cache: input tokens read from the cache, per architecture and role",
+        caption="OpenAI's rule, per run: a prompt prefix of 1,024+ tokens (in 128-token steps) "
+        "sent earlier in the same run is cached, and billed at the cached rate",
+    )
+    for column in ("arch", "role", "calls", "in tok", "cached tok", "cached"):
+        table.add_column(column, justify="left" if column in ("arch", "role") else "right")
+    order = {a: i for i, a in enumerate(ARCHS)}
+    sums = cache_by_role(cells)
+    for arch, role in sorted(sums, key=lambda k: (order.get(k[0], len(order)), k[1])):
+        tokens = sums[(arch, role)]
+        table.add_row(
+            arch,
+            role,
+            str(tokens.get("calls", 0)),
+            str(tokens.get("input_tokens", 0)),
+            str(tokens.get("cached_input_tokens", 0)),
+            _share(tokens.get("cached_input_tokens", 0), tokens.get("input_tokens", 0)),
+        )
+    return table
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part / whole:.0%}" if whole else "-"

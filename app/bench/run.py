@@ -10,7 +10,9 @@ Architectures:
 
 Same tools (the task's `lookup`, the registry's `calculator`), same latency model
 (app/bench/latency.py), same token counter over the messages each design really sends, same
-price table (app/pricing.py). Checkpointers are in memory for both: this measures the
+prompt cache (OpenAI's rule, app/scripted/prompt_cache.py: a prefix of 1,024+ tokens sent
+before in the same run is cached, and billed at the cached rate), same price table
+(app/pricing.py). Checkpointers are in memory for both: this measures the
 architectures, not the database.
 """
 
@@ -29,7 +31,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from app.bench.latency import FIRST_TOKEN_S, PER_OUTPUT_TOKEN_S
 from app.bench.tasks import Task
-from app.usage import usage_of_call
+from app.usage import merge_usage, usage_of_call
 
 ARCHS = ("planexec", "react", "react-parallel")
 REACT_MODEL = "openai:gpt-4o"  # the planner's tier
@@ -51,6 +53,13 @@ class Cell:
     output_tokens: int
     calls_by_tier: dict[str, int] = field(default_factory=dict)
     answer: str = ""
+    roles: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per role (planexec: planner, executor, replanner; ReAct: react): calls, input_tokens
+    and cached_input_tokens, the part of them read from the prompt cache."""
+
+    @property
+    def cached_input_tokens(self) -> int:
+        return sum(r.get("cached_input_tokens", 0) for r in self.roles.values())
 
     @property
     def calls(self) -> int:
@@ -66,6 +75,8 @@ class Cell:
             "calls": self.calls,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+            "roles": self.roles,
         }
 
 
@@ -138,7 +149,13 @@ def _run_planexec(task: Task, max_concurrency: int | None) -> Cell:
         output_tokens=sum(u.get("output_tokens", 0) for u in usage.values()),
         calls_by_tier=_by_tier((u.get("model", ""), u.get("calls", 0)) for u in usage.values()),
         answer=state.get("response", ""),
+        roles={role: _role_tokens(u) for role, u in usage.items()},
     )
+
+
+def _role_tokens(usage: dict[str, Any]) -> dict[str, int]:
+    """A role's usage totals, as far as the prompt-cache table needs them."""
+    return {k: int(usage.get(k, 0)) for k in ("calls", "input_tokens", "cached_input_tokens")}
 
 
 TIERS = ("gpt-4o", "gpt-4o-mini")  # the planner's tier, the executor's
@@ -181,6 +198,9 @@ def _run_react(task: Task, *, parallel: bool) -> Cell:
         wall = time.perf_counter() - started
     replies = [m for m in out["messages"] if isinstance(m, AIMessage)]
     usage = [usage_of_call("react", m, REACT_MODEL)["react"] for m in replies]
+    totals: dict[str, dict[str, Any]] = {}
+    for call in usage:
+        totals = merge_usage(totals, {"react": call})
     return Cell(
         task=task.name,
         arch="react-parallel" if parallel else "react",
@@ -190,4 +210,5 @@ def _run_react(task: Task, *, parallel: bool) -> Cell:
         output_tokens=sum(u["output_tokens"] for u in usage),
         calls_by_tier=_by_tier([(REACT_MODEL, len(replies))]),
         answer=str(replies[-1].content) if replies else "",
+        roles={role: _role_tokens(u) for role, u in totals.items()},
     )

@@ -6,7 +6,7 @@ Nothing here is recorded for the report's sake; it reads what a run keeps anyway
   planner, replanner and approval call, and each plan the run had in turn (so steps a revision
   replaced stay visible as replaced);
 - the state: the final plan, results, decisions (`history`, with each replan's reason) and usage
-  per role;
+  per role (with the cached input tokens and the prompt-cache hit rate they give);
 - the step journal: every attempt of every step with its own times, tool calls and usage
   (`graphs.journal.run_records`, across the run's node executions).
 
@@ -22,6 +22,7 @@ from typing import Any
 
 from app.runs import runner
 from app.runs.persistence import Persistence
+from app.usage import with_cache_hit_rates
 from graphs.journal import run_records
 
 TEXT_CHARS = 2_000  # of a result or error kept in the report: the report stays small
@@ -75,6 +76,11 @@ class StepView:
             sum(u.get("output_tokens", 0) for u in usage),
         )
 
+    @property
+    def cached_input_tokens(self) -> int:
+        """Input tokens of its model calls that the provider read from its prompt cache."""
+        return sum(u.get("cached_input_tokens", 0) for a in self.attempts for u in a.usage.values())
+
 
 @dataclass
 class Call:
@@ -105,6 +111,7 @@ class RunReport:
     calls: list[Call]
     decisions: list[Decision]
     usage: dict[str, dict[str, Any]]
+    """Per role: the state's usage totals, with each role's `cache_hit_rate` added."""
     models: dict[str, str]
     plan_versions: int
 
@@ -136,7 +143,7 @@ def gather(persistence: Persistence, thread_id: str) -> RunReport:
         steps=steps,
         calls=calls,
         decisions=_decisions(state),
-        usage=dict(state.get("usage") or {}),
+        usage=with_cache_hit_rates(state.get("usage")),
         models={r: str(ctx.get(f"{r}_model", "")) for r in ("planner", "executor", "replanner")},
         plan_versions=len(plans),
     )

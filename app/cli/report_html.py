@@ -14,11 +14,12 @@ import math
 import textwrap
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from app.cli.report_data import Attempt, RunReport, StepView
 from app.cli.text import visible
 from app.pricing import PRICES_AS_OF
-from app.usage import ROLES, total_usage
+from app.usage import ROLES, hit_rate_text, total_usage
 
 STATUS_COLOURS = {
     "done": "#2e9d5b",
@@ -91,6 +92,7 @@ def render(report: RunReport) -> str:
     if total:
         facts += [
             ("tokens", f"{total['input_tokens']:,} in / {total['output_tokens']:,} out"),
+            ("cached in", hit_rate_text(total)),
             ("cost", _money(total["cost_usd"])),
         ]
     parts = [
@@ -358,6 +360,7 @@ def _decisions(report: RunReport) -> str:
 def _usage_tables(report: RunReport) -> str:
     head = (
         "<tr><th>role</th><th>model</th><th class=n>calls</th><th class=n>tokens in</th>"
+        "<th class=n>cached in</th><th class=n>cache hit rate</th>"
         "<th class=n>tokens out</th><th class=n>cost USD</th></tr>"
     )
     rows = []
@@ -367,15 +370,13 @@ def _usage_tables(report: RunReport) -> str:
             continue
         model = report.models.get(role) or u.get("model", "")
         priced = f" (priced as {u['model']})" if u.get("model") and u["model"] != model else ""
-        rows.append(
-            f"<tr><td>{role}</td><td>{_e(model + priced)}</td><td class=n>{u.get('calls', 0)}</td>"
-            f"<td class=n>{u.get('input_tokens', 0):,}</td>"
-            f"<td class=n>{u.get('output_tokens', 0):,}</td>"
-            f"<td class=n>{_money(u.get('cost_usd'))}</td></tr>"
-        )
+        rows.append(_usage_row(role, _e(model + priced), u))
+    if rows:
+        rows.append(_usage_row("total", "", total_usage(report.usage)))
     per_role = (
-        f"<table id=usage-roles><caption class=muted>per role (prices as of {PRICES_AS_OF})"
-        f"</caption>{head}{''.join(rows)}</table>"
+        f"<table id=usage-roles><caption class=muted>per role (prices as of {PRICES_AS_OF}; "
+        "cached in: input tokens the provider read from its prompt cache, billed at its "
+        f"cached rate)</caption>{head}{''.join(rows)}</table>"
     )
     step_rows = []
     for s in report.steps:
@@ -385,15 +386,27 @@ def _usage_tables(report: RunReport) -> str:
         step_rows.append(
             f"<tr><td>{_e(s.id)}</td><td class=n>{len(s.attempts)}</td>"
             f"<td class=n>{max(a.end for a in s.attempts) - min(a.start for a in s.attempts):.2f}"
-            f" s</td><td class=n>{tin:,}</td><td class=n>{tout:,}</td>"
-            f"<td class=n>{_money(s.cost_usd)}</td></tr>"
+            f" s</td><td class=n>{tin:,}</td><td class=n>{s.cached_input_tokens:,}</td>"
+            f"<td class=n>{tout:,}</td><td class=n>{_money(s.cost_usd)}</td></tr>"
         )
     per_step = (
         "<table id=usage-steps><caption class=muted>per step (executor)</caption><tr>"
         "<th>step</th><th class=n>attempts</th><th class=n>time</th><th class=n>tokens in</th>"
-        f"<th class=n>tokens out</th><th class=n>cost USD</th></tr>{''.join(step_rows)}</table>"
+        "<th class=n>cached in</th><th class=n>tokens out</th><th class=n>cost USD</th></tr>"
+        f"{''.join(step_rows)}</table>"
     )
     return per_role + per_step
+
+
+def _usage_row(role: str, model_html: str, u: dict[str, Any]) -> str:
+    """One row of the per-role table: `role` is a fixed name, `model_html` already escaped."""
+    return (
+        f"<tr data-role={role}><td>{role}</td><td>{model_html}</td>"
+        f"<td class=n>{u.get('calls', 0)}</td><td class=n>{u.get('input_tokens', 0):,}</td>"
+        f"<td class=n>{u.get('cached_input_tokens', 0):,}</td>"
+        f"<td class=n>{hit_rate_text(u)}</td><td class=n>{u.get('output_tokens', 0):,}</td>"
+        f"<td class=n>{_money(u.get('cost_usd'))}</td></tr>"
+    )
 
 
 def _step_details(s: StepView) -> str:

@@ -30,7 +30,7 @@ from rich.text import Text
 
 from app.cli.text import labelled, one_line, plain, visible
 from app.pricing import PRICES_AS_OF
-from app.usage import ROLES, cache_hit_rate, total_usage
+from app.usage import ROLES, hit_rate_text, total_usage
 
 STATUS_STYLE = {
     "pending": "dim",
@@ -307,7 +307,7 @@ def usage_table(usage: dict[str, dict[str, Any]], models: dict[str, str]) -> Tab
             plain(one_line(model)),
             str(totals["calls"]),
             f"{totals['input_tokens']:,}",
-            _hit_rate(totals),
+            hit_rate_text(totals),
             f"{totals['output_tokens']:,}",
             _money(totals.get("cost_usd")),
         )
@@ -317,7 +317,7 @@ def usage_table(usage: dict[str, dict[str, Any]], models: dict[str, str]) -> Tab
         "",
         str(total["calls"]),
         f"{total['input_tokens']:,}",
-        _hit_rate(total),
+        hit_rate_text(total),
         f"{total['output_tokens']:,}",
         _money(total["cost_usd"]),
         style="bold",
@@ -325,12 +325,6 @@ def usage_table(usage: dict[str, dict[str, Any]], models: dict[str, str]) -> Tab
     if priced_as:  # scripted calls are priced as the models their scenario stands for
         table.caption = plain(one_line("scripted calls priced as: " + ", ".join(priced_as)))
     return table
-
-
-def _hit_rate(totals: dict[str, Any]) -> str:
-    """The share of input tokens read from the provider's prompt cache."""
-    rate = cache_hit_rate(totals)
-    return "-" if rate is None else f"{rate:.0%}"
 
 
 def _money(value: float | None) -> str:

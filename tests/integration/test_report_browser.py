@@ -35,6 +35,8 @@ MEASURE = """(() => {
     calls: all('#timeline rect.call').map(r => r.getAttribute('class')),
     replans: all('#timeline .replan-mark').length,
     step_costs: all('#usage-steps tr td:last-child').map(td => td.textContent),
+    role_heads: all('#usage-roles th').map(th => th.textContent),
+    role_rows: all('#usage-roles tr[data-role]').map(tr => [...tr.cells].map(c => c.textContent)),
     scripts: document.scripts.length,
     images: document.images.length,
     pwned: window.pwned || 0,
@@ -101,6 +103,12 @@ def test_demo_report_renders_in_chromium(tmp_path: Path, chromium_present: None)
     assert sorted(m["calls"]) == ["call planner", "call replanner", "call replanner"]
     assert m["replans"] == 1
     assert len(m["step_costs"]) == 7 and all(c.startswith("$0.0") for c in m["step_costs"])
+    # Cached input tokens and the hit rate per role: the demo's prompts are all under OpenAI's
+    # 1,024-token minimum, so none are cached (docs/performance.md#prompt-caching).
+    assert m["role_heads"][3:6] == ["tokens in", "cached in", "cache hit rate"]
+    rows = {cells[0]: cells for cells in m["role_rows"]}
+    assert list(rows) == ["planner", "executor", "replanner", "total"]
+    assert all(cells[4:6] == ["0", "0%"] for cells in rows.values())
     assert "order_date is probably not ISO text" in m["text"]  # the replan's reason
     assert re.search(r"cost: \$0\.0\d{3}", m["text"])  # the run's cost, priced
 

@@ -21,7 +21,7 @@ def test_bench_quick_on_one_task_writes_rows_and_fails_a_doctored_baseline(
     rows_file = tmp_path / "rows.json"
     strict = tmp_path / "baseline.json"
     # A baseline no real run can meet: planexec at a tenth of react-parallel's cost and wall.
-    strict.write_text(json.dumps({"ratios": {"diamond-short": {"cost": 0.1, "wall": 0.1}}}))
+    strict.write_text(json.dumps({"ratios": {"diamond-long": {"cost": 0.1, "wall": 0.1}}}))
 
     result = CliRunner().invoke(
         app,
@@ -29,7 +29,7 @@ def test_bench_quick_on_one_task_writes_rows_and_fails_a_doctored_baseline(
             "bench",
             "--quick",
             "--task",
-            "diamond-short",
+            "diamond-long",
             "--json",
             str(rows_file),
             "--check",
@@ -38,12 +38,15 @@ def test_bench_quick_on_one_task_writes_rows_and_fails_a_doctored_baseline(
     )
 
     assert result.exit_code == 1, result.output
-    assert "diamond-short: planexec/react-parallel cost ratio" in result.output
+    assert "diamond-long: planexec/react-parallel cost ratio" in result.output
     rows = json.loads(rows_file.read_text())
     assert {r["arch"] for r in rows} == {"planexec", "react", "react-parallel"}
     for row in rows:
-        assert set(row) == ROW_KEYS and row["task"] == "diamond-short"
+        assert ROW_KEYS <= set(row) and row["task"] == "diamond-long"
         assert row["cost_usd"] > 0 and row["input_tokens"] > 0 and row["wall_s"] > 0
+        roles = row["roles"].values()
+        assert row["input_tokens"] == sum(r["input_tokens"] for r in roles)
+        assert row["cached_input_tokens"] == sum(r["cached_input_tokens"] for r in roles)
     by_arch = {r["arch"]: r for r in rows}
     # planexec: one planner and one final call, no executor call: the look-ups and the total are
     # tool steps (a model step would add two executor calls each).
@@ -52,6 +55,17 @@ def test_bench_quick_on_one_task_writes_rows_and_fails_a_doctored_baseline(
     assert by_arch["react-parallel"]["calls"] == 4
     assert by_arch["react"]["calls"] == 5
     assert "planexec" in result.output and "react-parallel" in result.output
+    # The prompt cache: ReAct re-sends its growing transcript, so from its second turn on the
+    # ~800-token look-up results it sent before are read from the cache; planexec's planner
+    # and final call are one call each per run, so nothing of theirs was sent before.
+    assert set(by_arch["planexec"]["roles"]) == {"planner", "replanner"}
+    assert by_arch["planexec"]["cached_input_tokens"] == 0
+    react = by_arch["react-parallel"]["roles"]["react"]
+    assert 0 < react["cached_input_tokens"] < react["input_tokens"]
+    assert react["cached_input_tokens"] % 128 == 0  # OpenAI's rule: 1,024 + 128·k per call
+    share = f"{react['cached_input_tokens'] / react['input_tokens']:.0%}"
+    table = next(line for line in result.output.splitlines() if "react-parallel │ react" in line)
+    assert table.split("│")[-2].strip() == share
 
 
 def cell(task: str, arch: str, cost: float, wall: float) -> Cell:

@@ -69,7 +69,7 @@ def test_an_executor_that_obeys_the_page_is_contained(tmp_path: Path) -> None:
             step, goal="g", dependencies={}, model=model, model_name="obedient",
             tools=tools, max_tool_calls=6,
         )
-    assert model._offered == ["http_get", "flag_surprise"]  # only the step's tools
+    assert model._offered == ["flag_surprise", "http_get"]  # only the step's tools
     calls = outcome.result["tool_calls"]
     assert [c["name"] for c in calls] == ["http_get", "http_get"]  # it obeyed the page
     assert calls[0]["ok"] and "DO {" in calls[0]["output"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import runpy
 from collections import defaultdict
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,12 @@ from app.usage import cache_hit_rate, merge_usage, total_usage, usage_of_call
 from graphs.plan_execute import build_graph
 from tests.helpers import clean_env, instant_demo
 from tools.registry import DEFAULT_TOOLS
+
+ROOT = Path(__file__).resolve().parents[2]
+# The benchmark's own scenario rewrite: the run this test checks is the one it measures.
+without_step_tools = runpy.run_path(str(ROOT / "benchmarks" / "prompt_cache.py"))[
+    "without_step_tools"
+]
 
 
 def openai_cached(shared: int) -> int:
@@ -127,23 +135,11 @@ class CacheLog(BaseCallbackHandler):
         self.cached[self.role_of[run_id]] += meta["input_token_details"]["cache_read"]
 
 
-def _without_step_tools(tmp_path: Path) -> Path:
-    path = instant_demo(tmp_path)
-    script = json.loads(path.read_text(encoding="utf-8"))
-    plans = [script["planner"]] + [r for r in script["replanner"] if r.get("steps")]
-    for plan in plans:
-        for step in plan["steps"]:
-            step.pop("tools", None)
-    path.write_text(json.dumps(script), encoding="utf-8")
-    return path
-
-
 def test_run_usage_sums_the_cached_tokens_each_call_reported(tmp_path: Path) -> None:
     # Offering every default tool makes the executor's shared prefix pass 1,024 tokens; the
     # steps' own tool lists are dropped so that every step is offered them all.
-    ctx = demo_context(
-        tmp_path / "ws", scenario=str(_without_step_tools(tmp_path)), tools=list(DEFAULT_TOOLS)
-    )
+    scenario = without_step_tools(instant_demo(tmp_path))
+    ctx = demo_context(tmp_path / "ws", scenario=str(scenario), tools=list(DEFAULT_TOOLS))
     graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
     log = CacheLog()
     config = {"configurable": {"thread_id": f"cache-{tmp_path.name}"}, "callbacks": [log]}
@@ -193,20 +189,28 @@ def test_cached_tokens_on_openai_service_tiers_count_and_never_exceed_the_input(
 # show -----------------------------------------------------------------------------------------
 
 
-def test_show_gives_each_roles_cache_hit_rate_in_json_and_in_the_table(tmp_path: Path) -> None:
+def cached_run(tmp_path: Path) -> str:
+    """A demo run through the CLI whose executor reads from the prompt cache (every step is
+    offered planexec's default tools: a shared prefix past 1,024 tokens); its database URL."""
     from app.runs.demo import prepare_workspace
     from tests.helpers import run_cli
 
     db, ws = str(tmp_path / "runs.sqlite"), tmp_path / "ws"
     sql = str(prepare_workspace(ws))
     ran = run_cli(
-        "run", "Q3 revenue report", "--scenario", str(_without_step_tools(tmp_path)),
+        "run", "Q3 revenue report", "--scenario", str(without_step_tools(instant_demo(tmp_path))),
         "--tools", ",".join(DEFAULT_TOOLS), "--workspace", str(ws), "--sql-database", sql,
         "--db", db, "--thread", "cached", "--json",
         cwd=tmp_path,
     )  # fmt: skip
     assert ran.returncode == 0, ran.stderr
+    return db
 
+
+def test_show_gives_each_roles_cache_hit_rate_in_json_and_in_the_table(tmp_path: Path) -> None:
+    from tests.helpers import run_cli
+
+    db = cached_run(tmp_path)
     shown = run_cli("show", "cached", "--db", db, "--json", cwd=tmp_path)
     usage = json.loads(shown.stdout)["usage"]
     executor = usage["executor"]
@@ -218,6 +222,65 @@ def test_show_gives_each_roles_cache_hit_rate_in_json_and_in_the_table(tmp_path:
     table = run_cli("show", "cached", "--db", db, cwd=tmp_path, env=wide).stdout
     row = next(line for line in table.splitlines() if line.strip("│ ").startswith("executor"))
     assert f"{executor['cache_hit_rate']:.0%}" in row
+
+
+class UsageRows(HTMLParser):
+    """The cells of each `<tr data-role=...>` row of a report, by role."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, list[str]] = {}
+        self._role: str | None = None
+        self._in_cell = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tr":
+            self._role = dict(attrs).get("data-role")
+            if self._role:
+                self.rows[self._role] = []
+        elif tag == "td" and self._role:
+            self.rows[self._role].append("")
+            self._in_cell = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td":
+            self._in_cell = False
+        elif tag == "tr":
+            self._role = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in_cell and self._role:
+            self.rows[self._role][-1] += data
+
+
+def test_the_report_gives_each_roles_cached_tokens_and_hit_rate(tmp_path: Path) -> None:
+    from app.cli.report_data import gather
+    from app.cli.report_html import render
+    from app.runs.persistence import open_persistence
+
+    db = cached_run(tmp_path)
+    with open_persistence(db) as persistence:
+        report = gather(persistence, "cached")
+    executor = report.usage["executor"]
+    assert executor["cached_input_tokens"] > 0
+    assert executor["cache_hit_rate"] == executor["cached_input_tokens"] / executor["input_tokens"]
+    assert report.usage["planner"]["cache_hit_rate"] == 0
+    # The steps' journaled usage holds the same cached tokens as the executor's total.
+    assert sum(s.cached_input_tokens for s in report.steps) == executor["cached_input_tokens"]
+
+    parser = UsageRows()
+    parser.feed(render(report))
+    role, _, calls, tokens_in, cached_in, rate, *_ = parser.rows["executor"]
+    assert (role, calls) == ("executor", str(executor["calls"]))
+    assert (tokens_in, cached_in) == (
+        f"{executor['input_tokens']:,}",
+        f"{executor['cached_input_tokens']:,}",
+    )
+    assert rate == f"{executor['cache_hit_rate']:.0%}" != "0%"
+    assert parser.rows["planner"][5] == "0%"
+    total = total_usage(report.usage)
+    assert parser.rows["total"][4] == f"{total['cached_input_tokens']:,}"
+    assert parser.rows["total"][5] == f"{total['cached_input_tokens'] / total['input_tokens']:.0%}"
 
 
 # the scenario server --------------------------------------------------------------------------
