@@ -157,7 +157,9 @@ def load_templates(path: Path) -> dict[str, GoalTemplate]:
     names = [t.name for t in spec.templates]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise TemplateError(f"templates file {str(path)!r}: template {repeated[0]!r} is declared twice")
+        raise TemplateError(
+            f"templates file {str(path)!r}: template {repeated[0]!r} is declared twice"
+        )
     return {t.name: t for t in spec.templates}
 
 
@@ -166,5 +168,7 @@ def template_goal(path: Path, name: str, params: dict[str, str]) -> str:
     templates = load_templates(path)
     if name not in templates:
         known = ", ".join(sorted(templates))
-        raise TemplateError(f"templates file {str(path)!r} has no template {name!r} (it has: {known})")
+        raise TemplateError(
+            f"templates file {str(path)!r} has no template {name!r} (it has: {known})"
+        )
     return templates[name].render(params)

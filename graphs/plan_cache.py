@@ -113,7 +113,13 @@ def _usable(
         return None, "no cached plan for this template, tools and planner model yet"
     age = time.time() - entry.get("created_at", 0)
     if ctx.plan_cache_max_age_s and age > ctx.plan_cache_max_age_s:
-        return None, f"expired: stored {age:.0f} s ago, plan_cache_max_age_s is {ctx.plan_cache_max_age_s:g}"
+        return (
+            None,
+            (
+                f"expired: stored {age:.0f} s ago, plan_cache_max_age_s is "
+                f"{ctx.plan_cache_max_age_s:g}"
+            ),
+        )
     if sorted(entry.get("params", [])) != sorted(ctx.params):
         return None, (
             f"the cached plan's parameters are {sorted(entry.get('params', []))}, "

@@ -415,7 +415,9 @@ def run(
     ] = None,
     templates: Annotated[
         Path | None,
-        typer.Option(help="YAML/JSON file declaring templates: the goal is made from --template's."),
+        typer.Option(
+            help="YAML/JSON file declaring templates: the goal is made from --template's."
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -65,7 +65,10 @@ def test_second_run_uses_the_cached_plan_with_its_own_values(tmp_path: Path) -> 
     assert first["usage"]["planner"]["calls"] == 1
     [entry] = plan_cache.entries(store)
     assert entry["goal"] == GOAL
-    assert entry["steps"][0]["args"] == {"path": "notes/{region}.txt", "content": "Sales note: {region}"}
+    assert entry["steps"][0]["args"] == {
+        "path": "notes/{region}.txt",
+        "content": "Sales note: {region}",
+    }
     assert entry["steps"][1]["description"] == "Summarise the sales note of {region} in one line."
 
     second, events = run(tmp_path, store, "Paris", thread="t2")
@@ -120,7 +123,9 @@ def test_an_old_entry_is_dropped_and_the_planner_asked(tmp_path: Path) -> None:
     store = InMemoryStore()
     run(tmp_path, store, "Berlin", thread="t1")
     [item] = store.search(plan_cache.namespace("region-note"))
-    store.put(item.namespace, item.key, {**item.value, "created_at": item.value["created_at"] - 100})
+    store.put(
+        item.namespace, item.key, {**item.value, "created_at": item.value["created_at"] - 100}
+    )
     state, events = run(tmp_path, store, "Paris", thread="t2", plan_cache_max_age_s=50.0)
     assert cache_events(events) == ["dropped", "miss", "stored"]
     assert state["usage"]["planner"]["calls"] == 1
@@ -201,7 +206,9 @@ def test_values_become_placeholders_in_text_and_args_only() -> None:
 
 def test_templates_file_is_checked(tmp_path: Path) -> None:
     path = tmp_path / "t.yaml"
-    path.write_text("templates:\n  - name: r\n    goal: 'Report for {region}'\n    params: [region]\n")
+    path.write_text(
+        "templates:\n  - name: r\n    goal: 'Report for {region}'\n    params: [region]\n"
+    )
     assert load_templates(path)["r"].render({"region": "EU"}) == "Report for EU"
     with pytest.raises(TemplateError, match="missing --param region"):
         load_templates(path)["r"].render({})
