@@ -42,8 +42,6 @@ FINISHED = ("done", "failed", "blocked")
 RESULT_CHARS = 300  # of a result kept per row: rows are one line, so more is never seen
 PLAIN_RESULT_CHARS = 200  # of a result on a piped output line
 _TABLE_CHROME = 5  # title, top border, header, header rule, bottom border
-
-
 def result_text(step: dict[str, Any]) -> str:
     """What a step row shows: its result, or its error; a surprise first."""
     text = str(step.get("error") or step.get("result") or "")
@@ -268,7 +266,9 @@ def event_line(event: dict[str, Any]) -> str:
     elif kind == "reviewed":
         line = f"replanner: continue ({event.get('reason', '')})"
     elif kind == "paused":
-        line = "paused for plan approval" + (f": {event['error']}" if event.get("error") else "")
+        line = "paused for plan approval" + (
+            f": {event['error']}" if event.get("error") else ""
+        )
     elif kind == "plan_cache":
         line = f"plan cache {event.get('action')} ({event.get('template')}): {event.get('reason')}"
     elif kind == "finished":
