@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from app.context import Context
 from app.plan_templates import TemplateError, check_params, check_template_name
+from app.usage import RESET_KEY
 from graphs import events
 from graphs.plan_placeholders import Ambiguous, instantiate, templatise
 from graphs.run_context import run_context
@@ -193,6 +194,8 @@ class _Decision:
 def _decide(state: dict[str, Any], out: Any) -> _Decision | None:
     if not isinstance(out, dict):
         return None
+    if RESET_KEY in (out.get("results") or {}) and "plan_cache" not in out:
+        return None  # a new run with no template (or one that failed to start) began
     now = {k: out.get(k, state.get(k)) for k in ("plan_cache", "run_id", "status", "replans")}
     now.update(goal=out.get("goal", state.get("goal")), plan=out.get("plan", state.get("plan")))
     marker = now["plan_cache"]

@@ -228,3 +228,24 @@ def test_templates_file_is_checked(tmp_path: Path) -> None:
         parse_params(["region"])
     with pytest.raises(TemplateError, match="given twice"):
         parse_params(["a=1", "a=2"])
+
+
+def test_a_later_run_on_the_thread_does_not_settle_the_earlier_run_s_entry(
+    tmp_path: Path,
+) -> None:
+    store = InMemoryStore()
+    run(tmp_path, store, "Berlin", thread="t1")
+    saver = InMemorySaver()
+    graph = build_graph(checkpointer=saver, store=store)
+    config = {"configurable": {"thread_id": "t2"}}
+    ctx = Context.every_role(
+        f"scripted:{SCENARIO}", tools=["write_file"], workspace=str(tmp_path / "ws"),
+        template="region-note", params={"region": "Paris"},
+    )  # fmt: skip
+    graph.invoke({"goal": GOAL.format(region="Paris")}, config, context=ctx)
+    assert graph.get_state(config).values["plan_cache"]["from_cache"] is True
+    # A new run on the thread that fails before planning (no template) leaves the entry alone.
+    bad = Context.every_role(f"scripted:{SCENARIO}", tools=["nope"], workspace=str(tmp_path))
+    state = graph.invoke({"goal": "something else"}, config, context=bad)
+    assert state["status"] == "failed"
+    assert len(plan_cache.entries(store)) == 1
