@@ -122,7 +122,10 @@ def _list(db: str | None, name: str | None, as_json: bool) -> int:
             _age(row["age_s"]),
             str(row["hits"]),
         )
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # piped: the whole table, not one cut to 80 columns
+        console = Console(width=160)
+    console.print(table)
     return 0
 
 
