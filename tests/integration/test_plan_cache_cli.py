@@ -87,3 +87,24 @@ def test_bad_templates_and_params_exit_4_naming_the_problem(tmp_path: Path) -> N
                    cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 4 and "no cached plan for template 'nothing-here'" in proc.stderr
     assert not (tmp_path / "no.sqlite").exists()  # looking creates no database
+
+
+def test_cache_commands_print_model_text_escaped(tmp_path: Path) -> None:
+    hostile = "[bold]b[/bold] \x1b[31mred\x1b[0m \x07"
+    scenario = {
+        "name": "hostile_cache",
+        "goal": "g",
+        "tools": [],
+        "planner": {"steps": [{"id": "a", "description": hostile, "depends_on": []}]},
+        "executor": {"a": [{"content": "ok"}]},
+        "replanner": [{"action": "finish", "reason": "r", "response": "done"}],
+    }
+    (tmp_path / "hostile.json").write_text(json.dumps(scenario), encoding="utf-8")
+    db = str(tmp_path / "runs.sqlite")
+    code, events = run_json("run", "a goal", "--scenario", "hostile.json", "--template", "h",
+                            "--workspace", "ws", "--db", db, cwd=tmp_path)  # fmt: skip
+    assert code == 0 and cache_actions(events) == ["miss", "stored"]
+    shown = run_cli("cache", "show", "h", "--db", db, cwd=tmp_path)
+    assert shown.returncode == 0
+    assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout
+    assert "[bold]b[/bold] \\x1b[31mred\\x1b[0m \\x07" in shown.stdout
