@@ -144,6 +144,26 @@ class Context:
         },
     )
 
+    # --- Plan cache (issue 13; graphs/plan_cache.py, docs/plan-cache.md) ---
+    template: str = field(
+        default="",
+        metadata={
+            "description": "The goal is an instance of this template: its cached plan is used "
+            "(no planner call) when one fits; a successful run without one stores its plan."
+        },
+    )
+    params: dict[str, str] = field(
+        default_factory=dict,
+        metadata={"description": "The template's parameter values, by name."},
+    )
+    plan_cache_max_age_s: float = field(
+        default=7 * 24 * 3600.0,
+        metadata={
+            "description": "A cached plan older than this many seconds is dropped and the "
+            "planner asked again; 0 = no age limit."
+        },
+    )
+
     @classmethod
     def of(cls, **explicit: Any) -> Context:
         """`explicit` values exactly as given, the environment filling only the rest.

@@ -23,6 +23,7 @@ PLAN_EDITED = "plan_edited"
 REVIEWED = "reviewed"
 PAUSED = "paused"
 FINISHED = "finished"
+PLAN_CACHE = "plan_cache"
 
 Writer = Callable[[Any], None]
 

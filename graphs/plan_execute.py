@@ -24,6 +24,7 @@ from langgraph.store.base import BaseStore
 
 from app.context import Context
 from graphs.approval import make_approve
+from graphs.plan_cache import settling
 from graphs.planner import make_plan
 from graphs.replanner import make_replan
 from graphs.retries import MODEL_NODE_RETRY
@@ -53,8 +54,11 @@ def _after_planner(state: State) -> str:
 
 
 def _summarized(name: str, node: RunnableCallable) -> RunnableCallable:
-    """An async-native node (sync and async faces) with a summary added to its update."""
-    return RunnableCallable(summarized(name, node.func), summarized(name, node.afunc), name=name)
+    """An async-native node (sync and async faces) with a summary added to its update, and the
+    plan cache settled when the update ends the run (graphs/plan_cache.py)."""
+    return RunnableCallable(
+        settling(summarized(name, node.func)), settling(summarized(name, node.afunc)), name=name
+    )
 
 
 def build_graph(
@@ -80,11 +84,13 @@ def build_graph(
     # replanner: continue, revise the remaining steps (via approval if on), or finish
     builder.add_node(
         "replanner",
-        summarized("replanner", recorded_route(make_replan(tools or ()))),
+        settling(summarized("replanner", recorded_route(make_replan(tools or ())))),
         retry_policy=MODEL_NODE_RETRY,
     )
     # approval: a person approves, edits or rejects the plan (LangGraph interrupt)
-    builder.add_node("approval", summarized("approval", recorded_route(make_approve(tools or ()))))
+    builder.add_node(
+        "approval", settling(summarized("approval", recorded_route(make_approve(tools or ()))))
+    )
     builder.add_edge(START, "planner")
     builder.add_conditional_edges(
         "planner",

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from app.context import Context, resolve_context
 from app.models import describe_model_error, role_model
 from app.usage import merge_usage
-from graphs import events
+from graphs import events, plan_cache
 from graphs.aio import run_sync
 from graphs.budget import Spend
 from graphs.journal import StepJournal
@@ -104,6 +104,11 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
     except Exception as exc:  # a setting that cannot be used, named before any model is paid
         return _fail(runtime, f"the planner_tools setting cannot be used: {exc}")
     run_id = _run_id()
+    cache = await plan_cache.lookup(ctx, runtime, goal, tools)  # a template's cached plan
+    if cache.error:
+        return _fail(runtime, cache.error)
+    if cache.hit is not None:  # no planner model call (graphs/plan_cache.py)
+        return cache.mark(await _start(ctx, runtime, goal, run_id, cache.hit, None, []))
     streamed: _StreamedPlan | None = None
     try:
         try:
@@ -130,7 +135,7 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
             usage = getattr(exc, "usage", None) or {}
             return await _fail_streamed(runtime, streamed, reason, usage)
         looked = [_looked_up(lookups.made)] if lookups and lookups.made else []
-        return await _start(ctx, runtime, goal, run_id, out, streamed, looked)
+        return cache.mark(await _start(ctx, runtime, goal, run_id, out, streamed, looked))
     finally:
         # Cancelled (the server's runs.cancel) while the plan streamed: the steps already
         # started are cancelled too, not left running after the node.

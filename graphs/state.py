@@ -95,6 +95,10 @@ class State(TypedDict, total=False):
     person reads in the thread's history to pick a checkpoint to fork from or edit."""
     usage: Annotated[dict[str, dict[str, Any]], merge_usage]
     """Per role: calls, input_tokens, output_tokens, cost_usd (None if the price is unknown)."""
+    plan_cache: dict[str, Any]
+    """A templated run's plan cache (graphs/plan_cache.py): template, key, tools, `from_cache`
+    (the plan came from the cache, no planner call), `run_id`, and once the run's outcome is
+    known `outcome` (stored, dropped, not_stored) and `reason`."""
     approval_error: str
     """Why the last answer to the approval pause was refused (shown when it pauses again); the
     refused answer itself is not kept."""

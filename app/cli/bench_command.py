@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -41,6 +41,14 @@ def register(app: typer.Typer) -> None:
         max_concurrency: Annotated[
             int | None, typer.Option(min=1, help="planexec's max_concurrency (default: Context's).")
         ] = None,
+        plan_cache: Annotated[
+            bool,
+            typer.Option(
+                "--plan-cache",
+                help="Instead: each task's second run as a template (plan from the cache) "
+                "against its first (app/bench/plan_cache.py).",
+            ),
+        ] = False,
     ) -> None:
         """Run the same tasks through planexec and a ReAct agent (with and without parallel
         tool calls) and print calls, tokens, cost, wall time and the ratios."""
@@ -70,6 +78,9 @@ def register(app: typer.Typer) -> None:
             err.print(f"error: {exc}")
             raise typer.Exit(EXIT_CONFIG) from None
         tasks = [t for t in all_tasks() if t.name in wanted]
+        if plan_cache:
+            _bench_plan_cache(console, err, tasks, 1 if quick else repeat, json_file)
+            return
         cells = measure(
             tasks,
             repeat=1 if quick else repeat,
@@ -98,3 +109,19 @@ def register(app: typer.Typer) -> None:
             if failures:
                 raise typer.Exit(EXIT_GATE)
             console.print(f"bench gate passed against {check}")
+
+
+def _bench_plan_cache(
+    console: Any, err: Any, tasks: list[Any], repeat: int, json_file: Path | None
+) -> None:
+    """The `--plan-cache` section: a templated task's second run against its first."""
+    from app.bench.plan_cache import measure_plan_cache, print_plan_cache_table
+
+    rows = []
+    for task in tasks:
+        rows.append(row := measure_plan_cache(task, repeat=repeat))
+        err.print(f"  {task.name}: {row.first.wall_s:.2f} s, then {row.second.wall_s:.2f} s")
+    print_plan_cache_table(console, rows)
+    if json_file:
+        text = json.dumps([r.row() for r in rows], indent=2) + "\n"
+        json_file.write_text(text, encoding="utf-8")

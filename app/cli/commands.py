@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from app.cli.bench_command import register as register_bench_command
+from app.cli.cache_command import register as register_cache_command
 from app.cli.serve_command import register as register_serve_command
 from app.cli.steps_file import load_steps_file
 from app.cli.text import labelled, plain
@@ -365,7 +366,10 @@ def _guarded(fn: Any) -> int:
 
 @app.command()
 def run(
-    goal: Annotated[str, typer.Argument(help="What the agent should achieve.")],
+    goal: Annotated[
+        str | None,
+        typer.Argument(help="What the agent should achieve (left out with --templates)."),
+    ] = None,
     thread: ThreadOption = None,
     db: DbOption = None,
     scenario: Annotated[
@@ -410,6 +414,19 @@ def run(
             "'surprise' (do not repeat; the replanner is told its outcome is unknown)."
         ),
     ] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(help="The goal is this template's: reuse its cached plan (no planner call)."),
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option(help="A template parameter, KEY=VALUE (repeatable).")
+    ] = None,
+    templates: Annotated[
+        Path | None,
+        typer.Option(
+            help="YAML/JSON file declaring templates: the goal is made from --template's."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Plan and execute GOAL, showing the plan and each step live."""
@@ -437,6 +454,7 @@ def run(
         raise typer.Exit(EXIT_CONFIG)
 
     def go() -> int:
+        from app.cli.cache_command import templated_goal
         from app.context import Context
         from app.runs.demo import prepare_workspace
         from app.scripted.scenarios import load_scenario
@@ -454,8 +472,10 @@ def run(
                 check_workspace(demo_ws)
                 overrides["workspace"] = str(demo_ws)
                 overrides["sql_database"] = str(prepare_workspace(demo_ws))
+        run_goal, cache_fields = templated_goal(goal, template, param or [], templates)
+        overrides.update(cache_fields)
         ctx = Context.of(**{k: v for k, v in overrides.items() if v is not None})
-        return _start(goal, ctx, thread, db, as_json, queue)
+        return _start(run_goal, ctx, thread, db, as_json, queue)
 
     raise typer.Exit(_guarded(go))
 
@@ -898,6 +918,7 @@ def scenario_schema() -> None:
 
 register_serve_command(app)  # planexec serve-scenario: app/serve_command.py
 register_bench_command(app)  # planexec bench: app/cli/bench_command.py
+register_cache_command(app)  # planexec cache list|show|clear: app/cli/cache_command.py
 
 
 def main() -> None:

@@ -274,6 +274,8 @@ def event_line(event: dict[str, Any]) -> str:
         line = f"replanner: continue ({event.get('reason', '')})"
     elif kind == "paused":
         line = "paused for plan approval" + (f": {event['error']}" if event.get("error") else "")
+    elif kind == "plan_cache":
+        line = f"plan cache {event.get('action')} ({event.get('template')}): {event.get('reason')}"
     elif kind == "finished":
         reason = f": {event['reason']}" if event.get("reason") else ""
         line = f"finished {event.get('status')}{reason}"
@@ -340,10 +342,24 @@ def print_outcome(console: Console, state: dict[str, Any]) -> None:
         body += [labelled("reason:", state["reason"], style="bold " + style), Text("")]
     body.append(plain(state.get("response") or "(no answer)"))
     console.print(Panel(Group(*body), title=plain(status), border_style=style))
+    if cache_line := plan_cache_line(state):
+        console.print(plain(cache_line))
     ctx = state.get("context") or {}
     models = {r: ctx.get(f"{r}_model", "") for r in ROLES}
     if state.get("usage"):
         console.print(usage_table(state["usage"], models))
+
+
+def plan_cache_line(state: dict[str, Any]) -> str:
+    """What the plan cache did for a templated run (graphs/plan_cache.py), or ""."""
+    marker = state.get("plan_cache") or {}
+    if not marker or marker.get("run_id") != state.get("run_id"):
+        return ""
+    source = "plan from cache" if marker.get("from_cache") else "plan from the planner"
+    line = f"{source} (template {marker.get('template')})"
+    if marker.get("outcome"):
+        line += f"; cache entry {marker['outcome'].replace('_', ' ')}: {marker.get('reason', '')}"
+    return one_line(line)
 
 
 def run_header(thread_id: str, goal: str | None = None, db: str | None = None) -> Text:

@@ -353,3 +353,42 @@ def test_plan_rejected_over_the_server_ends_the_run(
     assert values["status"] == "rejected"
     assert values["reason"] == "plan rejected: too costly"
     assert not values.get("results"), "a rejected plan runs no step"
+
+
+def test_templated_goal_reuses_its_cached_plan_from_the_server_store(
+    client: SyncLangGraphClient, new_thread: Callable[[], str], tmp_path: Path
+) -> None:
+    """The plan cache lives in the server's own store: the second run of a template makes no
+    planner call, and the entry is there for SDK clients to read."""
+    scenario = Path(__file__).resolve().parent.parent / "scenarios" / "plan_cache.json"
+    template = f"region-note-{new_thread()}"  # this session's own: the server's store persists
+    cache_namespace = ["planexec", "plan_cache", template]  # graphs/plan_cache.py's
+
+    def region_run(region: str) -> ServerRun:
+        with pytest.MonkeyPatch.context() as env:
+            for name in [n for n in os.environ if n.startswith("PLANEXEC_")]:
+                env.delenv(name)
+            ctx = Context.every_role(
+                f"scripted:{scenario}", tools=["write_file"], workspace=str(tmp_path / "ws"),
+                template=template, params={"region": region},
+            )  # fmt: skip
+        goal = f"Write the sales note for region {region}."
+        return stream_run(client, new_thread(), goal, dataclasses.asdict(ctx))
+
+    try:
+        first = region_run("Berlin")
+        assert first.errors == [] and first.state["status"] == "done", first.state.get("reason")
+        assert [e["action"] for e in of_kind(first.events, "plan_cache")] == ["miss", "stored"]
+        assert first.state["usage"]["planner"]["calls"] == 1
+        [item] = client.store.search_items(cache_namespace)["items"]
+        assert item["value"]["steps"][0]["args"]["path"] == "notes/{region}.txt"
+
+        second = region_run("Paris")
+        assert second.errors == [] and second.state["status"] == "done"
+        assert [e["action"] for e in of_kind(second.events, "plan_cache")] == ["hit"]
+        assert "planner" not in second.state["usage"]  # no planner model call
+        assert second.state["plan_cache"]["from_cache"] is True
+        assert (tmp_path / "ws" / "notes" / "Paris.txt").read_text() == "Sales note: Paris"
+    finally:
+        for item in client.store.search_items(cache_namespace)["items"]:
+            client.store.delete_item(item["namespace"], key=item["key"])

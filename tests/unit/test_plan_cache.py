@@ -1,0 +1,251 @@
+"""The plan cache through the real graph in-process (graphs/plan_cache.py), and its placeholders.
+
+Runs play tests/scenarios/plan_cache.json with scripted models; the store is a real InMemoryStore
+shared between runs, as a SQLite or Postgres store is between CLI runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.store.memory import InMemoryStore
+
+from app.context import Context
+from app.plan_templates import TemplateError, load_templates, parse_params
+from graphs import plan_cache
+from graphs.plan_execute import build_graph
+from graphs.plan_placeholders import Ambiguous, instantiate, templatise
+from tests.helpers import SCENARIOS
+
+SCENARIO = SCENARIOS / "plan_cache.json"
+GOAL = "Write the sales note for region {region}."
+
+
+def run(
+    tmp_path: Path,
+    store: InMemoryStore,
+    region: str,
+    *,
+    thread: str,
+    scenario: Path = SCENARIO,
+    planner: Path = SCENARIO,
+    **context: Any,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One run of the template with `region`: its final state and its events."""
+    ctx = Context.of(
+        planner_model=f"scripted:{planner}",
+        executor_model=f"scripted:{scenario}",
+        replanner_model=f"scripted:{scenario}",
+        tools=["write_file"],
+        workspace=str(tmp_path / "ws"),
+        template="region-note",
+        params={"region": region},
+        **context,
+    )
+    graph = build_graph(checkpointer=InMemorySaver(), store=store)
+    config = {"configurable": {"thread_id": thread}}
+    goal = GOAL.format(region=region)
+    events = list(graph.stream({"goal": goal}, config, context=ctx, stream_mode="custom"))
+    return dict(graph.get_state(config).values), events
+
+
+def cache_events(events: list[dict[str, Any]]) -> list[str]:
+    return [e["action"] for e in events if e["event"] == "plan_cache"]
+
+
+def test_second_run_uses_the_cached_plan_with_its_own_values(tmp_path: Path) -> None:
+    store = InMemoryStore()
+    first, events = run(tmp_path, store, "Berlin", thread="t1")
+    assert first["status"] == "done"
+    assert cache_events(events) == ["miss", "stored"]
+    assert first["usage"]["planner"]["calls"] == 1
+    [entry] = plan_cache.entries(store)
+    assert entry["goal"] == GOAL
+    assert entry["steps"][0]["args"] == {
+        "path": "notes/{region}.txt",
+        "content": "Sales note: {region}",
+    }
+    assert entry["steps"][1]["description"] == "Summarise the sales note of {region} in one line."
+
+    second, events = run(tmp_path, store, "Paris", thread="t2")
+    assert second["status"] == "done"
+    assert cache_events(events) == ["hit"]
+    assert "planner" not in second["usage"]  # no planner call at all
+    assert second["plan_cache"]["from_cache"] is True
+    assert second["plan"][1]["description"] == "Summarise the sales note of Paris in one line."
+    # The tool step ran with the new value: the file is named for Paris.
+    assert (tmp_path / "ws" / "notes" / "Paris.txt").read_text() == "Sales note: Paris"
+    assert plan_cache.entries(store)[0]["hits"] == 1
+
+
+def test_a_replan_from_the_cached_plan_drops_the_entry(tmp_path: Path) -> None:
+    store = InMemoryStore()
+    run(tmp_path, store, "Berlin", thread="t1")
+    script = json.loads(SCENARIO.read_text())
+    script["replanner"] = [
+        {"action": "replan", "reason": "one more", "steps": [
+            {"id": "again", "description": "Check the note.", "depends_on": ["summary"],
+             "tools": ["write_file"]}]},
+        script["replanner"][0],
+    ]  # fmt: skip
+    script["executor"]["again"] = [{"content": "checked"}]
+    replanning = tmp_path / "replanning.json"
+    replanning.write_text(json.dumps(script))
+    state, events = run(tmp_path, store, "Paris", thread="t2", scenario=replanning)
+    assert state["status"] == "done"
+    assert cache_events(events) == ["hit", "dropped"]
+    assert state["plan_cache"]["reason"] == "a run from the cached plan needed a replan"
+    assert plan_cache.entries(store) == []
+    # Next time the planner is asked again, and a clean run stores a new entry.
+    state, events = run(tmp_path, store, "Rome", thread="t3")
+    assert cache_events(events) == ["miss", "stored"]
+    assert state["usage"]["planner"]["calls"] == 1
+
+
+def test_a_failed_run_from_the_cached_plan_drops_the_entry(tmp_path: Path) -> None:
+    store = InMemoryStore()
+    run(tmp_path, store, "Berlin", thread="t1")
+    script = json.loads(SCENARIO.read_text())
+    script["replanner"] = [{"attempts": [{"raw": "not json"}] * 3}]  # invalid: the run fails
+    failing = tmp_path / "failing.json"
+    failing.write_text(json.dumps(script))
+    state, events = run(tmp_path, store, "Paris", thread="t2", scenario=failing)
+    assert state["status"] == "failed"
+    assert cache_events(events) == ["hit", "dropped"]
+    assert plan_cache.entries(store) == []
+
+
+def test_an_old_entry_is_dropped_and_the_planner_asked(tmp_path: Path) -> None:
+    store = InMemoryStore()
+    run(tmp_path, store, "Berlin", thread="t1")
+    [item] = store.search(plan_cache.namespace("region-note"))
+    store.put(
+        item.namespace, item.key, {**item.value, "created_at": item.value["created_at"] - 100}
+    )
+    state, events = run(tmp_path, store, "Paris", thread="t2", plan_cache_max_age_s=50.0)
+    assert cache_events(events) == ["dropped", "miss", "stored"]
+    assert state["usage"]["planner"]["calls"] == 1
+
+
+def test_other_tools_or_planner_model_do_not_share_an_entry(tmp_path: Path) -> None:
+    store = InMemoryStore()
+    run(tmp_path, store, "Berlin", thread="t1")
+    other_planner = tmp_path / "other.json"
+    other_planner.write_text(SCENARIO.read_text())
+    _, events = run(tmp_path, store, "Paris", thread="t2", planner=other_planner)
+    assert cache_events(events) == ["miss", "stored"]
+    assert len(plan_cache.entries(store)) == 2
+
+
+def test_a_cached_plan_is_checked_against_the_run_s_caps(tmp_path: Path) -> None:
+    store = InMemoryStore()
+    run(tmp_path, store, "Berlin", thread="t1")
+    state, events = run(tmp_path, store, "Paris", thread="t2", max_steps=1)
+    # Two steps do not fit max_steps=1: the planner is asked (and its plan fails the same way).
+    miss = [e for e in events if e["event"] == "plan_cache"][0]
+    assert miss["action"] == "miss" and "the limit is 1" in miss["reason"]
+    assert state["usage"]["planner"]["calls"] >= 1
+
+
+def test_an_ambiguous_value_is_not_templatised(tmp_path: Path) -> None:
+    store = InMemoryStore()
+    state, events = run(tmp_path, store, "note", thread="t1")  # "note" is also in "Sales note"
+    assert state["status"] == "done"
+    assert cache_events(events) == ["miss", "not_stored"]
+    assert "cannot be templatised" in state["plan_cache"]["reason"]
+    assert plan_cache.entries(store) == []
+
+
+def test_bad_params_fail_the_run_with_the_reason(tmp_path: Path) -> None:
+    state, _ = run(tmp_path, InMemoryStore(), "", thread="t1")
+    assert state["status"] == "failed"
+    assert "parameter 'region' is empty" in state["reason"]
+
+
+# placeholders --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "params", "why"),
+    [
+        ("the report is ready", {"x": "port"}, "inside a word"),
+        ("BERLIN sales", {"city": "Berlin"}, "appears as 'BERLIN'"),
+        ("EU sales", {"region": "EU"}, "shorter than 3"),
+        ("New York and York", {"a": "New York", "b": "York"}, "overlap"),
+        ("keep {region} as is", {"region": "Paris"}, "already contains {region}"),
+        ("same value twice", {"a": "value", "b": "value"}, "overlap"),
+    ],
+)
+def test_ambiguous_text_is_refused(text: str, params: dict[str, str], why: str) -> None:
+    with pytest.raises(Ambiguous, match=why):
+        templatise(text, params)
+
+
+def test_values_become_placeholders_in_text_and_args_only() -> None:
+    args = {"path": "out/Berlin-2024.csv", "n": 3, "tags": ["Berlin", "x"], "Berlin?": None}
+    with pytest.raises(Ambiguous, match="a key"):
+        templatise(args, {"city": "Berlin"})
+    with pytest.raises(Ambiguous, match="not text"):
+        templatise({"year": 2024}, {"year": "2024"})
+    args.pop("Berlin?")
+    done = templatise(args, {"city": "Berlin", "year": "2024"})
+    assert done == {"path": "out/{city}-{year}.csv", "n": 3, "tags": ["{city}", "x"]}
+    assert instantiate(done, {"city": "Paris", "year": "2025"})["path"] == "out/Paris-2025.csv"
+    # A value that does not appear leaves the text alone; a short one then is no problem.
+    assert templatise("no values here", {"region": "EU"}) == "no values here"
+    # Filled in one pass: a value that looks like a placeholder is not filled again.
+    assert instantiate("{a} {b}", {"a": "{b}", "b": "x"}) == "{b} x"
+
+
+# templates file ------------------------------------------------------------------------------
+
+
+def test_templates_file_is_checked(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "templates:\n  - name: r\n    goal: 'Report for {region}'\n    params: [region]\n"
+    )
+    assert load_templates(path)["r"].render({"region": "EU"}) == "Report for EU"
+    with pytest.raises(TemplateError, match="missing --param region"):
+        load_templates(path)["r"].render({})
+    with pytest.raises(TemplateError, match="unknown parameter 'month'"):
+        load_templates(path)["r"].render({"region": "EU", "month": "May"})
+    path.write_text("templates:\n  - name: r\n    goal: 'Report for {region} in {month}'\n"
+                    "    params: [region]\n")  # fmt: skip
+    with pytest.raises(TemplateError, match=r"uses \{month\}, which is not in params"):
+        load_templates(path)
+    path.write_text("templates:\n  - name: 'a.b'\n    goal: 'x'\n")
+    with pytest.raises(TemplateError, match="templates.0.name"):
+        load_templates(path)
+    path.write_text("templates: [")
+    with pytest.raises(TemplateError, match="is not valid"):
+        load_templates(path)
+    with pytest.raises(TemplateError, match="must be KEY=VALUE"):
+        parse_params(["region"])
+    with pytest.raises(TemplateError, match="given twice"):
+        parse_params(["a=1", "a=2"])
+
+
+def test_a_later_run_on_the_thread_does_not_settle_the_earlier_run_s_entry(
+    tmp_path: Path,
+) -> None:
+    store = InMemoryStore()
+    run(tmp_path, store, "Berlin", thread="t1")
+    saver = InMemorySaver()
+    graph = build_graph(checkpointer=saver, store=store)
+    config = {"configurable": {"thread_id": "t2"}}
+    ctx = Context.every_role(
+        f"scripted:{SCENARIO}", tools=["write_file"], workspace=str(tmp_path / "ws"),
+        template="region-note", params={"region": "Paris"},
+    )  # fmt: skip
+    graph.invoke({"goal": GOAL.format(region="Paris")}, config, context=ctx)
+    assert graph.get_state(config).values["plan_cache"]["from_cache"] is True
+    # A new run on the thread that fails before planning (no template) leaves the entry alone.
+    bad = Context.every_role(f"scripted:{SCENARIO}", tools=["nope"], workspace=str(tmp_path))
+    state = graph.invoke({"goal": "something else"}, config, context=bad)
+    assert state["status"] == "failed"
+    assert len(plan_cache.entries(store)) == 1
