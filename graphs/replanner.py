@@ -48,6 +48,7 @@ from prompts import render
 from prompts.untrusted import wrap
 
 RESULT_CHARS = 1500  # per step in the replanner's prompt
+PREVIEW_CHARS = 300  # of a result later steps used, in the end-of-run call
 
 
 def make_replan(extra_tools: Sequence[BaseTool] = ()) -> Callable[..., Command]:
@@ -276,11 +277,22 @@ def _data(kind: str, step_id: str, text: object) -> str:
 
 def _results(plan: list[dict], results: dict[str, dict]) -> str:
     """The step results alone, for the lean end: `[id] result`, one per step, in the order they
-    finished (so a second lean review starts with the first one's results)."""
-    return "\n".join(
-        f"[{s['id']}]\n{_data('result', s['id'], results[s['id']].get('result') or '')}"
-        for s in _by_finish(plan, results)
-    )
+    finished (so a second lean review starts with the first one's results).
+
+    A result later steps depend on is shown in part (PREVIEW_CHARS): those steps carried on
+    what the plan needed of it (a total of look-ups, the summary of a page), and re-reading every
+    look-up in full was most of the end call's cost. The prompt says so; if the answer needs
+    more of one, the model adds a step that depends on it, which sees it whole."""
+    used = {d for s in plan for d in s.get("depends_on", [])}
+    parts = []
+    for s in _by_finish(plan, results):
+        text = str(results[s["id"]].get("result") or "")
+        head = f"[{s['id']}]"
+        if s["id"] in used and len(text) > PREVIEW_CHARS:
+            head += f" (used by later steps; its first {PREVIEW_CHARS} of {len(text)} characters)"
+            text = text[:PREVIEW_CHARS]
+        parts.append(f"{head}\n{_data('result', s['id'], text)}")
+    return "\n".join(parts)
 
 
 def _plain_end(state: State) -> bool:

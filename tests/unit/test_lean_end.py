@@ -60,3 +60,38 @@ def test_the_end_calls_fixed_overhead_is_under_half_the_full_calls() -> None:
     measure = runpy.run_path(str(ROOT / "benchmarks" / "lean_end.py"))["measure"]
     full, lean = (total for _, _, total in measure().values())
     assert lean * 2 <= full
+
+
+def test_a_result_later_steps_used_is_shown_in_part_and_a_new_step_reads_it_whole(
+    tmp_path: Path,
+) -> None:
+    long_text = "A" * 250 + "B" * 250 + "TAIL-ONLY-IN-FULL"
+    r = run(
+        tmp_path,
+        planner={
+            "steps": [
+                {"id": "1", "description": "Fetch the page."},
+                {"id": "2", "description": "Summarise it.", "depends_on": ["1"]},
+            ]
+        },
+        executor={
+            "1": [{"content": long_text}],
+            "2": [{"content": "a summary"}],
+            "3": [{"content": "the tail says TAIL-ONLY-IN-FULL"}],
+        },
+        replanner=[
+            {
+                "action": "replan",
+                "steps": [{"id": "3", "depends_on": ["1"], "description": "Tail?"}],
+            },
+            FINISH,
+        ],
+    )
+    first_end = r.log.texts("replanner")[0]
+    assert "[1] (used by later steps; its first 300 of 517 characters)" in first_end
+    assert "A" * 250 + "B" * 50 + "\n</data>" in first_end
+    assert "TAIL-ONLY-IN-FULL" not in first_end
+    assert '[2]\n<data source="result of step 2" trust="untrusted">\na summary' in first_end
+    # The step the end call added depends on 1, and its executor is given 1 whole.
+    assert "TAIL-ONLY-IN-FULL" in r.log.task("3")
+    assert r.state["status"] == "done" and r.state["response"] == "The answer."
