@@ -58,8 +58,8 @@ class PlanReply(_Strict):
     raw: str | None = Field(
         default=None, description="Text returned instead of a structured plan (malformed output)."
     )
-    tool_calls: list[ToolCallSpec] = Field(
-        default_factory=list,
+    tool_calls: list[ToolCallSpec] | None = Field(
+        default=None,
         description="Look-ups (Context.planner_tools) made instead of a plan, answered before "
         "the next reply; '{last_tool_result}' in a later reply's steps is the last one's output.",
     )

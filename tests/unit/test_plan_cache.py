@@ -113,7 +113,8 @@ def test_a_failed_run_from_the_cached_plan_drops_the_entry(tmp_path: Path) -> No
     script["replanner"] = [{"attempts": [{"raw": "not json"}] * 3}]  # invalid: the run fails
     failing = tmp_path / "failing.json"
     failing.write_text(json.dumps(script))
-    state, events = run(tmp_path, store, "Paris", thread="t2", scenario=failing)
+    # JSON end decisions: as text (plan lines, the default) "not json" would be an answer.
+    state, events = run(tmp_path, store, "Paris", thread="t2", scenario=failing, plan_format="json")
     assert state["status"] == "failed"
     assert cache_events(events) == ["hit", "dropped"]
     assert plan_cache.entries(store) == []
