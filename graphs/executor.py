@@ -73,6 +73,9 @@ class StepOutcome:
     usage: dict[str, dict[str, Any]] = field(default_factory=dict)
     fatal: str = ""
     stopped: dict[str, Any] | None = None
+    last_turn: tuple[int, dict, dict] | None = None
+    """The final model reply (turn, message, usage) when a turn journal is kept: journaled with
+    the step's result in one transaction (graphs/journal.py), not in a write of its own."""
 
 
 REPEAT, SURPRISE = "repeat", "surprise"  # Context.unknown_outcome
@@ -101,8 +104,9 @@ def run_step(
     durability: Durability | None = None,
 ) -> StepOutcome:
     """Run `step` to a result. Never raises for model or tool trouble: it becomes the result.
-    The sync face of `arun_step` (one turn loop for both)."""
-    return run_sync(
+    The sync face of `arun_step` (one turn loop for both); it journals the final reply itself,
+    as it has no result journal to write it with."""
+    outcome = run_sync(
         arun_step(
             step,
             goal=goal,
@@ -115,6 +119,9 @@ def run_step(
             durability=durability,
         )
     )
+    if outcome.last_turn is not None and durability is not None and durability.turns:
+        durability.turns.put_model_reply(*outcome.last_turn)
+    return outcome
 
 
 def step_tools(step: dict[str, Any], tools: list[BaseTool]) -> list[BaseTool]:
@@ -152,6 +159,7 @@ async def arun_step(
         usage: dict[str, dict[str, Any]] = {}
         # Each turn either ends the step or makes at least one tool call, so this bound is
         # enough; the +2 leaves room for a flag_surprise turn and the final reply.
+        pending: tuple[int, dict, dict] | None = None
         for turn in range(max_tool_calls + 2):
             journaled = run.turns.model_reply(turn) if run.turns else None
             if journaled is not None:  # paid for before a crash: replay it, do not ask again
@@ -170,16 +178,19 @@ async def arun_step(
                 except Exception as exc:  # provider trouble is a result the replanner can act on
                     return StepOutcome(run.finish(FAILED, error=_describe_model_error(exc)), usage)
                 turn_usage = usage_of_call("executor", reply, model_name)
-                if run.turns:
+                if run.turns and reply.tool_calls:
                     await asyncio.to_thread(
                         run.turns.put_model_reply, turn, message_to_dict(reply), turn_usage
                     )
+                elif run.turns:  # the answer: journaled with the step's result, one write
+                    pending = (turn, message_to_dict(reply), turn_usage)
                 if run.spend:
                     run.spend.add_model(turn_usage)
             usage = merge_usage(usage, turn_usage)
             messages.append(reply)
             if not reply.tool_calls:
-                return StepOutcome(run.finish(DONE, text=_text_of(reply)), usage)
+                done = run.finish(DONE, text=_text_of(reply))
+                return StepOutcome(done, usage, last_turn=pending)
             for call in reply.tool_calls:
                 answer = await run.acall_tool(call, max_tool_calls)
                 if run.stopped:

@@ -27,7 +27,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from langgraph.store.base import BaseStore
+from langgraph.store.base import BaseStore, PutOp
 
 NO_SCOPE = "-"  # outside a graph task (a test calling a node function directly)
 
@@ -95,15 +95,23 @@ class StepJournal:
         return dict(item.value) if item else None
 
     def put(
-        self, step: dict[str, Any], dependencies: dict[str, Any], result: dict, usage: dict
+        self,
+        step: dict[str, Any],
+        dependencies: dict[str, Any],
+        result: dict,
+        usage: dict,
+        last_turn: tuple[int, dict, dict] | None = None,
     ) -> None:
-        if self._store is not None:
-            self._store.put(
-                self._namespace,
-                step_key(step, dependencies),
-                {"result": result, "usage": usage},
-                index=False,
-            )
+        """Record the step's result; with `last_turn` (the final model reply, see
+        executor.StepOutcome) that reply's turn record too, in the same transaction: one
+        durable write per step instead of two."""
+        if self._store is None:
+            return
+        key = step_key(step, dependencies)
+        ops = [PutOp(self._namespace, key, {"result": result, "usage": usage}, index=False)]
+        if last_turn is not None:
+            ops.append(self.turns(step, dependencies).model_reply_op(*last_turn))
+        self._store.batch(ops)
 
     def turns(self, step: dict[str, Any], dependencies: dict[str, Any]) -> StepTurns:
         """The turn journal of this step with these inputs (graphs/executor.py replays it),
@@ -171,6 +179,12 @@ class StepTurns:
 
     def put_model_reply(self, turn: int, message: dict, usage: dict) -> None:
         self._put(f"m{turn}", {"message": message, "usage": usage})
+
+    def model_reply_op(self, turn: int, message: dict, usage: dict) -> PutOp:
+        """The write of a model reply, for a caller's batch (StepJournal.put)."""
+        value = {"message": message, "usage": usage}
+        self.records[f"m{turn}"] = value
+        return PutOp(self._namespace, f"m{turn}", value, index=False)
 
     def tool_call(self, index: int) -> dict[str, Any] | None:
         return self.records.get(f"t{index}")

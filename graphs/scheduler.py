@@ -360,7 +360,9 @@ class Batch:
                 self._forget(fp)
                 return
             outcome.result["fingerprint"] = fp
-            await asyncio.to_thread(self.journal.put, step, deps, outcome.result, outcome.usage)
+            await asyncio.to_thread(
+                self.journal.put, step, deps, outcome.result, outcome.usage, outcome.last_turn
+            )
             recovered = False
         self._forget(fp)
         self._finish(fp, outcome, recovered)

@@ -203,3 +203,61 @@ def test_a_step_past_its_deadline_fails_without_a_new_call(journal: StepJournal)
 def test_turn_records_stay_out_of_the_step_journal(journal: StepJournal) -> None:
     execute(TurnModel(asked=[]), Card(), journal)
     assert journal.all() == {}, "turn records must not read as finished steps"
+
+
+def test_the_final_reply_is_journaled_with_the_result_in_one_write(tmp_path: Any) -> None:
+    # Through the scheduler, as runs do: a model step's answer and its result go to the store
+    # as one batch (one durable transaction), and a resume finds both.
+    import asyncio
+
+    from langgraph.store.sqlite import SqliteStore
+
+    from graphs.executor import StepOutcome, arun_step
+    from graphs.scheduler import Batch
+
+    class CountingStore(SqliteStore):
+        batches: list[list[str]] = []
+
+        def batch(self, ops: Any) -> Any:
+            ops = list(ops)
+            CountingStore.batches.append([type(op).__name__ for op in ops])
+            return super().batch(ops)
+
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "store.sqlite", check_same_thread=False, isolation_level=None)
+    store = CountingStore(conn)
+    store.setup()
+    journal = StepJournal(store, "thread-1", "r1")
+
+    async def work(step: dict, deps: dict) -> StepOutcome:
+        turns = journal.turns(step, deps)
+        return await arun_step(
+            step,
+            goal="pay",
+            dependencies={},
+            model=TurnModel(asked=[]),
+            model_name="openai:gpt-4o-mini",
+            tools=[Card().tool()],
+            max_tool_calls=3,
+            durability=Durability(turns=turns),
+        )
+
+    CountingStore.batches.clear()
+    ctx = Context.of(tools=[])
+
+    async def main() -> None:
+        batch = Batch(ctx, None, journal, work)
+        batch.set_plan([dict(STEP)])
+        await batch.drain()
+
+    asyncio.run(main())
+    writes = [b for b in CountingStore.batches if "PutOp" in b]
+    # begin ("exec"), turn 0 (the tool call), the tool's started and done records, then the
+    # result with the final reply: five writes, not six.
+    assert writes[-1] == ["PutOp", "PutOp"], writes
+    assert len(writes) == 5, writes
+    assert journal.get(STEP, {})["result"]["status"] == DONE
+    assert (
+        journal.turns(STEP, {}).model_reply(1)["message"]["data"]["content"].startswith("charged")
+    )
