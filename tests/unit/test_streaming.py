@@ -208,11 +208,13 @@ class FlakyStore(InMemoryStore):
         super().__init__()
         self.fail_step = fail_step
 
-    def put(self, namespace, key, value, index=None, **kwargs):  # noqa: ANN001
-        if self.fail_step and key.startswith(f"{self.fail_step}#"):
+    def batch(self, ops):  # noqa: ANN001 - every write goes through here (put too)
+        ops = list(ops)
+        keys = [getattr(op, "key", "") for op in ops if getattr(op, "value", None) is not None]
+        if self.fail_step and any(k.startswith(f"{self.fail_step}#") for k in keys):
             self.fail_step = ""
             raise OSError("disk full")
-        return super().put(namespace, key, value, index=index, **kwargs)
+        return super().batch(ops)
 
 
 def test_a_crash_mid_stream_loses_no_finished_step(tmp_path: Path) -> None:
