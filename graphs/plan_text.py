@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from graphs.schemas import PlanStep
-from graphs.tool_args import references
+from graphs.tool_args import references, split_ref
 
 _ID = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
 _LINE = re.compile(
@@ -135,16 +135,10 @@ def _args(text: str | None, shown: str) -> dict[str, Any]:
 
 
 def _referenced(args: dict[str, Any], earlier: Sequence[str]) -> list[str]:
-    """The earlier steps `args` refer to, longest id first as tool_args.split_ref reads them; a
+    """The earlier steps `args` refer to, read as tool steps read them (tool_args.split_ref); a
     reference to no earlier step is left for the plan check to name (it is not a dependency)."""
-    ids = sorted(earlier, key=len, reverse=True)
-    found = []
-    for _, ref in references(args):
-        for step_id in ids:
-            if ref == step_id or ref.startswith(step_id + "."):
-                found.append(step_id)
-                break
-    return found
+    found = (split_ref(ref, earlier) for _, ref in references(args))
+    return [hit[0] for hit in found if hit is not None]
 
 
 def _unique(items: Iterable[str]) -> list[str]:

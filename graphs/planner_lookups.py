@@ -14,7 +14,6 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage, ToolMessage
@@ -22,8 +21,9 @@ from langchain_core.tools import BaseTool
 
 from app import limits
 from app.context import Context
+from graphs.tool_step import tool_settings
 from prompts.untrusted import wrap
-from tools import ToolSettings, build_tools
+from tools import build_tools
 
 READ_ONLY_TOOLS = ("calculator", "list_files", "read_file", "sql_query", "http_get")
 MAX_LOOKUPS = 10  # the most a context may ask for: look-ups are paid strong-model turns
@@ -47,11 +47,7 @@ def planner_tools(ctx: Context) -> list[BaseTool]:
             f"max_planner_tool_calls is {ctx.max_planner_tool_calls}; give 0 to {MAX_LOOKUPS}"
         )
     limits.enforce(ctx)  # the workspace and database the look-ups read are the server's to allow
-    settings = ToolSettings(
-        workspace=Path(ctx.workspace),
-        sql_database=Path(ctx.sql_database) if ctx.sql_database else None,
-    )
-    return build_tools(ctx.planner_tools, settings)
+    return build_tools(ctx.planner_tools, tool_settings(ctx))
 
 
 class Lookups:

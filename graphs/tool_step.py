@@ -37,11 +37,15 @@ def tools_for_run(ctx: Context, extra: Sequence[BaseTool] = ()) -> list[BaseTool
     limits.enforce(ctx)
     extra_names = {t.name for t in extra}
     builtin = [name for name in ctx.tools if name not in extra_names]
-    settings = ToolSettings(
+    return build_tools(builtin, tool_settings(ctx)) + list(extra)
+
+
+def tool_settings(ctx: Context) -> ToolSettings:
+    """What the registry's tools are bound to for a run: its workspace and SQL database."""
+    return ToolSettings(
         workspace=Path(ctx.workspace),
         sql_database=Path(ctx.sql_database) if ctx.sql_database else None,
     )
-    return build_tools(builtin, settings) + list(extra)
 
 
 def is_tool_step(step: dict[str, Any]) -> bool:
