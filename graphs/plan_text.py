@@ -5,13 +5,15 @@ about 24 tokens for a look-up step, against 9 for the same call made as a tool c
 output token is latency, and a step cannot start before it is written, so the planner writes
 this instead (LLMCompiler's idea of one line per call, with our step fields):
 
-    1 = lookup {"key": "item-1"}
-    2 = lookup {"key": "${1.next}"}
+    1 = lookup("item-1")
+    2 = lookup(key="${1.next}")
     3 (after 1, 2; tools: write_file): Write both records to records.md.
     4 (tools: none): Say which record is older.
 
-- `ID = TOOL {JSON args}` is a tool step (graphs/tool_step.py); the steps its `${...}`
-  references name are its dependencies, so they need not be repeated.
+- `ID = TOOL(ARGS)` is a tool step (graphs/tool_step.py): arguments as in a Python call,
+  literal values only, positional ones in the order of the tool's parameters (`params`, the
+  order the planner prompt lists them in) or by name. The steps its `${...}` references name
+  are its dependencies, so they need not be repeated. `ID = TOOL {JSON args}` is read too.
 - `ID: DESCRIPTION` is a step for an executor model.
 - An optional `(after IDS; tools: NAMES)` after the id gives further dependencies and the
   step's tool allow-list (`tools: none` for no tools); left out, no further dependencies and
@@ -24,6 +26,7 @@ the model with the others, never guessed at. Blank lines and Markdown code fence
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,11 +38,22 @@ from graphs.tool_args import references, split_ref
 _ID = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
 _LINE = re.compile(
     rf"^(?P<id>{_ID})\s*(?:\((?P<head>[^()]*)\))?\s*"
-    r"(?:=\s*(?P<tool>[A-Za-z0-9_.-]+)\s*(?P<args>\{.*\})?|:\s*(?P<description>.*\S))\s*$"
+    r"(?:=\s*(?P<tool>[A-Za-z0-9_.-]+)\s*(?:(?P<args>\{.*\})|\((?P<call>.*)\))?"
+    r"|:\s*(?P<description>.*\S))\s*$"
 )
 _HEAD_PART = re.compile(r"^\s*(?P<key>after|tools)\b\s*:?\s*(?P<names>.*)$")
 _FENCE = re.compile(r"^\s*```")
 MAX_LINE_CHARS = 20_000  # a longer line is a runaway reply, not a step
+_NAMED_CONSTANTS = {
+    "true": True,
+    "false": False,
+    "null": None,
+    "True": True,
+    "False": False,
+    "None": None,
+}  # JSON's spellings and Python's: models write both
+Params = Mapping[str, Sequence[str]]
+"""Each tool's parameter names in order: what a positional argument binds to."""
 
 
 class PlanTextError(ValueError):
@@ -50,16 +64,19 @@ class PlanTextError(ValueError):
         self.problems = problems
 
 
-def parse_plan_text(text: str, completed: Sequence[str] = ()) -> list[PlanStep]:
+def parse_plan_text(
+    text: str, completed: Sequence[str] = (), params: Params | None = None
+) -> list[PlanStep]:
     """The steps of a plan written as lines; PlanTextError listing every bad line. `completed`
-    are ids of steps already done (a revision's steps may refer to them)."""
+    are ids of steps already done (a revision's steps may refer to them); `params` each tool's
+    parameter names, for positional arguments."""
     steps: list[PlanStep] = []
     problems: list[str] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or _FENCE.match(line):
             continue
         try:
-            steps.append(parse_step_line(line, [*completed, *(s.id for s in steps)]))
+            steps.append(parse_step_line(line, [*completed, *(s.id for s in steps)], params))
         except PlanTextError as exc:
             problems += [f"line {number}: {p}" for p in exc.problems]
     if problems:
@@ -67,9 +84,9 @@ def parse_plan_text(text: str, completed: Sequence[str] = ()) -> list[PlanStep]:
     return steps
 
 
-def parse_step_line(line: str, earlier: Sequence[str]) -> PlanStep:
+def parse_step_line(line: str, earlier: Sequence[str], params: Params | None = None) -> PlanStep:
     """One line as a step; `earlier` are the ids of the lines before it (what a reference may
-    name). PlanTextError when the line is not a step."""
+    name), `params` each tool's parameter names. PlanTextError when the line is not a step."""
     shown = line if len(line) <= 120 else line[:117] + "..."
     if len(line) > MAX_LINE_CHARS:
         raise PlanTextError([f"the line is {len(line)} characters; a step line is shorter"])
@@ -77,7 +94,7 @@ def parse_step_line(line: str, earlier: Sequence[str]) -> PlanStep:
     if match is None:
         raise PlanTextError(
             [
-                f"{shown!r} is not a step; write 'ID = TOOL {{JSON args}}' or 'ID: what to do', "
+                f"{shown!r} is not a step; write 'ID = TOOL(ARGS)' or 'ID: what to do', "
                 "optionally with '(after IDS; tools: NAMES)' after the id"
             ]
         )
@@ -86,7 +103,10 @@ def parse_step_line(line: str, earlier: Sequence[str]) -> PlanStep:
         return PlanStep(
             id=match["id"], description=match["description"], depends_on=after, tools=tools
         )
-    args = _args(match["args"], shown)
+    if match["call"] is not None:
+        args = _call_args(match["call"], match["tool"], (params or {}).get(match["tool"]), shown)
+    else:
+        args = _args(match["args"], shown)
     referenced = _referenced(args, earlier)
     return PlanStep(
         id=match["id"],
@@ -134,6 +154,67 @@ def _args(text: str | None, shown: str) -> dict[str, Any]:
     return args
 
 
+def _call_args(text: str, tool: str, names: Sequence[str] | None, shown: str) -> dict[str, Any]:
+    """The arguments of `TOOL(ARGS)`: Python call syntax with literal values only (nothing is
+    evaluated: the syntax tree is read), positional ones bound to `names` in order."""
+    try:
+        call = ast.parse(f"_({text})", mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        msg = exc.msg if isinstance(exc, SyntaxError) else type(exc).__name__
+        raise PlanTextError([f"{shown!r}: the arguments are not a call's ({msg})"]) from None
+    if (
+        not isinstance(call, ast.Call)
+        or not (isinstance(call.func, ast.Name) and call.func.id == "_")  # not `f(1)(2)`
+        or any(isinstance(a, ast.Starred) for a in call.args)
+        or any(k.arg is None for k in call.keywords)  # not **spread
+    ):
+        raise PlanTextError([f"{shown!r}: write the arguments as values or NAME=value"])
+    try:
+        positional = [_literal(a) for a in call.args]
+        named = {k.arg: _literal(k.value) for k in call.keywords}
+    except ValueError as exc:
+        raise PlanTextError([f"{shown!r}: {exc}"]) from None
+    if positional and names is None:
+        raise PlanTextError(
+            [f"{shown!r}: {tool!r} is not a tool of this run, so its arguments must be named"]
+        )
+    if len(positional) > len(names or ()):
+        raise PlanTextError(
+            [f"{shown!r}: {tool} takes {len(names or ())} argument(s): {', '.join(names or ())}"]
+        )
+    args = dict(zip(names or (), positional, strict=False))
+    twice = sorted(set(args) & set(named))
+    if twice:
+        raise PlanTextError([f"{shown!r}: {', '.join(twice)} given twice"])
+    return {**args, **named}
+
+
+def _literal(node: ast.expr) -> Any:
+    """The value of a literal: string, number, true/false/null (JSON's or Python's spelling),
+    list or dict of them. ValueError for anything else (a name, a call, an expression)."""
+    if isinstance(node, ast.Constant) and isinstance(
+        node.value, (str, int, float, bool, type(None))
+    ):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in _NAMED_CONSTANTS:
+        return _NAMED_CONSTANTS[node.id]
+    if (
+        isinstance(node, ast.UnaryOp)
+        and isinstance(node.op, (ast.USub, ast.UAdd))
+        and isinstance(node.operand, ast.Constant)
+        and type(node.operand.value) in (int, float)
+    ):
+        return -node.operand.value if isinstance(node.op, ast.USub) else node.operand.value
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_literal(e) for e in node.elts]
+    if isinstance(node, ast.Dict):
+        keys = [_literal(k) if k is not None else None for k in node.keys]
+        if not all(isinstance(k, str) for k in keys):
+            raise ValueError("a dict's keys must be strings")
+        return {k: _literal(v) for k, v in zip(keys, node.values, strict=True)}
+    raise ValueError(f"{ast.unparse(node)[:60]!r} is not a literal value (quote a string)")
+
+
 def _referenced(args: dict[str, Any], earlier: Sequence[str]) -> list[str]:
     """The earlier steps `args` refer to, read as tool steps read them (tool_args.split_ref); a
     reference to no earlier step is left for the plan check to name (it is not a dependency)."""
@@ -151,7 +232,8 @@ class LineStream:
     line waits for the end of the reply, parsed with the rest. A line that is not a step stops
     the stream (nothing after it starts early): the whole reply is checked when it ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, params: Params | None = None) -> None:
+        self._params = params
         self._done = 0  # characters of text already read
         self._ids: list[str] = []
         self._broken = False
@@ -166,7 +248,7 @@ class LineStream:
             if not line.strip() or _FENCE.match(line):
                 continue
             try:
-                step = parse_step_line(line, self._ids)
+                step = parse_step_line(line, self._ids, self._params)
             except PlanTextError:
                 self._broken = True
                 break
@@ -175,9 +257,10 @@ class LineStream:
         return found
 
 
-def format_plan_text(steps: Iterable[Mapping[str, Any]]) -> str:
+def format_plan_text(steps: Iterable[Mapping[str, Any]], params: Params | None = None) -> str:
     """Steps (PlanStep fields as dicts) as plan lines: what a model following the planner
-    prompt writes. Dependencies a tool step's references already imply are not repeated."""
+    prompt writes. Dependencies a tool step's references already imply are not repeated;
+    arguments are positional as far as `params` gives the tool's order, named after that."""
     lines = []
     earlier: list[str] = []
     for step in steps:
@@ -191,31 +274,49 @@ def format_plan_text(steps: Iterable[Mapping[str, Any]]) -> str:
             head.append("tools: " + (", ".join(step["tools"]) or "none"))
         prefix = step["id"] + (f" ({'; '.join(head)})" if head else "")
         if step.get("tool"):
-            body = json.dumps(args, ensure_ascii=False, separators=(",", ":")) if args else "{}"
-            lines.append(f"{prefix} = {step['tool']} {body}")
+            body = _call_text(args, (params or {}).get(step["tool"], ()))
+            lines.append(f"{prefix} = {step['tool']}({body})")
         else:
             lines.append(f"{prefix}: {' '.join(str(step.get('description', '')).split())}")
         earlier.append(step["id"])
     return "\n".join(lines)
 
 
+def _call_text(args: Mapping[str, Any], names: Sequence[str]) -> str:
+    """`args` as a call's arguments: the leading ones in `names`' order positionally."""
+    parts, rest = [], dict(args)
+    for name in names:
+        if name not in rest:
+            break
+        parts.append(_value_text(rest.pop(name)))
+    parts += [f"{name}={_value_text(value)}" for name, value in rest.items()]
+    return ", ".join(parts)
+
+
+def _value_text(value: Any) -> str:
+    # JSON is a Python literal too, once true/false/null are read as names (_NAMED_CONSTANTS).
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
 MORE_STEPS = "MORE STEPS"  # the end-of-run reply's first line when it gives steps, not an answer
 
 
-def parse_end_text(text: str, completed: Sequence[str]) -> dict[str, Any]:
+def parse_end_text(
+    text: str, completed: Sequence[str], params: Params | None = None
+) -> dict[str, Any]:
     """The end-of-run decision written as text (prompts/replanner_end_lines.txt): the final
     answer itself, or a first line MORE STEPS and then step lines. EndDecision fields."""
     body = text.strip()
     first, _, rest = body.partition("\n")
     if first.strip().rstrip(":").upper() != MORE_STEPS:
         return {"action": "finish", "response": body}
-    steps = parse_plan_text(rest, completed)
+    steps = parse_plan_text(rest, completed, params)
     return {"action": "replan", "steps": [s.model_dump(exclude_none=True) for s in steps]}
 
 
-def format_end_text(decision: Mapping[str, Any]) -> str:
+def format_end_text(decision: Mapping[str, Any], params: Params | None = None) -> str:
     """An end-of-run decision (EndDecision fields) as the text a model following the lines
     prompt writes."""
     if decision.get("action") == "finish":
         return str(decision.get("response") or "")
-    return f"{MORE_STEPS}\n{format_plan_text(decision.get('steps') or [])}"
+    return f"{MORE_STEPS}\n{format_plan_text(decision.get('steps') or [], params)}"

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -25,14 +26,14 @@ from graphs.aio import run_sync
 from graphs.budget import Spend
 from graphs.journal import StepJournal
 from graphs.plan_stream import PlanStreamHandler, StepStream
-from graphs.plan_text import LineStream, parse_plan_text
+from graphs.plan_text import LineStream, Params, parse_plan_text
 from graphs.planner_lookups import Lookups, planner_tools
 from graphs.retries import retry_node
 from graphs.scheduler import Batch, step_work
 from graphs.schemas import Plan, PlanStep, plan_problems
 from graphs.state import FAILED, RESET, RUNNING, State
 from graphs.structured import StructuredResult, acall_structured
-from graphs.tool_step import describe_tools, tools_for_run
+from graphs.tool_step import describe_tools, tool_params, tools_for_run
 from prompts import render
 from tools import TOOL_NAMES, tool_names
 
@@ -124,7 +125,9 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
                 model_name=ctx.planner_model,
                 validate=lambda p: plan_problems(p.steps, max_steps=ctx.max_steps, tools=tools),
                 callbacks=[streamed.handler] if streamed else (),
-                parse_text=_plan_of_text if ctx.plan_format == "lines" else None,
+                parse_text=partial(_plan_of_text, params=tool_params(tools.values()))
+                if ctx.plan_format == "lines"
+                else None,
                 lookups=lookups,
                 call=0,
             )
@@ -257,9 +260,9 @@ def _looked_up(made: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _plan_of_text(text: str) -> Plan:
+def _plan_of_text(text: str, params: Params) -> Plan:
     """A plan written as lines (graphs/plan_text.py); ValueError naming the bad lines."""
-    return Plan(steps=parse_plan_text(text))
+    return Plan(steps=parse_plan_text(text, params=params))
 
 
 def _with_stream_usage(model: Any) -> Any:
@@ -290,7 +293,9 @@ class _StreamedPlan:
         self.accepted: list[PlanStep] = []
         self.broken = False
         self.handler = PlanStreamHandler(
-            on_step=self.step, on_attempt=self.attempt, stream=LineStream if lines else StepStream
+            on_step=self.step,
+            on_attempt=self.attempt,
+            stream=partial(LineStream, tool_params(tools.values())) if lines else StepStream,
         )
 
     def attempt(self) -> None:

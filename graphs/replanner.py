@@ -29,8 +29,9 @@ from pydantic import ValidationError
 from app.context import Context
 from app.models import describe_model_error, role_model
 from graphs import events
-from graphs.plan_text import parse_end_text
+from graphs.plan_text import Params, parse_end_text
 from graphs.planner import revise_plan
+from graphs.result_preview import preview
 from graphs.retries import retry_node
 from graphs.run_context import run_context
 from graphs.schemas import (
@@ -43,12 +44,12 @@ from graphs.schemas import (
 )
 from graphs.state import DONE, FAILED, REPLAN_LIMIT, State, is_done, ready_steps, settled
 from graphs.structured import call_structured
-from graphs.tool_step import describe_tools, tools_for_run
+from graphs.tool_step import describe_tools, tool_params, tools_for_run
 from prompts import render
 from prompts.untrusted import wrap
 
 RESULT_CHARS = 1500  # per step in the replanner's prompt
-PREVIEW_CHARS = 300  # of a result later steps used, in the end-of-run call
+PREVIEW_CHARS = 300  # at most, of a result later steps used, in the end-of-run call
 
 
 def make_replan(extra_tools: Sequence[BaseTool] = ()) -> Callable[..., Command]:
@@ -94,7 +95,9 @@ def _replan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> C
             ]
             schema: type[ReplanDecision] | type[EndDecision] = EndDecision
             if lines:  # the answer as plain text: no JSON to write around it
-                parse_text = partial(_end_of_text, completed=done_ids)
+                parse_text = partial(
+                    _end_of_text, completed=done_ids, params=tool_params(tools.values())
+                )
         else:
             messages = [
                 SystemMessage(
@@ -210,9 +213,9 @@ def _problems(
     return decision_problems(decision, plan, results, max_steps=max_steps, tools=tools)
 
 
-def _end_of_text(text: str, completed: list[str]) -> EndDecision:
+def _end_of_text(text: str, completed: list[str], params: Params) -> EndDecision:
     """The lean end's text reply (graphs/plan_text.py) as a decision; ValueError if unreadable."""
-    return EndDecision.model_validate(parse_end_text(text, completed))
+    return EndDecision.model_validate(parse_end_text(text, completed, params))
 
 
 def best_answer(state: State) -> str:
@@ -279,19 +282,25 @@ def _results(plan: list[dict], results: dict[str, dict]) -> str:
     """The step results alone, for the lean end: `[id] result`, one per step, in the order they
     finished (so a second lean review starts with the first one's results).
 
-    A result later steps depend on is shown in part (PREVIEW_CHARS): those steps carried on
-    what the plan needed of it (a total of look-ups, the summary of a page), and re-reading every
-    look-up in full was most of the end call's cost. The prompt says so; if the answer needs
-    more of one, the model adds a step that depends on it, which sees it whole."""
+    A result later steps depend on is shown in part (graphs/result_preview.py, PREVIEW_CHARS):
+    those steps carried on what the plan needed of it (a total of look-ups, the summary of a
+    page), and re-reading every look-up in full was most of the end call's cost. Any other
+    result is cut at RESULT_CHARS. Either cut is said, with the result's length: if the answer
+    needs more, the model adds a step that depends on it, which sees it whole."""
     used = {d for s in plan for d in s.get("depends_on", [])}
     parts = []
     for s in _by_finish(plan, results):
         text = str(results[s["id"]].get("result") or "")
         head = f"[{s['id']}]"
         if s["id"] in used and len(text) > PREVIEW_CHARS:
-            head += f" (used by later steps; its first {PREVIEW_CHARS} of {len(text)} characters)"
-            text = text[:PREVIEW_CHARS]
-        parts.append(f"{head}\n{_data('result', s['id'], text)}")
+            shown, outline = preview(text, PREVIEW_CHARS)
+            cut = "long values cut" if outline else f"first {len(shown)} shown"
+            head += f" ({len(text)} chars, {cut})"
+        else:
+            shown = text[:RESULT_CHARS]
+            if len(text) > RESULT_CHARS:
+                head += f" ({len(text)} chars, first {RESULT_CHARS} shown)"
+        parts.append(f"{head}\n{wrap('step ' + s['id'], shown)}")
     return "\n".join(parts)
 
 

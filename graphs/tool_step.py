@@ -11,7 +11,8 @@ failed step: exactly what they are for a model step, so the replanner sees no di
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,22 +93,13 @@ async def arun_tool_step(
 
 
 def describe_tools(tools: Sequence[BaseTool], *, description_chars: int = 200) -> str:
-    """One line per tool for the planner: name, arguments (`?` = optional) and the first sentence
-    of what it does, so it can write tool steps. The planner needs the gist (and what the output
-    looks like), not the manual: every token here is paid on every planner call."""
+    """One line per tool for the planner: name, arguments in order (`?` = optional) and the
+    first sentence of what it does, so it can write tool steps (positional arguments follow
+    this order: `tool_params`). The planner needs the gist (and what the output looks like),
+    not the manual: every token here is paid on every planner call."""
     lines = []
     for tool in tools:
-        schema = tool.tool_call_schema
-        props = (
-            schema.get("properties", {})
-            if isinstance(schema, dict)
-            else (schema.model_json_schema().get("properties", {}))
-        )
-        required = (
-            schema.get("required", [])
-            if isinstance(schema, dict)
-            else [n for n, f in schema.model_fields.items() if f.is_required()]
-        )
+        props, required = _schema_fields(tool)
         params = ", ".join(
             f"{name}{'' if name in required else '?'}: {spec.get('type', 'any')}"
             for name, spec in props.items()
@@ -118,3 +110,32 @@ def describe_tools(tools: Sequence[BaseTool], *, description_chars: int = 200) -
             text = text[: description_chars - 3].rsplit(" ", 1)[0] + "..."
         lines.append(f"- {tool.name}({params}): {text}")
     return "\n".join(lines) or "(none)"
+
+
+def tool_params(tools: Iterable[BaseTool]) -> dict[str, list[str]]:
+    """Each tool's parameter names in the order `describe_tools` shows them: what a plan line's
+    positional arguments bind to (graphs/plan_text.py)."""
+    return {tool.name: list(_schema_fields(tool)[0]) for tool in tools}
+
+
+_DESCRIBED = re.compile(r"^- (?P<name>[A-Za-z0-9_.-]+)\((?P<params>[^()]*)\): ", re.MULTILINE)
+
+
+def params_of_description(text: str) -> dict[str, list[str]]:
+    """`tool_params` read back from `describe_tools` lines inside a prompt: what a model sees of
+    the argument order (the scripted model writes its plan lines from it)."""
+    return {
+        m["name"]: [
+            p.split(":")[0].rstrip("?").strip() for p in m["params"].split(",") if p.strip()
+        ]
+        for m in _DESCRIBED.finditer(text)
+    }
+
+
+def _schema_fields(tool: BaseTool) -> tuple[dict[str, dict], list[str]]:
+    """(properties in order, required names) of a tool's call schema."""
+    schema = tool.tool_call_schema
+    if isinstance(schema, dict):
+        return schema.get("properties", {}), schema.get("required", [])
+    props = schema.model_json_schema().get("properties", {})
+    return props, [n for n, f in schema.model_fields.items() if f.is_required()]

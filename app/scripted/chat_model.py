@@ -30,6 +30,7 @@ from app.scripted.scenarios import ExecutorTurn, Scenario, load_scenario, pick_a
 from app.scripted.streaming import Delta, deltas, total_wait
 from app.scripted.tokens import prompt_tokens, usage_metadata
 from graphs.plan_text import MORE_STEPS, format_end_text, format_plan_text
+from graphs.tool_step import params_of_description
 from prompts.untrusted import unwrap
 
 # Prompt prefixes seen per (run, model it stands for): the provider-side cache a run would hit.
@@ -292,8 +293,11 @@ def _filled(value: Any, result: str) -> Any:
 
 def _asks_text_end(messages: Sequence[BaseMessage]) -> bool:
     """The end-of-run call asking for a text decision (prompts/replanner_end_lines.txt)."""
-    system = next((str(m.content) for m in messages if m.type == "system"), "")
-    return MORE_STEPS in system
+    return MORE_STEPS in _system_text(messages)
+
+
+def _system_text(messages: Sequence[BaseMessage]) -> str:
+    return next((str(m.content) for m in messages if m.type == "system"), "")
 
 
 def _tool_name(tool: dict[str, Any]) -> str:
@@ -347,7 +351,9 @@ def _reply(
         args = _filled(args, _last_tool_result(messages))
     if not structured:  # asked for text: plan lines, or the end-of-run decision as text
         if role == "planner":
-            return AIMessage(content=format_plan_text(args.get("steps") or [])), latency
+            # Positional arguments in the order the prompt's tool list shows, as a model would.
+            params = params_of_description(_system_text(messages))
+            return AIMessage(content=format_plan_text(args.get("steps") or [], params)), latency
         if _asks_text_end(messages):
             return AIMessage(content=format_end_text(args)), latency
     if not tools:  # structured output asked as a JSON response (response_format), not a tool

@@ -3,10 +3,13 @@ replanner prompt (plan, statuses, tools) is kept for surprises and failures."""
 
 from __future__ import annotations
 
+import json
 import runpy
 from pathlib import Path
 from typing import Any
 
+from graphs.replanner import RESULT_CHARS
+from graphs.result_preview import CUT, STRING_CHARS
 from tests.scripted_runs import Run, replanner_reason, run_scenario, write_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +31,7 @@ def test_the_end_call_sees_results_not_the_plan(tmp_path: Path) -> None:
     (prompt,) = r.log.texts("replanner")
     assert r.state["status"] == "done"
     assert "Every step has run" in prompt
-    assert '[s1]\n<data source="result of step s1" trust="untrusted">\n42\n</data>' in prompt
+    assert '[s1]\n<data source="step s1" trust="untrusted">\n42\n</data>' in prompt
     assert "Find the secret number" not in prompt  # no re-listing of the plan
     assert "Tools:" not in prompt
 
@@ -53,7 +56,7 @@ def test_a_surprise_gets_the_full_replanner_then_the_end_is_lean(tmp_path: Path)
     assert "Plan and results so far" in surprise
     assert replanner_reason("s1", "reported a surprise", "odd") in surprise
     assert "Every step has run" in end
-    assert '[s2]\n<data source="result of step s2" trust="untrusted">\nfixed' in end
+    assert '[s2]\n<data source="step s2" trust="untrusted">\nfixed' in end
 
 
 def test_the_end_calls_fixed_overhead_is_under_half_the_full_calls() -> None:
@@ -88,10 +91,48 @@ def test_a_result_later_steps_used_is_shown_in_part_and_a_new_step_reads_it_whol
         ],
     )
     first_end = r.log.texts("replanner")[0]
-    assert "[1] (used by later steps; its first 300 of 517 characters)" in first_end
+    assert "[1] (517 chars, first 300 shown)" in first_end
     assert "A" * 250 + "B" * 50 + "\n</data>" in first_end
     assert "TAIL-ONLY-IN-FULL" not in first_end
-    assert '[2]\n<data source="result of step 2" trust="untrusted">\na summary' in first_end
+    assert '[2]\n<data source="step 2" trust="untrusted">\na summary' in first_end
     # The step the end call added depends on 1, and its executor is given 1 whole.
     assert "TAIL-ONLY-IN-FULL" in r.log.task("3")
     assert r.state["status"] == "done" and r.state["response"] == "The answer."
+
+
+def test_a_used_json_result_keeps_every_key_where_its_start_would_lose_the_last(
+    tmp_path: Path,
+) -> None:
+    record = json.dumps({"key": "node-1", "notes": "padding " * 100, "owner": "LATE-KEY-VALUE"})
+    r = run(
+        tmp_path,
+        planner={
+            "steps": [
+                {"id": "1", "description": "Fetch the record."},
+                {"id": "2", "description": "Use it.", "depends_on": ["1"]},
+            ]
+        },
+        executor={"1": [{"content": record}], "2": [{"content": "used"}]},
+        replanner=[FINISH],
+    )
+    (end,) = r.log.texts("replanner")
+    assert f"[1] ({len(record)} chars, long values cut)" in end
+    assert '"owner": "LATE-KEY-VALUE"' in end  # a 300-character start would end in the notes
+    assert '"notes": "' + ("padding " * 5)[:STRING_CHARS] + CUT + '"' in end
+    assert "padding " * 10 not in end
+
+
+def test_a_result_no_step_used_is_cut_at_result_chars_and_the_cut_is_said(
+    tmp_path: Path,
+) -> None:
+    text = "x" * RESULT_CHARS + "NOT-SHOWN"
+    r = run(
+        tmp_path,
+        planner={"steps": [{"id": "1", "description": "Fetch."}]},
+        executor={"1": [{"content": text}]},
+        replanner=[FINISH],
+    )
+    (end,) = r.log.texts("replanner")
+    assert f"[1] ({len(text)} chars, first {RESULT_CHARS} shown)" in end
+    assert "x" * RESULT_CHARS + "\n</data>" in end
+    assert "NOT-SHOWN" not in end

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.bench.tasks import all_tasks
+from app.bench.tasks import all_tasks, lookup_tool
 from graphs.plan_text import (
     LineStream,
     PlanTextError,
@@ -18,12 +18,13 @@ from graphs.plan_text import (
     parse_plan_text,
 )
 from graphs.schemas import PlanStep, plan_problems
+from graphs.tool_step import describe_tools, params_of_description, tool_params
 from tests.scripted_runs import Run, run_scenario, write_scenario
 from tests.unit.test_tool_steps import calculator_tools
 
 PLAN = """```
-1 = lookup {"key": "a"}
-2 = lookup {"key": "${1.next}"}
+1 = lookup("a")
+2 = lookup(key="${1.next}")
 
 3 (after 1, 2; tools: write_file): Write both records to notes.md.
 4 (tools: none): Say which record is older.
@@ -31,8 +32,11 @@ PLAN = """```
 ```"""
 
 
+PARAMS = {"lookup": ["key"], "calculator": ["expression"]}
+
+
 def test_each_line_is_a_step_and_references_are_dependencies() -> None:
-    steps = {s.id: s for s in parse_plan_text(PLAN)}
+    steps = {s.id: s for s in parse_plan_text(PLAN, params=PARAMS)}
     assert list(steps) == ["1", "2", "3", "4", "5"]
     assert (steps["1"].tool, steps["1"].args, steps["1"].depends_on) == ("lookup", {"key": "a"}, [])
     assert steps["2"].depends_on == ["1"]  # from ${1.next}, not written twice
@@ -65,21 +69,25 @@ def test_a_reference_to_a_later_step_is_no_dependency_and_the_plan_check_names_i
 
 
 @pytest.mark.parametrize("task", all_tasks()[:4], ids=lambda t: t.name)
-def test_formatting_then_parsing_gives_the_same_plan(task: Any) -> None:
-    written = format_plan_text(task.plan)
-    parsed = [s.model_dump(exclude_none=True) for s in parse_plan_text(written)]
+def test_formatting_then_parsing_gives_the_same_plan(task: Any, tmp_path: Path) -> None:
+    tools = [lookup_tool(task), *calculator_tools(tmp_path).values()]
+    params = params_of_description(describe_tools(tools))  # what a model sees of the order
+    assert params == tool_params(tools)
+    written = format_plan_text(task.plan, params)
+    assert "{" not in written.splitlines()[0]  # positional: lookup("item-1")
+    parsed = [s.model_dump(exclude_none=True) for s in parse_plan_text(written, params=params)]
     expected = [PlanStep.model_validate(s).model_dump(exclude_none=True) for s in task.plan]
     assert parsed == expected
     assert len(written.splitlines()) == len(task.plan)
 
 
 def test_a_streamed_step_is_handed_over_when_its_newline_arrives() -> None:
-    reader = LineStream()
+    reader = LineStream(PARAMS)
     seen: list[tuple[int, str]] = []
     for end in range(len(PLAN) + 1):
         seen += [(end, s["id"]) for s in reader.feed(PLAN[:end])]
     assert [i for _, i in seen] == ["1", "2", "3", "4", "5"]
-    first_newline = PLAN.index('"a"}\n') + len('"a"}\n')
+    first_newline = PLAN.index('("a")\n') + len('("a")\n')
     assert seen[0][0] == first_newline
     unfinished = '1 = lookup {"key": "a"}\n2 = lookup {"key": "b"}'
     assert [s["id"] for s in LineStream().feed(unfinished)] == ["1"]  # 2 may still grow
@@ -88,6 +96,53 @@ def test_a_streamed_step_is_handed_over_when_its_newline_arrives() -> None:
 def test_a_bad_line_stops_the_stream_so_nothing_after_it_starts_early() -> None:
     text = '1 = lookup {"key": "a"}\noops\n2 = lookup {"key": "b"}\n'
     assert [s["id"] for s in LineStream().feed(text)] == ["1"]
+
+
+def test_call_arguments_are_literals_positional_in_the_tools_order_or_named() -> None:
+    params = {"fetch": ["url", "timeout", "headers"]}
+    (step,) = parse_plan_text(
+        'x = fetch("https://a.example", -2.5, headers={"k": [1, true, null, None]})', params=params
+    )
+    assert step.args == {
+        "url": "https://a.example",
+        "timeout": -2.5,
+        "headers": {"k": [1, True, None, None]},
+    }
+    assert parse_plan_text("y = fetch()", params=params)[0].args == {}
+    assert parse_plan_text('y = other(a="${x.b}")', ["x"])[0].depends_on == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        ('__import__("os").system("touch PWNED")', "is not a literal value"),
+        ("open", "is not a literal value"),
+        ('"a" + "b"', "is not a literal value"),
+        ('f"{x}"', "is not a literal value"),
+        ("{1: 2}", "keys must be strings"),
+        ('"a")("b"', "as values or NAME=value"),
+        ("*xs", "as values or NAME=value"),
+        ("**kw", "as values or NAME=value"),
+        ('"a", "b", "c", "d"', "takes 3 argument(s): url, timeout, headers"),
+        ('"a", url="b"', "url given twice"),
+        ('url="a", 1', "not a call's"),
+        ("[" * 300 + "]" * 300, "not a call's"),
+    ],
+)
+def test_call_arguments_that_are_not_literals_are_refused_and_never_evaluated(
+    args: str, problem: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PlanTextError) as caught:
+        parse_plan_text(f"1 = fetch({args})", params={"fetch": ["url", "timeout", "headers"]})
+    assert problem in str(caught.value)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_positional_arguments_need_a_known_tool() -> None:
+    with pytest.raises(PlanTextError, match="'nope' is not a tool of this run"):
+        parse_plan_text('1 = nope("a")', params=PARAMS)
+    assert parse_plan_text('1 = nope(key="a")', params=PARAMS)[0].args == {"key": "a"}
 
 
 def test_the_end_reply_is_the_answer_or_more_steps() -> None:
@@ -145,6 +200,16 @@ def test_a_plan_in_lines_costs_far_fewer_output_tokens_than_json_with_the_same_r
     assert planned[0]["output_tokens"] < 0.6 * planned[1]["output_tokens"], planned
     ended = [lines.state["usage"]["replanner"], json_plan.state["usage"]["replanner"]]
     assert ended[0]["output_tokens"] < ended[1]["output_tokens"], ended  # no JSON around it
+
+
+def test_a_plan_a_model_wrote_with_positional_arguments_runs_with_the_tools_order(
+    tmp_path: Path,
+) -> None:
+    raw = '1 = calculator("6 * 7")\n2 = calculator(expression="${1} + 1")\n'
+    r = _run(tmp_path, "lines", planner={"raw": raw})
+    assert r.state["status"] == "done", r.state.get("reason")
+    assert [r.results[i]["result"].strip() for i in ("1", "2")] == ["42", "43"]
+    assert r.state["plan"][1]["depends_on"] == ["1"]
 
 
 def test_an_unreadable_plan_goes_back_to_the_planner_with_the_bad_line(tmp_path: Path) -> None:

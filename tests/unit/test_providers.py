@@ -197,7 +197,7 @@ def test_claude_planner_request_asks_for_plan_lines_as_text(
     [payload] = anthropic_requests
     assert "tools" not in payload and "tool_choice" not in payload
     assert "one step per line" in str(payload["system"])
-    assert "ID = TOOL {JSON args}" in str(payload["system"])
+    assert "ID = TOOL(ARGS)" in str(payload["system"])
 
 
 def test_claude_executor_request_offers_the_tools(
