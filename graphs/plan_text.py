@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -144,7 +145,7 @@ def _args(text: str | None, shown: str) -> dict[str, Any]:
     if text is None:
         return {}
     try:
-        args = json.loads(text)
+        args = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise PlanTextError(
             [f"{shown!r}: the arguments are not a JSON object ({exc.msg})"]
@@ -152,6 +153,11 @@ def _args(text: str | None, shown: str) -> dict[str, Any]:
     if not isinstance(args, dict):
         raise PlanTextError([f"{shown!r}: the arguments must be a JSON object"])
     return args
+
+
+def _no_constant(name: str) -> Any:
+    # json.loads reads NaN and Infinity, which JSON does not have (PostgreSQL refuses them).
+    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
 
 
 def _call_args(text: str, tool: str, names: Sequence[str] | None, shown: str) -> dict[str, Any]:
@@ -192,20 +198,18 @@ def _call_args(text: str, tool: str, names: Sequence[str] | None, shown: str) ->
 def _literal(node: ast.expr) -> Any:
     """The value of a literal: string, number, true/false/null (JSON's or Python's spelling),
     list or dict of them. ValueError for anything else (a name, a call, an expression)."""
-    if isinstance(node, ast.Constant) and isinstance(
-        node.value, (str, int, float, bool, type(None))
-    ):
+    if isinstance(node, ast.Constant) and isinstance(node.value, str | bool | None):
         return node.value
     if isinstance(node, ast.Name) and node.id in _NAMED_CONSTANTS:
         return _NAMED_CONSTANTS[node.id]
-    if (
-        isinstance(node, ast.UnaryOp)
-        and isinstance(node.op, (ast.USub, ast.UAdd))
-        and isinstance(node.operand, ast.Constant)
-        and type(node.operand.value) in (int, float)
-    ):
-        return -node.operand.value if isinstance(node.op, ast.USub) else node.operand.value
-    if isinstance(node, (ast.List, ast.Tuple)):
+    sign, number = 1, node
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        sign, number = (-1 if isinstance(node.op, ast.USub) else 1), node.operand
+    if isinstance(number, ast.Constant) and type(number.value) in (int, float):
+        if not math.isfinite(number.value):  # 1e999: JSON has no infinity; plans are stored as JSON
+            raise ValueError(f"{ast.unparse(node)[:60]!r} is not a finite number")
+        return sign * number.value
+    if isinstance(node, ast.List | ast.Tuple):
         return [_literal(e) for e in node.elts]
     if isinstance(node, ast.Dict):
         keys = [_literal(k) if k is not None else None for k in node.keys]

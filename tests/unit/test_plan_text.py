@@ -54,6 +54,8 @@ def test_a_line_that_is_not_a_step_is_refused_with_its_number_never_guessed() ->
     assert [p.split(":")[0] for p in problems] == ["line 1", "line 3", "line 4"]
     assert "is not a step" in problems[0]
     assert "not a JSON object" in problems[1]
+    with pytest.raises(PlanTextError, match="Infinity is not a JSON number"):
+        parse_plan_text('1 = lookup {"key": Infinity}')
     assert "'before 1'" in problems[2]
 
 
@@ -120,6 +122,8 @@ def test_call_arguments_are_literals_positional_in_the_tools_order_or_named() ->
         ('"a" + "b"', "is not a literal value"),
         ('f"{x}"', "is not a literal value"),
         ("{1: 2}", "keys must be strings"),
+        ("1e999", "not a finite number"),
+        ("[-1e999]", "not a finite number"),
         ('"a")("b"', "as values or NAME=value"),
         ("*xs", "as values or NAME=value"),
         ("**kw", "as values or NAME=value"),
