@@ -17,6 +17,7 @@ from langchain_core.messages import HumanMessage, SystemMessage  # noqa: E402
 from langchain_core.utils.function_calling import convert_to_openai_tool  # noqa: E402
 
 from app.scripted.tokens import count_messages, count_text  # noqa: E402
+from graphs.executor import DEPENDENCY_CHARS  # noqa: E402
 from graphs.schemas import EndDecision, ReplanDecision  # noqa: E402
 from graphs.structured import _json_schema  # noqa: E402
 from prompts import render  # noqa: E402
@@ -45,7 +46,7 @@ def measure() -> dict[str, tuple[int, int, int]]:
         ReplanDecision,
     )
     lean = overhead(
-        render("replanner_end"),
+        render("replanner_end", dependency_chars=DEPENDENCY_CHARS),
         render("replanner_end_task", goal="", results="", review=1),
         EndDecision,
     )

@@ -207,6 +207,8 @@ class StepTurns:
         self.records[key] = value
         if self._store is not None:
             self._store.put(self._namespace, key, value, index=False)
+
+
 def run_records(store: BaseStore | None, thread_id: str, run_id: str) -> list[dict[str, Any]]:
     """Every journaled record ({"result", "usage"}) of a run, across all its node executions
     and attempts (for the run report, which draws each attempt)."""

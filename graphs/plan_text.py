@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import ast
 import json
+import keyword
 import math
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -37,10 +39,12 @@ from graphs.schemas import PlanStep
 from graphs.tool_args import references, split_ref
 
 _ID = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
+# Possessive `\s*+`: with plain `\s*` either side of an optional group, a line of spaces made the
+# match backtrack quadratically (20,000 characters: seconds per line, on the event loop).
 _LINE = re.compile(
-    rf"^(?P<id>{_ID})\s*(?:\((?P<head>[^()]*)\))?\s*"
-    r"(?:=\s*(?P<tool>[A-Za-z0-9_.-]+)\s*(?:(?P<args>\{.*\})|\((?P<call>.*)\))?"
-    r"|:\s*(?P<description>.*\S))\s*$"
+    rf"^(?P<id>{_ID})\s*+(?:\((?P<head>[^()]*)\)\s*+)?"
+    r"(?:=\s*+(?P<tool>[A-Za-z0-9_.-]+)\s*+(?:(?P<args>\{.*\})|\((?P<call>.*)\))?"
+    r"|:\s*+(?P<description>.*\S))\s*$"
 )
 _HEAD_PART = re.compile(r"^\s*(?P<key>after|tools)\b\s*:?\s*(?P<names>.*)$")
 _FENCE = re.compile(r"^\s*```")
@@ -73,7 +77,9 @@ def parse_plan_text(
     parameter names, for positional arguments."""
     steps: list[PlanStep] = []
     problems: list[str] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # "\n" only, as LineStream splits: str.splitlines also breaks at U+2028 and friends, so a
+    # step streamed (and started) from one line could be refused as two when the reply ends.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip() or _FENCE.match(line):
             continue
         try:
@@ -145,11 +151,13 @@ def _args(text: str | None, shown: str) -> dict[str, Any]:
     if text is None:
         return {}
     try:
-        args = json.loads(text, parse_constant=_no_constant)
+        args = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise PlanTextError(
             [f"{shown!r}: the arguments are not a JSON object ({exc.msg})"]
         ) from None
+    except RecursionError:
+        raise PlanTextError([f"{shown!r}: the arguments are nested too deeply"]) from None
     if not isinstance(args, dict):
         raise PlanTextError([f"{shown!r}: the arguments must be a JSON object"])
     return args
@@ -160,14 +168,29 @@ def _no_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 overflows to infinity
+        raise json.JSONDecodeError(f"{text[:40]} is not a finite number", text, 0)
+    return value
+
+
 def _call_args(text: str, tool: str, names: Sequence[str] | None, shown: str) -> dict[str, Any]:
     """The arguments of `TOOL(ARGS)`: Python call syntax with literal values only (nothing is
     evaluated: the syntax tree is read), positional ones bound to `names` in order."""
+    source = f"_({text})"
     try:
-        call = ast.parse(f"_({text})", mode="eval").body
+        with warnings.catch_warnings():  # "C:\dir" warns of an invalid escape; it reads as typed
+            warnings.simplefilter("ignore")
+            call = ast.parse(source, mode="eval").body
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         msg = exc.msg if isinstance(exc, SyntaxError) else type(exc).__name__
-        raise PlanTextError([f"{shown!r}: the arguments are not a call's ({msg})"]) from None
+        raise PlanTextError(
+            [
+                f"{shown!r}: the arguments are not a call's ({msg}); write NAME=value, or the "
+                "arguments as a JSON object: TOOL {...}"
+            ]
+        ) from None
     if (
         not isinstance(call, ast.Call)
         or not (isinstance(call.func, ast.Name) and call.func.id == "_")  # not `f(1)(2)`
@@ -175,11 +198,15 @@ def _call_args(text: str, tool: str, names: Sequence[str] | None, shown: str) ->
         or any(k.arg is None for k in call.keywords)  # not **spread
     ):
         raise PlanTextError([f"{shown!r}: write the arguments as values or NAME=value"])
+    if (call.end_lineno, call.end_col_offset) != (1, len(source.encode())):  # `f(1)  # f(2)`
+        raise PlanTextError([f"{shown!r}: nothing may follow the call's closing parenthesis"])
     try:
         positional = [_literal(a) for a in call.args]
-        named = {k.arg: _literal(k.value) for k in call.keywords}
+        named = [(k.arg, _literal(k.value)) for k in call.keywords]
     except ValueError as exc:
         raise PlanTextError([f"{shown!r}: {exc}"]) from None
+    except RecursionError:  # ast.parse allows a few hundred levels of `-` or `[`
+        raise PlanTextError([f"{shown!r}: the arguments are nested too deeply"]) from None
     if positional and names is None:
         raise PlanTextError(
             [f"{shown!r}: {tool!r} is not a tool of this run, so its arguments must be named"]
@@ -188,11 +215,22 @@ def _call_args(text: str, tool: str, names: Sequence[str] | None, shown: str) ->
         raise PlanTextError(
             [f"{shown!r}: {tool} takes {len(names or ())} argument(s): {', '.join(names or ())}"]
         )
+    if (
+        len(positional) == 1
+        and not named
+        and isinstance(positional[0], dict)
+        and positional[0]
+        and set(positional[0]) <= set(names or ())
+    ):  # `lookup({"key": "a"})`: the JSON form in parentheses, not an object for `key`
+        raise PlanTextError(
+            [f"{shown!r}: ambiguous; write {tool}(NAME=value), or {tool} {{...}} for a JSON object"]
+        )
     args = dict(zip(names or (), positional, strict=False))
-    twice = sorted(set(args) & set(named))
+    given = [*args, *(name for name, _ in named)]
+    twice = sorted({n for n in given if given.count(n) > 1})
     if twice:
         raise PlanTextError([f"{shown!r}: {', '.join(twice)} given twice"])
-    return {**args, **named}
+    return {**args, **dict(named)}
 
 
 def _literal(node: ast.expr) -> Any:
@@ -279,20 +317,27 @@ def format_plan_text(steps: Iterable[Mapping[str, Any]], params: Params | None =
         prefix = step["id"] + (f" ({'; '.join(head)})" if head else "")
         if step.get("tool"):
             body = _call_text(args, (params or {}).get(step["tool"], ()))
-            lines.append(f"{prefix} = {step['tool']}({body})")
+            if body is None:
+                body = " " + json.dumps(args, ensure_ascii=False, separators=(",", ":"))
+            else:
+                body = f"({body})"
+            lines.append(f"{prefix} = {step['tool']}{body}")
         else:
             lines.append(f"{prefix}: {' '.join(str(step.get('description', '')).split())}")
         earlier.append(step["id"])
     return "\n".join(lines)
 
 
-def _call_text(args: Mapping[str, Any], names: Sequence[str]) -> str:
-    """`args` as a call's arguments: the leading ones in `names`' order positionally."""
+def _call_text(args: Mapping[str, Any], names: Sequence[str]) -> str | None:
+    """`args` as a call's arguments: the leading ones in `names`' order positionally; None when
+    a name left to write is not a Python identifier (`file-path`, `from`): the JSON form then."""
     parts, rest = [], dict(args)
     for name in names:
         if name not in rest:
             break
         parts.append(_value_text(rest.pop(name)))
+    if any(not n.isidentifier() or keyword.iskeyword(n) for n in rest):
+        return None
     parts += [f"{name}={_value_text(value)}" for name, value in rest.items()]
     return ", ".join(parts)
 

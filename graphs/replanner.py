@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from app.context import Context
 from app.models import describe_model_error, role_model
 from graphs import events
+from graphs.executor import DEPENDENCY_CHARS
 from graphs.plan_text import Params, parse_end_text
 from graphs.planner import revise_plan
 from graphs.result_preview import preview
@@ -83,7 +84,12 @@ def _replan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> C
             # minimal schema: it was a third of a run's cost when it re-sent the whole plan.
             lines = ctx.plan_format == "lines"
             messages = [
-                SystemMessage(render("replanner_end_lines" if lines else "replanner_end")),
+                SystemMessage(
+                    render(
+                        "replanner_end_lines" if lines else "replanner_end",
+                        dependency_chars=DEPENDENCY_CHARS,
+                    )
+                ),
                 HumanMessage(
                     render(
                         "replanner_end_task",
@@ -286,22 +292,28 @@ def _results(plan: list[dict], results: dict[str, dict]) -> str:
     those steps carried on what the plan needed of it (a total of look-ups, the summary of a
     page), and re-reading every look-up in full was most of the end call's cost. Any other
     result is cut at RESULT_CHARS. Either cut is said, with the result's length: if the answer
-    needs more, the model adds a step that depends on it, which sees it whole."""
+    needs more, the model adds a step that depends on it, which sees up to DEPENDENCY_CHARS."""
     used = {d for s in plan for d in s.get("depends_on", [])}
     parts = []
     for s in _by_finish(plan, results):
         text = str(results[s["id"]].get("result") or "")
         head = f"[{s['id']}]"
         if s["id"] in used and len(text) > PREVIEW_CHARS:
-            shown, outline = preview(text, PREVIEW_CHARS)
-            cut = "long values cut" if outline else f"first {len(shown)} shown"
-            head += f" ({len(text)} chars, {cut})"
+            shown, how = preview(text, PREVIEW_CHARS)
+            head += f" ({len(text)} chars, {_SHOWN_AS[how].format(n=len(shown))})"
         else:
             shown = text[:RESULT_CHARS]
             if len(text) > RESULT_CHARS:
                 head += f" ({len(text)} chars, first {RESULT_CHARS} shown)"
         parts.append(f"{head}\n{wrap('step ' + s['id'], shown)}")
     return "\n".join(parts)
+
+
+_SHOWN_AS = {  # how a used result's preview stands for it (graphs/result_preview.py)
+    "outline": "long values cut",
+    "compact": "whitespace removed",
+    "start": "first {n} shown",
+}
 
 
 def _plain_end(state: State) -> bool:

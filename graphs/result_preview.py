@@ -19,18 +19,20 @@ MAX_PARSE_CHARS = 200_000  # longer results are not parsed for a preview: their 
 CUT = "…"
 
 
-def preview(text: str, limit: int) -> tuple[str, bool]:
-    """(At most `limit` characters standing for `text`, whether it is a JSON outline rather
-    than the text's start.) Text of `limit` characters or fewer is returned as it is."""
+def preview(text: str, limit: int) -> tuple[str, str]:
+    """(At most `limit` characters standing for `text`, how): how is "whole" for text of `limit`
+    characters or fewer, "outline" for JSON with long values cut, "compact" for JSON that only
+    lost its whitespace, "start" for the text's first `limit` characters."""
     if len(text) <= limit:
-        return text, False
+        return text, "whole"
     outline = _json_outline(text)
-    if outline is not None and len(outline) <= limit:
-        return outline, True
-    return text[:limit], False
+    if outline is not None and len(outline[0]) <= limit:
+        return outline[0], "outline" if outline[1] else "compact"
+    return text[:limit], "start"
 
 
-def _json_outline(text: str) -> str | None:
+def _json_outline(text: str) -> tuple[str, bool] | None:
+    """(The outline of a JSON text, whether anything was cut), or None for other text."""
     stripped = text.strip()
     if len(stripped) > MAX_PARSE_CHARS or stripped[:1] not in ("{", "["):
         return None
@@ -38,19 +40,28 @@ def _json_outline(text: str) -> str | None:
         value = json.loads(stripped)
     except (ValueError, RecursionError):
         return None
-    return json.dumps(_shorten(value, DEPTH), ensure_ascii=False)
+    cuts: list[None] = []
+    shortened = _shorten(value, DEPTH, cuts)
+    return json.dumps(shortened, ensure_ascii=False), bool(cuts)
 
 
-def _shorten(value: Any, depth: int) -> Any:
+def _shorten(value: Any, depth: int, cuts: list[None]) -> Any:
+    """`value` with long strings, long lists and deep containers cut (each cut noted in `cuts`).
+    Keys are kept whole: cut ones could collide, and a key is what says what a value is."""
     if isinstance(value, str):
-        return value if len(value) <= STRING_CHARS else value[:STRING_CHARS] + CUT
+        if len(value) <= STRING_CHARS:
+            return value
+        cuts.append(None)
+        return value[:STRING_CHARS] + CUT
+    if isinstance(value, dict | list) and value and depth == 0:
+        cuts.append(None)
+        return CUT
     if isinstance(value, dict):
-        if depth == 0:
-            return CUT if value else {}
-        return {str(k)[:STRING_CHARS]: _shorten(v, depth - 1) for k, v in value.items()}
+        return {k: _shorten(v, depth - 1, cuts) for k, v in value.items()}
     if isinstance(value, list):
-        if depth == 0:
-            return CUT if value else []
-        kept = [_shorten(v, depth - 1) for v in value[:LIST_ITEMS]]
-        return kept + ([f"{CUT} {len(value) - LIST_ITEMS} more"] if len(value) > LIST_ITEMS else [])
+        kept = [_shorten(v, depth - 1, cuts) for v in value[:LIST_ITEMS]]
+        if len(value) > LIST_ITEMS:
+            cuts.append(None)
+            kept.append(f"{CUT} {len(value) - LIST_ITEMS} more")
+        return kept
     return value

@@ -101,7 +101,7 @@ def describe_tools(tools: Sequence[BaseTool], *, description_chars: int = 200) -
     for tool in tools:
         props, required = _schema_fields(tool)
         params = ", ".join(
-            f"{name}{'' if name in required else '?'}: {spec.get('type', 'any')}"
+            f"{name}{'' if name in required else '?'}: {_type_name(spec)}"
             for name, spec in props.items()
         )
         text = " ".join((tool.description or "").split())
@@ -112,12 +112,20 @@ def describe_tools(tools: Sequence[BaseTool], *, description_chars: int = 200) -
     return "\n".join(lines) or "(none)"
 
 
+def _type_name(spec: dict[str, Any]) -> str:
+    """A parameter's JSON type for the planner: `string`, `string|null` for a list of types
+    (MCP schemas), `any` when there is none."""
+    kind = spec.get("type", "any")
+    return "|".join(map(str, kind)) if isinstance(kind, list) else str(kind)
+
+
 def tool_params(tools: Iterable[BaseTool]) -> dict[str, list[str]]:
     """Each tool's parameter names in the order `describe_tools` shows them: what a plan line's
     positional arguments bind to (graphs/plan_text.py)."""
     return {tool.name: list(_schema_fields(tool)[0]) for tool in tools}
 
 
+_PARAM_NAME = re.compile(r"(?:^|, )([^,:]+?)(?=: )")  # `name?: type` in `a: string, b?: x|y`
 _DESCRIBED = re.compile(r"^- (?P<name>[A-Za-z0-9_.-]+)\((?P<params>[^()]*)\): ", re.MULTILINE)
 
 
@@ -125,9 +133,7 @@ def params_of_description(text: str) -> dict[str, list[str]]:
     """`tool_params` read back from `describe_tools` lines inside a prompt: what a model sees of
     the argument order (the scripted model writes its plan lines from it)."""
     return {
-        m["name"]: [
-            p.split(":")[0].rstrip("?").strip() for p in m["params"].split(",") if p.strip()
-        ]
+        m["name"]: [p.rstrip("?") for p in _PARAM_NAME.findall(m["params"])]
         for m in _DESCRIBED.finditer(text)
     }
 

@@ -66,8 +66,13 @@ def test_an_executor_that_obeys_the_page_is_contained(tmp_path: Path) -> None:
         step["description"] += "\n" + _order("http_get", url=f"{t.site.url}/page")
         model = ObedientModel()
         outcome = run_step(
-            step, goal="g", dependencies={}, model=model, model_name="obedient",
-            tools=tools, max_tool_calls=6,
+            step,
+            goal="g",
+            dependencies={},
+            model=model,
+            model_name="obedient",
+            tools=tools,
+            max_tool_calls=6,
         )
     assert model._offered == ["flag_surprise", "http_get"]  # only the step's tools
     calls = outcome.result["tool_calls"]

@@ -8,6 +8,7 @@ import runpy
 from pathlib import Path
 from typing import Any
 
+from graphs.executor import DEPENDENCY_CHARS
 from graphs.replanner import RESULT_CHARS
 from graphs.result_preview import CUT, STRING_CHARS
 from tests.scripted_runs import Run, replanner_reason, run_scenario, write_scenario
@@ -31,6 +32,7 @@ def test_the_end_call_sees_results_not_the_plan(tmp_path: Path) -> None:
     (prompt,) = r.log.texts("replanner")
     assert r.state["status"] == "done"
     assert "Every step has run" in prompt
+    assert f"sees up to {DEPENDENCY_CHARS} characters of it" in prompt  # not "all of it"
     assert '[s1]\n<data source="step s1" trust="untrusted">\n42\n</data>' in prompt
     assert "Find the secret number" not in prompt  # no re-listing of the plan
     assert "Tools:" not in prompt

@@ -133,13 +133,17 @@ def test_address_classes(address: str, reason: str | None) -> None:
 
 def test_allow_list_opens_exactly_what_it_names(tmp_path: Path, local) -> None:
     _, port, recorder = local
-    assert _tools(tmp_path, ["127.0.0.0/30"])["http_get"].invoke(
-        {"url": f"http://127.0.0.1:{port}/x"}
-    ).endswith("secret")
+    assert (
+        _tools(tmp_path, ["127.0.0.0/30"])["http_get"]
+        .invoke({"url": f"http://127.0.0.1:{port}/x"})
+        .endswith("secret")
+    )
     # A host name in the list opens that name only, not the address behind it.
-    assert _tools(tmp_path, ["localhost"])["http_get"].invoke(
-        {"url": f"http://localhost:{port}/y"}
-    ).endswith("secret")
+    assert (
+        _tools(tmp_path, ["localhost"])["http_get"]
+        .invoke({"url": f"http://localhost:{port}/y"})
+        .endswith("secret")
+    )
     with pytest.raises(ToolException, match="loopback"):
         _tools(tmp_path, ["localhost"])["http_get"].invoke({"url": f"http://127.0.0.1:{port}/z"})
     assert [r["path"] for r in recorder.requests] == ["/x", "/y"]

@@ -3,10 +3,12 @@ how a streamed reply hands over steps, and a run in either plan format."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.tools import StructuredTool
 
 from app.bench.tasks import all_tasks, lookup_tool
 from graphs.plan_text import (
@@ -56,6 +58,10 @@ def test_a_line_that_is_not_a_step_is_refused_with_its_number_never_guessed() ->
     assert "not a JSON object" in problems[1]
     with pytest.raises(PlanTextError, match="Infinity is not a JSON number"):
         parse_plan_text('1 = lookup {"key": Infinity}')
+    with pytest.raises(PlanTextError, match="1e999 is not a finite number"):
+        parse_plan_text('1 = lookup {"key": 1e999}')
+    with pytest.raises(PlanTextError, match="nested too deeply"):
+        parse_plan_text('1 = lookup {"key": ' + "[" * 5000 + "]" * 5000 + "}")
     assert "'before 1'" in problems[2]
 
 
@@ -124,6 +130,10 @@ def test_call_arguments_are_literals_positional_in_the_tools_order_or_named() ->
         ("{1: 2}", "keys must be strings"),
         ("1e999", "not a finite number"),
         ("[-1e999]", "not a finite number"),
+        ("-" * 400 + "1", "nested too deeply"),  # parses, but is deeper than the reader goes
+        ('"a")  # then fetch("b"', "nothing may follow"),
+        ('url="a", url="b"', "url given twice"),
+        ('{"url": "a"}', "ambiguous"),  # the JSON form in parentheses
         ('"a")("b"', "as values or NAME=value"),
         ("*xs", "as values or NAME=value"),
         ("**kw", "as values or NAME=value"),
@@ -141,6 +151,45 @@ def test_call_arguments_that_are_not_literals_are_refused_and_never_evaluated(
         parse_plan_text(f"1 = fetch({args})", params={"fetch": ["url", "timeout", "headers"]})
     assert problem in str(caught.value)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_long_line_of_spaces_is_refused_at_once() -> None:
+    # With plain `\s*` either side of an optional group this took 2-4 s a line (48 s for 20),
+    # on the event loop; the bound is far above linear time and far below that.
+    lines = ["1" + " " * 19_990 + "x", "1 = t" + " " * 19_990 + "x", "1 (" + " " * 19_990] * 7
+    started = time.perf_counter()
+    with pytest.raises(PlanTextError):
+        parse_plan_text("\n".join(lines))
+    assert time.perf_counter() - started < 2.0
+
+
+def test_the_stream_and_the_whole_reply_split_lines_alike() -> None:
+    text = '1 = lookup("a\u2028b")\n2 = lookup("c\x85d")\n'
+    streamed = LineStream(PARAMS).feed(text)
+    whole = [s.model_dump(exclude_none=True) for s in parse_plan_text(text, params=PARAMS)]
+    assert streamed == whole and [s["args"]["key"] for s in whole] == ["a\u2028b", "c\x85d"]
+
+
+def test_parameters_that_are_not_python_names_are_written_as_json_and_read_back() -> None:
+    params = {"mcp_t": ["q", "file-path", "from"]}
+    step = {"id": "1", "tool": "mcp_t", "args": {"file-path": "x", "from": "y"}}
+    written = format_plan_text([step], params)
+    assert written == '1 = mcp_t {"file-path":"x","from":"y"}'
+    assert parse_plan_text(written, params=params)[0].args == step["args"]
+    with pytest.raises(PlanTextError, match=r"as a JSON object: TOOL \{"):
+        parse_plan_text('1 = mcp_t(file-path="x")', params=params)
+
+
+def test_a_dict_schema_with_a_list_of_types_keeps_its_argument_order() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"q": {"type": ["string", "null"]}, "file-path": {"type": "string"}},
+        "required": ["file-path"],
+    }
+    tool = StructuredTool(name="mcp_t", description="An MCP tool.", args_schema=schema)
+    described = describe_tools([tool])
+    assert described == "- mcp_t(q?: string|null, file-path: string): An MCP tool."
+    assert params_of_description(described) == tool_params([tool]) == {"mcp_t": ["q", "file-path"]}
 
 
 def test_positional_arguments_need_a_known_tool() -> None:
@@ -216,13 +265,23 @@ def test_a_plan_a_model_wrote_with_positional_arguments_runs_with_the_tools_orde
     assert r.state["plan"][1]["depends_on"] == ["1"]
 
 
-def test_an_unreadable_plan_goes_back_to_the_planner_with_the_bad_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("Step one: add 1 and 1", "line 1: 'Step one: add 1 and 1' is not a step"),
+        ("1 = calculator(" + "-" * 400 + "1)", "nested too deeply"),  # once ended the run
+        ('1 = calculator("1 + 1")  # calculator("2")', "nothing may follow"),
+    ],
+)
+def test_an_unreadable_plan_goes_back_to_the_planner_with_the_bad_line(
+    tmp_path: Path, raw: str, problem: str
+) -> None:
     good = {"steps": [{"id": "1", "tool": "calculator", "args": {"expression": "1 + 1"}}]}
-    r = _run(tmp_path, "lines", planner={"attempts": [{"raw": "Step one: add 1 and 1"}, good]})
+    r = _run(tmp_path, "lines", planner={"attempts": [{"raw": raw}, good]})
     assert r.state["status"] == "done", r.state.get("reason")
     assert r.calls("planner") == 2
     retry = r.log.texts("planner")[1]
-    assert "line 1: 'Step one: add 1 and 1' is not a step" in retry
+    assert problem in retry
 
 
 def test_more_steps_from_the_end_call_run_before_the_answer(tmp_path: Path) -> None:

@@ -148,9 +148,7 @@ def test_show_and_runs_show_any_text_as_given(text: str) -> None:
 
 @fast
 @given(text=texts)
-def test_error_printers_show_any_text_as_given(
-    text: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_error_printers_show_any_text_as_given(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
     console = Console(record=True, width=4000, file=io.StringIO())
     monkeypatch.setattr(commands, "err_console", console)
 

@@ -110,6 +110,8 @@ def test_live_view_notes_a_restarted_step_and_a_budget_hit() -> None:
     text = rendered(view)
     assert "s1 restarted (execution 2): replaying 1 journaled model turn(s)" in text
     assert "budget max_cost_usd=0.5 reached" in text
+
+
 def screen(view: LiveView, width: int = 80, height: int = 24) -> list[str]:
     """The view's lines as an 80x24 terminal would draw them."""
     console = Console(record=True, width=width, height=height, file=io.StringIO())

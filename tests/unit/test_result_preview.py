@@ -1,0 +1,36 @@
+"""What the end-of-run call is shown of a result later steps used (graphs/result_preview.py)."""
+
+from __future__ import annotations
+
+import json
+
+from graphs.result_preview import CUT, STRING_CHARS, preview
+
+
+def test_short_text_is_whole_and_other_text_keeps_its_start() -> None:
+    assert preview("short", 10) == ("short", "whole")
+    assert preview("{not json " + "x" * 100, 20) == ("{not json xxxxxxxxxx", "start")
+    assert preview("[" * 100_000 + "]" * 100_000, 30)[1] == "start"  # too deep to outline
+
+
+def test_json_keeps_every_key_even_long_ones_that_share_a_start() -> None:
+    record = {"a" * 40 + "X": "one", "a" * 40 + "Y": "two", "pad": "z" * 400, "n": [1, 2, 3, 4]}
+    shown, how = preview(json.dumps(record), 300)
+    assert how == "outline"
+    outline = json.loads(shown)
+    assert outline == {
+        "a" * 40 + "X": "one",
+        "a" * 40 + "Y": "two",
+        "pad": "z" * STRING_CHARS + CUT,
+        "n": [1, 2, 3, f"{CUT} 1 more"],
+    }
+
+
+def test_json_that_only_lost_its_whitespace_says_so() -> None:
+    shown, how = preview(json.dumps({"a": 1, "b": [1, 2]}, indent=40), 100)
+    assert (shown, how) == ('{"a": 1, "b": [1, 2]}', "compact")
+
+
+def test_an_outline_longer_than_the_limit_falls_back_to_the_start() -> None:
+    many = json.dumps({f"key{i}": i for i in range(200)})
+    assert preview(many, 300) == (many[:300], "start")
