@@ -84,4 +84,3 @@ class PromptCache:
     def clear(self) -> None:
         with self._lock:
             self._scopes.clear()
-

@@ -153,9 +153,7 @@ def test_a_database_with_foreign_tables_is_refused_and_left_unchanged(tmp_path: 
         proc = run_cli(*args, "--db", str(db), cwd=tmp_path)
         no_traceback(proc)
         assert proc.returncode == EXIT_CONFIG, (args, proc.stderr)
-        assert "holds tables planexec did not create (checkpoints)" in " ".join(
-            proc.stderr.split()
-        )
+        assert "holds tables planexec did not create (checkpoints)" in " ".join(proc.stderr.split())
     assert db.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("other")) == [
         "other.sqlite"

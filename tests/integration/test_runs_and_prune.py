@@ -119,9 +119,10 @@ def test_prune_removes_old_finished_runs_and_nothing_else(tmp_path: Path) -> Non
     assert rows(db, steps) == 9
 
     assert planexec_json("prune", "--older-than", "1h", "--db", db)["removed"] == 0
-    assert planexec_json("prune", "--older-than", "0s", "--status", "failed", "--db", db)[
-        "removed"
-    ] == 0
+    assert (
+        planexec_json("prune", "--older-than", "0s", "--status", "failed", "--db", db)["removed"]
+        == 0
+    )
     dry = planexec_json("prune", "--older-than", "0s", "--dry-run", "--db", db)
     assert sorted(dry["runs"]) == ["busy", "d1", "d2"] and dry["checkpoint_bytes"] > 0
     assert rows(db, steps) == 9
