@@ -285,31 +285,30 @@ def _data(kind: str, step_id: str, text: object) -> str:
 
 
 def _results(plan: list[dict], results: dict[str, dict]) -> str:
-    """The step results alone, for the lean end: `[id] result`, one per step, in the order they
+    """The step results alone, for the lean end: one untrusted block per step, in the order they
     finished (so a second lean review starts with the first one's results).
 
     A result later steps depend on is shown in part (graphs/result_preview.py, PREVIEW_CHARS):
     those steps carried on what the plan needed of it (a total of look-ups, the summary of a
     page), and re-reading every look-up in full was most of the end call's cost. Any other
-    result is cut at RESULT_CHARS. Either cut is said, with the result's length: if the answer
-    needs more, the model adds a step that depends on it, which sees up to DEPENDENCY_CHARS."""
+    result, which the answer may be written from, is shown up to RESULT_CHARS, a JSON one with
+    every key kept. Either cut is said in the block's label, with the result's length: if the
+    answer needs more, the model adds a step that depends on it, which sees up to
+    DEPENDENCY_CHARS."""
     used = {d for s in plan for d in s.get("depends_on", [])}
     parts = []
     for s in _by_finish(plan, results):
         text = str(results[s["id"]].get("result") or "")
-        head = f"[{s['id']}]"
-        if s["id"] in used and len(text) > PREVIEW_CHARS:
-            shown, how = preview(text, PREVIEW_CHARS)
-            head += f" ({len(text)} chars, {_SHOWN_AS[how].format(n=len(shown))})"
-        else:
-            shown = text[:RESULT_CHARS]
-            if len(text) > RESULT_CHARS:
-                head += f" ({len(text)} chars, first {RESULT_CHARS} shown)"
-        parts.append(f"{head}\n{wrap('step ' + s['id'], shown)}")
+        limit, fill = (PREVIEW_CHARS, False) if s["id"] in used else (RESULT_CHARS, True)
+        shown, how = preview(text, limit, fill=fill)
+        label = f"step {s['id']}"
+        if how != "whole":
+            label += f", {len(text)} chars, {_SHOWN_AS[how].format(n=len(shown))}"
+        parts.append(wrap(label, shown))
     return "\n".join(parts)
 
 
-_SHOWN_AS = {  # how a used result's preview stands for it (graphs/result_preview.py)
+_SHOWN_AS = {  # how a cut result's preview stands for it (graphs/result_preview.py)
     "outline": "long values cut",
     "compact": "whitespace removed",
     "start": "first {n} shown",

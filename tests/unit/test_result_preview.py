@@ -28,9 +28,28 @@ def test_json_keeps_every_key_even_long_ones_that_share_a_start() -> None:
 
 def test_json_that_only_lost_its_whitespace_says_so() -> None:
     shown, how = preview(json.dumps({"a": 1, "b": [1, 2]}, indent=40), 100)
-    assert (shown, how) == ('{"a": 1, "b": [1, 2]}', "compact")
+    assert (shown, how) == ('{"a":1,"b":[1,2]}', "compact")
 
 
 def test_an_outline_longer_than_the_limit_falls_back_to_the_start() -> None:
     many = json.dumps({f"key{i}": i for i in range(200)})
     assert preview(many, 300) == (many[:300], "start")
+
+
+def test_fill_keeps_every_key_and_item_and_gives_the_strings_what_is_left() -> None:
+    record = {"items": list(range(20)), "body": "b" * 5000, "tail": "t" * 100, "last": 7}
+    shown, how = preview(json.dumps(record), 1000, fill=True)
+    assert how == "outline" and len(shown) <= 1000
+    outline = json.loads(shown)
+    assert outline["items"] == list(range(20)) and outline["last"] == 7
+    assert outline["tail"] == "t" * 100  # shorter than the cut: whole
+    body = outline["body"]
+    assert body == "b" * (len(body) - 1) + CUT
+    assert len(shown) > 990  # the longest cut that fits, not the shortest
+
+
+def test_fill_without_a_cut_is_compact_and_a_structure_too_long_is_its_start() -> None:
+    spaced = json.dumps({"a": 1, "b": [1, 2]}, indent=40)
+    assert preview(spaced, 100, fill=True) == ('{"a":1,"b":[1,2]}', "compact")
+    many = json.dumps({f"key{i}": "v" * 50 for i in range(200)})  # keys alone pass 1,000
+    assert preview(many, 1000, fill=True) == (many[:1000], "start")
