@@ -280,8 +280,18 @@ def _by_finish(plan: list[dict], results: dict[str, dict]) -> list[dict]:
 
 
 def _data(kind: str, step_id: str, text: object) -> str:
-    """A step's result, error or surprise as an untrusted data block, cut to RESULT_CHARS."""
-    return wrap(f"{kind} of step {step_id}", str(text)[:RESULT_CHARS])
+    """A step's result, error or surprise as an untrusted data block of at most RESULT_CHARS (a
+    JSON one keeps every key), the cut said in its label."""
+    return _block(f"{kind} of step {step_id}", str(text), RESULT_CHARS, fill=True)
+
+
+def _block(label: str, text: str, limit: int, *, fill: bool) -> str:
+    """`text` as an untrusted data block, previewed in `limit` characters (result_preview.py);
+    a cut is said in the label, with the text's length."""
+    shown, how = preview(text, limit, fill=fill)
+    if how != "whole":
+        label += f", {len(text)} chars, {_SHOWN_AS[how].format(n=len(shown))}"
+    return wrap(label, shown)
 
 
 def _results(plan: list[dict], results: dict[str, dict]) -> str:
@@ -300,11 +310,7 @@ def _results(plan: list[dict], results: dict[str, dict]) -> str:
     for s in _by_finish(plan, results):
         text = str(results[s["id"]].get("result") or "")
         limit, fill = (PREVIEW_CHARS, False) if s["id"] in used else (RESULT_CHARS, True)
-        shown, how = preview(text, limit, fill=fill)
-        label = f"step {s['id']}"
-        if how != "whole":
-            label += f", {len(text)} chars, {_SHOWN_AS[how].format(n=len(shown))}"
-        parts.append(wrap(label, shown))
+        parts.append(_block(f"step {s['id']}", text, limit, fill=fill))
     return "\n".join(parts)
 
 

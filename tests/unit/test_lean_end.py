@@ -169,3 +169,27 @@ def test_a_json_result_no_step_used_keeps_its_late_keys_and_as_much_text_as_fits
     kept = json.loads(shown)["notes"]
     assert kept.endswith(CUT) and notes.startswith(kept[:-1])
     assert len(shown) > RESULT_CHARS - 20  # the text fills what the keys leave, not 40 chars
+
+
+def test_the_full_replanner_shows_a_long_json_result_with_every_key_and_says_it_is_cut(
+    tmp_path: Path,
+) -> None:
+    # A surprise calls the full replanner, which shows each result up to RESULT_CHARS too; a
+    # start of this one would end inside the notes and lose the key after them.
+    record = json.dumps({"notes": "padding " * 400, "status": "LATE-KEY-VALUE"})
+    r = run(
+        tmp_path,
+        planner={"steps": [{"id": "s1", "description": "Fetch the record."}]},
+        executor={
+            "s1": [
+                {"tool_calls": [{"name": "flag_surprise", "args": {"reason": "odd"}}]},
+                {"content": record},
+            ]
+        },
+        replanner=[FINISH],
+    )
+    (full,) = r.log.texts("replanner")
+    assert "Plan and results so far" in full
+    assert f'source="result of step s1, {len(record)} chars, long values cut"' in full
+    assert '"status":"LATE-KEY-VALUE"' in full
+    assert "padding " * 150 in full  # the notes keep what the keys leave of RESULT_CHARS
