@@ -120,6 +120,7 @@ def test_help_keeps_the_env_note_and_the_demo_its_surprise_prefix(tmp_path: Path
         (("g", "--db", "sqlite://x"), "sqlite:////absolute/path"),
         (("g", "--scenario", "no-such-scenario"), "no scenario named"),
         (("g", "--thread", "a.b"), "contains '.'"),
+        (("g", "--unknown-outcome", "maybe"), "--unknown-outcome 'maybe': use 'repeat' or"),
     ],
 )
 def test_input_errors_exit_4_before_anything_is_paid_or_recorded(
@@ -139,6 +140,56 @@ def test_input_errors_exit_4_before_anything_is_paid_or_recorded(
     assert "planner" not in proc.stdout  # no usage table: no model was called
     assert not (tmp_path / "runs.sqlite").exists()  # nothing recorded, not even the database
     assert not (tmp_path / "mysql:").exists()
+
+
+ONE_STEP = {"steps": [{"id": "s1", "description": "Look.", "depends_on": []}]}
+CYCLE = {
+    "steps": [
+        {"id": "a", "description": "A.", "depends_on": ["b"]},
+        {"id": "b", "description": "B.", "depends_on": ["a"]},
+    ]
+}
+# How a run ends -> (the scenario's roles, its exit code). A run that ends badly must never exit
+# 0, nor with another ending's code: scripts and CI read the exit code, not the output.
+ENDINGS = {
+    # Three plans with a cycle: the planner gives up and the run fails.
+    "failed": ({"planner": {"attempts": [CYCLE, CYCLE, CYCLE]}, "executor": {}}, 1),
+    # A surprise, and the replanner asks for a revision that --max-replans 0 does not allow.
+    "replan_limit": (
+        {
+            "planner": ONE_STEP,
+            "executor": {
+                "s1": [
+                    {"tool_calls": [{"name": "flag_surprise", "args": {"reason": "odd"}}]},
+                    {"content": "odd data"},
+                ]
+            },
+            "replanner": [
+                {
+                    "action": "replan",
+                    "reason": "again",
+                    "steps": [{"id": "s2", "description": "B."}],
+                }
+            ],
+        },
+        3,
+    ),
+}
+
+
+@pytest.mark.parametrize("status", list(ENDINGS))
+def test_the_exit_code_says_how_the_run_ended(tmp_path: Path, status: str) -> None:
+    roles, code = ENDINGS[status]
+    scenario = tmp_path / "ending.json"
+    scenario.write_text(
+        json.dumps({"name": "ending", "goal": "g", "tools": [], **roles}), encoding="utf-8"
+    )
+    args = ("--scenario", str(scenario), "--max-replans", "0", "--db", str(tmp_path / "r.sqlite"))
+    proc = run_cli("run", "g", *args, "--json", cwd=tmp_path)
+    no_traceback(proc)
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert events[-1]["event"] == "result" and events[-1]["status"] == status, proc.stdout
+    assert proc.returncode == code, proc.stderr
 
 
 def test_a_database_with_foreign_tables_is_refused_and_left_unchanged(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ Every test runs the real graph (`build_graph`) with scripted models: a small sce
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,43 @@ def test_empty_tool_result_is_a_surprise(tmp_path: Path) -> None:
     assert r.calls("replanner") == 1
     assert (
         replanner_reason("s1", "reported a surprise", "calculator returned an empty result")
+        in (r.log.texts("replanner")[0])
+    )
+
+
+def test_an_empty_sql_result_is_a_surprise_even_if_the_executor_says_nothing(
+    tmp_path: Path,
+) -> None:
+    """The executor model queries a real SQLite file, gets no rows, and answers without
+    flag_surprise: the executor itself must flag the empty result for the replanner."""
+    database = tmp_path / "shop.sqlite"
+    with sqlite3.connect(database) as conn:
+        conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, order_date TEXT)")
+        conn.execute("INSERT INTO orders VALUES (1, '07/15/2026')")  # not an ISO date
+    conn.close()
+    query = "SELECT id FROM orders WHERE order_date >= '2026-07-01'"
+    script = scenario(
+        tools=["sql_query"],
+        planner=plan(("s1", []), ("s2", ["s1"])),
+        executor={
+            "s1": [
+                {"tool_calls": [{"name": "sql_query", "args": {"query": query}}]},
+                {"content": "No Q3 orders."},
+            ],
+            "s2": answer("unused"),
+        },
+        replanner=[FINISH],
+    )
+    r = run(tmp_path, script, sql_database=str(database))
+
+    s1 = r.state["results"]["s1"]
+    assert s1["status"] == "done"
+    assert s1["result"] == "No Q3 orders."
+    assert s1["tool_calls"][0]["output"] == "Query returned 0 rows (columns: id)."
+    assert s1["surprise"].startswith("sql_query returned an empty result for ")
+    assert r.started() == ["s1"]  # s2 was ready, but the replanner looked first
+    assert (
+        replanner_reason("s1", "reported a surprise", "sql_query returned an empty result")
         in (r.log.texts("replanner")[0])
     )
 

@@ -6,6 +6,8 @@ a tool step, so a model call for one would fail the run loudly.
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +107,70 @@ def test_empty_tool_output_is_a_surprise_for_the_replanner(tmp_path: Path) -> No
     assert r.results["s1"]["surprise"].startswith("calculator returned an empty result")
     assert "s2" not in r.started()  # the replanner was asked before anything else ran
     assert "reported a surprise" in r.log.texts("replanner")[0]
+
+
+def shop_database(tmp_path: Path) -> Path:
+    """A real SQLite file with three orders, none of them over 100."""
+    path = tmp_path / "shop.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, total REAL)")
+    conn.executemany("INSERT INTO orders VALUES (?, ?)", [(1, 9.5), (2, 20.0), (3, 5.25)])
+    conn.commit()
+    conn.close()
+    return path
+
+
+def test_an_empty_sql_result_is_a_surprise_for_the_replanner(tmp_path: Path) -> None:
+    """sql_query's reply to no rows is a sentence, not empty text: only its artifact says the
+    result is empty, and the replanner must still hear of it before a dependent step runs."""
+    query = "SELECT id, total FROM orders WHERE total > 100"
+    script = scenario(
+        tools=["sql_query", "calculator"],
+        planner={
+            "steps": [
+                {"id": "s1", "tool": "sql_query", "args": {"query": query}},
+                calc_step("s2", "1 + 1", "s1"),
+            ]
+        },
+        executor={},
+        replanner=[FINISH],
+    )
+    r = run(tmp_path, script, sql_database=str(shop_database(tmp_path)))
+
+    s1 = r.results["s1"]
+    assert s1["status"] == "done"
+    assert s1["result"] == "Query returned 0 rows (columns: id, total)."
+    assert s1["tool_calls"][0]["empty"] is True
+    assert (
+        s1["surprise"] == f"sql_query returned an empty result for {json.dumps({'query': query})}"
+    )
+    assert "s2" not in r.started()  # the replanner was asked before anything else ran
+    assert (
+        replanner_reason("s1", "reported a surprise", "sql_query returned an empty result")
+        in (r.log.texts("replanner")[0])
+    )
+
+
+def test_a_sql_result_with_rows_is_no_surprise(tmp_path: Path) -> None:
+    script = scenario(
+        tools=["sql_query"],
+        planner={
+            "steps": [
+                {
+                    "id": "s1",
+                    "tool": "sql_query",
+                    "args": {"query": "SELECT count(*) AS n FROM orders"},
+                }
+            ]
+        },
+        executor={},
+        replanner=[FINISH],
+    )
+    r = run(tmp_path, script, sql_database=str(shop_database(tmp_path)))
+
+    assert r.results["s1"]["result"] == "n\n3"
+    assert r.results["s1"]["surprise"] == ""
+    assert r.state["status"] == "done"
 
 
 def test_tool_error_fails_the_step_and_calls_the_replanner(tmp_path: Path) -> None:

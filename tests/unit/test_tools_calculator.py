@@ -1,3 +1,4 @@
+import time
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,47 @@ def test_refuses_long_expression(calculator) -> None:
     with pytest.raises(ToolException) as info:
         calc(calculator, expression)
     assert "599 characters, over the 500-character limit" in str(info.value)
+
+
+def test_the_length_limit_allows_exactly_500_characters(calculator) -> None:
+    at_limit = "+".join(["1"] * 249) + "+10"
+    assert len(at_limit) == 500
+    assert calc(calculator, at_limit) == "259"
+    over = at_limit + "0"  # ...+100: 501 characters
+    with pytest.raises(ToolException, match="501 characters, over the 500-character limit"):
+        calc(calculator, over)
+
+
+@pytest.mark.parametrize("expression", ["10 ** -20000", "2 ** -10001", "0.5 ** -20000"])
+def test_a_huge_negative_exponent_is_refused_not_rounded_to_zero(
+    calculator, expression: str
+) -> None:
+    # 10 ** -20000 is not 0, but a float can only say 0: the exponent bound applies both ways.
+    with pytest.raises(ToolException) as info:
+        calc(calculator, expression)
+    exponent = expression.split("**")[1].strip()
+    assert str(info.value).startswith(
+        f"calculator refused '{expression}': exponent {exponent} is larger than 10000."
+    )
+
+
+@pytest.mark.parametrize(
+    ("expression", "digits"),
+    [
+        ("9 ** 9999", 9541),
+        # 3.8 million digits: computing it first would stall the step for seconds.
+        ("(9 ** 4000) ** 1000", 3816970),
+    ],
+)
+def test_a_power_with_too_many_digits_is_refused_before_it_is_computed(
+    calculator, expression: str, digits: int
+) -> None:
+    started = time.perf_counter()
+    with pytest.raises(ToolException) as info:
+        calc(calculator, expression)
+    elapsed = time.perf_counter() - started
+    assert f"the power would have about {digits} digits (limit 4000)" in str(info.value)
+    assert elapsed < 0.5, f"{expression} took {elapsed:.2f} s: it was computed, not pre-checked"
 
 
 def test_tool_schema_and_description(calculator) -> None:

@@ -205,6 +205,16 @@ def test_semicolons_in_literals_names_and_comments(sql_query, query: str, value:
         "PRAGMA journal_mode=WAL",
         "PRAGMA table_info(t)",
         "BEGIN",
+        "SAVEPOINT s",
+        "RELEASE s",
+        "DETACH DATABASE other",
+        "CREATE TEMP TABLE u (b)",
+        "CREATE TEMP VIEW v AS SELECT a FROM t",
+        "CREATE VIEW v AS SELECT a FROM t",
+        "CREATE INDEX i ON t (a)",
+        "CREATE TRIGGER g AFTER INSERT ON t BEGIN SELECT 1; END",
+        "ALTER TABLE t ADD COLUMN b",
+        "ANALYZE t",
     ],
 )
 def test_authorizer_alone_denies_writes(statement: str) -> None:
