@@ -1,4 +1,3 @@
-import time
 from pathlib import Path
 
 import pytest
@@ -169,12 +168,11 @@ def test_a_huge_negative_exponent_is_refused_not_rounded_to_zero(
 def test_a_power_with_too_many_digits_is_refused_before_it_is_computed(
     calculator, expression: str, digits: int
 ) -> None:
-    started = time.perf_counter()
+    # Only the pre-check says "would have": the check after computing says "would have more
+    # than", and gets there only after the seconds this test exists to keep from being spent.
     with pytest.raises(ToolException) as info:
         calc(calculator, expression)
-    elapsed = time.perf_counter() - started
     assert f"the power would have about {digits} digits (limit 4000)" in str(info.value)
-    assert elapsed < 0.5, f"{expression} took {elapsed:.2f} s: it was computed, not pre-checked"
 
 
 def test_tool_schema_and_description(calculator) -> None:
