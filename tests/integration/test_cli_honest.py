@@ -277,3 +277,51 @@ def test_an_approved_edit_is_announced_and_shown(tmp_path: Path) -> None:
     no_traceback(proc)
     assert "plan edited by a person -> s1" in proc.stdout
     assert "step s1 started: Only list the tables." in proc.stdout
+
+
+# C1 controls (CSI U+009B, DCS/ST), bidi overrides and isolates, backspaces: not ESC, not CR.
+CONTROLS = "\x9b31m \u202etxt.exe \u2067isolated\u2069 \x08\x08\x08 \x90q\x9c \x07"
+RAW_CONTROLS = set(CONTROLS) - set(" abcdeilmostqx.13")
+
+
+def test_c1_controls_and_bidi_overrides_are_escaped_by_run_show_and_the_approval_table(
+    tmp_path: Path,
+) -> None:
+    """The other tests' expectations are computed with `visible()` itself; this one names the
+    characters. No raw C1 control, bidi override or backspace from model text may reach the
+    terminal, from the piped run, `show`, or the table of a plan waiting for approval (which
+    also must not read the markup brackets in HOSTILE)."""
+    assert RAW_CONTROLS == {"\x9b", "\u202e", "\u2067", "\u2069", "\x08", "\x90", "\x9c", "\x07"}
+    text = f"{HOSTILE} {CONTROLS}"
+    scenario = {
+        "name": "controls",
+        "goal": text,
+        "tools": [],
+        "planner": {"steps": [{"id": "a", "description": text, "depends_on": []}]},
+        "executor": {"a": [{"content": f"result {text}"}]},
+        "replanner": [{"action": "finish", "reason": text, "response": f"answer {text}"}],
+    }
+    path = tmp_path / "controls.json"
+    path.write_text(json.dumps(scenario), encoding="utf-8")
+    db = ("--db", str(tmp_path / "runs.sqlite"))
+    wide = {**clean_env(), "COLUMNS": "400"}
+    shown = visible(CONTROLS)
+    assert "\\x9b31m \\u202etxt.exe \\u2067isolated\\u2069 \\x08\\x08\\x08" in shown
+
+    run = run_cli("run", "g", "--scenario", str(path), "--thread", "c", *db, cwd=tmp_path, env=wide)
+    show = run_cli("show", "c", *db, cwd=tmp_path, env=wide)
+    paused = run_cli(
+        *("run", "g", "--scenario", str(path), "--thread", "p", "--approve", *db),
+        cwd=tmp_path,
+        env=wide,
+        stdin=subprocess.DEVNULL,
+    )
+    for proc, code in ((run, 0), (show, 0), (paused, 5)):
+        no_traceback(proc)
+        assert proc.returncode == code, proc.stderr
+        output = proc.stdout + proc.stderr
+        assert not RAW_CONTROLS & set(output), sorted(RAW_CONTROLS & set(output))
+        assert shown in proc.stdout
+    assert f"result {visible(HOSTILE)} {shown}" in run.stdout
+    assert "plan waiting for approval" in paused.stdout
+    assert f"{visible(HOSTILE)} {shown}" in paused.stdout  # the step's description, as given

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -137,3 +139,42 @@ def test_script_and_svg_tags_in_model_text_are_inert(
     assert m["all_text"].count(attack) >= 4
     assert m["graph"][0] > 0 and m["timeline"][0] > 0  # the </svg> did not end the drawings
     assert loaded.errors == []
+
+
+def test_the_page_policy_blocks_scripts_and_fetches_even_if_escaping_failed(
+    tmp_path: Path, chromium_present: None
+) -> None:
+    """The second line of defence: the report's Content-Security-Policy. Markup spliced into a
+    real report, as if an escape had been missed, must neither run nor reach the network (a
+    recording server on 127.0.0.1 stands for the attacker's)."""
+    requests: list[str] = []
+
+    class Record(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - name fixed by http.server
+            requests.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    collector = ThreadingHTTPServer(("127.0.0.1", 0), Record)
+    threading.Thread(target=collector.serve_forever, args=(0.05,), daemon=True).start()
+    base = f"http://127.0.0.1:{collector.server_address[1]}"
+    try:
+        page = report_of_run(tmp_path, "--scenario", str(instant_demo(tmp_path)))
+        spliced = (
+            f"<img src='{base}/img'><link rel=stylesheet href='{base}/css'>"
+            f"<script src='{base}/js'></script><script>window.pwned=1</script>"
+            f"<iframe src='{base}/frame'></iframe><object data='{base}/object'></object>"
+        )
+        html = page.read_text(encoding="utf-8")
+        assert html.count("<body>") == 1
+        page.write_text(html.replace("<body>", "<body>" + spliced), encoding="utf-8")
+        loaded = browser.load(page.as_uri(), "({pwned: window.pwned || 0})")
+    finally:
+        collector.shutdown()
+        collector.server_close()
+    assert requests == []
+    assert loaded.measured == {"pwned": 0}

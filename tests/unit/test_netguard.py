@@ -2,12 +2,15 @@
 refused before any byte is sent, redirects are checked again, the allow-list opens exactly what it
 names, one deadline covers a server dripping its headers, and the idempotency key is sent."""
 
+import datetime
 import ipaddress
 import json
 import socket
+import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,7 +29,9 @@ class Recorder:
     requests: list[dict] = field(default_factory=list)
 
 
-def _server(host: str, recorder: Recorder, redirect_to: str = "") -> ThreadingHTTPServer:
+def _server(
+    host: str, recorder: Recorder, redirect_to: str = "", port: int = 0
+) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
@@ -56,7 +61,7 @@ def _server(host: str, recorder: Recorder, redirect_to: str = "") -> ThreadingHT
         def log_message(self, *args: object) -> None:
             pass
 
-    return ThreadingHTTPServer((host, 0), Handler)
+    return ThreadingHTTPServer((host, port), Handler)
 
 
 @pytest.fixture
@@ -239,3 +244,264 @@ def test_allow_list_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
     assert allow.allows("x", ipaddress.ip_address("10.9.9.9"))
     assert allow.allows("x", ipaddress.ip_address("fd00::1"))
     assert not allow.allows("x", ipaddress.ip_address("192.168.0.1"))
+
+
+# --- Resolution: every answer is checked, and the socket goes to the checked one --------------
+# These need a name whose answers the test chooses; a resolver on the real socket.getaddrinfo
+# stands in for DNS. Everything else (the guard, the sockets, the servers) is real.
+
+
+def _fake_dns(
+    monkeypatch: pytest.MonkeyPatch, name: str, answers: Callable[[int], list[str]]
+) -> list[str]:
+    """Make `name` resolve to `answers(n)` on its n-th lookup (0-based); return the lookup log."""
+    real = socket.getaddrinfo
+    asked: list[str] = []
+
+    def getaddrinfo(host, port, *args, **kwargs):  # noqa: ANN001, ANN202 - socket's signature
+        if host != name:
+            return real(host, port, *args, **kwargs)
+        ips = answers(len(asked))
+        asked.append(host)
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, port)) for ip in ips
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return asked
+
+
+def _bind_all(hosts: tuple[str, ...]) -> list[tuple[ThreadingHTTPServer, Recorder]]:
+    """Recording servers on every one of `hosts`, on one port free on all of them."""
+    for _ in range(20):
+        made: list[tuple[ThreadingHTTPServer, Recorder]] = []
+        try:
+            for host in hosts:
+                port = made[0][0].server_address[1] if made else 0
+                recorder = Recorder()
+                made.append((_server(host, recorder, port=port), recorder))
+            return made
+        except OSError:
+            for httpd, _ in made:
+                httpd.server_close()
+    raise RuntimeError(f"no port free on all of {hosts}")
+
+
+@contextmanager
+def _servers(*hosts: str) -> Iterator[list[tuple[ThreadingHTTPServer, Recorder]]]:
+    """Recording HTTP servers on the given loopback addresses, all on one port."""
+    made = _bind_all(hosts)
+    for httpd, _ in made:
+        threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield made
+    finally:
+        for httpd, _ in made:
+            httpd.shutdown()
+            httpd.server_close()
+
+
+def test_a_name_is_refused_when_any_of_its_addresses_is_internal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """127.0.0.1 is opened, 127.0.0.2 is not: a name answering both must be refused, whichever
+    answer comes first (an attacker's DNS puts the allowed one first)."""
+    with _servers("127.0.0.1", "127.0.0.2") as [(front, front_log), (_, secret_log)]:
+        port = front.server_address[1]
+        _fake_dns(monkeypatch, "mixed.planexec.test", lambda n: ["127.0.0.1", "127.0.0.2"])
+        url = f"http://mixed.planexec.test:{port}/"
+        with pytest.raises(ToolException) as info:
+            _tools(tmp_path, ["127.0.0.1"])["http_get"].invoke({"url": url})
+        assert "resolves to 127.0.0.2" in str(info.value)
+        assert front_log.requests == [] and secret_log.requests == []
+
+
+def test_the_socket_connects_to_the_address_that_was_checked_not_a_new_lookup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name answers the allowed 127.0.0.1 when checked, then 127.0.0.2 (the
+    internal service) to any later lookup. The request must reach 127.0.0.1, resolved once."""
+    with _servers("127.0.0.1", "127.0.0.2") as [(front, front_log), (_, secret_log)]:
+        port = front.server_address[1]
+        asked = _fake_dns(
+            monkeypatch,
+            "rebind.planexec.test",
+            lambda n: ["127.0.0.1"] if n == 0 else ["127.0.0.2"],
+        )
+        url = f"http://rebind.planexec.test:{port}/r"
+        _tools(tmp_path, ["127.0.0.1"])["http_get"].invoke({"url": url})
+        assert secret_log.requests == []
+        assert [r["path"] for r in front_log.requests] == ["/r"]
+        # The Host header still carries the name (virtual hosts, TLS), not the IP.
+        assert front_log.requests[0]["headers"]["Host"] == f"rebind.planexec.test:{port}"
+        assert asked == ["rebind.planexec.test"]
+
+
+def test_a_host_entry_in_the_allow_list_opens_that_exact_name_only(tmp_path: Path, local) -> None:
+    _, port, recorder = local
+    for entries in (["calhost"], ["host"], ["localhost.example"], ["local"]):
+        with pytest.raises(ToolException, match="refused"):
+            _tools(tmp_path, entries)["http_get"].invoke({"url": f"http://localhost:{port}/"})
+    loopback = ipaddress.ip_address("127.0.0.1")
+    allow = AllowList.parse(["localhost"])
+    assert allow.allows("LocalHost.", loopback)
+    for other in ("notlocalhost", "evil-localhost", "localhost.evil.example", "sub.localhost"):
+        assert not allow.allows(other, loopback), other
+    assert recorder.requests == []
+
+
+# --- Size bound: the body is read only up to the cap --------------------------------------------
+
+
+@contextmanager
+def _raw_server(respond: Callable[[socket.socket, threading.Event], None]) -> Iterator[int]:
+    """A one-connection TCP server on 127.0.0.1 running `respond(conn, stop)`; yields its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.recv(65536)
+            try:
+                respond(conn, stop)
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(timeout=5)
+
+
+def _capped_get(tmp_path: Path, max_bytes: int, timeout: float):
+    settings = ToolSettings(
+        workspace=tmp_path,
+        http_timeout_s=timeout,
+        http_max_bytes=max_bytes,
+        net_allow=AllowList.parse(["127.0.0.1"]),
+    )
+    return make_http_tools(settings)[0]
+
+
+def test_a_huge_body_is_cut_at_the_cap_without_waiting_for_the_rest(tmp_path: Path) -> None:
+    """The server announces 100 MB, sends 64 KiB and then holds the connection open. Reading
+    only up to the cap answers at once; reading the whole body would wait for bytes that never
+    come, until the deadline, and fail."""
+
+    def respond(conn: socket.socket, stop: threading.Event) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000000\r\n\r\n"
+        conn.sendall(head + b"x" * 65536)
+        stop.wait(30)
+
+    with _raw_server(respond) as port:
+        url = f"http://127.0.0.1:{port}/big"
+        text = _capped_get(tmp_path, 50, timeout=5.0).invoke({"url": url})
+    header, body, note = text.split("\n\n")
+    assert header == f"HTTP 200 {url} (text/plain)"
+    assert body == "x" * 50
+    assert note == "[truncated: showing the first 50 bytes of a longer response]"
+
+
+def test_a_body_that_pauses_exactly_at_the_cap_is_still_reported_cut(tmp_path: Path) -> None:
+    """50 bytes, a pause, then more: the reader must look one byte past the cap, not stop at
+    the cap and call a longer body complete. (If the client is slow enough to see everything at
+    once the test still passes on correct code; it cannot fail spuriously.)"""
+
+    def respond(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + b"a" * 50)
+        stop.wait(0.5)
+        conn.sendall(b"b" * 50)
+
+    with _raw_server(respond) as port:
+        text = _capped_get(tmp_path, 50, timeout=10.0).invoke({"url": f"http://127.0.0.1:{port}/"})
+    assert text.split("\n\n")[1] == "a" * 50
+    assert text.endswith("[truncated: showing the first 50 bytes of a longer response]")
+
+
+# --- TLS: the certificate is verified, against the name, while connecting to the pinned IP ------
+
+
+def _tls_files(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a server certificate it signed for the name 'localhost' only (no IP entry):
+    (ca.pem, server.pem, server.key)."""
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def cert(subject: str, key, issuer: str, signer, *, ca: bool, names: list[str]):  # noqa: ANN001, ANN202
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if names:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = cert("planexec test CA", ca_key, "planexec test CA", ca_key, ca=True, names=[])
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = cert("localhost", key, "planexec test CA", ca_key, ca=False, names=["localhost"])
+    pem = serialization.Encoding.PEM
+    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
+    paths[0].write_bytes(ca.public_bytes(pem))
+    paths[1].write_bytes(leaf.public_bytes(pem))
+    paths[2].write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return paths
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path, Recorder]]:
+    """An HTTPS server on 127.0.0.1 presenting a certificate for 'localhost'; yields its port,
+    the CA that signed it, and the requests it got."""
+    ca, chain, key = _tls_files(tmp_path)
+    recorder = Recorder()
+    httpd = _server("127.0.0.1", recorder)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    httpd.handle_error = lambda *args: None  # refused handshakes are expected here
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    yield httpd.server_address[1], ca, recorder
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_https_checks_the_certificate_against_the_name_while_connecting_to_the_pinned_ip(
+    tmp_path: Path, tls_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, ca, recorder = tls_server
+    tools = _tools(tmp_path, ["127.0.0.1"])
+    # Not trusted: the system's CAs did not sign it.
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    with pytest.raises(ToolException, match="the TLS certificate was refused"):
+        tools["http_get"].invoke({"url": f"https://localhost:{port}/untrusted"})
+    # Trusted (OpenSSL reads SSL_CERT_FILE for the default CAs): the socket goes to the checked
+    # 127.0.0.1 while SNI and the certificate check use the name in the URL.
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    text = tools["http_get"].invoke({"url": f"https://localhost:{port}/ok"})
+    assert text.startswith(f"HTTP 200 https://localhost:{port}/ok") and text.endswith("secret")
+    # A trusted certificate for another name is refused: it is 'localhost's, not 127.0.0.1's.
+    with pytest.raises(ToolException, match="the TLS certificate was refused"):
+        tools["http_get"].invoke({"url": f"https://127.0.0.1:{port}/wrong-name"})
+    assert [r["path"] for r in recorder.requests] == ["/ok"]

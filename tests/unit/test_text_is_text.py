@@ -221,3 +221,66 @@ def test_script_and_svg_end_tags_in_a_result_are_shown_not_obeyed() -> None:
     page = render(report_of(text))
     assert "<script>" not in page and "</svg><img" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;/svg&gt;" in page
+
+
+def test_every_terminal_control_is_made_visible_literally() -> None:
+    """The properties above compare with `visible()` itself, so they cannot see it miss a
+    character class; this names each class and its expected escape. C1 controls include CSI
+    (U+009B, a one-character ESC [ on many terminals); bidi overrides and isolates reorder a
+    line so a filename or a command reads differently from what it is."""
+    cases = {
+        "\x00": "\\x00",
+        "\x07": "\\x07",  # BEL
+        "\x08": "\\x08",  # backspace: overwrites what was printed
+        "\x0b": "\\x0b",
+        "\x0c": "\\x0c",
+        "\r": "\\x0d",
+        "\x1b": "\\x1b",
+        "\x7f": "\\x7f",
+        "\x80": "\\x80",
+        "\x90": "\\x90",  # DCS
+        "\x9b": "\\x9b",  # CSI
+        "\x9d": "\\x9d",  # OSC
+        "\x9f": "\\x9f",
+        "\u202a": "\\u202a",
+        "\u202b": "\\u202b",
+        "\u202c": "\\u202c",
+        "\u202d": "\\u202d",
+        "\u202e": "\\u202e",  # right-to-left override
+        "\u2066": "\\u2066",
+        "\u2067": "\\u2067",
+        "\u2068": "\\u2068",
+        "\u2069": "\\u2069",
+    }
+    for char, escape in cases.items():
+        assert visible(f"a{char}b") == f"a{escape}b", repr(char)
+    # Tab, newline and ordinary text (accents, CJK, the arrow U+2192) are left as they are.
+    assert visible("a\tb\nc é 中 →") == "a\tb\nc é 中 →"
+
+
+def _attributes(page: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    found: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    class Collect(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list) -> None:
+            found.append((tag, attrs))
+
+    Collect(convert_charrefs=True).feed(page)
+    return found
+
+
+def test_quotes_in_model_text_cannot_add_attributes_to_the_report() -> None:
+    """Step ids and statuses go into single-quoted attributes (data-step='…', id='step-…'):
+    a quote in them must stay inside the value, never open a new attribute."""
+    attack = "a' onmouseover='window.pwned=1' x=\"y"
+    page = _attributes(render(report_of(attack)))
+    baseline = _attributes(render(report_of("plain")))
+
+    def shape(elements: list) -> list:  # SVG text lines vary with how a description wraps
+        return [(t, [n for n, _ in a]) for t, a in elements if t != "text"]
+
+    assert shape(page) == shape(baseline)
+    assert not any(n.startswith("on") for _, attrs in page for n, _ in attrs)
+    steps = [dict(a)["data-step"] for t, a in page if t == "g" and "data-step" in dict(a)]
+    assert steps[0] == attack  # the value, whole
+    assert ("details", [("id", f"step-{attack}")]) in page

@@ -2,7 +2,12 @@
 writes, odd names; atomic writes and idempotent replays."""
 
 import os
+import socket
+import stat
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -228,3 +233,92 @@ def test_parallel_appends_to_one_file_are_all_kept(ws) -> None:
     assert errors == []
     written = (ws / "log.txt").read_text().splitlines(keepends=True)
     assert sorted(written) == sorted(lines * 10)
+
+
+def test_planexec_temp_names_are_reserved_anywhere_in_the_workspace(tools, ws) -> None:
+    """A write's temporary file ('.planexec-tmp-…', renamed into place) is planexec's own: a
+    half-written one is never read, replaced or listed, at the top or in a folder."""
+    (ws / "sub").mkdir(parents=True)
+    for temp in (ws / ".planexec-tmp-0123abcd", ws / "sub" / ".planexec-tmp-4567"):
+        temp.write_text("half-written")
+    for path in (".planexec-tmp-0123abcd", "sub/.planexec-tmp-4567", ".planexec-tmp-new"):
+        with pytest.raises(ToolException, match="reserved for planexec"):
+            tools["read_file"].invoke({"path": path})
+        with pytest.raises(ToolException, match="reserved for planexec"):
+            tools["write_file"].invoke({"path": path, "content": "x"})
+    assert tools["list_files"].invoke({}) == "sub/"
+    assert tools["list_files"].invoke({"path": "sub"}).startswith("(list_files: folder")
+    assert (ws / ".planexec-tmp-0123abcd").read_text() == "half-written"
+    assert not (ws / ".planexec-tmp-new").exists()
+
+
+def test_a_socket_or_device_in_the_workspace_is_refused_by_name(tools, ws) -> None:
+    """Only regular files: a Unix socket (and, where the test may make one, a character device
+    like /dev/null) is refused as 'not a regular file', not opened and read."""
+    ws.mkdir(exist_ok=True)
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(ws / "sock"))
+        with pytest.raises(ToolException, match="not a regular file"):
+            tools["write_file"].invoke({"path": "sock", "content": "x", "append": True})
+        with pytest.raises(ToolException, match="not a regular file"):
+            tools["write_file"].invoke({"path": "sock", "content": "x"})
+        with pytest.raises(ToolException):  # opening a socket fails before any read
+            tools["read_file"].invoke({"path": "sock"})
+        assert stat.S_ISSOCK(os.lstat(ws / "sock").st_mode)
+    try:
+        os.mknod(ws / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("making a device node needs CAP_MKNOD; the socket part ran")
+    for name, args in (
+        ("read_file", {"path": "null"}),
+        ("write_file", {"path": "null", "content": "x", "append": True}),
+    ):
+        with pytest.raises(ToolException, match="not a regular file"):
+            tools[name].invoke(args)
+    assert stat.S_ISCHR(os.lstat(ws / "null").st_mode)
+
+
+def test_an_append_may_reach_the_cap_exactly_but_not_pass_it(tools, ws) -> None:
+    tools["write_file"].invoke({"path": "a.txt", "content": "x" * 600})
+    tools["write_file"].invoke({"path": "a.txt", "content": "y" * 400, "append": True})
+    assert (ws / "a.txt").stat().st_size == 1000  # exactly the 1000-byte cap
+    with pytest.raises(ToolException, match="appending would make it 1001 bytes"):
+        tools["write_file"].invoke({"path": "a.txt", "content": "z", "append": True})
+    assert (ws / "a.txt").read_text() == "x" * 600 + "y" * 400
+    assert tools["read_file"].invoke({"path": "a.txt"}) == "x" * 600 + "y" * 400
+
+
+def test_a_file_growing_during_reads_never_yields_more_than_the_cap(tools, ws) -> None:
+    """Another process flips a file between 10 and 1001 bytes as fast as it can. The size seen
+    before reading may be under the 1000-byte cap and the bytes read over it: every read must
+    be whole text within the cap, or a refusal."""
+    ws.mkdir(exist_ok=True)
+    grow = ws / "grow.txt"
+    grow.write_text("x")
+    flipper = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys\n"
+            "fd = os.open(sys.argv[1], os.O_WRONLY)\n"
+            "while True:\n"
+            "    os.ftruncate(fd, 10)\n"
+            "    os.pwrite(fd, b'y' * 1001, 0)\n",
+            str(grow),
+        ]
+    )
+    sizes, over = set(), 0
+    try:
+        while grow.stat().st_size == 1 and flipper.poll() is None:  # until it has started
+            time.sleep(0.01)
+        for _ in range(2000):
+            try:
+                sizes.add(len(tools["read_file"].invoke({"path": "grow.txt"})))
+            except ToolException as exc:
+                assert "1000-byte limit" in str(exc) or "binary" in str(exc), exc
+                over += 1
+    finally:
+        flipper.kill()
+        flipper.wait(timeout=10)
+    assert max(sizes, default=0) <= 1000, sizes
+    assert over > 0  # the file was seen over the cap: the race really ran
