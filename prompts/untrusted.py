@@ -18,7 +18,8 @@ _BLOCK = re.compile(r'\A<data source="[^"\n]*" trust="untrusted">\n(.*)\n</data>
 
 def wrap(source: str, text: str) -> str:
     """`text` as an untrusted data block labelled with where it came from."""
-    label = source.replace('"', "'").replace("\n", " ")
+    # The label holds names a model chose (step ids), so it is escaped like the text.
+    label = _TAG.sub(r"&lt;\1\2", source.replace('"', "'").replace("\n", " "))
     escaped = _TAG.sub(r"&lt;\1\2", text)
     return f'<data source="{label}" trust="untrusted">\n{escaped}\n</data>'
 
