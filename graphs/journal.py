@@ -14,7 +14,10 @@ and nowhere else):
   a resume after a crash or `kill -9` re-enters the node with the same task id and finds its
   journal, while time travel (a run from an earlier `checkpoint_id`, which LangGraph starts with
   a new "fork" checkpoint) and `update_state` (a new "update" checkpoint) get a new task id and
-  run every step afresh. The other branch keeps its own journal and state.
+  run every step afresh. The other branch keeps its own journal and state. One exception: a run
+  a budget stopped keeps the scope it stopped in (`State.budget_scope`) for the executor visit
+  that continues it, since a resume with a raised budget goes through `update_state` too; the
+  steps stopped mid-way then replay their journaled turns (and send the same keys).
 - the same step: the key holds the step's id and attempt and a digest of its whole definition
   and of the results of the steps it depends on, so a step whose description, tool, arguments or
   inputs changed is a different step.
@@ -68,23 +71,30 @@ class StepJournal:
         return self._namespace[4]
 
     @classmethod
-    def for_current_run(cls, store: BaseStore | None, run_id: str) -> StepJournal:
-        """The journal of the node execution running now (call it inside a graph node)."""
+    def for_current_run(cls, store: BaseStore | None, run_id: str, scope: str = "") -> StepJournal:
+        """The journal of the node execution running now (call it inside a graph node), or of
+        `scope` when given: the execution a budget stopped, which this one continues."""
         # Imported here: `planexec show` reads the journal too, and langgraph.config would cost
         # it LangChain's tracers at startup.
         from langgraph.config import get_config
 
         config = get_config()
         thread_id = config.get("configurable", {}).get("thread_id")
-        return cls(store, thread_id, run_id, journal_scope(config))
+        return cls(store, thread_id, run_id, scope or journal_scope(config))
 
     @classmethod
     def for_pending_task(
-        cls, store: BaseStore | None, thread_id: str, run_id: str, tasks: Iterable[Any]
+        cls,
+        store: BaseStore | None,
+        thread_id: str,
+        run_id: str,
+        tasks: Iterable[Any],
+        budget_scope: str = "",
     ) -> StepJournal:
         """The journal a resume would read: that of the checkpoint's pending executor task
-        (`tasks` as in `graph.get_state(...).tasks`), or an empty one when none is pending."""
-        scope = next((t.id for t in tasks if t.name == "executor"), None)
+        (`tasks` as in `graph.get_state(...).tasks`), or the state's `budget_scope` when a budget
+        stopped the run, or an empty one when neither is there."""
+        scope = budget_scope or next((t.id for t in tasks if t.name == "executor"), None)
         return cls(store if scope else None, thread_id, run_id, scope or NO_SCOPE)
 
     def get(self, step: dict[str, Any], dependencies: dict[str, Any]) -> dict[str, Any] | None:

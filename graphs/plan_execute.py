@@ -44,7 +44,7 @@ def _after_executor(state: State) -> str:
 
 
 def _after_planner(state: State) -> str:
-    if state.get("status") == FAILED:
+    if state.get("status") in (FAILED, BUDGET_EXCEEDED):
         return END
     if not state.get("batch_cut") and any(_is_news(r) for r in state.get("results", {}).values()):
         # A step that ran while the plan streamed failed or surprised: the replanner looks first.

@@ -29,7 +29,7 @@ from graphs.plan_stream import PlanStreamHandler, StepStream
 from graphs.plan_text import LineStream, Params, parse_plan_text
 from graphs.planner_lookups import Lookups, planner_tools
 from graphs.retries import retry_node
-from graphs.scheduler import Batch, step_work
+from graphs.scheduler import Batch, budget_exceeded, step_work
 from graphs.schemas import Plan, PlanStep, plan_problems
 from graphs.state import FAILED, RESET, RUNNING, State
 from graphs.structured import StructuredResult, acall_structured
@@ -87,6 +87,7 @@ def make_plan(extra_tools: Sequence[BaseTool] = ()) -> RunnableCallable:
 
 async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> dict[str, Any]:
     ctx = resolve_context(runtime.context)
+    started_at = time.time()  # the run starts here: the wall-clock budget counts from it
     goal = (state.get("goal") or "").strip()
     if not goal:
         return _fail(runtime, "the input has no goal: pass {'goal': '...'}")
@@ -109,13 +110,14 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
     if cache.error:
         return _fail(runtime, cache.error)
     if cache.hit is not None:  # no planner model call (graphs/plan_cache.py)
-        return cache.mark(await _start(ctx, runtime, goal, run_id, cache.hit, None, []))
+        hit = cache.hit
+        return cache.mark(await _start(ctx, runtime, goal, run_id, hit, None, [], started_at))
     streamed: _StreamedPlan | None = None
     try:
         try:
             # Loading models and tools reads files and makes folders: off the event loop.
             model, messages, streamed = await asyncio.to_thread(
-                _setup, ctx, runtime, goal, run_id, extra, tools, lookups
+                _setup, ctx, runtime, goal, run_id, extra, tools, lookups, started_at
             )
             out = await acall_structured(
                 model,
@@ -138,7 +140,9 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
             usage = getattr(exc, "usage", None) or {}
             return await _fail_streamed(runtime, streamed, reason, usage)
         looked = [_looked_up(lookups.made)] if lookups and lookups.made else []
-        return cache.mark(await _start(ctx, runtime, goal, run_id, out, streamed, looked))
+        return cache.mark(
+            await _start(ctx, runtime, goal, run_id, out, streamed, looked, started_at)
+        )
     finally:
         # Cancelled (the server's runs.cancel) while the plan streamed: the steps already
         # started are cancelled too, not left running after the node.
@@ -154,6 +158,7 @@ async def _start(
     out: StructuredResult,
     streamed: _StreamedPlan | None,
     looked: list[dict[str, Any]],
+    started_at: float,
 ) -> dict[str, Any]:
     """The planner's update for its answer; with a streamed plan, after running the first
     batch of steps (a store failure raises: the node fails and a resume runs it again)."""
@@ -167,7 +172,7 @@ async def _start(
     update: dict[str, Any] = {
         "goal": goal,
         "run_id": run_id,
-        "started_at": time.time(),  # the wall-clock budget counts from here
+        "started_at": started_at,  # when the planner started: the wall-clock budget counts from it
         "context": asdict(ctx),  # what every later node of this run uses (graphs/run_context.py)
         "plan": steps,
         "results": RESET,
@@ -180,6 +185,7 @@ async def _start(
         "reviewed_done": 0,
         "reviewed_at": 0.0,
         "batch_cut": False,
+        "budget_scope": "",
         "usage": {**RESET, **out.usage},
     }
     if streamed is None:
@@ -197,6 +203,12 @@ async def _start(
     )
     if "status" in batch_update:  # a fatal step error
         update.update(status=batch_update["status"], reason=batch_update["reason"])
+    elif batch.budget_hit is not None:
+        # A budget reached while the plan streamed ends the run here, as the executor would:
+        # the steps it stopped mid-way have their turns in this node's journal.
+        results, usage = update["results"], update["usage"]
+        writer, scope = runtime.stream_writer, batch.journal.scope
+        update.update(budget_exceeded(writer, batch.budget_hit, results, usage, scope=scope))
     return update
 
 
@@ -213,9 +225,10 @@ def _setup(
     extra: list[BaseTool],
     tools: dict[str, BaseTool],
     lookups: Lookups | None,
+    started_at: float,
 ) -> tuple[Any, list[Any], _StreamedPlan | None]:
     """The planner's model and prompt, and the batch steps start in while the plan streams."""
-    streamed = _streamed_plan(ctx, runtime, goal, run_id, extra, tools)
+    streamed = _streamed_plan(ctx, runtime, goal, run_id, extra, tools, started_at)
     model = role_model(ctx, "planner")
     if streamed is not None:
         model = _with_stream_usage(model)
@@ -327,6 +340,7 @@ def _streamed_plan(
     run_id: str,
     extra: list[BaseTool],
     tools: dict[str, BaseTool],
+    started_at: float,
 ) -> _StreamedPlan | None:
     """A batch to start steps in while the plan streams, or None: not with plan approval
     (nothing runs before a person approves), not when turned off (Context.stream_plan)."""
@@ -334,7 +348,7 @@ def _streamed_plan(
         return None
     journal = StepJournal.for_current_run(runtime.store, run_id)
     # Budgets count from the start of the run; the planner's own usage joins at the executor.
-    spend = Spend(ctx, {"started_at": time.time()})
+    spend = Spend(ctx, {"started_at": started_at})
     try:
         work = step_work(ctx, {"goal": goal, "run_id": run_id}, extra, journal, spend)
     except Exception:  # configuration trouble: the executor node reports it with its reason

@@ -115,10 +115,13 @@ async def _execute(
     state: State, runtime: Runtime[Context], extra: list[BaseTool]
 ) -> dict[str, Any]:
     ctx = run_context(state, runtime)
-    journal = StepJournal.for_current_run(runtime.store, state.get("run_id", ""))
+    # After a budget stop, the steps it stopped mid-way go on from their journaled turns.
+    journal = StepJournal.for_current_run(
+        runtime.store, state.get("run_id", ""), state.get("budget_scope", "")
+    )
     spend = Spend(ctx, state)
     if hit := spend.exceeded():  # e.g. the planner alone spent the budget
-        return budget_exceeded(runtime.stream_writer, hit, {})
+        return budget_exceeded(runtime.stream_writer, hit, {}, scope=journal.scope)
     try:
         # Building tools makes folders and opens files: off the event loop.
         work = await asyncio.to_thread(step_work, ctx, state, extra, journal, spend)
@@ -139,19 +142,29 @@ async def _execute(
     await batch.drain()
     if batch.budget_hit is not None:
         return budget_exceeded(
-            runtime.stream_writer, batch.budget_hit, batch.new_results, batch.usage
+            runtime.stream_writer,
+            batch.budget_hit,
+            batch.new_results,
+            batch.usage,
+            scope=journal.scope,
         )
     if batch.cut and not batch.new_results:
         # Stopped before anything ran: fail the node (it writes nothing) rather than loop
         # executor -> executor; a resume enters the executor again.
         raise RuntimeError("the run was asked to stop before any step started")
-    return batch.update()
+    return {**batch.update(), "budget_scope": ""}
 
 
 def budget_exceeded(
-    writer: events.Writer | None, hit: dict[str, Any], results: dict, usage: dict | None = None
+    writer: events.Writer | None,
+    hit: dict[str, Any],
+    results: dict,
+    usage: dict | None = None,
+    *,
+    scope: str,
 ) -> dict[str, Any]:
-    """End the run: the results that finished are kept; unfinished steps keep their turns."""
+    """End the run: the results that finished are kept; unfinished steps keep their turns, in
+    the journal of `scope`, where the executor that continues the run looks for them."""
     reason = describe(hit)
     events.emit(
         writer, events.BUDGET_EXCEEDED, budget=hit["budget"], limit=hit["limit"], spent=hit["spent"]
@@ -164,6 +177,7 @@ def budget_exceeded(
         "reason": reason,
         "budget": hit,
         "batch_cut": True,  # a resume with a raised budget goes back to the executor
+        "budget_scope": scope,
     }
 
 

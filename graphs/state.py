@@ -84,6 +84,12 @@ class State(TypedDict, total=False):
     """When the planner started this run (Unix time): the wall-clock budget counts from it."""
     budget: dict[str, Any]
     """The budget hit, when status is budget_exceeded: {budget, limit, spent}."""
+    budget_scope: str
+    """The journal scope (graphs/journal.py) of the node execution a budget stopped: the turns of
+    the steps it stopped mid-way are there, so the executor that continues the run (a resume with
+    a raised budget, which starts a new node execution) reads and writes that journal, and a
+    call those steps already made is replayed, not made again under a new key. Cleared once
+    that executor visit ends."""
     reason: str
     """Why the run ended as it did (set for every status but done)."""
     response: str

@@ -256,7 +256,11 @@ def run_state(persistence: Persistence, thread_id: str) -> dict[str, Any]:
     results = dict(state.get("results", {}))
     for step_id, result in (
         StepJournal.for_pending_task(
-            persistence.store, thread_id, state.get("run_id", ""), snapshot.tasks
+            persistence.store,
+            thread_id,
+            state.get("run_id", ""),
+            snapshot.tasks,
+            state.get("budget_scope", ""),
         )
         .all()
         .items()

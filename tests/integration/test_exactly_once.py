@@ -141,6 +141,45 @@ def test_a_budget_ends_the_run_resumably_and_a_raised_one_finishes_it(tmp_path: 
     assert made == tool_calls, "the budget stop and resume repeated or lost a tool call"
 
 
+def test_a_step_stopped_mid_way_by_a_budget_makes_its_call_once_across_resume(
+    tmp_path: Path,
+) -> None:
+    """A model step appends (its one allowed call) and is stopped before its final turn; a
+    new `planexec resume --max-tool-calls` process continues it from its journaled turns. The
+    append is a real file written through the idempotency ledger: a call made again after the
+    resume (a new node execution, so a new key) would append a second line."""
+    write = {"path": "log.txt", "content": "paid\n", "append": True}
+    scenario = {
+        "name": "log_once",
+        "goal": "Log the payment.",
+        "tools": ["write_file"],
+        "planner": {"steps": [{"id": "s1", "description": "Log it."}]},
+        "executor": {
+            "s1": [
+                {"tool_calls": [{"name": "write_file", "args": write}]},
+                {"content": "logged: {last_tool_result}"},
+            ]
+        },
+        "replanner": [{"action": "finish", "reason": "done", "response": "Logged."}],
+    }
+    path = tmp_path / "log_once.json"
+    path.write_text(json.dumps(scenario))
+    db, ws = str(tmp_path / "runs.sqlite"), tmp_path / "ws"
+    code, events = run_json(
+        "run", "g", "--scenario", str(path), "--thread", "m1", "--db", db,
+        "--workspace", str(ws), "--max-tool-calls", "1", cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 6, events[-1]
+    assert started_ids(events) == ["s1"]
+    assert (ws / "log.txt").read_text() == "paid\n"
+
+    code, events = run_json("resume", "m1", "--db", db, "--max-tool-calls", "10", cwd=tmp_path)
+    assert code == 0, events[-1]
+    assert (ws / "log.txt").read_text() == "paid\n", "the resumed step appended again"
+    s1 = _results(tmp_path, db, "m1")["s1"]
+    assert (s1["status"], s1["tool_calls_made"]) == ("done", 1)
+
+
 def test_a_cost_budget_refuses_a_model_with_no_known_price(tmp_path: Path) -> None:
     scenario = json.loads((REPO / "app" / "scripted" / "bundled" / "demo.json").read_text())
     scenario["stands_for"] = {"planner": "acme:mystery-1", "executor": "acme:mystery-1",

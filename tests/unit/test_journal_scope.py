@@ -11,6 +11,7 @@ from app.runs.demo import demo_context
 from graphs.journal import StepJournal, journal_scope
 from graphs.plan_execute import build_graph
 from tests.helpers import finished_ids, instant_demo, started_ids
+from tests.scripted_runs import run_scenario, write_scenario
 
 STEP = {"id": "s2", "description": "Sum the revenue.", "depends_on": ["s1"], "attempt": 1}
 DEPS = {"s1": {"id": "s1", "status": "done", "result": "3 rows"}}
@@ -31,6 +32,7 @@ def test_a_result_is_reused_only_for_the_same_step_inputs_and_task() -> None:
     other_input = {"s1": {**DEPS["s1"], "result": "4 rows"}}
     assert journal("task-a", store).get(STEP, other_input) is None
     assert journal("task-b", store).get(STEP, DEPS) is None  # a fork: another task
+    assert StepJournal(store, "thread-1", "run-2", "task-a").get(STEP, DEPS) is None  # next run
     assert journal("task-a", store).all() == {"s2": RESULT}
     assert journal("task-b", store).all() == {}
 
@@ -96,3 +98,69 @@ def test_idempotency_keys_are_stable_on_resume_and_new_in_a_fork(tmp_path: Path)
     call_in("task-b")  # a fork or a state edit: another node execution
     assert keys[0] and keys[0] == keys[1], "a resumed call must send the same key"
     assert keys[2] != keys[0], "a fork is new work: it must not reuse the other branch's keys"
+
+
+def test_every_field_of_a_steps_definition_is_part_of_its_journal_key() -> None:
+    """A tool step edited in its tool, arguments, tools list or dependencies is another step:
+    neither its result nor its turns (a tool call's journaled answer) are reused for it."""
+    store = InMemoryStore()
+    step = {**STEP, "tool": "calculator", "args": {"expression": "1 + 1"}, "tools": ["calculator"]}
+    journal("task-a", store).put(step, DEPS, RESULT, {})
+    journal("task-a", store).turns(step, DEPS).tool_started(0)
+    for edit in (
+        {"tool": "sql_query"},
+        {"args": {"expression": "2 + 2"}},
+        {"tools": ["calculator", "write_file"]},
+        {"depends_on": ["s1", "s0"]},
+    ):
+        edited = {**step, **edit}
+        assert journal("task-a", store).get(edited, DEPS) is None, edit
+        assert journal("task-a", store).turns(edited, DEPS).records == {}, edit
+    assert journal("task-a", store).get(step, DEPS) == {"result": RESULT, "usage": {}}
+    started = {"state": "started", "starts": 1}
+    assert journal("task-a", store).turns(step, DEPS).tool_call(0) == started
+
+
+def test_a_planner_retry_that_changes_a_tool_steps_arguments_runs_the_new_call(
+    tmp_path: Path,
+) -> None:
+    """While the plan streams, s1 (a tool step) runs with `1 + 1`; the plan is then refused and
+    the retry gives s1 `20 + 22` under the same description. Same node execution, same journal
+    scope: only the key's digest of the whole definition keeps the old call's journaled answer
+    from being replayed as the new call's."""
+    s1 = {"id": "s1", "description": "Compute.", "tool": "calculator"}
+    bad = {
+        "steps": [
+            {**s1, "args": {"expression": "1 + 1"}},
+            {"id": "s2", "description": "Use it.", "depends_on": ["nope"]},
+        ]
+    }
+    good = {"steps": [{**s1, "args": {"expression": "20 + 22"}}]}
+    script = {
+        "name": "unit_journal_retry",
+        "goal": "g",
+        "tools": ["calculator"],
+        "planner": {"attempts": [bad, good]},
+        "executor": {},
+        "replanner": [{"action": "finish", "reason": "done", "response": "ok"}],
+        # The bad reply's second step takes a while to arrive: s1 has run by then.
+        "token_latency": {"planner": 0.01},
+    }
+    r = run_scenario(tmp_path, write_scenario(tmp_path, script), plan_format="json")
+    assert r.state["status"] == "done", r.state.get("reason")
+    assert r.calls("planner") == 2
+    assert r.results["s1"]["result"] == "42"
+    assert r.of_kind("step_restarted") == []
+
+
+def test_an_idempotency_key_is_one_run_step_attempt_and_call() -> None:
+    """docs/exactly-once.md: the same when a resumed step repeats the call, different for a new
+    attempt the replanner asked for (and for another run, step or call)."""
+    from tools.step_context import StepIdentity, ToolCallIdentity
+
+    def key(run: str = "r", step: str = "s1", attempt: int = 1, index: int = 0) -> str:
+        return ToolCallIdentity(StepIdentity(run, step, attempt), index).idempotency_key
+
+    assert key() == key()
+    others = [key(run="r2"), key(step="s2"), key(attempt=2), key(index=1)]
+    assert len({key(), *others}) == 5

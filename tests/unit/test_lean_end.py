@@ -193,3 +193,60 @@ def test_the_full_replanner_shows_a_long_json_result_with_every_key_and_says_it_
     assert f'source="result of step s1, {len(record)} chars, long values cut"' in full
     assert '"status":"LATE-KEY-VALUE"' in full
     assert "padding " * 150 in full  # the notes keep what the keys leave of RESULT_CHARS
+
+
+@pytest.mark.parametrize("plan_format", ["lines", "json"])
+def test_an_empty_answer_is_refused_and_asked_for_again(tmp_path: Path, plan_format: str) -> None:
+    r = run(
+        tmp_path,
+        plan_format,
+        planner={"steps": [{"id": "s1", "description": "Find the number."}]},
+        executor={"s1": [{"content": "42"}]},
+        replanner=[{"attempts": [{"action": "finish", "reason": "done", "response": " "}, FINISH]}],
+    )
+    assert r.state["status"] == "done"
+    assert r.state["response"] == "The answer."
+    first, retry = r.log.texts("replanner")
+    assert "'finish' needs a non-empty response" not in first
+    assert "'finish' needs a non-empty response" in retry
+
+
+def test_more_steps_may_refer_to_a_completed_result(tmp_path: Path) -> None:
+    """`${s1}` in a tool step of the end call's MORE STEPS names a completed step: it is that
+    step's dependency, as in a plan (graphs/plan_text.py), and is filled from its result."""
+    r = run(
+        tmp_path,
+        planner={"steps": [{"id": "s1", "description": "Find the number."}]},
+        executor={"s1": [{"content": "21"}]},
+        replanner=[{"raw": 'MORE STEPS\ns2 = calculator("${s1} * 2")'}, FINISH],
+    )
+    assert r.state["status"] == "done", r.state.get("reason")
+    assert r.results["s2"]["result"] == "42"
+    assert [s["depends_on"] for s in r.state["plan"] if s["id"] == "s2"] == [["s1"]]
+    assert r.calls("replanner") == 2, "the MORE STEPS reply was accepted at once"
+
+
+def test_the_full_replanner_is_told_only_what_is_new_since_it_last_looked(tmp_path: Path) -> None:
+    r = run(
+        tmp_path,
+        planner={"steps": [{"id": "s1", "description": "Look."}]},
+        executor={
+            "s1": [
+                {"tool_calls": [{"name": "flag_surprise", "args": {"reason": "odd"}}]},
+                {"content": "odd data"},
+            ],
+            "s2": [
+                {"tool_calls": [{"name": "flag_surprise", "args": {"reason": "weird"}}]},
+                {"content": "weird data"},
+            ],
+        },
+        replanner=[
+            {"action": "replan", "reason": "r", "steps": [{"id": "s2", "description": "Fix."}]},
+            FINISH,
+        ],
+    )
+    first, second = r.log.texts("replanner")
+    assert replanner_reason("s1", "reported a surprise", "odd") in first
+    assert replanner_reason("s2", "reported a surprise", "weird") in second
+    assert "step s1 reported a surprise" not in second, "s1's surprise was reviewed already"
+    assert '<data source="surprise of step s1" trust="untrusted">\nodd' in second  # still shown

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 from langgraph.checkpoint.memory import InMemorySaver
@@ -133,3 +134,66 @@ def test_the_cli_refuses_a_workspace_outside_the_root(tmp_path: Path) -> None:
     assert "workspace '/etc' is outside" in result["reason"]
     assert "PLANEXEC_WORKSPACE_ROOT" in result["reason"]
     assert not of_kind(events, "step_started")
+
+
+def test_a_bare_scenario_name_that_is_a_file_is_held_to_the_scenario_folder(
+    monkeypatch, tmp_path: Path
+) -> None:
+    """`scripted:NAME` plays ./NAME when such a file exists (app/scripted/scenarios.py), so a
+    name with no folder and no suffix can still be a file outside PLANEXEC_SCENARIO_DIR."""
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    (tmp_path / "evil").write_text(json.dumps({**SCRIPT, "name": "evil"}))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PLANEXEC_SCENARIO_DIR", str(folder))
+    limits = ServerLimits.from_env()
+    assert context_problems(_ctx(), limits) == [], "a bundled name is always allowed"
+    problems = context_problems(Context.every_role("scripted:evil"), limits)
+    assert len(problems) == 3 and all("names a file outside" in p for p in problems)
+
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    config = {"configurable": {"thread_id": "t"}}
+    ctx = Context.every_role("scripted:evil", tools=["read_file"], workspace=str(tmp_path / "ws"))
+    events = list(graph.stream({"goal": "g"}, config, context=ctx, stream_mode="custom"))
+    values = graph.get_state(config).values
+    assert values["status"] == "failed"
+    assert "PLANEXEC_SCENARIO_DIR" in values["reason"]
+    assert [e["event"] for e in events] == ["finished"]
+    assert values.get("usage", {}).get("planner", {}).get("calls", 0) == 0
+
+
+def test_an_empty_database_list_allows_no_database(monkeypatch, tmp_path: Path) -> None:
+    """PLANEXEC_SQL_DATABASES set but empty allows none (unset would allow any)."""
+    database = tmp_path / "shop.sqlite"
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TABLE secrets (v TEXT)")
+        db.execute("INSERT INTO secrets VALUES ('s3cr3t')")
+    db.close()
+    monkeypatch.setenv("PLANEXEC_SQL_DATABASES", "")
+    limits = ServerLimits.from_env()
+    assert limits.sql_databases == ()
+    assert context_problems(_ctx(), limits) == [], "a run that reads no database is fine"
+    (problem,) = context_problems(_ctx(sql_database=str(database)), limits)
+    assert problem.endswith("is not one this server allows (PLANEXEC_SQL_DATABASES: none)")
+
+    script = {
+        **SCRIPT,
+        "tools": ["sql_query"],
+        "executor": {
+            "s1": [
+                {"tool_calls": [{"name": "sql_query", "args": {"query": "SELECT v FROM secrets"}}]},
+                {"content": "{last_tool_result}"},
+            ]
+        },
+    }
+    spec = f"scripted:{write_scenario(tmp_path, script)}"
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    config = {"configurable": {"thread_id": "t"}}
+    ctx = Context.every_role(
+        spec, tools=["sql_query"], workspace=str(tmp_path / "ws"), sql_database=str(database)
+    )
+    list(graph.stream({"goal": "g"}, config, context=ctx, stream_mode="custom"))
+    values = graph.get_state(config).values
+    assert values["status"] == "failed"
+    assert "PLANEXEC_SQL_DATABASES" in values["reason"]
+    assert "s3cr3t" not in repr(values)

@@ -12,6 +12,7 @@ from langchain_core.tools import StructuredTool
 
 from app.bench.tasks import all_tasks, lookup_tool
 from graphs.plan_text import (
+    MAX_LINE_CHARS,
     LineStream,
     PlanTextError,
     format_end_text,
@@ -161,6 +162,20 @@ def test_a_long_line_of_spaces_is_refused_at_once() -> None:
     with pytest.raises(PlanTextError):
         parse_plan_text("\n".join(lines))
     assert time.perf_counter() - started < 2.0
+
+
+def test_a_line_over_the_length_limit_is_refused_and_one_at_it_is_read() -> None:
+    at_limit = "s1: " + "x" * (MAX_LINE_CHARS - 4)
+    (step,) = parse_plan_text(at_limit)
+    assert len(step.description) == MAX_LINE_CHARS - 4
+    with pytest.raises(PlanTextError) as caught:
+        parse_plan_text(f"s0: fine\n{at_limit}x")
+    assert caught.value.problems == [
+        f"line 2: the line is {MAX_LINE_CHARS + 1} characters; a step line is shorter"
+    ]
+    assert LineStream().feed(f"s0: fine\n{at_limit}x\ns2: after\n") == [
+        {"id": "s0", "description": "fine", "depends_on": [], "tool": "", "args": {}}
+    ], "the stream starts nothing from the long line or after it"
 
 
 def test_the_stream_and_the_whole_reply_split_lines_alike() -> None:

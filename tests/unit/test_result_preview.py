@@ -53,3 +53,10 @@ def test_fill_without_a_cut_is_compact_and_a_structure_too_long_is_its_start() -
     assert preview(spaced, 100, fill=True) == ('{"a":1,"b":[1,2]}', "compact")
     many = json.dumps({f"key{i}": "v" * 50 for i in range(200)})  # keys alone pass 1,000
     assert preview(many, 1000, fill=True) == (many[:1000], "start")
+
+
+def test_text_of_exactly_the_limit_is_whole() -> None:
+    for text in ("x" * 300, json.dumps({"key": "v" * 280, "list": [1, 2]})):
+        assert preview(text, len(text)) == (text, "whole")
+        assert preview(text, len(text), fill=True) == (text, "whole")
+        assert preview(text, len(text) - 1)[1] != "whole"

@@ -256,6 +256,55 @@ def test_tool_step_problems_name_the_step(tmp_path: Path) -> None:
     ]
 
 
+def test_a_reference_excuses_only_its_own_value_and_names_only_declared_dependencies(
+    tmp_path: Path,
+) -> None:
+    """A value holding a reference is known only at run time, so its type is not checked; the
+    other arguments still are, a required one is still required, and a step with dependencies
+    may still refer only to those (the scheduler guarantees no other result exists yet)."""
+    ctx = Context.of(tools=["calculator", "write_file"], workspace=str(tmp_path / "ws"))
+    tools = {t.name: t for t in tools_for_run(ctx)}
+    s1, s2 = (PlanStep(id=i, tool="calculator", args={"expression": "1 + 1"}) for i in ("s1", "s2"))
+
+    def write(step_id: str, args: dict[str, Any]) -> PlanStep:
+        return PlanStep(id=step_id, depends_on=["s1"], tool="write_file", args=args)
+
+    steps = [
+        s1,
+        s2,
+        PlanStep(id="s3", depends_on=["s1"], tool="calculator", args={"expression": "${s1}*${s2}"}),
+        write("s4", {"content": "${s1}"}),
+        write("s5", {"path": "out.txt", "content": "${s1}", "append": [1]}),
+        write("s6", {"path": "${s1}", "content": 1}),
+        write("s7", {"path": "a", "content": "${s1}"}),
+    ]
+    assert plan_problems(steps, max_steps=12, tools=tools) == [
+        "step 's3' refers to '${s2}', but 's2' is not in its depends_on (s1); add it there, "
+        "or write $${ for a literal ${",
+        "step 's4' (tool write_file) is missing required argument 'path'",
+        "step 's5' (tool write_file) argument append: Input should be a valid boolean",
+        "step 's6' (tool write_file) argument content: Input should be a valid string",
+    ]
+
+
+def test_a_tool_steps_tools_list_may_name_only_its_own_tool(tmp_path: Path) -> None:
+    """A tool step calls one tool; a longer list would add tools to what the plan uses, which
+    is what a revision is allowed to use (graphs/schemas.revision_tool_problems)."""
+    ctx = Context.of(tools=["calculator", "write_file"], workspace=str(tmp_path / "ws"))
+    tools = {t.name: t for t in tools_for_run(ctx)}
+
+    def tool_step(names: list[str] | None) -> PlanStep:
+        return PlanStep(id="s1", tool="calculator", args={"expression": "1"}, tools=names)
+
+    assert plan_problems([tool_step(None)], max_steps=12, tools=tools) == []
+    assert plan_problems([tool_step(["calculator"])], max_steps=12, tools=tools) == []
+    for names in (["calculator", "write_file"], [], ["write_file"]):
+        assert plan_problems([tool_step(names)], max_steps=12, tools=tools) == [
+            "step 's1' calls tool 'calculator', so its tools list must be ['calculator'] or "
+            "left out"
+        ], names
+
+
 def test_references_pass_type_checks_and_escapes_are_not_references(tmp_path: Path) -> None:
     tools = calculator_tools(tmp_path)
     steps = [

@@ -1,0 +1,160 @@
+"""Run budgets (graphs/budget.py) over a whole run: the real graph with scripted models.
+
+What is counted must be counted from the run's start and across every visit of the executor node,
+and a budget reached starts no new step. (Turn-level budget stops are in test_durable_turns.py.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.context import Context
+from tests.scripted_runs import run_scenario, write_scenario
+
+FINISH = {"action": "finish", "reason": "done", "response": "The answer."}
+
+
+def calc(*expressions: str) -> list[dict[str, Any]]:
+    """Executor turns: one calculator call per expression, then the last result as the answer."""
+    calls = [
+        {"tool_calls": [{"name": "calculator", "args": {"expression": e}}]} for e in expressions
+    ]
+    return [*calls, {"content": "{last_tool_result}"}]
+
+
+def append(line: str) -> dict[str, Any]:
+    """An executor turn that appends `line` to log.txt in the workspace."""
+    args = {"path": "log.txt", "content": line, "append": True}
+    return {"tool_calls": [{"name": "write_file", "args": args}]}
+
+
+def scenario(tmp_path: Path, **parts: Any) -> Path:
+    script = {"name": "unit_budgets", "goal": "Test goal.", "tools": ["calculator"], **parts}
+    return write_scenario(tmp_path, script)
+
+
+def test_tool_calls_of_earlier_executor_visits_count_toward_the_budget(tmp_path: Path) -> None:
+    """s1's call was made in the first executor visit; the revision's s2 runs in a second one.
+    The budget is the run's, so s2 may make one more call (its first append), not two."""
+    path = scenario(
+        tmp_path,
+        tools=["calculator", "write_file"],
+        planner={"steps": [{"id": "s1", "description": "Add."}]},
+        executor={
+            "s1": [
+                {"tool_calls": [{"name": "calculator", "args": {"expression": "1 + 1"}}]},
+                {"tool_calls": [{"name": "flag_surprise", "args": {"reason": "odd"}}]},
+                {"content": "2"},
+            ],
+            "s2": [append("a\n"), append("b\n"), {"content": "logged"}],
+        },
+        replanner=[
+            {"action": "replan", "reason": "more", "steps": [{"id": "s2", "description": "Log."}]},
+            FINISH,  # what a run that let s2 make both calls would reach
+        ],
+    )
+    r = run_scenario(tmp_path, path, max_total_tool_calls=2)
+
+    assert r.state["status"] == "budget_exceeded", r.state.get("reason")
+    assert r.state["budget"]["budget"] == "max_total_tool_calls"
+    assert r.state["replans"] == 1, "s2 ran in a second executor visit"
+    assert (tmp_path / "ws" / "log.txt").read_text() == "a\n", "s2 made a call over the budget"
+    assert r.state["budget"]["spent"]["tool_calls"] == 2
+    assert "s2" not in r.results, "s2 was stopped before its second call: not finished"
+
+
+def test_a_reached_budget_starts_no_new_step(tmp_path: Path) -> None:
+    """s1 (a tool step: done with its one call) reaches the budget: s2, ready once s1 is done, is
+    never started (a started step would be announced and counted as an execution, then stopped
+    at its first turn)."""
+    path = scenario(
+        tmp_path,
+        planner={
+            "steps": [
+                {"id": "s1", "tool": "calculator", "args": {"expression": "1 + 1"}},
+                {"id": "s2", "description": "Double.", "depends_on": ["s1"]},
+            ]
+        },
+        executor={"s2": [{"content": "4"}]},
+        replanner=[FINISH],
+    )
+    r = run_scenario(tmp_path, path, max_total_tool_calls=1)
+
+    assert r.state["status"] == "budget_exceeded", r.state.get("reason")
+    assert r.started() == ["s1"]
+    assert r.results["s1"]["result"] == "2"
+    assert "s2" not in r.results
+    assert r.calls("executor") == 0
+
+
+@pytest.mark.parametrize("stream_plan", [False, True], ids=["whole-plan", "streamed-plan"])
+def test_the_wall_clock_budget_counts_the_planners_time(tmp_path: Path, stream_plan: bool) -> None:
+    """docs/exactly-once.md: max_wall_seconds counts "seconds since the planner started the run".
+    The planner's reply alone takes 0.5 s (scripted latency, a lower bound on the time spent),
+    so a 0.4 s budget is spent before any step may start."""
+    path = scenario(
+        tmp_path,
+        planner={"steps": [{"id": "s1", "description": "Add."}]},
+        executor={"s1": calc("1 + 1")},
+        replanner=[FINISH],
+        latency={"planner": 0.5},
+    )
+    r = run_scenario(tmp_path, path, max_wall_seconds=0.4, stream_plan=stream_plan)
+
+    assert r.state["status"] == "budget_exceeded", r.state.get("reason")
+    assert r.state["budget"]["budget"] == "max_wall_seconds"
+    assert r.state["budget"]["spent"]["wall_seconds"] >= 0.5
+    assert r.started() == [], "no step starts once the budget is spent"
+    assert r.calls("executor") == 0
+
+
+@pytest.mark.parametrize("stream_plan", [False, True], ids=["whole-plan", "streamed-plan"])
+def test_a_step_a_budget_stopped_is_continued_not_redone_on_resume(
+    tmp_path: Path, stream_plan: bool
+) -> None:
+    """budget.py, docs/exactly-once.md: the turns of a step stopped mid-way are in its turn
+    journal, so a resume with a raised budget continues exactly where the run stopped. s1
+    appends to a file (its one allowed call), is stopped before its final turn, and the run is
+    resumed with `runner.resume_run` as `planexec resume ID --max-tool-calls 10` does, on a
+    real SQLite file: the append is replayed from the journal, never made a second time (a
+    second one would come with a new idempotency key, which the file's ledger cannot catch).
+    With a streamed plan s1 runs while the plan streams, in the planner's node."""
+    from app.runs import runner
+    from app.runs.persistence import open_persistence
+
+    path = scenario(
+        tmp_path,
+        tools=["write_file"],
+        planner={"steps": [{"id": "s1", "description": "Log it."}]},
+        executor={"s1": [append("paid\n"), {"content": "logged: {last_tool_result}"}]},
+        replanner=[FINISH],
+    )
+    ctx = Context.every_role(
+        f"scripted:{path}",
+        tools=["write_file"],
+        workspace=str(tmp_path / "ws"),
+        max_total_tool_calls=1,
+        stream_plan=stream_plan,
+    )
+    log = tmp_path / "ws" / "log.txt"
+    with open_persistence(str(tmp_path / "runs.sqlite")) as persistence:
+        events: list[dict[str, Any]] = []
+        first = runner.start_run(persistence, "g", ctx, "t1", events.append)
+        assert first["status"] == "budget_exceeded", first.get("reason")
+        assert first["budget"]["spent"]["tool_calls"] == 1
+        assert log.read_text() == "paid\n"
+        assert [e["step_id"] for e in events if e["event"] == "step_started"] == ["s1"]
+
+        again = runner.resume_run(persistence, "t1")
+        assert again["status"] == "budget_exceeded", "a resume without a raised budget stops"
+        assert log.read_text() == "paid\n"
+
+        done = runner.resume_run(persistence, "t1", budgets={"max_total_tool_calls": 10})
+    assert done["status"] == "done", done.get("reason")
+    assert log.read_text() == "paid\n", "the append was made again"
+    s1 = done["results"]["s1"]
+    assert s1["result"] == "logged: appended 5 bytes to log.txt"
+    assert s1["tool_calls_made"] == 1
