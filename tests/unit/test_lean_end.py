@@ -19,6 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 FINISH = {"action": "finish", "reason": "done", "response": "The answer."}
 
 
+def surprised(reason: str, content: str) -> list[dict[str, Any]]:
+    """An executor script: flag a surprise with `reason`, then answer `content`."""
+    return [
+        {"tool_calls": [{"name": "flag_surprise", "args": {"reason": reason}}]},
+        {"content": content},
+    ]
+
+
 def run(tmp_path: Path, plan_format: str = "lines", **parts: Any) -> Run:
     script = {"name": "unit_lean_end", "goal": "Test goal.", "tools": ["calculator"], **parts}
     return run_scenario(tmp_path, write_scenario(tmp_path, script), plan_format=plan_format)
@@ -49,10 +57,7 @@ def test_a_surprise_gets_the_full_replanner_then_the_end_is_lean(tmp_path: Path)
         tmp_path,
         planner={"steps": [{"id": "s1", "description": "Look."}]},
         executor={
-            "s1": [
-                {"tool_calls": [{"name": "flag_surprise", "args": {"reason": "odd"}}]},
-                {"content": "odd data"},
-            ],
+            "s1": surprised("odd", "odd data"),
             "s2": [{"content": "fixed"}],
         },
         replanner=[
@@ -180,12 +185,7 @@ def test_the_full_replanner_shows_a_long_json_result_with_every_key_and_says_it_
     r = run(
         tmp_path,
         planner={"steps": [{"id": "s1", "description": "Fetch the record."}]},
-        executor={
-            "s1": [
-                {"tool_calls": [{"name": "flag_surprise", "args": {"reason": "odd"}}]},
-                {"content": record},
-            ]
-        },
+        executor={"s1": surprised("odd", record)},
         replanner=[FINISH],
     )
     (full,) = r.log.texts("replanner")
@@ -231,14 +231,8 @@ def test_the_full_replanner_is_told_only_what_is_new_since_it_last_looked(tmp_pa
         tmp_path,
         planner={"steps": [{"id": "s1", "description": "Look."}]},
         executor={
-            "s1": [
-                {"tool_calls": [{"name": "flag_surprise", "args": {"reason": "odd"}}]},
-                {"content": "odd data"},
-            ],
-            "s2": [
-                {"tool_calls": [{"name": "flag_surprise", "args": {"reason": "weird"}}]},
-                {"content": "weird data"},
-            ],
+            "s1": surprised("odd", "odd data"),
+            "s2": surprised("weird", "weird data"),
         },
         replanner=[
             {"action": "replan", "reason": "r", "steps": [{"id": "s2", "description": "Fix."}]},
