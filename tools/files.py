@@ -16,7 +16,8 @@ rename; a replay of the same key finds the record, sees the file already holds t
 does not append twice. Recording before the rename closes the crash window: a record whose content
 is not in the file means "not applied yet", and the write is made. (An xattr on the file would be
 atomic with the rename, but user xattrs are missing on several filesystems — older tmpfs, NFS — and
-a file appended to many times would carry many keys.)
+a file appended to many times would carry many keys.) Each run's records are in a folder of their
+own (`ledger_folder`), so `planexec prune` removes them with the run (`remove_run_ledgers`).
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field
@@ -254,7 +255,7 @@ def write_text(settings: ToolSettings, path: str, content: str, append: bool = F
             f"{limit}-byte limit. Write less, or split it over several files."
         )
     message = f"{'appended' if append else 'wrote'} {len(data)} bytes to {shown}"
-    key = step_context.idempotency_key()
+    call = step_context.current_tool_call()
     with (
         _opened_dir(settings, names[:-1], "write_file", path, create=True) as dir_fd,
         _folder_lock(dir_fd, path),
@@ -267,8 +268,8 @@ def write_text(settings: ToolSettings, path: str, content: str, append: bool = F
                 f"write_file refused '{_show(path)}': appending would make it {len(new)} bytes, "
                 f"over the {limit}-byte limit."
             )
-        if key is not None:
-            ledger = _Ledger(settings)
+        if call is not None:
+            ledger, key = _Ledger(settings, call.step.run), call.idempotency_key
             if ledger.already_applied(key, shown, old):
                 return message
             ledger.record(key, shown, new)
@@ -342,24 +343,28 @@ def _unlink_quietly(name: str, dir_fd: int) -> None:
         pass
 
 
+def ledger_folder(run_id: str) -> str:
+    """The folder in LEDGER_DIR that holds one run's write records (a digest: run ids are ours,
+    but a name made from one must not depend on what characters it holds)."""
+    return "run-" + hashlib.sha256(run_id.encode()).hexdigest()[:32]
+
+
 class _Ledger:
-    """Idempotency keys of applied writes: one small JSON file per key in LEDGER_DIR."""
+    """Idempotency keys of one run's applied writes: one small JSON file per key, in the run's
+    folder of LEDGER_DIR."""
 
-    def __init__(self, settings: ToolSettings) -> None:
+    def __init__(self, settings: ToolSettings, run_id: str) -> None:
         self.settings = settings
-
-    @contextmanager
-    def _dir(self) -> Iterator[int]:
-        with _opened_dir(self.settings, [LEDGER_DIR], "write_file", LEDGER_DIR, True) as fd:
-            yield fd
+        self.folders = [LEDGER_DIR, ledger_folder(run_id)]
 
     def already_applied(self, key: str, path: str, current: bytes | None) -> bool:
-        """True when `key` was recorded for `path` and the file holds the content it produced."""
-        with self._dir() as fd:
-            try:
-                raw = _read_at(fd, key, "write_file", key, 4096)
-            except ToolException:
-                return False
+        """True when `key` was recorded for `path` and the file holds the content it produced.
+        A record is looked for in the run's folder, then where versions before run folders
+        kept them (LEDGER_DIR itself), so a run they started is still written once when
+        resumed."""
+        raw = self._read(self.folders, key) or self._read(self.folders[:1], key)
+        if raw is None:
+            return False
         try:
             entry = json.loads(raw)
         except ValueError:
@@ -367,10 +372,51 @@ class _Ledger:
         digest = hashlib.sha256(current).hexdigest() if current is not None else None
         return entry.get("path") == path and entry.get("sha256") == digest
 
+    def _read(self, folders: list[str], key: str) -> bytes | None:
+        try:
+            with _opened_dir(self.settings, folders, "write_file", LEDGER_DIR, True) as fd:
+                return _read_at(fd, key, "write_file", key, 4096)
+        except ToolException:
+            return None
+
     def record(self, key: str, path: str, content: bytes) -> None:
         entry = {"path": path, "sha256": hashlib.sha256(content).hexdigest()}
-        with self._dir() as fd:
+        with _opened_dir(self.settings, self.folders, "write_file", LEDGER_DIR, True) as fd:
             _replace_atomically(fd, key, json.dumps(entry).encode(), key)
+
+
+def remove_run_ledgers(workspace: Path, run_ids: Iterable[str], *, dry_run: bool = False) -> int:
+    """Remove the write records of these runs from `workspace` (once a run's checkpoints are
+    gone nothing can replay its writes, so its records are dead weight); the number of records
+    removed (with `dry_run`, found). Nothing is created or followed: a missing workspace or
+    folder removes nothing, a link in the way is not walked, only regular files are unlinked."""
+    removed = 0
+    try:
+        ledger = os.open(workspace / LEDGER_DIR, _DIR_FLAGS)
+    except OSError:
+        return 0
+    try:
+        for folder in sorted({ledger_folder(r) for r in run_ids}):
+            try:
+                fd = os.open(folder, _DIR_FLAGS, dir_fd=ledger)
+            except OSError:
+                continue
+            try:
+                with os.scandir(fd) as entries:
+                    files = [e.name for e in entries if e.is_file(follow_symlinks=False)]
+                for name in files if not dry_run else ():
+                    os.unlink(name, dir_fd=fd)
+            finally:
+                os.close(fd)
+            removed += len(files)
+            if not dry_run:
+                try:
+                    os.rmdir(folder, dir_fd=ledger)
+                except OSError:
+                    pass  # something not ours was left in it: keep the folder
+    finally:
+        os.close(ledger)
+    return removed
 
 
 def list_entries(settings: ToolSettings, path: str = ".") -> str:

@@ -24,6 +24,12 @@ class StepIdentity:
     step_id: str
     attempt: int
 
+    @property
+    def run(self) -> str:
+        """The run's id alone: `run_id` carries the node execution after a "/" when there is
+        one (graphs/scheduler.py), so that a fork's calls get keys of their own."""
+        return self.run_id.partition("/")[0]
+
 
 @dataclass(frozen=True)
 class ToolCallIdentity:

@@ -791,8 +791,9 @@ def prune(
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Remove finished runs' checkpoints, journal and records; never a run in progress,
-    interrupted or paused. Safe while workers run (a run held by a process is skipped)."""
+    """Remove finished runs' checkpoints, journal, records and write records; never a run in
+    progress, interrupted or paused. Safe while workers run (a run held by a process is
+    skipped)."""
     from app.runs.listing import check_statuses, parse_duration
     from app.runs.persistence import open_persistence
     from app.runs.storage import prune as prune_runs
@@ -808,6 +809,7 @@ def prune(
             "removed" if not dry_run else "would_remove": len(report.runs),
             "checkpoint_bytes": report.checkpoint_bytes,
             "journal_entries": report.journal_entries,
+            "write_records": report.ledger_entries,
             "skipped_busy": report.skipped_busy,
             "runs": report.runs,
         }
@@ -817,7 +819,8 @@ def prune(
             verb = "would remove" if dry_run else "removed"
             console.print(
                 f"{verb} {len(report.runs)} run(s): {report.checkpoint_bytes:,} bytes of "
-                f"checkpoints, {report.journal_entries} journal entries"
+                f"checkpoints, {report.journal_entries} journal entries, "
+                f"{report.ledger_entries} write records"
                 + (f"; {len(report.skipped_busy)} skipped (in use)" if report.skipped_busy else "")
             )
         return 0

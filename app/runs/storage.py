@@ -1,13 +1,16 @@
 """What a run keeps on disk, and pruning finished runs.
 
 A run leaves: its checkpoints (LangGraph checkpointer: one per node, with channel blobs and
-pending writes), its journal (store items under ("planexec", "steps", thread_id, ...), see
-graphs/journal.py), its record (store item ("planexec", "runs"), thread_id) and, while it is
+pending writes), its journal (store items under ("planexec", "steps", thread_id, ...) and its
+steps' model turns under ("planexec", "turns", thread_id, ...), see graphs/journal.py), its
+record (store item ("planexec", "runs"), thread_id), the records of the files its steps wrote
+(a folder per run in the workspace's `.planexec-writes/`, see tools/files.py) and, while it is
 held, a lock (a file beside a SQLite database, released and removed when the run is let go).
 
 `prune` removes all of it for finished runs older than a cut-off. It takes each run's lock first
 (skipping runs held right now), so it is safe while workers run; a run in progress, interrupted or
-paused has no `final_status` in its record and is never pruned.
+paused has no `final_status` in its record and is never pruned. The workspace is the one in the
+run's record, a relative one taken from where `prune` runs (as the database path is).
 """
 
 from __future__ import annotations
@@ -17,14 +20,17 @@ import time
 from collections.abc import Collection
 from contextlib import closing
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 
+from app.context import Context
 from app.runs import runner
 from app.runs.persistence import Persistence
 from app.runs.worker import is_postgres, run_locks
+from tools.files import remove_run_ledgers
 
-JOURNAL_PREFIX = ("planexec", "steps")
+JOURNAL_PREFIXES = (("planexec", "steps"), ("planexec", "turns"))  # graphs/journal.py
 
 
 def checkpoint_bytes(persistence: Persistence, thread_id: str) -> int:
@@ -54,6 +60,7 @@ class PruneReport:
     runs: list[str] = field(default_factory=list)
     checkpoint_bytes: int = 0
     journal_entries: int = 0
+    ledger_entries: int = 0
     skipped_busy: list[str] = field(default_factory=list)
 
 
@@ -89,8 +96,13 @@ def prune(
                 journal = _journal_items(persistence, thread_id)
                 report.journal_entries += len(journal)
                 report.runs.append(thread_id)
+                workspace, run_ids = _run_ids(persistence, thread_id, journal)
                 if dry_run:
+                    report.ledger_entries += remove_run_ledgers(workspace, run_ids, dry_run=True)
                     continue
+                # The write records first: they are found again from the checkpoints and the
+                # journal, so a prune stopped half-way still finds them next time.
+                report.ledger_entries += remove_run_ledgers(workspace, run_ids)
                 for namespace, key in journal:
                     persistence.store.delete(namespace, key)
                 persistence.checkpointer.delete_thread(thread_id)
@@ -102,12 +114,35 @@ def prune(
 
 
 def _journal_items(persistence: Persistence, thread_id: str) -> list[tuple[tuple[str, ...], str]]:
+    """The thread's step journal and model turns, as (namespace, key)."""
     items: list[tuple[tuple[str, ...], str]] = []
-    page, seen = 1000, 0
-    while True:
-        found = persistence.store.search((*JOURNAL_PREFIX, thread_id), limit=page, offset=seen)
-        seen += len(found)
-        # The SQLite store joins a namespace with dots: ("a.b",) reads as ("a", "b") there.
-        items += [(tuple(i.namespace), i.key) for i in found if i.namespace[2:3] == (thread_id,)]
-        if len(found) < page:
-            return items
+    page = 1000
+    for prefix in JOURNAL_PREFIXES:
+        seen = 0
+        while True:
+            found = persistence.store.search((*prefix, thread_id), limit=page, offset=seen)
+            seen += len(found)
+            # The SQLite store joins a namespace with dots: ("a.b",) reads as ("a", "b") there.
+            ours = [i for i in found if i.namespace[2:3] == (thread_id,)]
+            items += [(tuple(i.namespace), i.key) for i in ours]
+            if len(found) < page:
+                break
+    return items
+
+
+def _run_ids(
+    persistence: Persistence, thread_id: str, journal: list[tuple[tuple[str, ...], str]]
+) -> tuple[Path, set[str]]:
+    """The run's workspace (from its record) and the ids of the runs its thread held (from
+    every checkpoint and the journal): what names its write records."""
+    record = persistence.store.get(runner.RUNS_NAMESPACE, thread_id)
+    context = (record.value if record else {}).get("context") or {}
+    workspace = Path(context.get("workspace") or Context().workspace)
+    run_ids = {namespace[3] for namespace, _ in journal if len(namespace) > 3}
+    config = {"configurable": {"thread_id": thread_id}}
+    for saved in persistence.checkpointer.list(config):
+        run_id = saved.checkpoint.get("channel_values", {}).get("run_id")
+        if isinstance(run_id, str):
+            run_ids.add(run_id)
+    run_ids.discard("-")  # the journal's name for "no run id"
+    return workspace, run_ids

@@ -20,6 +20,7 @@ from app.runs import runner
 from app.runs.persistence import open_persistence
 from app.runs.worker import holding_run, lock_dir
 from tests.helpers import SCENARIOS
+from tools.files import LEDGER_DIR
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +51,11 @@ def make_runs(db: str, base: Path, done: list[str], queued: list[str]) -> None:
             "--db", db, "--thread", thread, "--queue",
         )  # fmt: skip
         assert result.exit_code == 0, result.output
+
+
+def write_records(workspace: Path) -> list[str]:
+    """The write records (tools/files.py's ledger) in a run's workspace."""
+    return sorted(str(p.relative_to(workspace)) for p in workspace.glob(f"{LEDGER_DIR}/*/*"))
 
 
 def rows(db: str, query: str, *args: Any) -> int:
@@ -116,7 +122,12 @@ def test_prune_removes_old_finished_runs_and_nothing_else(tmp_path: Path) -> Non
     db = str(tmp_path / "runs.sqlite")
     make_runs(db, tmp_path, done=["d1", "d2", "busy"], queued=["q1"])
     steps = "SELECT count(*) FROM store WHERE prefix LIKE 'planexec.steps.%'"
+    turns = "SELECT count(*) FROM store WHERE prefix LIKE 'planexec.turns.%'"
     assert rows(db, steps) == 9
+    per_run_turns = rows(db, turns) // 3
+    assert per_run_turns > 0
+    records = {t: write_records(tmp_path / t) for t in ("d1", "d2", "busy")}
+    assert all(records.values()), records
 
     assert planexec_json("prune", "--older-than", "1h", "--db", db)["removed"] == 0
     assert (
@@ -125,12 +136,15 @@ def test_prune_removes_old_finished_runs_and_nothing_else(tmp_path: Path) -> Non
     )
     dry = planexec_json("prune", "--older-than", "0s", "--dry-run", "--db", db)
     assert sorted(dry["runs"]) == ["busy", "d1", "d2"] and dry["checkpoint_bytes"] > 0
-    assert rows(db, steps) == 9
+    assert dry["journal_entries"] == 9 + 3 * per_run_turns
+    assert dry["write_records"] == sum(len(r) for r in records.values())
+    assert rows(db, steps) == 9 and write_records(tmp_path / "d1") == records["d1"]
 
     with open_persistence(db) as persistence, holding_run(persistence, "busy"):
         report = planexec_json("prune", "--older-than", "0s", "--db", db)
     assert sorted(report["runs"]) == ["d1", "d2"] and report["skipped_busy"] == ["busy"]
-    assert report["journal_entries"] == 6 and report["checkpoint_bytes"] > 0
+    assert report["journal_entries"] == 6 + 2 * per_run_turns and report["checkpoint_bytes"] > 0
+    assert report["write_records"] == len(records["d1"]) + len(records["d2"])
 
     left = planexec_json("runs", "--db", db, "--all")
     assert sorted(r["thread_id"] for r in left["runs"]) == ["busy", "q1"]
@@ -138,6 +152,10 @@ def test_prune_removes_old_finished_runs_and_nothing_else(tmp_path: Path) -> Non
         assert rows(db, "SELECT count(*) FROM checkpoints WHERE thread_id = ?", thread) == 0
         assert rows(db, "SELECT count(*) FROM writes WHERE thread_id = ?", thread) == 0
     assert rows(db, steps) == 3  # busy's
+    assert rows(db, turns) == per_run_turns
+    assert write_records(tmp_path / "d1") == write_records(tmp_path / "d2") == []
+    assert write_records(tmp_path / "busy") == records["busy"]
+    assert (tmp_path / "d1" / "log.txt").exists(), "prune removes records, not the files"
     assert rows(db, "SELECT count(*) FROM checkpoints WHERE thread_id = 'busy'") > 0
     assert list(lock_dir(db).iterdir()) == [], "lock files outlive their runs"
 

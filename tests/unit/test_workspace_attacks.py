@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from langchain_core.tools import ToolException
 
-from tools.files import LEDGER_DIR, _Ledger, make_file_tools
+from tools.files import LEDGER_DIR, _Ledger, ledger_folder, make_file_tools, remove_run_ledgers
 from tools.settings import ToolSettings
 from tools.step_context import StepIdentity, ToolCallIdentity, calling_tool
 
@@ -145,11 +145,55 @@ def test_a_write_recorded_but_not_renamed_before_a_crash_is_made_on_replay(
 ) -> None:
     (ws / "log.txt").write_text("a\n")
     # The crash window: the ledger holds the key, the rename never happened.
-    _Ledger(settings).record(_call(5).idempotency_key, "log.txt", b"a\nb\n")
+    _Ledger(settings, "run-1").record(_call(5).idempotency_key, "log.txt", b"a\nb\n")
     with calling_tool(_call(5)):
         tools["write_file"].invoke({"path": "log.txt", "content": "b\n", "append": True})
         tools["write_file"].invoke({"path": "log.txt", "content": "b\n", "append": True})
     assert (ws / "log.txt").read_text() == "a\nb\n"
+
+
+def test_each_run_keeps_its_write_records_in_its_own_folder(tools, ws) -> None:
+    """prune removes a run's records by its folder: a record must land in its run's folder, and
+    the same step and call index in another run is another write."""
+    other = ToolCallIdentity(StepIdentity("run-2", "s1", 1), 0)
+    for call in (_call(0), other):
+        with calling_tool(call):
+            tools["write_file"].invoke({"path": "log.txt", "content": "x\n", "append": True})
+    assert (ws / "log.txt").read_text() == "x\nx\n"
+    for run_id, call in (("run-1", _call(0)), ("run-2", other)):
+        assert [p.name for p in (ws / LEDGER_DIR / ledger_folder(run_id)).iterdir()] == [
+            call.idempotency_key
+        ]
+
+
+def test_a_record_written_before_run_folders_is_still_honoured(tools, settings, ws) -> None:
+    """A run started by a version that kept records in LEDGER_DIR itself and resumed after an
+    upgrade must not append twice."""
+    with calling_tool(_call(0)):
+        tools["write_file"].invoke({"path": "log.txt", "content": "a\n", "append": True})
+    folder = ws / LEDGER_DIR / ledger_folder("run-1")
+    (folder / _call(0).idempotency_key).rename(ws / LEDGER_DIR / _call(0).idempotency_key)
+    folder.rmdir()
+    with calling_tool(_call(0)):
+        tools["write_file"].invoke({"path": "log.txt", "content": "a\n", "append": True})
+    assert (ws / "log.txt").read_text() == "a\n"
+
+
+def test_removing_a_runs_records_touches_nothing_else(tools, ws, outside) -> None:
+    """Only the named runs' records go; a link planted in the ledger is not walked, and a
+    missing workspace is not created."""
+    for call in (_call(0), _call(1), ToolCallIdentity(StepIdentity("run-2", "s1", 1), 0)):
+        with calling_tool(call):
+            tools["write_file"].invoke({"path": "log.txt", "content": "x", "append": True})
+    (ws / LEDGER_DIR / ledger_folder("run-3")).symlink_to(outside, target_is_directory=True)
+    assert remove_run_ledgers(ws, ["run-1", "run-3"], dry_run=True) == 2
+    assert (ws / LEDGER_DIR / ledger_folder("run-1")).is_dir()
+    assert remove_run_ledgers(ws, ["run-1", "run-3", "never-ran"]) == 2
+    assert sorted(p.name for p in (ws / LEDGER_DIR).iterdir()) == sorted(
+        [ledger_folder("run-2"), ledger_folder("run-3")]
+    )
+    assert (outside / "secret.txt").read_text() == "OUTSIDE"
+    assert remove_run_ledgers(ws / "gone", ["run-2"]) == 0 and not (ws / "gone").exists()
 
 
 def test_swapping_a_symlink_during_calls_never_reaches_outside(tools, ws, outside) -> None:
