@@ -306,10 +306,12 @@ class _StepRun:
         if hit or self.error:
             self.stopped = hit
             return ToolMessage(content=self.error, tool_call_id=call_id, status="error")
+        if self.spend:
+            # Counted with the check above, no await between them: steps running beside this
+            # one check the budget while this one journals, and must see this call as made.
+            self.spend.add_tool_call()
         if self.turns:  # before the call: a crash now is an unknown outcome
             await asyncio.to_thread(self.turns.tool_started, index)
-        if self.spend:
-            self.spend.add_tool_call()
         error = ""
         try:
             # The same index, hence the same idempotency key, when a resume repeats this call.

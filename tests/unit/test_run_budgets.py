@@ -90,6 +90,27 @@ def test_a_reached_budget_starts_no_new_step(tmp_path: Path) -> None:
     assert r.calls("executor") == 0
 
 
+def test_a_tool_step_the_budget_stops_before_its_call_is_not_finished(tmp_path: Path) -> None:
+    """Two tool steps start together with room for one call: the one that comes second is
+    stopped before calling, so it has no result (not an empty one, which would read as a
+    finished step with a surprise)."""
+    calc_step = {"tool": "calculator", "args": {"expression": "1 + 1"}}
+    path = scenario(
+        tmp_path,
+        planner={"steps": [{"id": "s1", **calc_step}, {"id": "s2", **calc_step}]},
+        executor={},
+        replanner=[FINISH],
+    )
+    # The whole plan first, so both start in one go (streamed, s1 could finish before s2 came).
+    r = run_scenario(tmp_path, path, max_total_tool_calls=1, max_concurrency=2, stream_plan=False)
+
+    assert r.state["status"] == "budget_exceeded", r.state.get("reason")
+    assert sorted(r.started()) == ["s1", "s2"]
+    (finished,) = r.results.values()
+    assert finished["status"] == "done" and finished["result"] == "2"
+    assert r.state["budget"]["spent"]["tool_calls"] == 1
+
+
 @pytest.mark.parametrize("stream_plan", [False, True], ids=["whole-plan", "streamed-plan"])
 def test_the_wall_clock_budget_counts_the_planners_time(tmp_path: Path, stream_plan: bool) -> None:
     """docs/exactly-once.md: max_wall_seconds counts "seconds since the planner started the run".
