@@ -179,11 +179,17 @@ def test_bad_params_fail_the_run_with_the_reason(tmp_path: Path) -> None:
         ("New York and York", {"a": "New York", "b": "York"}, "overlap"),
         ("keep {region} as is", {"region": "Paris"}, "already contains {region}"),
         ("same value twice", {"a": "value", "b": "value"}, "overlap"),
+        ("route A-B-C", {"start": "A-B", "end": "B-C"}, "overlap"),  # by one character
     ],
 )
 def test_ambiguous_text_is_refused(text: str, params: dict[str, str], why: str) -> None:
     with pytest.raises(Ambiguous, match=why):
         templatise(text, params)
+
+
+def test_a_value_whose_edge_is_not_a_word_character_may_touch_a_word() -> None:
+    """Word boundaries matter only where the value's own edge is a word character."""
+    assert templatise("Sales(EU) by month", {"region": "(EU)"}) == "Sales{region} by month"
 
 
 def test_values_become_placeholders_in_text_and_args_only() -> None:

@@ -47,6 +47,10 @@ def test_each_line_is_a_step_and_references_are_dependencies() -> None:
     assert (steps["3"].depends_on, steps["3"].tools) == (["1", "2"], ["write_file"])
     assert steps["4"].tools == [] and steps["4"].depends_on == []
     assert steps["5"].depends_on == ["2", "4"] and steps["5"].tools is None
+    # A dependency both referenced and written is listed once; `after` parts add up.
+    (again,) = parse_plan_text('6 (after 1; after 2) = lookup("${1}")', ["1", "2"], PARAMS)
+    assert again.depends_on == ["1", "2"]
+    assert parse_plan_text("7 (after 1; after 2): Compare.")[0].depends_on == ["1", "2"]
 
 
 def test_a_line_that_is_not_a_step_is_refused_with_its_number_never_guessed() -> None:
@@ -98,6 +102,13 @@ def test_a_streamed_step_is_handed_over_when_its_newline_arrives() -> None:
     assert [i for _, i in seen] == ["1", "2", "3", "4", "5"]
     first_newline = PLAN.index('("a")\n') + len('("a")\n')
     assert seen[0][0] == first_newline
+    # The streamed steps are the steps the whole reply gives, dependencies from references too:
+    # a streamed step 2 that lost its dependency on 1 would start before 1 is done.
+    streamed = LineStream(PARAMS).feed(PLAN + "\n")
+    assert streamed == [
+        s.model_dump(exclude_none=True) for s in parse_plan_text(PLAN, params=PARAMS)
+    ]
+    assert streamed[1]["depends_on"] == ["1"]
     unfinished = '1 = lookup {"key": "a"}\n2 = lookup {"key": "b"}'
     assert [s["id"] for s in LineStream().feed(unfinished)] == ["1"]  # 2 may still grow
 
@@ -195,6 +206,20 @@ def test_parameters_that_are_not_python_names_are_written_as_json_and_read_back(
         parse_plan_text('1 = mcp_t(file-path="x")', params=params)
 
 
+def test_formatted_lines_leave_out_implied_dependencies_and_python_keywords() -> None:
+    """What the scripted planner writes is what the prompt asks for: a dependency a reference
+    implies is not repeated in `(after ...)`; an argument named like a Python keyword cannot
+    be `from=...` (a syntax error), so the JSON form is written."""
+    written = format_plan_text(
+        [s.model_dump(exclude_none=True) for s in parse_plan_text(PLAN, params=PARAMS)], PARAMS
+    ).splitlines()
+    assert written[1] == '2 = lookup("${1.next}")'
+    assert written[4] == '5 (after 4) = calculator("${2.value} * 2")'
+    step = {"id": "1", "tool": "copy", "args": {"from": "a.txt"}}
+    assert format_plan_text([step], {"copy": ["to"]}) == '1 = copy {"from":"a.txt"}'
+    assert parse_plan_text('1 = copy {"from":"a.txt"}')[0].args == {"from": "a.txt"}
+
+
 def test_a_dict_schema_with_a_list_of_types_keeps_its_argument_order() -> None:
     schema = {
         "type": "object",
@@ -221,6 +246,8 @@ def test_the_end_reply_is_the_answer_or_more_steps() -> None:
     more = parse_end_text("MORE STEPS\n9 (after 1): Check the total.", ["1"])
     assert more["action"] == "replan"
     assert [(s["id"], s["depends_on"]) for s in more["steps"]] == [("9", ["1"])]
+    lower = parse_end_text("More steps:\n9: Check the total.", ["1"])  # models vary the case
+    assert lower["action"] == "replan" and lower["steps"][0]["id"] == "9"
     decision = {"action": "replan", "steps": [{"id": "9", "description": "Check it."}]}
     assert parse_end_text(format_end_text(decision), [])["steps"][0]["description"] == "Check it."
 

@@ -14,10 +14,13 @@ from typing import Any
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END
 from langgraph.store.memory import InMemoryStore
+from langgraph.types import Command
 
 from app.context import Context
 from graphs.plan_execute import build_graph
+from graphs.routes import follow_route, recorded_route
 from tests.scripted_runs import Run, replanner_reason, run_scenario, write_scenario
 
 
@@ -394,6 +397,7 @@ def test_replan_every_two_completed_steps(tmp_path: Path) -> None:
         ("step_finished", "s2"),
     ]
     assert "periodic review of progress" in r.log.texts("replanner")[0]
+    assert r.started() == ["s1", "s2", "s3", "s4"], "after the review, the rest runs"
 
 
 def test_without_replan_every_the_replanner_is_called_once_at_the_end(tmp_path: Path) -> None:
@@ -633,3 +637,26 @@ def test_a_fault_limited_to_the_first_attempt_lets_the_retry_use_the_tool(tmp_pa
     first, second = r.of_kind("step_finished")
     assert first["status"] == "failed" and second["status"] == "done"
     assert r.state["results"]["s1"]["result"] == "42"
+
+
+# routes recorded in the state ------------------------------------------------------------------
+
+
+def test_an_edited_empty_route_ends_the_run_and_a_foreign_command_is_refused() -> None:
+    """A state edit may leave `route` empty or null: that ends the run rather than naming a
+    node "". A Command meant for a parent graph or a resume cannot be recorded as a route."""
+    assert follow_route({"route": ""}) == END
+    assert follow_route({"route": None}) == END
+    assert follow_route({"route": "executor"}) == "executor"
+
+    def parent(state: Any, runtime: Any) -> Command:
+        return Command(goto="executor", graph=Command.PARENT)
+
+    def resume(state: Any, runtime: Any) -> Command:
+        return Command(goto="executor", resume="yes")
+
+    for node in (parent, resume):
+        with pytest.raises(TypeError, match="a routed node must return"):
+            recorded_route(node)({}, None)
+    ok = recorded_route(lambda state, runtime: Command(goto="executor", update={"replans": 1}))
+    assert ok({}, None) == {"replans": 1, "route": "executor"}

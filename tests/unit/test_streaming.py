@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.messages import AIMessageChunk, HumanMessage, SystemMessage
+from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.tools import StructuredTool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
@@ -17,7 +18,7 @@ from langgraph.store.memory import InMemoryStore
 from app.context import Context
 from app.scripted.chat_model import ScriptedChatModel
 from graphs.plan_execute import build_graph
-from graphs.plan_stream import StepStream
+from graphs.plan_stream import PlanStreamHandler, StepStream
 from graphs.plan_text import parse_plan_text
 from graphs.schemas import PlanStep
 from tests.scripted_runs import run_scenario, write_scenario
@@ -64,6 +65,23 @@ def test_a_reply_that_is_not_a_steps_array_hands_over_nothing() -> None:
     reader = StepStream()
     assert reader.feed('{"note": "x", "steps": [{"id": "a"}]}') == []
     assert StepStream().feed('[{"id": "a"}]') == []
+
+
+def test_only_the_first_tool_calls_arguments_are_read_as_the_plan() -> None:
+    """A second tool call streaming beside the plan's (its own index) is not part of the plan:
+    its arguments must not be spliced into the steps array."""
+    seen: list[dict[str, Any]] = []
+    handler = PlanStreamHandler(on_step=seen.append, on_attempt=lambda: None)
+    handler.on_chat_model_start({}, [[]])
+    pieces = [
+        (0, '{"steps": [{"id": "a", "description": "x", "depends_on": []}, '),
+        (1, '{"id": "intruder", "description": "y", "depends_on": []}, '),
+        (0, '{"id": "b", "description": "z", "depends_on": ["a"]}]}'),
+    ]
+    for index, args in pieces:
+        chunk = AIMessageChunk(content="", tool_call_chunks=[{"index": index, "args": args}])
+        handler.on_llm_new_token("", chunk=ChatGenerationChunk(message=chunk))
+    assert [s["id"] for s in seen] == ["a", "b"]
 
 
 # streaming the scripted model ------------------------------------------------------------------
@@ -183,6 +201,81 @@ def test_retry_keeps_results_of_identical_steps_and_discards_changed_ones(
     (entry,) = [h for h in r.state["history"] if h["action"] == "discarded"]
     assert [x["description"] for x in entry["results"]] == ["Look up item s2."]
     assert r.calls("executor") == 4, "the discarded step's model call is still counted"
+
+
+def test_an_old_plans_step_finishing_after_the_retry_is_no_dependency_of_the_new_plan(
+    tmp_path: Path,
+) -> None:
+    """The old s1 (another definition) finishes while the retry's s1 still runs: s2 must wait
+    for the new s1, not start on the old one's result (s2's own definition matches, so a result
+    made from the old s1 would be kept)."""
+    bad = {"steps": [step("s1"), step("s2", ["nope"])]}
+    good = {"steps": [step("s1", text="Look up item 1 in euros."), step("s2", ["s1"])]}
+    script = scenario(
+        {"attempts": [bad, good]},
+        {"s1": [{"content": "one", "latency": 0.5}], "s2": answer("two")},
+        token_latency={"planner": 0.005},
+    )
+    r = run_scenario(tmp_path, write_scenario(tmp_path, script))
+
+    assert r.state["status"] == "done", r.state.get("reason")
+    assert r.started() == ["s1", "s1", "s2"], "the old s1 was still running at the retry"
+    assert r.results["s1"]["description"] == "Look up item 1 in euros."
+    assert r.results["s2"]["started_at"] >= r.results["s1"]["finished_at"], "s2 used the old s1"
+    assert [e["step_id"] for e in r.of_kind("step_discarded")] == ["s1"]
+
+
+def test_a_surprise_while_the_plan_streams_starts_nothing_more_before_the_replanner(
+    tmp_path: Path,
+) -> None:
+    """s1 flags a surprise before the plan has finished streaming; the planner's final plan
+    must not restart the batch: s2 (ready once s1 is done) waits for the replanner."""
+    steps = [step("s1"), step("s2", ["s1"], "Use what s1 found " + "and more " * 20 + ".")]
+    script = scenario(
+        {"steps": steps},
+        {
+            "s1": [
+                {"tool_calls": [{"name": "flag_surprise", "args": {"reason": "no such table"}}]},
+                {"content": "nothing found"},
+            ],
+            "s2": answer("unused"),
+        },
+        token_latency={"planner": 0.01},
+    )
+    r = run_scenario(tmp_path, write_scenario(tmp_path, script))
+
+    assert r.index("step_finished", "s1") < r.index("plan"), "s1 finished while streaming"
+    assert r.started() == ["s1"], "s2 was ready, but the replanner looks first"
+    assert r.results["s1"]["surprise"] == "no such table"
+    assert r.state["replanner_calls"] == 1
+
+
+def test_a_fatal_error_in_a_replaced_plans_step_starts_nothing_more(tmp_path: Path) -> None:
+    """s1 of the first (invalid) plan hits a scenario bug after the retry replaced its plan,
+    while the retry's s3 runs; the bug ends the run, so s4 (ready once s3 is done) must not
+    start and be paid for."""
+    calc_turn = {"tool_calls": [{"name": "calculator", "args": {"expression": "1"}}]}
+    bad = {"steps": [step("s1"), step("s2", ["nope"])]}
+    good = {"steps": [step("s3"), step("s4", ["s3"])]}
+    script = scenario(
+        {"attempts": [bad, good]},
+        # s1 has no second turn: a scenario bug, once its first turn's latency has passed.
+        {
+            "s1": [{**calc_turn, "latency": 0.4}],
+            "s3": [{"content": "three", "latency": 1.0}],
+            "s4": answer("four"),
+        },
+        token_latency={"planner": 0.005},
+    )
+    r = run_scenario(tmp_path, write_scenario(tmp_path, script))
+
+    assert r.state["status"] == "failed"
+    assert "step 's1'" in r.state["reason"]
+    assert r.calls("planner") == 2
+    (entry,) = [h for h in r.state["history"] if h["action"] == "discarded"]
+    (s1,) = entry["results"]
+    assert s1["finished_at"] < r.results["s3"]["finished_at"], "s1 failed while s3 ran"
+    assert r.started() == ["s1", "s3"], "nothing starts after a fatal error"
 
 
 def test_no_valid_plan_fails_the_run_and_reports_the_started_steps(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from langchain_core.tools import StructuredTool, tool
 from app.context import Context
 from graphs.schemas import PlanStep, plan_problems
 from graphs.tool_args import RefError, resolve_args
-from graphs.tool_step import run_tool_step, tools_for_run
+from graphs.tool_step import describe_tools, run_tool_step, tools_for_run
 from tests.scripted_runs import Run, replanner_reason, run_scenario, write_scenario
 from tools.step_context import StepIdentity, ToolCallIdentity, current_tool_call, idempotency_key
 
@@ -203,6 +203,8 @@ def test_unresolvable_reference_fails_the_step(tmp_path: Path) -> None:
 
     assert r.results["s2"]["status"] == "failed"
     assert "follows a path into s1's result, which is not JSON" in r.results["s2"]["error"]
+    assert r.results["s2"]["error"].startswith("arguments of calculator: "), "a step failure"
+    assert r.calls("replanner") == 1, "not a crash: the replanner sees it like any failure"
 
 
 def test_a_tool_step_runs_inside_its_step_and_tool_call_identity() -> None:
@@ -324,6 +326,32 @@ def test_references_pass_type_checks_and_escapes_are_not_references(tmp_path: Pa
     )
 
 
+def test_a_reference_excuses_every_branch_of_a_union_and_names_a_step_exactly(
+    tmp_path: Path,
+) -> None:
+    """A whole reference in a union-typed argument fails each branch (errors at `n.int`,
+    `n.list[int]`): all of them are the reference's, known only at run time. `${}` is named as
+    empty, not as a step missing from depends_on; `${s10}` is not a reference to s1."""
+
+    def pick(n: int | list[int]) -> str:
+        """Pick."""
+        return str(n)
+
+    tools = {**calculator_tools(tmp_path), "pick": StructuredTool.from_function(pick)}
+    steps = [
+        PlanStep(id="s1", description="Count."),
+        PlanStep(id="s2", tool="pick", args={"n": "${s1}"}, depends_on=["s1"]),
+        PlanStep(id="s3", tool="calculator", args={"expression": "${} + 1"}),
+        # s1 is a dependency, but ${s10} names another step: an id is matched whole.
+        PlanStep(id="s4", tool="calculator", args={"expression": "${s10}"}, depends_on=["s1"]),
+    ]
+    assert plan_problems(steps, max_steps=12, tools=tools) == [
+        "step 's3' has an empty reference '${}'",
+        "step 's4' refers to '${s10}', but 's10' is not in its depends_on (s1); add it there, "
+        "or write $${ for a literal ${",
+    ]
+
+
 def test_invalid_tool_steps_go_back_to_the_planner(tmp_path: Path) -> None:
     bad = {"steps": [calc_step("s1", "${s9} + 1")]}
     good = {"steps": [calc_step("s1", "1 + 1")]}
@@ -342,6 +370,17 @@ def test_the_planner_is_told_each_tools_arguments(tmp_path: Path) -> None:
     script = scenario(planner={"steps": [calc_step("s1", "1")]}, executor={}, replanner=[FINISH])
     r = run(tmp_path, script)
     assert "- calculator(expression: string): Evaluate an arithmetic" in r.log.texts("planner")[0]
+
+
+def test_a_long_tool_description_is_cut_for_the_planner() -> None:
+    """Every planner call pays for these lines: a description's first sentence is cut to the
+    limit at a word boundary."""
+    wordy = StructuredTool.from_function(
+        lambda q: q, name="wordy", description="Look " + "things up " * 12 + "carefully."
+    )
+    (line,) = describe_tools([wordy], description_chars=80).splitlines()
+    text = line.split("): ", 1)[1]
+    assert len(text) <= 80 and text.endswith("up...")
 
 
 # references ------------------------------------------------------------------------------------
@@ -375,6 +414,7 @@ def test_resolve_args_keeps_types_of_whole_references_and_formats_embedded_ones(
         ("${s2}", "names no step this one depends on"),
         ("${s1.rows.5}", "s1's result has nothing at 's1.rows.5'"),
         ("${s1.nope}", "s1's result has nothing at 's1.nope'"),
+        ("${s1.rows.0}", "s1's result has nothing at 's1.rows.0'"),  # one past the end
     ],
 )
 def test_unresolvable_references_raise_with_the_reference(ref: str, message: str) -> None:
