@@ -15,7 +15,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
 from app.context import Context
-from app.plan_templates import TemplateError, load_templates, parse_params
+from app.plan_templates import TemplateError, check_params, load_templates, parse_params
 from graphs import plan_cache
 from graphs.plan_execute import build_graph
 from graphs.plan_placeholders import Ambiguous, instantiate, templatise
@@ -33,28 +33,60 @@ def run(
     thread: str,
     scenario: Path = SCENARIO,
     planner: Path = SCENARIO,
+    template: str = "region-note",
+    goal: str = GOAL,
     **context: Any,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One run of the template with `region`: its final state and its events."""
+    """One run of the template with `region` (`goal` filled with it): its final state and its
+    events."""
     ctx = Context.of(
         planner_model=f"scripted:{planner}",
         executor_model=f"scripted:{scenario}",
         replanner_model=f"scripted:{scenario}",
         tools=["write_file"],
         workspace=str(tmp_path / "ws"),
-        template="region-note",
+        template=template,
         params={"region": region},
         **context,
     )
     graph = build_graph(checkpointer=InMemorySaver(), store=store)
     config = {"configurable": {"thread_id": thread}}
-    goal = GOAL.format(region=region)
-    events = list(graph.stream({"goal": goal}, config, context=ctx, stream_mode="custom"))
+    events = list(
+        graph.stream(
+            {"goal": goal.format(region=region)}, config, context=ctx, stream_mode="custom"
+        )
+    )
     return dict(graph.get_state(config).values), events
 
 
 def cache_events(events: list[dict[str, Any]]) -> list[str]:
     return [e["action"] for e in events if e["event"] == "plan_cache"]
+
+
+def replanning(tmp_path: Path) -> Path:
+    """The scenario with one replan (a step added after the summary) before the finish."""
+    script = json.loads(SCENARIO.read_text())
+    script["replanner"] = [
+        {"action": "replan", "reason": "one more", "steps": [
+            {"id": "again", "description": "Check the note.", "depends_on": ["summary"],
+             "tools": ["write_file"]}]},
+        script["replanner"][0],
+    ]  # fmt: skip
+    script["executor"]["again"] = [{"content": "checked"}]
+    path = tmp_path / "replanning.json"
+    path.write_text(json.dumps(script))
+    return path
+
+
+def failing(tmp_path: Path) -> dict[str, Any]:
+    """`run` arguments for a run that executes the plan and then fails (an invalid end
+    decision)."""
+    script = json.loads(SCENARIO.read_text())
+    script["replanner"] = [{"attempts": [{"raw": "not json"}] * 3}]  # invalid: the run fails
+    path = tmp_path / "failing.json"
+    path.write_text(json.dumps(script))
+    # JSON end decisions: as text (plan lines, the default) "not json" would be an answer.
+    return {"scenario": path, "plan_format": "json"}
 
 
 def test_second_run_uses_the_cached_plan_with_its_own_values(tmp_path: Path) -> None:
@@ -85,17 +117,7 @@ def test_second_run_uses_the_cached_plan_with_its_own_values(tmp_path: Path) -> 
 def test_a_replan_from_the_cached_plan_drops_the_entry(tmp_path: Path) -> None:
     store = InMemoryStore()
     run(tmp_path, store, "Berlin", thread="t1")
-    script = json.loads(SCENARIO.read_text())
-    script["replanner"] = [
-        {"action": "replan", "reason": "one more", "steps": [
-            {"id": "again", "description": "Check the note.", "depends_on": ["summary"],
-             "tools": ["write_file"]}]},
-        script["replanner"][0],
-    ]  # fmt: skip
-    script["executor"]["again"] = [{"content": "checked"}]
-    replanning = tmp_path / "replanning.json"
-    replanning.write_text(json.dumps(script))
-    state, events = run(tmp_path, store, "Paris", thread="t2", scenario=replanning)
+    state, events = run(tmp_path, store, "Paris", thread="t2", scenario=replanning(tmp_path))
     assert state["status"] == "done"
     assert cache_events(events) == ["hit", "dropped"]
     assert state["plan_cache"]["reason"] == "a run from the cached plan needed a replan"
@@ -109,15 +131,77 @@ def test_a_replan_from_the_cached_plan_drops_the_entry(tmp_path: Path) -> None:
 def test_a_failed_run_from_the_cached_plan_drops_the_entry(tmp_path: Path) -> None:
     store = InMemoryStore()
     run(tmp_path, store, "Berlin", thread="t1")
-    script = json.loads(SCENARIO.read_text())
-    script["replanner"] = [{"attempts": [{"raw": "not json"}] * 3}]  # invalid: the run fails
-    failing = tmp_path / "failing.json"
-    failing.write_text(json.dumps(script))
-    # JSON end decisions: as text (plan lines, the default) "not json" would be an answer.
-    state, events = run(tmp_path, store, "Paris", thread="t2", scenario=failing, plan_format="json")
+    state, events = run(tmp_path, store, "Paris", thread="t2", **failing(tmp_path))
     assert state["status"] == "failed"
     assert cache_events(events) == ["hit", "dropped"]
     assert plan_cache.entries(store) == []
+
+
+def test_a_fresh_plan_that_needed_a_replan_is_not_stored(tmp_path: Path) -> None:
+    """Only a plan that carried the run to `done` on its own is worth reusing: one the
+    replanner had to patch would make every later run pay for the same surprise."""
+    store = InMemoryStore()
+    state, events = run(tmp_path, store, "Berlin", thread="t1", scenario=replanning(tmp_path))
+    assert state["status"] == "done" and state["replans"] == 1
+    assert cache_events(events) == ["miss", "not_stored"]
+    assert state["plan_cache"]["reason"] == "the plan was not stored: it needed a replan"
+    assert plan_cache.entries(store) == []
+
+
+def test_the_plan_of_a_failed_run_is_not_stored(tmp_path: Path) -> None:
+    """A run that did not end `done` proves nothing about its plan: later runs must ask the
+    planner, not repeat it."""
+    store = InMemoryStore()
+    state, events = run(tmp_path, store, "Berlin", thread="t1", **failing(tmp_path))
+    assert state["status"] == "failed" and not state.get("replans")
+    assert cache_events(events) == ["miss", "not_stored"]
+    assert state["plan_cache"]["reason"] == "the plan was not stored: it ended failed"
+    assert plan_cache.entries(store) == []
+    _, events = run(tmp_path, store, "Paris", thread="t2")
+    assert cache_events(events) == ["miss", "stored"]
+
+
+def test_a_run_of_the_template_with_another_goal_does_not_take_its_plan(tmp_path: Path) -> None:
+    """The template name is the caller's word; the goal is what the plan was made for. A goal
+    that is not the cached goal with this run's values gets a plan of its own."""
+    store = InMemoryStore()
+    run(tmp_path, store, "Berlin", thread="t1")
+    other = "Delete every sales note of region {region}."
+    state, events = run(tmp_path, store, "Paris", thread="t2", goal=other)
+    miss = [e for e in events if e["event"] == "plan_cache"][0]
+    assert miss["action"] == "miss"
+    assert miss["reason"] == "this run's goal is not the cached plan's goal with these parameters"
+    assert state["plan_cache"]["from_cache"] is False
+    assert state["usage"]["planner"]["calls"] == 1
+
+
+def test_an_expired_entry_is_removed_even_when_the_run_stores_none(tmp_path: Path) -> None:
+    """An expired entry is deleted at lookup, not only replaced by the next stored plan: a run
+    that fails leaves no stale entry behind for `planexec cache list` to show."""
+    store = InMemoryStore()
+    run(tmp_path, store, "Berlin", thread="t1")
+    [item] = store.search(plan_cache.namespace("region-note"))
+    store.put(
+        item.namespace, item.key, {**item.value, "created_at": item.value["created_at"] - 100}
+    )
+    state, events = run(
+        tmp_path, store, "Paris", thread="t2", plan_cache_max_age_s=50.0, **failing(tmp_path)
+    )
+    assert state["status"] == "failed"
+    assert cache_events(events) == ["dropped", "miss", "not_stored"]
+    assert plan_cache.entries(store) == []
+
+
+def test_clearing_one_template_leaves_the_others(tmp_path: Path) -> None:
+    """`planexec cache clear NAME` removes that template's plans only."""
+    store = InMemoryStore()
+    run(tmp_path, store, "Berlin", thread="t1")
+    run(tmp_path, store, "Berlin", thread="t2", template="other-note")
+    assert sorted(e["template"] for e in plan_cache.entries(store)) == ["other-note", "region-note"]
+    assert plan_cache.clear(store, "region-note") == 1
+    assert [e["template"] for e in plan_cache.entries(store)] == ["other-note"]
+    assert [e["template"] for e in plan_cache.entries(store, "other-note")] == ["other-note"]
+    assert plan_cache.clear(store) == 1 and plan_cache.entries(store) == []
 
 
 def test_an_old_entry_is_dropped_and_the_planner_asked(tmp_path: Path) -> None:
@@ -231,10 +315,27 @@ def test_templates_file_is_checked(tmp_path: Path) -> None:
     path.write_text("templates: [")
     with pytest.raises(TemplateError, match="is not valid"):
         load_templates(path)
+    path.write_text("templates:\n  - {name: r, goal: 'x'}\n  - {name: r, goal: 'y'}\n")
+    with pytest.raises(TemplateError, match="template 'r' is declared twice"):
+        load_templates(path)
     with pytest.raises(TemplateError, match="must be KEY=VALUE"):
         parse_params(["region"])
     with pytest.raises(TemplateError, match="given twice"):
         parse_params(["a=1", "a=2"])
+
+
+def test_parameter_values_are_checked_however_they_come() -> None:
+    """Values come from --param and from server callers' Context.params alike: both are
+    refused past the limits, so no caller can store or fill an oversized plan."""
+    assert parse_params(["region=" + "x" * 500]) == {"region": "x" * 500}
+    with pytest.raises(TemplateError, match="longer than 500 characters"):
+        parse_params(["region=" + "x" * 501])
+    with pytest.raises(TemplateError, match="21 parameters given; at most 20"):
+        parse_params([f"p{i}=v" for i in range(21)])
+    with pytest.raises(TemplateError, match="parameter 'region' must be a string, got int"):
+        check_params({"region": 7})
+    with pytest.raises(TemplateError, match="parameter name '1x'"):
+        check_params({"1x": "v"})
 
 
 def test_a_later_run_on_the_thread_does_not_settle_the_earlier_run_s_entry(
