@@ -35,8 +35,8 @@ SCRIPT = {
 class Paused:
     """A graph run with approval on, answered one call at a time."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        spec = f"scripted:{write_scenario(tmp_path, SCRIPT)}"
+    def __init__(self, tmp_path: Path, script: dict[str, Any] = SCRIPT) -> None:
+        spec = f"scripted:{write_scenario(tmp_path, script)}"
         self.ctx = Context.every_role(spec, tools=[], approve_plan=True)
         self.graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
         self.config = {"configurable": {"thread_id": "t"}}
@@ -137,3 +137,42 @@ def test_a_refused_edit_is_not_kept_in_the_checkpoint(tmp_path: Path) -> None:
 
     run.answer({"action": "approve"})
     assert run.values["status"] == "done" and run.values["approval_error"] == ""
+
+
+def test_an_edit_is_held_to_the_run_s_tools_and_step_limit(tmp_path: Path) -> None:
+    """An edited plan is checked like the planner's: it may not give a step a tool the run
+    does not have, nor have more steps than max_steps."""
+    run = Paused(tmp_path)
+    run.answer({"action": "edit", "steps": [
+        {"id": "s1", "description": "write it", "tools": ["write_file"]}]})  # fmt: skip
+    assert "names tool 'write_file', which this run does not have" in run.request["error"]
+    many = [{"id": f"e{i}", "description": "d"} for i in range(run.ctx.max_steps + 1)]
+    run.answer({"action": "edit", "steps": many})
+    assert f"the limit is {run.ctx.max_steps}" in run.request["error"]
+    assert [s["id"] for s in run.values["plan"]] == ["s1", "s2"] and run.started() == []
+
+
+def test_a_revision_edited_at_its_pause_may_build_on_completed_steps(tmp_path: Path) -> None:
+    """After a replan the run pauses again; an edit then revises the remaining steps only, so
+    its steps may depend on the completed ones (and may not reuse their ids)."""
+    script = {
+        **SCRIPT,
+        "executor": {**SCRIPT["executor"], "s4": [{"content": "four"}]},
+        "replanner": [
+            {"action": "replan", "reason": "more", "steps": [
+                {"id": "s3", "description": "third", "depends_on": ["s2"]}]},
+            {"action": "finish", "reason": "done", "response": "all done"},
+        ],
+    }  # fmt: skip
+    run = Paused(tmp_path, script)
+    run.answer({"action": "approve"})
+    assert [s["id"] for s in run.request["steps"]] == ["s3"]
+    assert run.request["completed"] == ["s1", "s2"]
+
+    run.answer({"action": "edit", "steps": [{"id": "s1", "description": "again"}]})
+    assert "belongs to a completed step" in run.request["error"]
+    run.answer({"action": "edit", "steps": [
+        {"id": "s4", "description": "fourth", "depends_on": ["s1"]}]})  # fmt: skip
+    assert run.request is None
+    assert run.values["status"] == "done"
+    assert run.started() == ["s1", "s2", "s4"], "s3 was edited away"
