@@ -179,3 +179,44 @@ def test_a_step_a_budget_stopped_is_continued_not_redone_on_resume(
     s1 = done["results"]["s1"]
     assert s1["result"] == "logged: appended 5 bytes to log.txt"
     assert s1["tool_calls_made"] == 1
+
+
+def test_a_run_resumed_with_a_raised_budget_is_no_longer_finished_in_its_record(
+    tmp_path: Path,
+) -> None:
+    """The record's final status is what `runs` and `prune` go by without reading state. A run
+    resumed past `budget_exceeded` is going again: its record must stop saying it ended, or a
+    resume stopped half-way (Ctrl-C) is listed as finished and pruned with its checkpoints."""
+    from app.runs import runner, storage
+    from app.runs.listing import find_runs
+    from app.runs.persistence import open_persistence
+
+    path = scenario(
+        tmp_path,
+        tools=["write_file"],
+        planner={"steps": [{"id": "s1", "description": "Log it."}]},
+        executor={"s1": [append("paid\n"), {"content": "logged: {last_tool_result}"}]},
+        replanner=[FINISH],
+    )
+    ctx = Context.every_role(
+        f"scripted:{path}", tools=["write_file"], workspace=str(tmp_path / "ws"),
+        max_total_tool_calls=1,
+    )  # fmt: skip
+
+    def ctrl_c(event: dict[str, Any]) -> None:
+        raise KeyboardInterrupt
+
+    with open_persistence(str(tmp_path / "runs.sqlite")) as persistence:
+        first = runner.start_run(persistence, "g", ctx, "t1")
+        assert first["status"] == "budget_exceeded", first.get("reason")
+        assert storage.prunable(persistence, 0) == ["t1"]
+
+        with pytest.raises(KeyboardInterrupt):
+            runner.resume_run(persistence, "t1", ctrl_c, budgets={"max_total_tool_calls": 10})
+        assert "final_status" not in runner.run_record(persistence, "t1")
+        assert storage.prunable(persistence, 0) == []
+        [listed], _ = find_runs(persistence)
+        assert listed["status"] == "interrupted"
+
+        done = runner.resume_run(persistence, "t1")  # the raised budget was recorded
+    assert done["status"] == "done", done.get("reason")
