@@ -83,6 +83,9 @@ def test_bad_templates_and_params_exit_4_naming_the_problem(tmp_path: Path) -> N
     assert "param 'month' does not appear in the goal as {month}" in proc.stderr
     proc = run_cli("run", "x", "--param", "region=EU", cwd=tmp_path)
     assert proc.returncode == 4 and "--param and --templates need --template NAME" in proc.stderr
+    proc = run_cli("run", "x", "--templates", "templates.yaml", "--template", "region-note",
+                   "--param", "region=EU", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 4 and "give GOAL or --templates FILE, not both" in proc.stderr
     proc = run_cli("cache", "show", "nothing-here", "--db", str(tmp_path / "no.sqlite"),
                    cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 4 and "no cached plan for template 'nothing-here'" in proc.stderr
@@ -108,3 +111,22 @@ def test_cache_commands_print_model_text_escaped(tmp_path: Path) -> None:
     assert shown.returncode == 0
     assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout
     assert "[bold]b[/bold] \\x1b[31mred\\x1b[0m \\x07" in shown.stdout
+
+
+def test_cache_show_and_clear_name_one_template_only(tmp_path: Path) -> None:
+    """`cache show NAME` and `cache clear NAME` act on that template's plans: clearing one
+    template must not make every other template's runs pay for a planner call again."""
+    db = str(tmp_path / "runs.sqlite")
+    for template in ("first", "second"):
+        code, events = run_json("run", "Write the sales note for region Berlin.", "--scenario",
+                                str(SCENARIO), "--template", template, "--workspace", "ws",
+                                "--db", db, "--thread", template, cwd=tmp_path)  # fmt: skip
+        assert code == 0 and cache_actions(events) == ["miss", "stored"], events[-1]
+
+    shown = json.loads(run_cli("cache", "show", "first", "--db", db, "--json",
+                               cwd=tmp_path).stdout)  # fmt: skip
+    assert [e["template"] for e in shown] == ["first"]
+    cleared = run_cli("cache", "clear", "first", "--db", db, "--json", cwd=tmp_path)
+    assert json.loads(cleared.stdout) == {"removed": 1, "template": "first"}
+    listed = json.loads(run_cli("cache", "list", "--db", db, "--json", cwd=tmp_path).stdout)
+    assert [e["template"] for e in listed] == ["second"]
