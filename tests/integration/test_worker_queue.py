@@ -21,6 +21,7 @@ from tests.helpers import (
     cli,
     fanout_args,
     finished_ids,
+    of_kind,
     run_until_then_kill,
     slow_alone_in_flight,
     started_ids,
@@ -119,6 +120,8 @@ def test_a_grace_that_runs_out_exits_75_and_another_worker_takes_the_run_over(
     # A's queue row is still claimed by A, whose flock died with it: B takes it over.
     second = Worker.run_until_idle(db, tmp_path, "b", "1")
     assert worker_done(second) == {"T": "done"}
+    # ... and says so: the claim came from A's claimed row, not from the unclaimed ones.
+    assert [e["takeover"] for e in of_kind(second, "run_claimed")] == [True]
     log = (ws / "log.txt").read_text().split()
     done_by_a = set(finished_ids(first))
     assert "quick" in done_by_a, "the quit must come after quick finished"
@@ -143,6 +146,9 @@ def test_a_killed_foreground_run_is_finished_by_a_worker_after_resume_queue(
 
     events = Worker.run_until_idle(db, tmp_path, "w", "0.5")
     assert worker_done(events) == {"K": "done"}
+    assert [e["takeover"] for e in of_kind(events, "run_claimed")] == [False], (
+        "queued, not taken over"
+    )
     assert sorted(started_ids(events)) == ["join", "slow"]
     assert cli_json("show", "K", "--db", db, cwd=tmp_path)["status"] == "done"
     done = run_cli("resume", "K", "--db", db, "--queue", cwd=tmp_path)

@@ -251,3 +251,37 @@ def test_two_slots_of_one_worker_never_hold_the_same_run(pg: PgSchema) -> None: 
         assert other.try_acquire("T"), "one release frees the run for everyone"
         assert not mine.try_acquire("T")
         other.release("T")
+
+
+def test_max_runs_is_the_number_of_runs_a_worker_claims_not_only_finishes(
+    pg: PgSchema,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """`--max-runs 1` with two slots: the second slot's job is handed back (retried for another
+    worker), never started here, so the worker ends after one run instead of two."""
+    release = tmp_path / "release"
+    scenario = held_scenario(tmp_path / "held.json", release)
+    for thread in ("P", "Q"):
+        queue_in_process(thread, "--scenario", str(scenario), "--workspace",
+                         str(tmp_path / thread), "--db", pg.url)  # fmt: skip
+    w = SlotWorker.start(pg.url, tmp_path, "w", "--concurrency", "2", "--max-runs", "1")
+    try:
+        first = w.wait_for("a run held", lambda e: holding("P")(e) or holding("Q")(e))
+        other = "Q" if first["thread_id"] == "P" else "P"
+        # The other run's job was taken by the second slot and handed back (retried), or,
+        # wrongly, claimed: either ends this wait.
+        deadline = time.monotonic() + WAIT
+        query = f'SELECT max(attempts) FROM "{pg.name}".procrastinate_jobs WHERE args->>%s = %s'
+        with pg.connect() as conn:
+            while not conn.execute(query, ("thread_id", other)).fetchone()[0]:
+                if any(claimed(other, False)(e) for e in w.events()):
+                    break
+                assert time.monotonic() < deadline, f"{other}'s job was never taken"
+                time.sleep(0.05)
+        release.touch()
+        w.wait_exit()
+    finally:
+        w.kill()
+    events = w.events()
+    assert worker_done(events) == {first["thread_id"]: "done"}
+    assert [e["thread_id"] for e in of_kind(events, "run_claimed")] == [first["thread_id"]]

@@ -420,3 +420,20 @@ def test_relative_paths_of_a_queued_run_are_those_of_where_it_was_queued(
     assert worker_done(events) == {"rel": "done"}
     assert sorted((here / "ws" / "log.txt").read_text().split()) == FAST_STEPS
     assert not (elsewhere / "ws").exists()
+
+
+def test_a_queued_run_that_pauses_for_approval_is_left_paused_and_the_worker_goes_on(
+    tmp_path: Path,
+) -> None:
+    """A run queued with --approve plans, then waits for a person: for the worker that is an
+    end (status paused), not a stop to hand to another worker or an error that ends it."""
+    db = str(tmp_path / "runs.sqlite")
+    queue_in_process("p", "--scenario", str(FAST), "--workspace", str(tmp_path / "p"),
+                     "--db", db, "--approve")  # fmt: skip
+    queue_runs_in_process(["good"], FAST, tmp_path / "ws", db)
+
+    events = Worker.run_until_idle(db, tmp_path, "w", "0.5")
+    assert worker_done(events) == {"p": "paused", "good": "done"}
+    assert not started_ids(for_thread(events, "p")), "no step runs before the plan is approved"
+    shown = cli_json("show", "p", "--db", db, cwd=tmp_path)
+    assert shown["status"] == "paused"
