@@ -100,6 +100,11 @@ def test_runs_shows_a_paused_run_as_paused(tmp_path: Path) -> None:
     assert (run["thread_id"], run["status"]) == ("p", "paused")
     resume = run_cli("resume", "p", "--db", db, cwd=tmp_path)
     assert resume.returncode == 4 and "planexec approve p" in resume.stderr.replace("\n", " ")
+    # Nor can a worker take it: `resume --queue` refuses it too, and queues nothing.
+    queued = run_cli("resume", "p", "--db", db, "--queue", cwd=tmp_path)
+    assert queued.returncode == 4, queued.stdout
+    assert "planexec approve p" in queued.stderr.replace("\n", " ")
+    assert not queued.stdout.strip()
 
 
 def test_approve_without_the_models_key_is_refused_and_the_run_stays_paused(

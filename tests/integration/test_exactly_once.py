@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from app.runs.demo import prepare_workspace
 from tests.helpers import (
     REPO,
     of_kind,
@@ -193,6 +194,35 @@ def test_a_cost_budget_refuses_a_model_with_no_known_price(tmp_path: Path) -> No
     assert proc.returncode == 4
     message = " ".join(proc.stderr.split())  # the console wraps long lines
     assert "no known price" in message and "acme:mystery-1" in message
+
+
+def test_resume_refuses_a_cost_budget_for_a_model_with_no_known_price(tmp_path: Path) -> None:
+    """`resume --max-cost` adds a cost budget to a run whose models have no price: it is
+    refused before anything runs (exit 4), as `run --max-cost` is, and the run is left as it
+    was, still resumable without one."""
+    scenario = json.loads((REPO / "app" / "scripted" / "bundled" / "demo.json").read_text())
+    scenario["stands_for"] = {"planner": "acme:mystery-1", "executor": "acme:mystery-1",
+                              "replanner": "acme:mystery-1"}  # fmt: skip
+    path = tmp_path / "unpriced.json"
+    path.write_text(json.dumps(scenario))
+    db, ws = str(tmp_path / "r.sqlite"), tmp_path / "ws"
+    code, _ = run_json(
+        "run", "x", "--scenario", str(path), "--thread", "u1", "--db", db, "--workspace",
+        str(ws), "--sql-database", str(prepare_workspace(ws)), "--max-tool-calls", "1",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 6
+
+    proc = run_cli(
+        "resume", "u1", "--db", db, "--max-tool-calls", "100", "--max-cost", "0.5", cwd=tmp_path
+    )
+    assert proc.returncode == 4, proc.stdout
+    message = " ".join(proc.stderr.split())
+    assert "no known price" in message and "acme:mystery-1" in message
+    state = json.loads(run_cli("show", "u1", "--db", db, "--json", cwd=tmp_path).stdout)
+    assert state["status"] == "budget_exceeded"
+    code, _ = run_json("resume", "u1", "--db", db, "--max-tool-calls", "100", cwd=tmp_path)
+    assert code == 0
 
 
 def _results(tmp_path: Path, db: str, thread: str) -> dict:

@@ -153,3 +153,18 @@ def test_history_says_what_each_checkpoint_holds(
     assert summaries[4].startswith("replanner: replan (5 new steps: s5, s6, s7, s8, s9)")
     assert summaries[5].startswith("executor: s5 done")
     assert summaries[6].startswith("replanner: finish")
+
+
+def test_a_summary_says_a_batch_was_cut_and_stays_one_short_line() -> None:
+    """A checkpoint written after a Ctrl-C says its batch was stopped on request (a person
+    choosing where to fork must see the run did not finish there), and a summary of many long
+    step ids is cut to MAX_CHARS, not stored whole in every checkpoint."""
+    from graphs.summaries import MAX_CHARS, describe
+
+    result = {"id": "s1", "status": "done"}
+    cut = describe("executor", {"results": {"s1": result}, "batch_cut": True})
+    assert cut == "executor: s1 done (stopped on request)"
+    plan = [{"id": f"step_{i:03d}_" + "x" * 40} for i in range(40)]
+    long = describe("planner", {"plan": plan})
+    assert long.startswith("planner: planned 40 steps: step_000_")
+    assert len(long) == MAX_CHARS and long.endswith("…")

@@ -29,8 +29,13 @@ def test_json_and_yaml_lists_and_objects_load(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    [ALIAS_BOMB, "- &s {id: a, description: x}\n- *s\n", "- !!python/object:os.system {}\n"],
-    ids=["alias-bomb", "one-alias", "python-tag"],
+    [
+        ALIAS_BOMB,
+        "- &s {id: a, description: x}\n- *s\n",
+        "- &s {id: a, description: x}\n",  # an anchor alone: refused as the docs say
+        "- !!python/object:os.system {}\n",
+    ],
+    ids=["alias-bomb", "one-alias", "anchor-only", "python-tag"],
 )
 def test_aliases_and_unsafe_tags_are_refused(tmp_path: Path, text: str) -> None:
     path = tmp_path / "bomb.yaml"

@@ -284,3 +284,16 @@ def test_quotes_in_model_text_cannot_add_attributes_to_the_report() -> None:
     steps = [dict(a)["data-step"] for t, a in page if t == "g" and "data-step" in dict(a)]
     assert steps[0] == attack  # the value, whole
     assert ("details", [("id", f"step-{attack}")]) in page
+
+
+@pytest.mark.parametrize(
+    ("thread_id", "name"),
+    [("../../etc/x", "_.._etc_x.html"), (".hidden", "hidden.html"), ("...", "run.html"),
+     ("a/b c", "a_b_c.html"), ("r" * 300, "r" * 100 + ".html")],
+)  # fmt: skip
+def test_the_default_report_file_stays_in_the_current_folder(thread_id: str, name: str) -> None:
+    """A thread id may hold '/', '..' or a leading dot: the report's default file name keeps
+    only safe characters, is never hidden or a parent path, and is capped in length."""
+    from app.cli.report import default_report_path
+
+    assert str(default_report_path(thread_id)) == name

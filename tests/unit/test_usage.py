@@ -279,3 +279,19 @@ def test_usage_of_answered_attempts_is_kept_when_a_retry_fails(tmp_path: Path, r
     assert state["status"] == "failed"
     assert f"has no reply for the {role}" in state["reason"]
     assert state["usage"].get(role, {}).get("calls") == 1
+
+
+def test_a_report_steps_cost_is_unknown_when_any_of_its_calls_is_unpriced() -> None:
+    """The report's per-step cost follows the totals' rule: an unpriced call anywhere in a
+    step's attempts makes its cost unknown, never the priced part alone."""
+    from app.cli.report_data import Attempt, StepView
+
+    def attempt(number: int, cost: float | None) -> Attempt:
+        usage = {"executor": {"calls": 1, "input_tokens": 10, "output_tokens": 1,
+                              "cost_usd": cost}}  # fmt: skip
+        return Attempt(number, "done", 0.0, 1.0, usage=usage)
+
+    step = StepView("s1", "d", [], "done", attempts=[attempt(1, 0.25), attempt(2, None)])
+    assert step.cost_usd is None
+    step.attempts = [attempt(1, 0.25), attempt(2, 0.5)]
+    assert step.cost_usd == 0.75

@@ -165,3 +165,42 @@ def test_an_approved_edit_replaces_the_plan_shown() -> None:
     text = rendered(view)
     assert "new" in text and "old" not in text
     assert "plan edited" in text
+
+
+def test_usage_total_hit_rate_is_over_every_role_and_the_caption_is_plain_text() -> None:
+    """The total row's cache hit rate is cached over input for all roles together (not one
+    role's rate); the caption naming the priced-as models is the reply's `model_name`, which an
+    OpenAI-compatible server chooses, so it is shown as given, never read as markup."""
+    usage = {
+        "planner": {"calls": 1, "input_tokens": 1000, "cached_input_tokens": 0,
+                    "output_tokens": 10, "cost_usd": 0.01, "model": "[bold]gpt-4o[/bold]"},
+        "executor": {"calls": 2, "input_tokens": 3000, "cached_input_tokens": 3000,
+                     "output_tokens": 20, "cost_usd": 0.02, "model": "gpt-4o-mini"},
+    }  # fmt: skip
+    console = Console(record=True, width=160)
+    console.print(usage_table(usage, {"planner": "scripted:demo", "executor": "scripted:demo"}))
+    text = console.export_text()
+    total = next(line for line in text.splitlines() if "total" in line)
+    assert "75%" in total  # 3000 of 4000 input tokens; the planner alone had 0%
+    assert "planner as [bold]gpt-4o[/bold]" in " ".join(text.split())
+
+
+def test_show_marks_a_step_blocked_when_any_one_of_its_dependencies_failed() -> None:
+    """One failed dependency is enough to block a step, even when its others are done."""
+    from app.cli.view import steps_table
+
+    state = {
+        "plan": [
+            {"id": "a", "description": "fails", "depends_on": []},
+            {"id": "b", "description": "works", "depends_on": []},
+            {"id": "c", "description": "needs both", "depends_on": ["a", "b"]},
+        ],
+        "results": {
+            "a": {"id": "a", "status": "failed", "error": "boom", "attempts": 1},
+            "b": {"id": "b", "status": "done", "result": "ok", "attempts": 1},
+        },
+    }
+    console = Console(record=True, width=160)
+    console.print(steps_table(state))
+    row = next(line for line in console.export_text().splitlines() if "needs both" in line)
+    assert "blocked" in row and "waits on a failed step" in row
