@@ -6,6 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 from langgraph.types import Command
@@ -79,6 +80,18 @@ def test_limits_come_from_the_environment(monkeypatch, tmp_path: Path) -> None:
     assert limits.workspace_root == tmp_path.resolve()
     assert not limits.scripted_allowed
     assert limits.sql_databases == (tmp_path.resolve() / "a.sqlite", tmp_path.resolve() / "b")
+
+
+@pytest.mark.parametrize("value", ["off", "0", "false", "no", " OFF ", "False"])
+def test_every_off_spelling_turns_scripted_models_off(monkeypatch, value: str) -> None:
+    """An operator who writes PLANEXEC_SCRIPTED=0 or =false (not only =off) gets scripted
+    models refused: a spelling the server silently reads as "on" would widen the limit."""
+    monkeypatch.setenv("PLANEXEC_SCRIPTED", value)
+    assert not ServerLimits.from_env().scripted_allowed
+    problems = context_problems(_ctx(planner_model="scripted:demo"))
+    assert any("scripted models off" in p for p in problems)
+    monkeypatch.setenv("PLANEXEC_SCRIPTED", "on")
+    assert ServerLimits.from_env().scripted_allowed
 
 
 def test_a_run_asking_for_more_is_refused_before_anything_runs(monkeypatch, tmp_path) -> None:
