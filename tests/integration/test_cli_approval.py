@@ -84,6 +84,12 @@ def test_rejected_run_exits_1_and_stays_over(tmp_path: Path) -> None:
     db = str(tmp_path / "runs.sqlite")
     code, _ = start_paused(tmp_path, "rj")
     assert code == PAUSED
+    # Two answers at once is a usage error, not one of them picked silently: the run stays
+    # paused (the reject below still answers it).
+    edit = tmp_path / "edit.json"
+    edit.write_text(json.dumps([{"id": "s1", "description": "Look.", "depends_on": []}]))
+    both = run_cli("approve", "rj", "--edit", str(edit), "--reject", "x", "--db", db, cwd=tmp_path)
+    assert both.returncode == 4 and "give --edit or --reject, not both" in both.stderr
     code, events = run_json("approve", "rj", "--reject", "too costly", "--db", db, cwd=tmp_path)
     assert code == 1
     assert of_kind(events, "result")[0]["reason"] == "plan rejected: too costly"

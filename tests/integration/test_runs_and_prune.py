@@ -161,3 +161,17 @@ def test_prune_removes_old_finished_runs_and_nothing_else(tmp_path: Path) -> Non
 
     refused = invoke("prune", "--older-than", "0s", "--status", "queued", "--db", db)
     assert refused.exit_code == 4 and "finished runs only" in refused.output
+
+
+def test_runs_counts_only_done_steps_as_done() -> None:
+    """`planexec runs` "steps done" counts steps that succeeded: a failed step has a result
+    too, but is not done, nor is a step of the plan that has not run."""
+    from app.cli.commands import _run_summary
+
+    state = {
+        "thread_id": "t",
+        "status": "replan_limit",
+        "plan": [{"id": "a"}, {"id": "b"}, {"id": "c"}],
+        "results": {"a": {"status": "done"}, "b": {"status": "failed"}},
+    }
+    assert _run_summary(state)["steps"] == "1/3"
