@@ -41,3 +41,6 @@ def wait_for_file(path: str) -> str:
             return f"{path} did not appear in 60 s"
         time.sleep(0.05)
     return f"{path} is there"
+
+
+MIXED = [shout, "not a tool"]

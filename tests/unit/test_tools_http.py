@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 from langchain_core.tools import ToolException
 
-from tools.http import make_http_tools
+from tools.http import MAX_ERROR_BODY_CHARS, MAX_REQUEST_BODY_BYTES, make_http_tools
 from tools.netguard import AllowList
 from tools.settings import ToolSettings
 
 LOCAL = AllowList.parse(["127.0.0.1"])
 
 BIG_BODY = b"0123456789" * 10  # 100 bytes
+# What POSTs reached the server: path and body length.
+RECEIVED: list[tuple[str, int]] = []
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -44,6 +46,25 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Location", "ftp://127.0.0.1/secret")
         self.end_headers()
         self.wfile.write(body)
+
+    def do_POST(self) -> None:  # noqa: N802 - name fixed by http.server
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        RECEIVED.append((self.path, length))
+        routes = {
+            "/ok": (200, "application/json", b'{"ok": true}'),
+            "/bad-request": (400, "text/plain", b"missing field 'name'"),
+            "/unprocessable": (422, "text/plain", b"E" * 400 + b"F" * 2000),
+            "/image": (200, "Image/PNG", b"\x89PNG\r\n"),
+        }
+        status, content_type, body = routes.get(self.path, (404, "text/plain", b"not found"))
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_PUT = do_POST  # noqa: N815 - name fixed by http.server
 
     def log_message(self, *args: object) -> None:  # keep test output quiet
         pass
@@ -164,3 +185,49 @@ def test_a_server_dripping_bytes_cannot_outlast_the_timeout(http_get, server: st
     # The drip would take 12 s, yet no single read waits longer than the 2 s socket timeout.
     with pytest.raises(ToolException, match="timed out"):
         http_get.invoke({"url": f"{server}/drip"})
+
+
+@pytest.fixture
+def http_request(tmp_path: Path):
+    settings = ToolSettings(workspace=tmp_path, http_timeout_s=5.0, net_allow=LOCAL)
+    return make_http_tools(settings)[1]
+
+
+def test_http_request_body_over_the_cap_is_refused_before_sending(http_request, server) -> None:
+    """A model can write any body; one over the cap never leaves the machine."""
+    RECEIVED.clear()
+    # A JSON string of n characters encodes as n + 2 bytes (its quotes).
+    at_cap = "x" * (MAX_REQUEST_BODY_BYTES - 2)
+    assert http_request.invoke({"method": "POST", "url": f"{server}/ok", "body": at_cap})
+    with pytest.raises(ToolException) as info:
+        http_request.invoke({"method": "POST", "url": f"{server}/ok", "body": at_cap + "x"})
+    assert str(info.value) == (
+        f"http_request refused: the JSON body is {MAX_REQUEST_BODY_BYTES + 1} bytes, over the "
+        f"{MAX_REQUEST_BODY_BYTES}-byte limit."
+    )
+    assert RECEIVED == [("/ok", MAX_REQUEST_BODY_BYTES)]
+
+
+def test_http_request_400_is_an_error_with_the_apis_message(http_request, server) -> None:
+    """400 is the first error status: the model must not read it as success."""
+    with pytest.raises(ToolException) as info:
+        http_request.invoke({"method": "POST", "url": f"{server}/bad-request", "body": {}})
+    assert str(info.value) == (
+        f"http_request POST {server}/bad-request got HTTP 400 Bad Request: missing field 'name'"
+    )
+
+
+def test_http_request_error_body_is_cut_to_a_snippet(http_request, server) -> None:
+    """An error page can be megabytes (up to the byte cap); the model gets only its start."""
+    with pytest.raises(ToolException) as info:
+        http_request.invoke({"method": "PUT", "url": f"{server}/unprocessable", "body": [1]})
+    message = str(info.value)
+    assert message.startswith(f"http_request PUT {server}/unprocessable got HTTP 422 ")
+    snippet = message.partition(": ")[2]
+    assert snippet == "E" * 400 + "F" * (MAX_ERROR_BODY_CHARS - 400)
+
+
+def test_binary_content_type_is_refused_in_any_case(http_request, server) -> None:
+    """Media types are case-insensitive: 'Image/PNG' is still an image."""
+    with pytest.raises(ToolException, match=r"it is binary \(Image/PNG\)"):
+        http_request.invoke({"method": "POST", "url": f"{server}/image", "body": None})

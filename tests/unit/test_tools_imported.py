@@ -26,6 +26,7 @@ def test_a_list_of_tools_offers_each(tmp_path: Path) -> None:
         ("tests.custom_tools:missing", "module 'tests.custom_tools' has no 'missing'"),
         ("tests.custom_tools:NOT_A_TOOL", "is a str, not a LangChain tool"),
         ("tests.custom_tools:plain_function", "is a function, not a LangChain tool"),
+        ("tests.custom_tools:MIXED", "is a list, not a LangChain tool"),
         ("os.system", "unknown tool 'os.system'"),
         ("os:system; rm", "is not an import path"),
     ],

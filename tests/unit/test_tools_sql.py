@@ -6,7 +6,8 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import ToolException
 
 from tools.settings import ToolSettings
-from tools.sql import MAX_OUTPUT_CHARS, make_sql_tools, read_only_authorizer
+from tools import sql as sql_mod
+from tools.sql import MAX_CELL_CHARS, MAX_OUTPUT_CHARS, make_sql_tools, read_only_authorizer
 
 
 @pytest.fixture
@@ -280,3 +281,24 @@ def test_null_and_blob_cells(sql_query) -> None:
 def test_a_huge_value_is_refused_not_allocated(sql_query) -> None:
     with pytest.raises(ToolException, match="too big"):
         sql_query.invoke({"query": "SELECT randomblob(400000000)"})
+
+
+def test_a_runaway_query_is_stopped_at_the_time_limit(
+    sql_query, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model can write a query that runs for hours; the progress handler ends it."""
+    monkeypatch.setattr(sql_mod, "QUERY_TIMEOUT_S", 0.05)
+    query = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000000) "
+        "SELECT count(*) FROM c"
+    )
+    with pytest.raises(ToolException) as info:
+        sql_query.invoke({"query": query})
+    assert str(info.value).startswith("sql_query stopped 'WITH RECURSIVE c(x)")
+    assert "after 0.05 s. Add a WHERE clause or LIMIT" in str(info.value)
+
+
+def test_a_long_cell_is_cut_with_an_ellipsis(sql_query) -> None:
+    """One wide value must not fill the model's context on its own."""
+    text = sql_query.invoke({"query": "SELECT printf('%0500d', 7) AS wide"})
+    assert text == "wide\n" + "0" * (MAX_CELL_CHARS - 3) + "..."
