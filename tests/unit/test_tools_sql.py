@@ -5,8 +5,8 @@ import pytest
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import ToolException
 
-from tools.settings import ToolSettings
 from tools import sql as sql_mod
+from tools.settings import ToolSettings
 from tools.sql import MAX_CELL_CHARS, MAX_OUTPUT_CHARS, make_sql_tools, read_only_authorizer
 
 
