@@ -153,3 +153,7 @@ def test_unknown_server_and_tool_are_refused_with_the_reason(
         mcp_tools("mcp:maths")
     with pytest.raises(MCPConfigError, match="has no tool 'mul'; it has add, slow_echo"):
         mcp_tools("mcp:math/mul")
+    # A tool is chosen by its exact name: not by a suffix, nor by the prefixed name.
+    for near_miss in ("echo", "dd", "math_add"):
+        with pytest.raises(MCPConfigError, match=f"has no tool '{near_miss}'"):
+            mcp_tools(f"mcp:math/{near_miss}")

@@ -168,3 +168,14 @@ def test_scripted_quota_error_looks_like_a_429(model: ScriptedChatModel) -> None
     with pytest.raises(ScriptedQuotaError, match="quota exhausted") as info:
         model.invoke(ask(), config=call_config("executor", step="s3", attempt=1))
     assert info.value.status_code == 429
+
+
+def test_a_retry_past_the_scripted_attempts_has_no_reply_rather_than_crashing() -> None:
+    """A run can retry more often than a scenario scripted: the model then says the scenario
+    has no reply (a ScriptError naming it), not an IndexError from inside the script."""
+    from app.scripted.scenarios import PlanAttempts, PlanReply, pick_attempt
+
+    entry = PlanAttempts(attempts=[PlanReply(raw="not a plan"), PlanReply(raw="still not")])
+    assert pick_attempt(entry, 1).raw == "still not"
+    assert pick_attempt(entry, 2) is None
+    assert pick_attempt(PlanReply(raw="once"), 1) is None
