@@ -370,12 +370,15 @@ def parse_request(body: Any) -> ChatCall:
             "'tools' must be an array of {'type': 'function', 'function': {'name': ...}}",
             param="tools",
         )
+    stream_options = body.get("stream_options") or {}
+    if not isinstance(stream_options, dict):
+        raise RequestError("'stream_options' must be an object", param="stream_options")
     call = ChatCall(
         model=model,
         messages=to_langchain(raw_messages),
         tools=list(tools),
         stream=bool(body.get("stream")),
-        include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+        include_usage=bool(stream_options.get("include_usage")),
     )
     call.forced_tool = _forced_tool(body.get("tool_choice"), tools)
     fmt = body.get("response_format") or {}
@@ -409,7 +412,8 @@ def _forced_tool(choice: Any, tools: list[dict[str, Any]]) -> str:
         return ""
     name = ""
     if isinstance(choice, dict):
-        name = str((choice.get("function") or {}).get("name") or "")
+        function = choice.get("function")
+        name = str(function.get("name") or "") if isinstance(function, dict) else ""
     elif isinstance(choice, str):  # a bare function name, as some clients send
         name = choice
     names = [t["function"]["name"] for t in tools]
@@ -436,15 +440,30 @@ def to_langchain(messages: Sequence[Any]) -> list[BaseMessage]:
             out.append(HumanMessage(content))
         elif role == "assistant":
             calls = []
-            for j, tc in enumerate(m.get("tool_calls") or []):
-                fn = tc.get("function") or {}
+            raw_calls = m.get("tool_calls") or []
+            if not isinstance(raw_calls, list):
+                raise RequestError(
+                    f"messages[{i}].tool_calls must be an array", param=f"messages[{i}].tool_calls"
+                )
+            for j, tc in enumerate(raw_calls):
+                where = f"messages[{i}].tool_calls[{j}]"
+                fn = tc.get("function") if isinstance(tc, dict) else None
+                if not isinstance(fn, dict) or not isinstance(fn.get("arguments") or "{}", str):
+                    raise RequestError(
+                        f"{where} must be an object with a 'function' object whose 'arguments' "
+                        "is a JSON string",
+                        param=where,
+                    )
                 try:
                     args = json.loads(fn.get("arguments") or "{}")
                 except json.JSONDecodeError as exc:
                     raise RequestError(
-                        f"messages[{i}].tool_calls[{j}].function.arguments is not JSON: {exc}",
-                        param=f"messages[{i}].tool_calls[{j}]",
+                        f"{where}.function.arguments is not JSON: {exc}", param=where
                     ) from exc
+                if not isinstance(args, dict):
+                    raise RequestError(
+                        f"{where}.function.arguments must encode a JSON object", param=where
+                    )
                 call_id = str(tc.get("id") or f"call_{i}_{j}")
                 names[call_id] = str(fn.get("name") or "")
                 calls.append({"name": names[call_id], "args": args, "id": call_id})

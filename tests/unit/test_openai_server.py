@@ -420,6 +420,53 @@ def test_malformed_requests_are_400_with_the_param(body: dict, param: str) -> No
     assert r.json()["error"]["param"] == param
 
 
+def assistant_calling(*tool_calls: Any) -> list[dict[str, Any]]:
+    return [{"role": "assistant", "content": "", "tool_calls": list(tool_calls)}]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (
+            {"messages": [{"role": "user", "content": "x"}], "stream_options": "on"},
+            "stream_options",
+        ),
+        ({"messages": assistant_calling("call_1")}, "messages[0].tool_calls[0]"),
+        (
+            {"messages": assistant_calling({"id": "c", "function": "f"})},
+            "messages[0].tool_calls[0]",
+        ),
+        (
+            {"messages": assistant_calling({"function": {"name": "f", "arguments": 7}})},
+            "messages[0].tool_calls[0]",
+        ),
+        (
+            {"messages": assistant_calling({"function": {"name": "f", "arguments": "[1]"}})},
+            "messages[0].tool_calls[0]",
+        ),
+        (
+            {"messages": [{"role": "assistant", "content": "", "tool_calls": {"id": "c"}}]},
+            "messages[0].tool_calls",
+        ),
+        (
+            {
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [PLAN_TOOL],
+                "tool_choice": {"type": "function", "function": "Plan"},
+            },
+            "tool_choice",
+        ),
+    ],
+)
+def test_ill_typed_fields_are_a_400_not_a_crash(body: dict, param: str) -> None:
+    """A caller can send any JSON: a field of the wrong type is the caller's error (400, which
+    clients do not retry), not a server crash (a plain-text 500, which OpenAI clients retry)."""
+    r = client().post("/v1/chat/completions", json={"model": "m", **body})
+    assert r.status_code == 400
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    assert r.json()["error"]["param"] == param
+
+
 def test_a_body_that_is_not_json_is_a_400() -> None:
     r = client().post("/v1/chat/completions", content=b"{nope")
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
