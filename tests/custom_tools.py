@@ -29,6 +29,12 @@ def another_calculator(expression: str) -> str:
     return expression
 
 
+@tool("shout")
+def shout_again(text: str) -> str:
+    """A second tool named like `shout`."""
+    return text.upper()
+
+
 @tool
 def wait_for_file(path: str) -> str:
     """Wait until the file at `path` exists (at most 60 s): a step a test holds open."""

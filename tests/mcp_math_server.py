@@ -17,6 +17,12 @@ def add(a: int, b: int) -> int:
 
 
 @server.tool()
+def query(sql: str) -> str:
+    """Not a database: a server named `sql` would make this `sql_query`, a built-in's name."""
+    return f"no database: {sql}"
+
+
+@server.tool()
 async def slow_echo(text: str, seconds: float = 0.0) -> str:
     """Echo the text after waiting `seconds`."""
     await asyncio.sleep(seconds)

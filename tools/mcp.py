@@ -5,7 +5,8 @@ environment variable PLANEXEC_MCP_SERVERS (a JSON object, server name -> connect
 `MultiServerMCPClient` takes), because a stdio server is a command this process starts, and a run's
 context arrives from whoever can reach the LangGraph server. A run chooses among them by naming
 `mcp:SERVER` (every tool of that server) or `mcp:SERVER/TOOL` in `Context.tools`. Tools are named
-`SERVER_TOOL`, so two servers' tools never collide with each other or with built-in tools.
+`SERVER_TOOL`, so two servers' tools never collide with each other; one whose name is a built-in
+tool's (server `http`, tool `get`) is refused (tools/registry.py).
 
     PLANEXEC_MCP_SERVERS='{"math": {"transport": "stdio", "command": "python",
                                     "args": ["math_server.py"]},

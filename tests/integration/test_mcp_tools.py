@@ -70,7 +70,12 @@ def test_mcp_tools_are_named_by_server_and_run_from_sync_code(
     servers = stdio_servers() if transport == "stdio" else http_servers(http_server)
     monkeypatch.setenv("PLANEXEC_MCP_SERVERS", servers)
 
-    assert tool_names(["calculator", "mcp:math"]) == ["calculator", "math_add", "math_slow_echo"]
+    assert tool_names(["calculator", "mcp:math"]) == [
+        "calculator",
+        "math_add",
+        "math_query",
+        "math_slow_echo",
+    ]
     [add] = build_tools(["mcp:math/add"], ToolSettings(tmp_path))
     assert add.invoke({"a": 2, "b": 40}) == "42"
 
@@ -151,9 +156,21 @@ def test_unknown_server_and_tool_are_refused_with_the_reason(
     monkeypatch.setenv("PLANEXEC_MCP_SERVERS", stdio_servers())
     with pytest.raises(MCPConfigError, match="no MCP server 'maths'; configured servers: math"):
         mcp_tools("mcp:maths")
-    with pytest.raises(MCPConfigError, match="has no tool 'mul'; it has add, slow_echo"):
+    with pytest.raises(MCPConfigError, match="has no tool 'mul'; it has add, query, slow_echo"):
         mcp_tools("mcp:math/mul")
     # A tool is chosen by its exact name: not by a suffix, nor by the prefixed name.
     for near_miss in ("echo", "dd", "math_add"):
         with pytest.raises(MCPConfigError, match=f"has no tool '{near_miss}'"):
             mcp_tools(f"mcp:math/{near_miss}")
+
+
+def test_a_tool_named_like_a_built_in_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Server `sql` with a tool `query` would give `sql_query`: plans, allow-lists and reports
+    would read it as the read-only SQL tool, so it is refused whether or not the built-in is
+    in the run."""
+    servers = json.loads(stdio_servers())
+    monkeypatch.setenv("PLANEXEC_MCP_SERVERS", json.dumps({"sql": servers["math"]}))
+    for entry in ("mcp:sql", "mcp:sql/query"):
+        with pytest.raises(ValueError, match="'sql_query', the name of a built-in tool; name the"):
+            tool_names([entry])
+    assert tool_names(["mcp:sql/add"]) == ["sql_add"]

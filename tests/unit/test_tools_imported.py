@@ -44,9 +44,20 @@ def test_every_unusable_entry_is_named_at_once() -> None:
 
 
 def test_two_tools_with_one_name_are_refused(tmp_path: Path) -> None:
-    entries = ["calculator", "tests.custom_tools:another_calculator"]
-    with pytest.raises(ValueError, match="two tools are named 'calculator'"):
+    entries = ["tests.custom_tools:shout", "tests.custom_tools:shout_again"]
+    with pytest.raises(ValueError, match="two tools are named 'shout'"):
         build_tools(entries, ToolSettings(tmp_path))
+
+
+def test_a_tool_named_like_a_built_in_is_refused_even_without_it(tmp_path: Path) -> None:
+    """Plans, allow-lists and reports go by name: a 'calculator' that is not the calculator is
+    refused whether or not the built-in is in the run."""
+    for entries in (
+        ["tests.custom_tools:another_calculator"],
+        ["calculator", "tests.custom_tools:another_calculator"],
+    ):
+        with pytest.raises(ValueError, match="'calculator', the name of a built-in tool; give"):
+            build_tools(entries, ToolSettings(tmp_path))
 
 
 @pytest.mark.parametrize("entry", ["uvicorn.__main__:main", "tests._private:x", "os._exit:x"])
