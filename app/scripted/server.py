@@ -63,6 +63,11 @@ from app.scripted.tokens import prompt_tokens, usage_metadata
 # The reply "bad JSON" mode sends: valid JSON that matches neither Plan nor ReplanDecision.
 BAD_JSON_ARGS: dict[str, Any] = {"steps": "oops"}
 BAD_JSON = json.dumps(BAD_JSON_ARGS)
+# A request body is read up to this size and within this time: anything that can reach the
+# port is a caller, and a body no prompt needs, or one sent a byte at a time, must not hold
+# the server's memory or a connection. Far above any prompt a scenario plays.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+BODY_TIMEOUT_S = 30.0
 _BAD_CALL_PREFIX = "call_bad_json_"
 
 
@@ -160,6 +165,21 @@ class RequestError(ValueError):
         self.param = param
 
 
+async def _body(request: Request) -> bytes | None:
+    """The request's body, or None when it is over MAX_BODY_BYTES (said in advance by its
+    Content-Length, or found while reading a chunked one: nothing past the cap is kept)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def create_app(scenario: str, *, faults: ServerFaults | None = None) -> Starlette:
     """An ASGI app serving `scenario` (a bundled name or a file) as an OpenAI-compatible API.
 
@@ -205,7 +225,21 @@ def create_app(scenario: str, *, faults: ServerFaults | None = None) -> Starlett
                 retry_after_ms=faults.retry_after_ms,
             )
         try:
-            body = await request.json()
+            raw = await asyncio.wait_for(_body(request), BODY_TIMEOUT_S)
+        except TimeoutError:
+            ledger.record(408)
+            return _error(
+                408, f"The request body took over {BODY_TIMEOUT_S:g} s to arrive", "timeout"
+            )
+        if raw is None:
+            ledger.record(413)
+            return _error(
+                413,
+                f"The request body is over {MAX_BODY_BYTES} bytes; send a shorter prompt",
+                "invalid_request_error",
+            )
+        try:
+            body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             ledger.record(400)
             return _error(

@@ -29,6 +29,7 @@ from langchain_openai import ChatOpenAI
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
+import app.scripted.server as server_module
 import graphs.planner
 import graphs.replanner
 from app.runs.demo import demo_context, prepare_workspace
@@ -519,3 +520,55 @@ def test_serve_scenario_command_serves_with_its_fault_flags() -> None:
     assert second.status_code == 200
     assert json.loads(second.json()["choices"][0]["message"]["content"])["steps"][0]["id"] == "s1"
     assert proc.returncode in (0, 130) and "Traceback" not in stderr, stderr
+
+
+# a caller's body is bounded in size and time ----------------------------------------------------
+
+
+def _raw_request(port: int, head: str, body: bytes = b"") -> tuple[int, dict]:
+    """POST `head` (with Connection: close) and `body` on a real socket; the status and JSON
+    error that come back before the server closes it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\n" + head.encode() + b"\r\n" + body
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    status = int(data.split(b" ", 2)[1])
+    return status, json.loads(data.split(b"\r\n\r\n", 1)[1])
+
+
+def test_a_body_declared_over_the_cap_is_refused_unread() -> None:
+    """Content-Length over MAX_BODY_BYTES: a 413 at once, before a byte of the body is sent."""
+    with serving(FAST) as server:
+        head = f"Content-Length: {server_module.MAX_BODY_BYTES + 1}\r\n"
+        status, body = _raw_request(server.port, head)
+        assert status == 413 and "over 8388608 bytes" in body["error"]["message"]
+        assert server.usage()["statuses"] == {"413": 1}
+
+
+def test_a_chunked_body_over_the_cap_is_refused() -> None:
+    """No Content-Length to trust: the cap is counted while reading, whatever the chunks. The
+    server answers 413 and closes while the caller is still sending (so the caller may see a
+    reset instead of the answer): its own count of statuses says what it answered."""
+    with serving(FAST) as server:
+        chunk = b"x" * 1_000_000
+        pieces = [b"%x\r\n%s\r\n" % (len(chunk), chunk)] * 9 + [b"0\r\n\r\n"]
+        try:
+            _raw_request(server.port, "Transfer-Encoding: chunked\r\n", b"".join(pieces))
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        deadline = time.monotonic() + 10
+        while server.usage()["statuses"] != {"413": 1} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.usage()["statuses"] == {"413": 1}
+
+
+def test_a_body_that_never_finishes_arriving_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller that sends a few bytes of a promised body and waits holds nothing for long."""
+    monkeypatch.setattr(server_module, "BODY_TIMEOUT_S", 0.5)
+    with serving(FAST) as server:
+        status, body = _raw_request(server.port, "Content-Length: 100\r\n", b'{"model": ')
+        assert status == 408 and "took over 0.5 s" in body["error"]["message"]
