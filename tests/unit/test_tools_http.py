@@ -1,3 +1,4 @@
+import gzip
 import socket
 import threading
 import time
@@ -37,13 +38,19 @@ class Handler(BaseHTTPRequestHandler):
             "/latin1": (200, "text/plain; charset=latin-1", "café".encode("latin-1")),
             "/image": (200, "image/png", b"\x89PNG\r\n"),
             "/to-ftp": (302, "text/plain", b""),
+            "/compressible": (200, "text/plain", b"plain words"),
         }
         status, content_type, body = routes.get(self.path, (404, "text/plain", b"not found"))
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
         if self.path == "/to-ftp":
             self.send_header("Location", "ftp://127.0.0.1/secret")
+        if self.path == "/compressible" and "identity" not in self.headers.get(
+            "Accept-Encoding", ""
+        ):  # a client that does not say identity may get any encoding (RFC 9110)
+            body = gzip.compress(body)
+            self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
@@ -231,3 +238,9 @@ def test_binary_content_type_is_refused_in_any_case(http_request, server) -> Non
     """Media types are case-insensitive: 'Image/PNG' is still an image."""
     with pytest.raises(ToolException, match=r"it is binary \(Image/PNG\)"):
         http_request.invoke({"method": "POST", "url": f"{server}/image", "body": None})
+
+
+def test_asks_for_the_body_uncompressed(http_get, server: str) -> None:
+    """The size cap and the text check read the bytes as sent: a compressed body would be
+    gibberish to both (and a small one can unpack to gigabytes), so none is accepted."""
+    assert http_get.invoke({"url": f"{server}/compressible"}).endswith("\n\nplain words")
