@@ -202,7 +202,7 @@ def decision_problems(
     steps = decision.steps or []
     return plan_problems(
         steps, max_steps=max_steps, completed=done, tools=tools
-    ) + revision_tool_problems(steps, plan_tool_set(plan))
+    ) + revision_tool_problems(steps, plan_tool_set(plan), None if tools is None else set(tools))
 
 
 def _problems(

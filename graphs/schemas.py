@@ -157,28 +157,38 @@ def step_tool_problems(steps: Sequence[PlanStep], run_tools: set[str]) -> list[s
 
 def plan_tool_set(plan: Iterable[dict]) -> set[str] | None:
     """The tools a plan's steps were given, together; None when a step was given no list (it
-    may use every tool of the run)."""
+    may use every tool of the run). A tool step with no list uses its one tool."""
     names: set[str] = set()
     for step in plan:
-        if step.get("tools") is None:
+        if step.get("tools") is not None:
+            names.update(step["tools"])
+        elif step.get("tool"):
+            names.add(step["tool"])
+        else:
             return None
-        names.update(step["tools"])
     return names
 
 
-def revision_tool_problems(steps: Sequence[PlanStep], plan_tools: set[str] | None) -> list[str]:
+def revision_tool_problems(
+    steps: Sequence[PlanStep], plan_tools: set[str] | None, run_tools: set[str] | None = None
+) -> list[str]:
     """The replanner reads untrusted results, so its new steps may not use a tool the plan it
-    revises did not already use: text read by a step cannot widen what later steps can do."""
+    revises did not already use: text read by a step cannot widen what later steps can do. A
+    step with no list may use every one of `run_tools`: fine only if the plan used them all."""
     if plan_tools is None:
         return []
     problems = []
     for step in steps:
-        if step.tools is None:
+        # A tool step's list is its one tool (step_tool_problems refuses any other list).
+        names = step.tools if step.tools is not None else ([step.tool] if step.tool else None)
+        if names is None and run_tools is not None and run_tools <= plan_tools:
+            continue
+        if names is None:
             problems.append(
                 f"step {step.id!r} needs a tools list: a revision names each step's tools"
             )
             continue
-        extra = sorted(set(step.tools) - plan_tools)
+        extra = sorted(set(names) - plan_tools)
         if extra:
             problems.append(
                 f"step {step.id!r} names {', '.join(map(repr, extra))}, which the plan did not "

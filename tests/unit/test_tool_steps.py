@@ -437,3 +437,34 @@ def test_json_schema_tools_are_checked_by_name_and_required(tmp_path: Path) -> N
         "step 's1' (tool search) has unknown argument 'z'; its arguments: q",
         "step 's1' (tool search) is missing required argument 'q'",
     ]
+
+
+def test_a_revision_may_not_widen_a_plan_of_tool_steps(tmp_path: Path) -> None:
+    """A tool step with no tools list uses its one tool, not every tool of the run: after a
+    plan of such steps, a revision (written from untrusted results) may use only those tools,
+    and its own tool step needs no list to call one of them."""
+    widen = {"id": "s3", "description": "Fetch the page.", "tools": ["http_get"]}
+    unlisted = {"id": "s4", "description": "Check the page."}  # every tool of the run
+    script = scenario(
+        tools=["calculator", "http_get"],
+        planner={"steps": [calc_step("s1", "6 * 7")]},
+        executor={},
+        replanner=[
+            {
+                "attempts": [
+                    {"action": "replan", "reason": "look", "steps": [widen, unlisted]},
+                    {"action": "replan", "reason": "redo", "steps": [calc_step("s2", "1 + 1")]},
+                ]
+            },
+            FINISH,
+        ],
+        faults=[{"step": "s1", "tool": "calculator", "kind": "empty"}],
+    )
+    r = run(tmp_path, script)
+
+    assert r.state["status"] == "done", r.state.get("reason")
+    retry = r.log.texts("replanner")[1]
+    assert "step 's3' names 'http_get', which the plan did not use" in retry
+    assert "step 's4' needs a tools list" in retry
+    assert r.started() == ["s1", "s2"]
+    assert r.results["s2"]["result"] == "2"
