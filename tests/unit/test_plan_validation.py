@@ -45,6 +45,14 @@ def test_empty_id() -> None:
     ]
 
 
+def test_a_blank_description_is_no_description() -> None:
+    """An executor step's description is its whole task: spaces tell the executor nothing."""
+    blank = PlanStep(id="s2", description="  \n ")
+    assert plan_problems([step("s1"), blank], max_steps=12) == [
+        "step 's2' has no description; say what the executor must do"
+    ]
+
+
 def test_unknown_dependency() -> None:
     problems = plan_problems([step("s1"), step("s2", "s9")], max_steps=12)
     assert problems == ["step 's2' depends on unknown step 's9'"]

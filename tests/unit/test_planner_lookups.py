@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from graphs.planner_lookups import LOOKUP_CHARS
 from tests.scripted_runs import Run, run_scenario, write_scenario
 
 FINISH = {"action": "finish", "reason": "done", "response": "Done."}
@@ -63,8 +64,12 @@ def test_look_ups_stop_at_the_cap_and_the_planner_must_then_plan(tmp_path: Path)
     assert len(r.of_kind("planner_lookup")) == 2
     # The first reply asked for three: the third was refused; the next call offered no tools,
     # so its (scripted) tool calls were not look-ups but a reply with no plan, fed back.
-    second = r.log.texts("planner")[1]
+    second, third = r.log.texts("planner")[1:]
     assert "refused: no look-ups left; write the plan now" in second
+    # Offered tools again, the second reply's calls would be three more refusals, not a
+    # rejected reply (and a model that kept calling would never be made to plan).
+    assert third.count("refused: no look-ups left") == 1
+    assert "That reply was rejected: the plan has no steps" in third
 
 
 def test_a_tool_that_writes_is_refused_before_any_model_call(tmp_path: Path) -> None:
@@ -85,6 +90,28 @@ def test_without_planner_tools_the_planner_is_offered_no_tools(tmp_path: Path) -
     r = run(tmp_path, {"attempts": [{"tool_calls": [LIST]}, plan]}, planner_tools=[])
     assert r.of_kind("planner_lookup") == []
     assert "may call the tools offered" not in r.log.texts("planner")[0]
+
+
+def test_a_cap_of_zero_turns_look_ups_off(tmp_path: Path) -> None:
+    """max_planner_tool_calls 0 is the documented off switch: the prompt must not invite
+    look-ups the planner cannot make."""
+    plan = {"steps": [{"id": "1", "description": "Summarise the orders."}]}
+    r = run(tmp_path, plan, max_planner_tool_calls=0)
+    assert r.state["status"] == "done", r.state.get("reason")
+    assert "may call the tools offered" not in r.log.texts("planner")[0]
+
+
+def test_look_ups_with_a_json_plan_are_refused_before_any_model_call(tmp_path: Path) -> None:
+    """Look-ups are followed by a plan written as text: with plan_format json the setting is
+    what is wrong, and the run says so instead of blaming the planner model."""
+    plan = {"steps": [{"id": "1", "description": "Summarise the orders."}]}
+    r = run(tmp_path, plan, plan_format="json")
+    assert r.state["status"] == "failed"
+    assert r.state["reason"] == (
+        "the planner_tools setting cannot be used: look-ups need plan_format 'lines' "
+        "(the plan follows them as text)"
+    )
+    assert r.calls("planner") == 0
 
 
 def test_the_cli_passes_planner_tools_and_prints_each_look_up(tmp_path: Path) -> None:
@@ -119,3 +146,41 @@ def test_the_cli_passes_planner_tools_and_prints_each_look_up(tmp_path: Path) ->
     refused = run_cli(*args, *db, "--planner-tools", "write_file", cwd=tmp_path)
     assert refused.returncode != 0
     assert "planner_tools" in refused.stdout + refused.stderr
+
+
+def test_a_long_look_up_is_cut_before_the_planner_sees_it(tmp_path: Path) -> None:
+    """A look-up's output is untrusted and paid for in the planner's prompt: a big file shows
+    LOOKUP_CHARS of it, and the cut is said with the length, inside the data block."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    text = "x" * LOOKUP_CHARS + "TAIL AFTER THE CUT"
+    (ws / "big.txt").write_text(text, encoding="utf-8")
+    read = {"name": "read_file", "args": {"path": "big.txt"}}
+    plan = {"steps": [{"id": "1", "description": "Summarise the orders."}]}
+    r = run(tmp_path, {"attempts": [{"tool_calls": [read]}, plan]}, planner_tools=["read_file"])
+
+    assert r.state["status"] == "done", r.state.get("reason")
+    second = r.log.texts("planner")[1]
+    shown = "x" * LOOKUP_CHARS + f"\n[cut: {len(text)} characters in all]\n</data>"
+    assert shown in second
+    assert "TAIL AFTER THE CUT" not in second
+    (looked,) = r.of_kind("planner_lookup")
+    assert len(looked["output"]) == 500  # the event and history keep a short record
+
+
+def test_a_failed_look_up_is_recorded_as_failed(tmp_path: Path) -> None:
+    """`show` and the event stream say which look-ups found nothing: a refused read is not
+    reported as a success."""
+    read = {"name": "read_file", "args": {"path": "missing.txt"}}
+    plan = {"steps": [{"id": "1", "description": "Summarise the orders."}]}
+    r = run(
+        tmp_path,
+        {"attempts": [{"tool_calls": [read, LIST]}, plan]},
+        planner_tools=["read_file", "list_files"],
+    )
+
+    assert r.state["status"] == "done", r.state.get("reason")
+    missing, listed = r.of_kind("planner_lookup")
+    assert (missing["tool"], missing["ok"]) == ("read_file", False)
+    assert "missing.txt" in missing["output"]
+    assert (listed["tool"], listed["ok"]) == ("list_files", True)

@@ -288,6 +288,31 @@ def test_planner_schema_error_is_fed_back(tmp_path: Path) -> None:
 
     assert r.state["status"] == "done"
     assert "does not match the Plan schema" in r.log.texts("planner")[1]
+    # The rejected reply was a tool call: a provider refuses a conversation where a tool call
+    # is not answered by a tool message, so the feedback must be one, for that call.
+    _, retry = [c for c in r.log.calls if c["role"] == "planner"]
+    rejected, feedback = retry["messages"][-2:]
+    assert feedback.type == "tool"
+    assert feedback.tool_call_id == rejected.tool_calls[0]["id"]
+    assert feedback.content.startswith("That reply was rejected: the reply does not match")
+
+
+def test_every_problem_of_a_rejected_plan_is_fed_back_at_once(tmp_path: Path) -> None:
+    """The model fixes what it is told: a retry that named only the first problem would cost
+    one attempt per problem, and three attempts can run out before the plan is valid."""
+    two_problems = plan(("s1", ["ghost"]), ("s1", []))
+    script = scenario(
+        planner={"attempts": [two_problems, GOOD_PLAN]},
+        executor={"s1": answer("ok")},
+        replanner=[FINISH],
+    )
+    r = run(tmp_path, script)
+
+    assert r.state["status"] == "done"
+    assert (
+        "That reply was rejected: step id 's1' is used more than once; ids must be unique; "
+        "step 's1' depends on unknown step 'ghost'. Reply again"
+    ) in r.log.texts("planner")[1]
 
 
 BAD_REVISION = {
@@ -543,6 +568,49 @@ def test_a_second_goal_on_a_finished_thread_starts_a_fresh_run(tmp_path: Path) -
     assert len(second["history"]) == 1  # this run's decisions only
     assert second["usage"]["planner"]["calls"] == 1  # this run's usage only
     assert second["status"] == "done"
+
+
+def test_a_second_run_on_a_thread_has_its_own_replans_and_a_failed_start_keeps_no_plan(
+    tmp_path: Path,
+) -> None:
+    """max_replans bounds one run: a thread's earlier revisions must not count against the next
+    goal's. A goal refused before planning leaves no earlier run's plan behind as its own."""
+    path = tmp_path / "unit_thread.json"
+    script = scenario(
+        name="unit_thread",
+        planner=GOOD_PLAN,
+        executor={
+            "s1": [
+                {"tool_calls": [{"name": "flag_surprise", "args": {"reason": "odd"}}]},
+                {"content": "odd data"},
+            ],
+            "s2": answer("fixed"),
+        },
+        replanner=[
+            {"action": "replan", "reason": "fix", "steps": [{"id": "s2", "description": "Fix."}]},
+            FINISH,
+        ],
+    )
+    path.write_text(json.dumps(script), encoding="utf-8")
+    ctx = Context.every_role(
+        f"scripted:{path}", tools=["calculator"], workspace=str(tmp_path / "ws"), max_replans=1
+    )
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    config = {"configurable": {"thread_id": "studio-thread"}}
+
+    def run_goal(goal: str) -> dict[str, Any]:
+        for _ in graph.stream({"goal": goal}, config=config, context=ctx, durability="sync"):
+            pass
+        return graph.get_state(config).values
+
+    for goal in ("First question.", "Second question."):
+        state = run_goal(goal)
+        assert state["status"] == "done", state.get("reason")
+        assert (state["replans"], state["replanner_calls"]) == (1, 2)
+    refused = run_goal("  ")
+    assert refused["status"] == "failed"
+    assert refused["reason"] == "the input has no goal: pass {'goal': '...'}"
+    assert refused["plan"] == [] and refused["results"] == {}
 
 
 def test_unknown_tool_fails_before_any_model_is_paid_for(tmp_path: Path) -> None:

@@ -225,6 +225,27 @@ def test_an_old_plans_step_finishing_after_the_retry_is_no_dependency_of_the_new
     assert [e["step_id"] for e in r.of_kind("step_discarded")] == ["s1"]
 
 
+def test_a_retrys_steps_start_while_the_retry_streams(tmp_path: Path) -> None:
+    """A retry is a new plan: its steps are checked on their own, not after the rejected
+    reply's (whose ids they reuse), so they too start before the reply is complete."""
+    bad = {"steps": [step("s1"), step("s2", ["nope"])]}
+    long = "Look up item 2 " + "and more " * 20 + "."
+    good = {"steps": [step("s1", text="Look up item 1 in euros."), step("s2", text=long)]}
+    script = scenario(
+        {"attempts": [bad, good]},
+        {"s1": answer("one"), "s2": answer("two")},
+        token_latency={"planner": 0.01},
+    )
+    r = run_scenario(tmp_path, write_scenario(tmp_path, script))
+
+    assert r.state["status"] == "done", r.state.get("reason")
+    started = [(e["event"], e.get("step_id")) for e in r.events]
+    starts = [i for i, started_s1 in enumerate(started) if started_s1 == ("step_started", "s1")]
+    assert len(starts) == 2, "s1 changed: the retry's s1 is a new step"
+    assert starts[1] < r.index("plan"), "the retry's s1 waited for the whole reply"
+    assert r.results["s1"]["description"] == "Look up item 1 in euros."
+
+
 def test_a_surprise_while_the_plan_streams_starts_nothing_more_before_the_replanner(
     tmp_path: Path,
 ) -> None:
