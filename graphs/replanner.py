@@ -39,6 +39,7 @@ from graphs.schemas import (
     EndDecision,
     ReplanDecision,
     as_decision,
+    confined,
     plan_problems,
     plan_tool_set,
     revision_tool_problems,
@@ -161,7 +162,8 @@ def _replan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> C
         reason = f"the replanner asked for revision {replans + 1}; max_replans is {ctx.max_replans}"
         bookkeeping["history"] = [entry]
         return _end(runtime, bookkeeping, REPLAN_LIMIT, reason, state)
-    revised, new_steps = revise_plan(plan, results, decision.steps or [])
+    steps = confined(decision.steps or [], plan_tool_set(plan))
+    revised, new_steps = revise_plan(plan, results, steps)
     entry["steps"] = new_steps
     events.emit(
         runtime.stream_writer,
@@ -202,7 +204,7 @@ def decision_problems(
     steps = decision.steps or []
     return plan_problems(
         steps, max_steps=max_steps, completed=done, tools=tools
-    ) + revision_tool_problems(steps, plan_tool_set(plan), None if tools is None else set(tools))
+    ) + revision_tool_problems(steps, plan_tool_set(plan))
 
 
 def _problems(

@@ -169,25 +169,16 @@ def plan_tool_set(plan: Iterable[dict]) -> set[str] | None:
     return names
 
 
-def revision_tool_problems(
-    steps: Sequence[PlanStep], plan_tools: set[str] | None, run_tools: set[str] | None = None
-) -> list[str]:
+def revision_tool_problems(steps: Sequence[PlanStep], plan_tools: set[str] | None) -> list[str]:
     """The replanner reads untrusted results, so its new steps may not use a tool the plan it
     revises did not already use: text read by a step cannot widen what later steps can do. A
-    step with no list may use every one of `run_tools`: fine only if the plan used them all."""
+    model step with no list is no problem: it is given the plan's tools (`confined`)."""
     if plan_tools is None:
         return []
     problems = []
     for step in steps:
         # A tool step's list is its one tool (step_tool_problems refuses any other list).
-        names = step.tools if step.tools is not None else ([step.tool] if step.tool else None)
-        if names is None and run_tools is not None and run_tools <= plan_tools:
-            continue
-        if names is None:
-            problems.append(
-                f"step {step.id!r} needs a tools list: a revision names each step's tools"
-            )
-            continue
+        names = step.tools if step.tools is not None else ([step.tool] if step.tool else [])
         extra = sorted(set(names) - plan_tools)
         if extra:
             problems.append(
@@ -195,6 +186,18 @@ def revision_tool_problems(
                 f"use; a revision may only use the plan's tools: {', '.join(sorted(plan_tools))}"
             )
     return problems
+
+
+def confined(steps: Sequence[PlanStep], plan_tools: set[str] | None) -> list[PlanStep]:
+    """A revision's steps, each model step that names no tools given the plan's tools: without
+    a list a step may use every tool of the run, which would widen a plan that used fewer, and
+    the end call's MORE STEPS lines carry no lists."""
+    if plan_tools is None:
+        return list(steps)
+    return [
+        s.model_copy(update={"tools": sorted(plan_tools)}) if s.tools is None and not s.tool else s
+        for s in steps
+    ]
 
 
 def _find_cycle(steps: Sequence[PlanStep]) -> list[str] | None:

@@ -444,7 +444,6 @@ def test_a_revision_may_not_widen_a_plan_of_tool_steps(tmp_path: Path) -> None:
     plan of such steps, a revision (written from untrusted results) may use only those tools,
     and its own tool step needs no list to call one of them."""
     widen = {"id": "s3", "description": "Fetch the page.", "tools": ["http_get"]}
-    unlisted = {"id": "s4", "description": "Check the page."}  # every tool of the run
     script = scenario(
         tools=["calculator", "http_get"],
         planner={"steps": [calc_step("s1", "6 * 7")]},
@@ -452,7 +451,7 @@ def test_a_revision_may_not_widen_a_plan_of_tool_steps(tmp_path: Path) -> None:
         replanner=[
             {
                 "attempts": [
-                    {"action": "replan", "reason": "look", "steps": [widen, unlisted]},
+                    {"action": "replan", "reason": "look", "steps": [widen]},
                     {"action": "replan", "reason": "redo", "steps": [calc_step("s2", "1 + 1")]},
                 ]
             },
@@ -465,6 +464,30 @@ def test_a_revision_may_not_widen_a_plan_of_tool_steps(tmp_path: Path) -> None:
     assert r.state["status"] == "done", r.state.get("reason")
     retry = r.log.texts("replanner")[1]
     assert "step 's3' names 'http_get', which the plan did not use" in retry
-    assert "step 's4' needs a tools list" in retry
     assert r.started() == ["s1", "s2"]
     assert r.results["s2"]["result"] == "2"
+
+
+URL = "http://127.0.0.1:9/page"
+
+
+def test_a_revision_step_with_no_tools_list_gets_the_plans_tools(tmp_path: Path) -> None:
+    """Without a list a model step may use every tool of the run, which would widen a plan that
+    used fewer; the end call's MORE STEPS lines carry no lists, so such a step is given the
+    plan's tools rather than refused, and its model is offered only those."""
+    unlisted = {"id": "s4", "description": "Check the result."}
+    script = scenario(
+        tools=["calculator", "http_get"],
+        planner={"steps": [calc_step("s1", "6 * 7")]},
+        # The page the result pointed at: a tool the plan never used.
+        executor={"s4": [{"tool_calls": [{"name": "http_get", "args": {"url": URL}}]}]},
+        replanner=[{"action": "replan", "reason": "check", "steps": [unlisted]}, FINISH],
+        faults=[{"step": "s1", "tool": "calculator", "kind": "empty"}],
+    )
+    r = run(tmp_path, script)
+
+    assert r.state["status"] == "done", r.state.get("reason")
+    (s4,) = [s for s in r.state["plan"] if s["id"] == "s4"]
+    assert s4["tools"] == ["calculator"]
+    assert r.results["s4"]["status"] == "failed"
+    assert "http_get" in r.results["s4"]["error"], r.results["s4"]
