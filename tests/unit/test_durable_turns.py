@@ -261,3 +261,97 @@ def test_the_final_reply_is_journaled_with_the_result_in_one_write(tmp_path: Any
     assert (
         journal.turns(STEP, {}).model_reply(1)["message"]["data"]["content"].startswith("charged")
     )
+
+
+def test_replayed_turns_and_calls_count_toward_the_run_budgets(journal: StepJournal) -> None:
+    """A resumed step's replayed model turn and tool call were paid for: the Spend of the visit
+    that resumes it must count them (a stopped step's usage is in no result the state holds)."""
+    card = Card()
+    with pytest.raises(Crash):
+        execute(TurnModel(asked=[], crash_on=1), card, journal)
+
+    spend = Spend(Context(max_total_tokens=10_000, max_total_tool_calls=10), {})
+    outcome = execute(TurnModel(asked=[]), card, journal, spend=spend)
+
+    assert outcome.result["status"] == DONE
+    assert len(card.keys) == 1
+    spent = spend.spent()
+    assert spent["tool_calls"] == 1, "the replayed call is not counted"
+    assert spent["total_tokens"] == 220, "the replayed turn's tokens are not counted"
+
+
+def test_a_call_repeated_after_a_crash_counts_twice_toward_the_tool_call_budget(
+    journal: StepJournal,
+) -> None:
+    """The budget counts calls really made: a result whose call was repeated after a crash holds
+    one tool_calls entry but two calls made, and a later executor visit must start from two."""
+    card = Card(crash_after_effect=True)
+    with pytest.raises(Crash):
+        execute(TurnModel(asked=[]), card, journal)
+    outcome = execute(TurnModel(asked=[]), card, journal, unknown_outcome=REPEAT)
+    assert len(outcome.result["tool_calls"]) == 1 and len(card.keys) == 2
+
+    spend = Spend(Context(max_total_tool_calls=2), {"results": {"pay": outcome.result}})
+    assert spend.spent()["tool_calls"] == 2
+    assert spend.exceeded() is not None
+
+
+def test_a_journaled_tool_failure_fails_the_step_again_on_resume(journal: StepJournal) -> None:
+    """Killed after a tool raised but before the step's result was written: the resume replays
+    the failure (the step fails with the same error), it does not read the error text as the
+    tool's answer and go on, nor call the tool again."""
+    calls: list[int] = []
+
+    @tool
+    def charge(amount: int) -> str:
+        """Charge the card."""
+        calls.append(amount)
+        raise ValueError("card declined")
+
+    def once(model: TurnModel) -> Any:
+        turns = journal.turns(STEP, {})
+        turns.begin()
+        return run_step(
+            STEP, goal="pay", dependencies={}, model=model,
+            model_name="openai:gpt-4o-mini", tools=[charge], max_tool_calls=3, run_id="r1",
+            durability=Durability(turns=turns),
+        )  # fmt: skip
+
+    first = once(TurnModel(asked=[]))
+    assert first.result["status"] == FAILED
+    assert first.result["error"] == "tool charge failed: card declined"
+
+    model = TurnModel(asked=[])
+    again = once(model)
+    assert calls == [5], "the failed call was made again"
+    assert again.result["status"] == FAILED
+    assert again.result["error"] == "tool charge failed: card declined"
+    assert again.result["tool_calls"][0]["ok"] is False
+    assert model.asked == []
+
+
+def test_a_deadline_passed_during_a_model_turn_stops_the_tool_call_it_asked_for(
+    journal: StepJournal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deadline is checked before each tool call, not only before model turns: a model turn
+    that ends past it (here a clock the model moves on by 10 s) gets no tool call made."""
+    import types
+
+    import graphs.executor
+
+    clock = [1000.0]
+    monkeypatch.setattr(graphs.executor, "time", types.SimpleNamespace(time=lambda: clock[0]))
+
+    class SlowModel(TurnModel):
+        def _generate(self, messages: list[BaseMessage], *args: Any, **kw: Any) -> ChatResult:
+            clock[0] += 10
+            return super()._generate(messages, *args, **kw)
+
+    card = Card()
+    model = SlowModel(asked=[])
+    outcome = execute(model, card, journal, deadline_seconds=5)
+
+    assert model.asked == [0]
+    assert card.keys == [], "a tool call was made past the step's deadline"
+    assert outcome.result["status"] == FAILED
+    assert outcome.result["error"] == "step deadline of 5 s passed"

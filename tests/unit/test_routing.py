@@ -457,6 +457,21 @@ def test_quota_error_fails_the_step_and_calls_the_replanner(tmp_path: Path) -> N
     assert r.state["status"] == "done"
 
 
+def test_a_429_without_quota_in_its_message_is_a_quota_error(tmp_path: Path) -> None:
+    """Providers word a rate limit many ways ("Too many requests"): the 429 status alone makes
+    it a quota error for the replanner, not a generic model error."""
+    script = scenario(
+        planner=plan(("s1", []), ("s2", ["s1"])),
+        executor={"s1": [{"error": "quota", "message": "Too many requests, slow down"}]},
+        replanner=[FINISH],
+    )
+    r = run(tmp_path, script)
+
+    s1 = r.state["results"]["s1"]
+    assert s1["status"] == "failed"
+    assert s1["error"] == "quota error from the executor model: Too many requests, slow down"
+
+
 # (i) completed steps stay done -----------------------------------------------------------------
 
 
@@ -531,6 +546,24 @@ def test_flag_surprise_does_not_count_toward_the_tool_call_cap(tmp_path: Path) -
     s1 = r.state["results"]["s1"]
     assert (s1["status"], s1["result"], s1["surprise"]) == ("done", "it is 2", "two?")
     assert [c["name"] for c in s1["tool_calls"]] == ["calculator"]
+
+
+def test_a_step_given_no_tools_may_call_none(tmp_path: Path) -> None:
+    """A step's `tools: []` means no tools, not every tool of the run: a call the model makes
+    anyway is refused and fails the step, and the tool never runs."""
+    script = scenario(
+        tools=["calculator", "write_file"],
+        planner={"steps": [{"id": "s1", "description": "Think.", "tools": []}]},
+        executor={"s1": [*calc("1 + 1")[:1], {"content": "never reached"}]},
+        replanner=[FINISH],
+    )
+    r = run(tmp_path, script)
+
+    s1 = r.state["results"]["s1"]
+    assert s1["status"] == "failed"
+    assert "refused: tool 'calculator' is not allowed in step 's1'" in s1["error"], s1["error"]
+    assert [c["ok"] for c in s1["tool_calls"]] == [False]
+    assert r.state["replanner_calls"] == 1
 
 
 # runs on a thread ------------------------------------------------------------------------------
