@@ -164,7 +164,8 @@ async def arun_step(
             journaled = run.turns.model_reply(turn) if run.turns else None
             if journaled is not None:  # paid for before a crash: replay it, do not ask again
                 reply = messages_from_dict([journaled["message"]])[0]
-                turn_usage = journaled["usage"]
+                # Counted already when a budget stopped the step after it: not a second time.
+                turn_usage = journaled["usage"] if turn >= run.turns.counted_turns else {}
                 if run.spend:
                     run.spend.add_model(turn_usage)
             else:

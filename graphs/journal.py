@@ -157,6 +157,8 @@ class StepTurns:
 
     Records, by key (`turn` counts model replies from 0, `index` counts tool calls from 0):
       "exec"       {"executions": n}: times this attempt was started (killed ones too)
+      "counted"    {"turns": n}: model turns 0..n-1 are already in the run's usage (a budget
+                   stopped the step after paying them), so a replay does not count them again
       "m{turn}"    {"message": <AIMessage as dict>, "usage": {...}}
       "t{index}"   {"state": "started", "starts": n} before the call, then
                    {"state": "done", "starts": n, "message": <ToolMessage as dict>,
@@ -183,6 +185,16 @@ class StepTurns:
         n = self.executions + 1
         self._put("exec", {"executions": n})
         return n
+
+    @property
+    def counted_turns(self) -> int:
+        return int(self.records.get("counted", {}).get("turns", 0))
+
+    def put_counted(self) -> None:
+        """Mark every journaled model turn as counted in the run's usage (graphs/scheduler.py
+        does, when it takes a budget-stopped step's usage into the state)."""
+        turns = sum(key.startswith("m") for key in self.records)
+        self._put("counted", {"turns": turns})
 
     def model_reply(self, turn: int) -> dict[str, Any] | None:
         return self.records.get(f"m{turn}")

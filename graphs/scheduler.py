@@ -371,6 +371,10 @@ class Batch:
             if outcome.stopped is not None:  # a budget: not finished, nothing to record
                 self.budget_hit, self.stop_new = outcome.stopped, True
                 self.usage = merge_usage(self.usage, outcome.usage)
+                # Its paid turns are in the run's usage now: the resume that replays them must
+                # not count them again (graphs/journal.StepTurns "counted").
+                turns = await asyncio.to_thread(self.journal.turns, step, deps)
+                await asyncio.to_thread(turns.put_counted)
                 self._forget(fp)
                 return
             outcome.result["fingerprint"] = fp

@@ -220,3 +220,31 @@ def test_a_run_resumed_with_a_raised_budget_is_no_longer_finished_in_its_record(
 
         done = runner.resume_run(persistence, "t1")  # the raised budget was recorded
     assert done["status"] == "done", done.get("reason")
+
+
+def test_a_turn_paid_before_a_budget_stop_counts_once_after_the_resume(tmp_path: Path) -> None:
+    """docs/exactly-once.md: a journaled model reply counts once in the usage. s1's first turn
+    is paid, then the budget stops s1; its usage is in the stopped run's state. The resume
+    replays that turn: it must not be counted again (two executor calls were made, not three)."""
+    from app.runs import runner
+    from app.runs.persistence import open_persistence
+
+    path = scenario(
+        tmp_path,
+        tools=["write_file"],
+        planner={"steps": [{"id": "s1", "description": "Log it."}]},
+        executor={"s1": [append("paid\n"), {"content": "logged"}]},
+        replanner=[FINISH],
+    )
+    ctx = Context.every_role(
+        f"scripted:{path}", tools=["write_file"], workspace=str(tmp_path / "ws"),
+        max_total_tool_calls=1,
+    )  # fmt: skip
+    with open_persistence(str(tmp_path / "runs.sqlite")) as persistence:
+        first = runner.start_run(persistence, "g", ctx, "t1")
+        assert first["status"] == "budget_exceeded", first.get("reason")
+        assert first["usage"]["executor"]["calls"] == 1
+
+        done = runner.resume_run(persistence, "t1", budgets={"max_total_tool_calls": 10})
+    assert done["status"] == "done", done.get("reason")
+    assert done["usage"]["executor"]["calls"] == 2, "the replayed turn was counted twice"
