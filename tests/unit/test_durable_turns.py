@@ -355,3 +355,15 @@ def test_a_deadline_passed_during_a_model_turn_stops_the_tool_call_it_asked_for(
     assert card.keys == [], "a tool call was made past the step's deadline"
     assert outcome.result["status"] == FAILED
     assert outcome.result["error"] == "step deadline of 5 s passed"
+
+
+def test_the_sync_face_journals_the_final_reply(journal: StepJournal) -> None:
+    """`run_step` has no result journal to write the final reply with, so it journals it
+    itself: a step run again on the same journal replays every turn and asks nothing."""
+    card = Card()
+    first = execute(TurnModel(asked=[]), card, journal)
+    model = TurnModel(asked=[])
+    again = execute(model, card, journal)
+    assert model.asked == [], "the final reply was not journaled"
+    assert again.result["result"] == first.result["result"]
+    assert len(card.keys) == 1
