@@ -181,6 +181,22 @@ def test_a_step_a_budget_stopped_is_continued_not_redone_on_resume(
     assert s1["tool_calls_made"] == 1
 
 
+def _one_call_allowed(tmp_path: Path, answer: str) -> Context:
+    """A run whose one step appends to a file, then answers, with a budget of one tool call:
+    the call is made and paid, and the budget stops the step before its answer."""
+    path = scenario(
+        tmp_path,
+        tools=["write_file"],
+        planner={"steps": [{"id": "s1", "description": "Log it."}]},
+        executor={"s1": [append("paid\n"), {"content": answer}]},
+        replanner=[FINISH],
+    )
+    return Context.every_role(
+        f"scripted:{path}", tools=["write_file"], workspace=str(tmp_path / "ws"),
+        max_total_tool_calls=1,
+    )  # fmt: skip
+
+
 def test_a_run_resumed_with_a_raised_budget_is_no_longer_finished_in_its_record(
     tmp_path: Path,
 ) -> None:
@@ -191,17 +207,7 @@ def test_a_run_resumed_with_a_raised_budget_is_no_longer_finished_in_its_record(
     from app.runs.listing import find_runs
     from app.runs.persistence import open_persistence
 
-    path = scenario(
-        tmp_path,
-        tools=["write_file"],
-        planner={"steps": [{"id": "s1", "description": "Log it."}]},
-        executor={"s1": [append("paid\n"), {"content": "logged: {last_tool_result}"}]},
-        replanner=[FINISH],
-    )
-    ctx = Context.every_role(
-        f"scripted:{path}", tools=["write_file"], workspace=str(tmp_path / "ws"),
-        max_total_tool_calls=1,
-    )  # fmt: skip
+    ctx = _one_call_allowed(tmp_path, "logged: {last_tool_result}")
 
     def ctrl_c(event: dict[str, Any]) -> None:
         raise KeyboardInterrupt
@@ -229,17 +235,7 @@ def test_a_turn_paid_before_a_budget_stop_counts_once_after_the_resume(tmp_path:
     from app.runs import runner
     from app.runs.persistence import open_persistence
 
-    path = scenario(
-        tmp_path,
-        tools=["write_file"],
-        planner={"steps": [{"id": "s1", "description": "Log it."}]},
-        executor={"s1": [append("paid\n"), {"content": "logged"}]},
-        replanner=[FINISH],
-    )
-    ctx = Context.every_role(
-        f"scripted:{path}", tools=["write_file"], workspace=str(tmp_path / "ws"),
-        max_total_tool_calls=1,
-    )  # fmt: skip
+    ctx = _one_call_allowed(tmp_path, "logged")
     with open_persistence(str(tmp_path / "runs.sqlite")) as persistence:
         first = runner.start_run(persistence, "g", ctx, "t1")
         assert first["status"] == "budget_exceeded", first.get("reason")
