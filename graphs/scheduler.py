@@ -373,8 +373,7 @@ class Batch:
                 self.usage = merge_usage(self.usage, outcome.usage)
                 # Its paid turns are in the run's usage now: the resume that replays them must
                 # not count them again (graphs/journal.StepTurns "counted").
-                turns = await asyncio.to_thread(self.journal.turns, step, deps)
-                await asyncio.to_thread(turns.put_counted)
+                await asyncio.to_thread(lambda: self.journal.turns(step, deps).put_counted())
                 self._forget(fp)
                 return
             outcome.result["fingerprint"] = fp

@@ -68,24 +68,22 @@ def external_tools(name: str) -> list[BaseTool]:
     from tools.imported import imported_tools, is_import_path
     from tools.mcp import is_mcp_entry, mcp_tools
 
-    if is_mcp_entry(name) or is_import_path(name):
-        tools = mcp_tools(name) if is_mcp_entry(name) else imported_tools(name)
-        # A name is what plans, allow-lists and reports go by: one that reads as a built-in
-        # tool (http_get, with its network guard) must not be another tool, run or not.
-        if clash := sorted(t.name for t in tools if t.name in _FACTORIES):
-            how = (
-                "name the server otherwise (its tools are SERVER_TOOL)"
-                if is_mcp_entry(name)
-                else "give the tool another name"
-            )
-            raise ValueError(
-                f"{name!r} gives a tool named {clash[0]!r}, the name of a built-in tool; {how}"
-            )
-        return tools
-    raise ValueError(
-        f"unknown tool {name!r}; available tools: {', '.join(TOOL_NAMES)}, "
-        "'mcp:SERVER' for an MCP server's tools, or 'package.module:attribute' for your own"
-    )
+    if is_mcp_entry(name):
+        tools, how = mcp_tools(name), "name the server otherwise (its tools are SERVER_TOOL)"
+    elif is_import_path(name):
+        tools, how = imported_tools(name), "give the tool another name"
+    else:
+        raise ValueError(
+            f"unknown tool {name!r}; available tools: {', '.join(TOOL_NAMES)}, "
+            "'mcp:SERVER' for an MCP server's tools, or 'package.module:attribute' for your own"
+        )
+    # A name is what plans, allow-lists and reports go by: one that reads as a built-in tool
+    # (http_get, with its network guard) must not be another tool, in the run or not.
+    if clash := sorted(t.name for t in tools if t.name in _FACTORIES):
+        raise ValueError(
+            f"{name!r} gives a tool named {clash[0]!r}, the name of a built-in tool; {how}"
+        )
+    return tools
 
 
 def _unique(tools: list[BaseTool]) -> list[BaseTool]:

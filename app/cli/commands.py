@@ -809,7 +809,7 @@ def prune(
             "removed" if not dry_run else "would_remove": len(report.runs),
             "checkpoint_bytes": report.checkpoint_bytes,
             "journal_entries": report.journal_entries,
-            "write_records": report.ledger_entries,
+            "write_records": report.write_records,
             "skipped_busy": report.skipped_busy,
             "runs": report.runs,
         }
@@ -820,7 +820,7 @@ def prune(
             console.print(
                 f"{verb} {len(report.runs)} run(s): {report.checkpoint_bytes:,} bytes of "
                 f"checkpoints, {report.journal_entries} journal entries, "
-                f"{report.ledger_entries} write records"
+                f"{report.write_records} write records"
                 + (f"; {len(report.skipped_busy)} skipped (in use)" if report.skipped_busy else "")
             )
         return 0

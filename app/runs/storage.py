@@ -60,7 +60,7 @@ class PruneReport:
     runs: list[str] = field(default_factory=list)
     checkpoint_bytes: int = 0
     journal_entries: int = 0
-    ledger_entries: int = 0
+    write_records: int = 0
     skipped_busy: list[str] = field(default_factory=list)
 
 
@@ -96,13 +96,13 @@ def prune(
                 journal = _journal_items(persistence, thread_id)
                 report.journal_entries += len(journal)
                 report.runs.append(thread_id)
-                workspace, run_ids = _run_ids(persistence, thread_id, journal)
+                workspace, run_ids = _write_records_of(persistence, thread_id, journal)
                 if dry_run:
-                    report.ledger_entries += remove_run_ledgers(workspace, run_ids, dry_run=True)
+                    report.write_records += remove_run_ledgers(workspace, run_ids, dry_run=True)
                     continue
                 # The write records first: they are found again from the checkpoints and the
                 # journal, so a prune stopped half-way still finds them next time.
-                report.ledger_entries += remove_run_ledgers(workspace, run_ids)
+                report.write_records += remove_run_ledgers(workspace, run_ids)
                 for namespace, key in journal:
                     persistence.store.delete(namespace, key)
                 persistence.checkpointer.delete_thread(thread_id)
@@ -130,7 +130,7 @@ def _journal_items(persistence: Persistence, thread_id: str) -> list[tuple[tuple
     return items
 
 
-def _run_ids(
+def _write_records_of(
     persistence: Persistence, thread_id: str, journal: list[tuple[tuple[str, ...], str]]
 ) -> tuple[Path, set[str]]:
     """The run's workspace (from its record) and the ids of the runs its thread held (from

@@ -184,15 +184,20 @@ def test_a_dead_workers_run_is_claimed_by_a_busy_worker_without_waiting_for_its_
     assert {e["thread_id"] for e in a_events} == {"X"}, "A never saw Y"
 
 
+def queue_held_runs(pg: PgSchema, tmp_path: Path, release: Path, threads: list[str]) -> None:  # noqa: F811
+    """Queue a run of `held_scenario` per thread: each holds its worker until `release` exists."""
+    scenario = held_scenario(tmp_path / "held.json", release)
+    for thread in threads:
+        queue_in_process(thread, "--scenario", str(scenario), "--workspace",
+                         str(tmp_path / thread), "--db", pg.url)  # fmt: skip
+
+
 def test_concurrency_runs_several_runs_in_one_worker(
     pg: PgSchema,  # noqa: F811
     tmp_path: Path,
 ) -> None:
     release = tmp_path / "release"
-    scenario = held_scenario(tmp_path / "held.json", release)
-    for thread in ("P", "Q"):
-        queue_in_process(thread, "--scenario", str(scenario), "--workspace",
-                         str(tmp_path / thread), "--db", pg.url)  # fmt: skip
+    queue_held_runs(pg, tmp_path, release, ["P", "Q"])
     w = SlotWorker.start(pg.url, tmp_path, "w", "--concurrency", "2", "--idle-exit", "2")
     try:
         # Both held at once in one process: two ordinary slots.
@@ -260,10 +265,7 @@ def test_max_runs_is_the_number_of_runs_a_worker_claims_not_only_finishes(
     """`--max-runs 1` with two slots: the second slot's job is handed back (retried for another
     worker), never started here, so the worker ends after one run instead of two."""
     release = tmp_path / "release"
-    scenario = held_scenario(tmp_path / "held.json", release)
-    for thread in ("P", "Q"):
-        queue_in_process(thread, "--scenario", str(scenario), "--workspace",
-                         str(tmp_path / thread), "--db", pg.url)  # fmt: skip
+    queue_held_runs(pg, tmp_path, release, ["P", "Q"])
     w = SlotWorker.start(pg.url, tmp_path, "w", "--concurrency", "2", "--max-runs", "1")
     try:
         first = w.wait_for("a run held", lambda e: holding("P")(e) or holding("Q")(e))
