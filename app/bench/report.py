@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from app.bench.latency import FIRST_TOKEN_S, PER_OUTPUT_TOKEN_S
-from app.bench.run import ARCHS, Cell, run_cell
+from app.bench.run import ARCHS, Cell, run_cell, warm_up
 from app.bench.tasks import Task
 
 BASELINE_TOLERANCE = 0.10  # a ratio may get this much worse than its baseline before CI fails
@@ -31,6 +31,7 @@ def measure(
     """Every (task, architecture) cell, `repeat` times; the fastest run of each is kept (tokens
     and cost are the same every time: the scripts are deterministic)."""
     best: dict[tuple[str, str], Cell] = {}
+    warm_up()
     with ThreadPoolExecutor(max_workers=len(ARCHS), thread_name_prefix="bench") as pool:
         for task in tasks:
             for _ in range(repeat):

@@ -80,6 +80,47 @@ class Cell:
         }
 
 
+# What the cells import lazily, or on their first call. Two bench threads importing langgraph
+# and langchain.agents for the first time at once can deadlock on Python's per-module import
+# locks (a CI run died with `_DeadlockError` in langgraph.graph.message), so `warm_up` imports
+# them in one thread before any cell starts.
+LAZY_MODULES = (
+    "graphs.plan_execute",
+    "langchain.agents",
+    "langchain.agents.middleware",
+    "langchain_core.messages.block_translators.langchain_v0",
+    "langchain_core.tracers.context",
+    "langchain_core.tracers.run_collector",
+    "langchain_core.tracers.stdout",
+    "langgraph.checkpoint.memory",
+    "langgraph.store.memory",
+    "app.bench.react_model",
+    "app.scripted.chat_model",
+    "app.scripted.faults",
+    "app.scripted.scenarios",
+    "app.scripted.tokens",
+    "bpe_openai",
+    "genai_prices",
+    "genai_prices.data",
+    "genai_prices.data_units",
+    "genai_prices.decompose",
+    "genai_prices.validation",
+    "tools",
+)
+
+
+def warm_up() -> None:
+    """Import, in the calling thread, everything a cell would import on first use."""
+    import importlib
+
+    for name in LAZY_MODULES:
+        importlib.import_module(name)
+    # The tokenizer's own loading runs on first use; load it here too, for the same reason.
+    from app.scripted.tokens import count_text
+
+    count_text("warm")
+
+
 def run_cell(task: Task, arch: str, *, max_concurrency: int | None = None) -> Cell:
     if arch == "planexec":
         return _run_planexec(task, max_concurrency)

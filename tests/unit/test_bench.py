@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -101,3 +103,29 @@ def test_the_committed_baseline_covers_every_task() -> None:
     assert set(baseline["ratios"]) == {t.name for t in all_tasks()}
     for task_ratios in baseline["ratios"].values():
         assert set(task_ratios) == {"cost", "wall"}
+
+
+def test_after_warm_up_a_cell_of_each_architecture_imports_nothing_new() -> None:
+    # The bench runs one task's three cells in threads at once; a module imported for the first
+    # time by two of them together can deadlock on Python's import locks (it did, in CI). So
+    # nothing may be left for the cells to import after `warm_up`, in a fresh interpreter.
+    script = (
+        "import sys\n"
+        "from app.bench.run import ARCHS, run_cell, warm_up\n"
+        "from app.bench.tasks import all_tasks\n"
+        "warm_up()\n"
+        "before = set(sys.modules)\n"
+        "task = next(t for t in all_tasks() if t.name == 'diamond-short')\n"
+        "for arch in ARCHS:\n"
+        "    run_cell(task, arch)\n"
+        "print(sorted(set(sys.modules) - before))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
