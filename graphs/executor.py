@@ -89,6 +89,9 @@ class Durability:
     unknown_outcome: str = REPEAT
     spend: Spend | None = None
     deadline_seconds: float = 0
+    counted_turns: int = 0
+    """Journaled model turns already in the run's usage (`State.counted_turns`): replayed, not
+    counted again."""
 
 
 def run_step(
@@ -165,7 +168,7 @@ async def arun_step(
             if journaled is not None:  # paid for before a crash: replay it, do not ask again
                 reply = messages_from_dict([journaled["message"]])[0]
                 # Counted already when a budget stopped the step after it: not a second time.
-                turn_usage = journaled["usage"] if turn >= run.turns.counted_turns else {}
+                turn_usage = journaled["usage"] if turn >= run.counted_turns else {}
                 if run.spend:
                     run.spend.add_model(turn_usage)
             else:
@@ -242,6 +245,7 @@ class _StepRun:
         self.identity = StepIdentity(run_id, step["id"], step.get("attempt", 1))
         self.tools = {t.name: t for t in tools}
         self.turns = durability.turns
+        self.counted_turns = durability.counted_turns
         self.spend = durability.spend
         self.unknown_outcome = durability.unknown_outcome
         self.deadline_seconds = durability.deadline_seconds

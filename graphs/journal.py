@@ -157,8 +157,6 @@ class StepTurns:
 
     Records, by key (`turn` counts model replies from 0, `index` counts tool calls from 0):
       "exec"       {"executions": n}: times this attempt was started (killed ones too)
-      "counted"    {"turns": n}: model turns 0..n-1 are already in the run's usage (a budget
-                   stopped the step after paying them), so a replay does not count them again
       "m{turn}"    {"message": <AIMessage as dict>, "usage": {...}}
       "t{index}"   {"state": "started", "starts": n} before the call, then
                    {"state": "done", "starts": n, "message": <ToolMessage as dict>,
@@ -187,14 +185,9 @@ class StepTurns:
         return n
 
     @property
-    def counted_turns(self) -> int:
-        return int(self.records.get("counted", {}).get("turns", 0))
-
-    def put_counted(self) -> None:
-        """Mark every journaled model turn as counted in the run's usage (graphs/scheduler.py
-        does, when it takes a budget-stopped step's usage into the state)."""
-        turns = sum(key.startswith("m") for key in self.records)
-        self._put("counted", {"turns": turns})
+    def model_turns(self) -> int:
+        """How many model replies are journaled (turns 0..n-1)."""
+        return sum(key.startswith("m") for key in self.records)
 
     def model_reply(self, turn: int) -> dict[str, Any] | None:
         return self.records.get(f"m{turn}")

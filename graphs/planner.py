@@ -186,6 +186,7 @@ async def _start(
         "reviewed_at": 0.0,
         "batch_cut": False,
         "budget_scope": "",
+        "counted_turns": {},
         "usage": {**RESET, **out.usage},
     }
     if streamed is None:
@@ -208,7 +209,11 @@ async def _start(
         # the steps it stopped mid-way have their turns in this node's journal.
         results, usage = update["results"], update["usage"]
         writer, scope = runtime.stream_writer, batch.journal.scope
-        update.update(budget_exceeded(writer, batch.budget_hit, results, usage, scope=scope))
+        update.update(
+            budget_exceeded(
+                writer, batch.budget_hit, results, usage, scope=scope, counted=batch.counted
+            )
+        )
     return update
 
 

@@ -43,7 +43,7 @@ from graphs import events
 from graphs.aio import run_sync
 from graphs.budget import Spend, describe
 from graphs.executor import Durability, StepOutcome, arun_step, crashed
-from graphs.journal import NO_SCOPE, StepJournal
+from graphs.journal import NO_SCOPE, StepJournal, step_key
 from graphs.run_context import run_context
 from graphs.state import BUDGET_EXCEEDED, DONE, FAILED, State, is_done, ready_steps
 from graphs.tool_step import arun_tool_step, is_tool_step, tools_for_run
@@ -80,6 +80,7 @@ def step_work(
     # A scenario's faults wrap the tools, if the executor model is scripted.
     tools = tools_for_model(ctx.executor_model, tools_for_run(ctx, extra))
     goal, run_id = state.get("goal", ""), state.get("run_id", "")
+    counted = state.get("counted_turns", {})
     # Idempotency keys hold the journal's scope: a resume (same node execution) sends the same
     # keys, a fork or a state edit (a new one) is new work and sends new keys.
     if journal.scope != NO_SCOPE:
@@ -93,6 +94,7 @@ def step_work(
             unknown_outcome=ctx.unknown_outcome,
             spend=spend,
             deadline_seconds=ctx.step_deadline_seconds,
+            counted_turns=counted.get(step_key(step, deps), 0),
         )
         if is_tool_step(step):
             return await arun_tool_step(step, deps, tools, run_id, durability)
@@ -121,7 +123,13 @@ async def _execute(
     )
     spend = Spend(ctx, state)
     if hit := spend.exceeded():  # e.g. the planner alone spent the budget
-        return budget_exceeded(runtime.stream_writer, hit, {}, scope=journal.scope)
+        return budget_exceeded(
+            runtime.stream_writer,
+            hit,
+            {},
+            scope=journal.scope,
+            counted=state.get("counted_turns", {}),
+        )
     try:
         # Building tools makes folders and opens files: off the event loop.
         work = await asyncio.to_thread(step_work, ctx, state, extra, journal, spend)
@@ -137,6 +145,7 @@ async def _execute(
         results=state.get("results", {}),
         reviewed_done=state.get("reviewed_done", 0),
         spend=spend,
+        counted=state.get("counted_turns", {}),
     )
     batch.set_plan(state.get("plan", []))
     await batch.drain()
@@ -147,12 +156,13 @@ async def _execute(
             batch.new_results,
             batch.usage,
             scope=journal.scope,
+            counted=batch.counted,
         )
     if batch.cut and not batch.new_results:
         # Stopped before anything ran: fail the node (it writes nothing) rather than loop
         # executor -> executor; a resume enters the executor again.
         raise RuntimeError("the run was asked to stop before any step started")
-    return {**batch.update(), "budget_scope": ""}
+    return {**batch.update(), "budget_scope": "", "counted_turns": {}}
 
 
 def budget_exceeded(
@@ -162,9 +172,11 @@ def budget_exceeded(
     usage: dict | None = None,
     *,
     scope: str,
+    counted: dict[str, int],
 ) -> dict[str, Any]:
     """End the run: the results that finished are kept; unfinished steps keep their turns, in
-    the journal of `scope`, where the executor that continues the run looks for them."""
+    the journal of `scope`, where the executor that continues the run looks for them, and
+    `counted` says how many of each one's turns `usage` already holds."""
     reason = describe(hit)
     events.emit(
         writer, events.BUDGET_EXCEEDED, budget=hit["budget"], limit=hit["limit"], spent=hit["spent"]
@@ -178,6 +190,7 @@ def budget_exceeded(
         "budget": hit,
         "batch_cut": True,  # a resume with a raised budget goes back to the executor
         "budget_scope": scope,
+        "counted_turns": counted,
     }
 
 
@@ -224,6 +237,7 @@ class Batch:
         results: dict[str, dict[str, Any]] | None = None,
         reviewed_done: int = 0,
         spend: Spend | None = None,
+        counted: dict[str, int] | None = None,
     ) -> None:
         self.ctx = ctx
         self.writer = writer
@@ -237,6 +251,8 @@ class Batch:
         self.fatal = ""
         self.spend = spend
         self.budget_hit: dict[str, Any] | None = None
+        # Step key -> journaled model turns already in the run's usage (State.counted_turns).
+        self.counted: dict[str, int] = dict(counted or {})
         self.stop_new = False
         self.cut = False  # stopped by STOP_LAUNCHING, not by the plan: the executor goes on later
         self.finished: dict[str, tuple[dict[str, Any], dict]] = {}  # fingerprint -> (result, usage)
@@ -372,8 +388,10 @@ class Batch:
                 self.budget_hit, self.stop_new = outcome.stopped, True
                 self.usage = merge_usage(self.usage, outcome.usage)
                 # Its paid turns are in the run's usage now: the resume that replays them must
-                # not count them again (graphs/journal.StepTurns "counted").
-                await asyncio.to_thread(lambda: self.journal.turns(step, deps).put_counted())
+                # not count them again. The mark goes into the state with that usage (one
+                # checkpoint write), so a kill cannot keep one without the other.
+                turns = await asyncio.to_thread(self.journal.turns, step, deps)
+                self.counted[step_key(step, deps)] = turns.model_turns
                 self._forget(fp)
                 return
             outcome.result["fingerprint"] = fp

@@ -90,6 +90,11 @@ class State(TypedDict, total=False):
     a raised budget, which starts a new node execution) reads and writes that journal, and a
     call those steps already made is replayed, not made again under a new key. Cleared once
     that executor visit ends."""
+    counted_turns: dict[str, int]
+    """Per step the budget stopped mid-way (by journal key, graphs/journal.step_key): how many
+    of its journaled model turns `usage` already holds, so the resumed step replays them
+    without counting them twice. Written with that usage in one checkpoint (a mark kept in the
+    store beside it could outlive a kill that lost the usage); cleared with `budget_scope`."""
     reason: str
     """Why the run ended as it did (set for every status but done)."""
     response: str

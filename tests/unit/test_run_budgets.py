@@ -244,3 +244,46 @@ def test_a_turn_paid_before_a_budget_stop_counts_once_after_the_resume(tmp_path:
         done = runner.resume_run(persistence, "t1", budgets={"max_total_tool_calls": 10})
     assert done["status"] == "done", done.get("reason")
     assert done["usage"]["executor"]["calls"] == 2, "the replayed turn was counted twice"
+
+
+def test_a_budget_stop_killed_before_its_checkpoint_still_counts_the_paid_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mark that a stopped step's paid turns are counted travels with the usage that counts
+    them, in one checkpoint write. Here the process 'dies' as the budget stop is checkpointed:
+    neither is kept, the journal's turns are. The resume re-runs that node execution, replays
+    s1's paid turn and must count it: a mark kept in the store instead made the replay skip it,
+    and the run's usage (and its budgets) lost the turn for good."""
+    from app.runs import runner
+    from app.runs.persistence import open_persistence
+
+    ctx = _one_call_allowed(tmp_path, "logged")
+    with open_persistence(str(tmp_path / "runs.sqlite")) as persistence:
+        saver = persistence.checkpointer
+        real_put, real_put_writes = saver.put, saver.put_writes
+
+        def stopping(values: dict[str, Any]) -> None:
+            if values.get("status") == "budget_exceeded":
+                raise KeyboardInterrupt  # kill -9, as far as the checkpointer is concerned
+
+        def put(config: Any, checkpoint: Any, *rest: Any) -> Any:
+            stopping(checkpoint["channel_values"])
+            return real_put(config, checkpoint, *rest)
+
+        def put_writes(config: Any, writes: Any, *rest: Any) -> None:
+            stopping(dict(writes))
+            real_put_writes(config, writes, *rest)
+
+        monkeypatch.setattr(saver, "put", put)
+        monkeypatch.setattr(saver, "put_writes", put_writes)
+        with pytest.raises(KeyboardInterrupt):
+            runner.start_run(persistence, "g", ctx, "t1")
+        stopped = persistence.graph.get_state({"configurable": {"thread_id": "t1"}}).values
+        assert stopped.get("status") != "budget_exceeded", "the stop was checkpointed after all"
+        monkeypatch.setattr(saver, "put", real_put)
+        monkeypatch.setattr(saver, "put_writes", real_put_writes)
+
+        again = runner.resume_run(persistence, "t1")
+    assert again["status"] == "budget_exceeded", again.get("reason")
+    assert again["usage"]["executor"]["calls"] == 1, "the paid turn went uncounted"
+    assert (tmp_path / "ws" / "log.txt").read_text() == "paid\n", "the call was made again"
