@@ -26,14 +26,17 @@ _pending: set[concurrent.futures.Future[Any]] = set()
 def _background_loop() -> asyncio.AbstractEventLoop:
     global _loop
     with _lock:
-        if _loop is None or not _loop.is_running() and _loop.is_closed():
+        # A loop that is not running is dead or dying (its thread's `finally` may not have
+        # closed it yet): work handed to it would never run, and its caller would wait forever.
+        if _loop is None or not _loop.is_running():
             _loop = asyncio.new_event_loop()
             ready = threading.Event()
             thread = threading.Thread(
                 target=_serve, args=(_loop, ready), name="planexec-loop", daemon=True
             )
             thread.start()
-            ready.wait(timeout=10)
+            if not ready.wait(timeout=10):
+                raise RuntimeError("the planexec event loop did not start within 10 s")
         return _loop
 
 
