@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -42,6 +43,13 @@ def journal_scope(config: dict[str, Any]) -> str:
     "|", inside a subgraph); the task id is a hash of the checkpoint the node started from."""
     namespace = str(config.get("configurable", {}).get("checkpoint_ns") or "")
     return namespace.rpartition("|")[2].rpartition(":")[2] or NO_SCOPE
+
+
+def planner_run_id(task_id: str) -> str:
+    """The run id the planner node gives the run it starts as LangGraph task `task_id`: the
+    same when the node runs again after a crash (the task id is derived from the checkpoint),
+    so the steps it journaled are found on resume, and by `planexec show` before then."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"planexec-run:{task_id}").hex
 
 
 def step_key(step: dict[str, Any], dependencies: dict[str, Any]) -> str:
@@ -92,9 +100,15 @@ class StepJournal:
         budget_scope: str = "",
     ) -> StepJournal:
         """The journal a resume would read: that of the checkpoint's pending executor task
-        (`tasks` as in `graph.get_state(...).tasks`), or the state's `budget_scope` when a budget
-        stopped the run, or an empty one when neither is there."""
-        scope = budget_scope or next((t.id for t in tasks if t.name == "executor"), None)
+        (`tasks` as in `graph.get_state(...).tasks`), or of its pending planner task (steps
+        start while the plan streams, in the planner's node execution), or the state's
+        `budget_scope` when a budget stopped the run, or an empty one when none is there."""
+        pending = {t.name: t.id for t in tasks}
+        if not budget_scope and "executor" not in pending and "planner" in pending:
+            # The planner has not written the state yet: its run id is its task's.
+            task = pending["planner"]
+            return cls(store, thread_id, planner_run_id(task), task)
+        scope = budget_scope or pending.get("executor")
         return cls(store if scope else None, thread_id, run_id, scope or NO_SCOPE)
 
     def get(self, step: dict[str, Any], dependencies: dict[str, Any]) -> dict[str, Any] | None:

@@ -24,7 +24,7 @@ from app.usage import merge_usage
 from graphs import events, plan_cache
 from graphs.aio import run_sync
 from graphs.budget import Spend
-from graphs.journal import StepJournal
+from graphs.journal import StepJournal, planner_run_id
 from graphs.plan_stream import PlanStreamHandler, StepStream
 from graphs.plan_text import LineStream, Params, parse_plan_text
 from graphs.planner_lookups import Lookups, planner_tools
@@ -292,12 +292,9 @@ def _with_stream_usage(model: Any) -> Any:
 
 
 def _run_id() -> str:
-    """The run's id, the same when this node is run again after a crash (LangGraph's task id
-    is derived from the checkpoint), so the steps it journaled are found on resume."""
+    """The run's id (graphs/journal.planner_run_id), or a random one outside a graph."""
     task_id = get_config().get("configurable", {}).get("__pregel_task_id")
-    if not task_id:
-        return uuid.uuid4().hex
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"planexec-run:{task_id}").hex
+    return planner_run_id(task_id) if task_id else uuid.uuid4().hex
 
 
 class _StreamedPlan:

@@ -399,9 +399,12 @@ def steps_table(state: dict[str, Any]) -> Table:
         ):
             result = {"status": "blocked", "error": "waits on a failed step", "attempts": 0}
         table.add_row(*_step_row(step, result))
-    for step_id, result in results.items():  # steps a revision dropped (e.g. failed ones)
+    # Steps in no plan: a revision dropped them (e.g. failed ones), or, with no plan yet, they
+    # started while the plan streamed and the run stopped before the plan was whole.
+    note = "replaced" if state.get("plan") else "plan unfinished"
+    for step_id, result in results.items():
         if step_id not in listed:
-            table.add_row(*_step_row({"id": step_id, **result}, result, dropped=True))
+            table.add_row(*_step_row({"id": step_id, **result}, result, note=note))
     return table
 
 
@@ -413,12 +416,12 @@ def _attempts(result: dict) -> str:
     return shown
 
 
-def _step_row(step: dict, result: dict | None, dropped: bool = False) -> list[Any]:
+def _step_row(step: dict, result: dict | None, note: str = "") -> list[Any]:
     status = str(result["status"]) if result else "pending"
     if result and result.get("journaled"):
         status += " (journaled)"
-    if dropped:
-        status += " (replaced)"
+    if note:
+        status += f" ({note})"
     return [
         plain(one_line(step["id"])),
         plain(one_line(step.get("description", ""))),

@@ -19,6 +19,7 @@ import pytest
 from app.runs.demo import prepare_workspace
 from tests.helpers import (
     REPO,
+    finished_ids,
     of_kind,
     run_cli,
     run_json,
@@ -110,6 +111,55 @@ def test_a_step_killed_mid_way_is_shown_restarted_and_replays_its_turns(tmp_path
     assert state["results"]["s1"].get("executions", 1) == 1
     # Every tool call made is counted, including any made by the killed execution.
     assert state["results"]["s2"]["tool_calls_made"] >= len(state["results"]["s2"]["tool_calls"])
+
+
+def test_a_run_killed_while_its_plan_streams_shows_and_keeps_the_steps_that_finished(
+    tmp_path: Path,
+) -> None:
+    """s1 (a tool step) starts and finishes while the planner still streams s2; the process is
+    killed before the plan is whole, so no checkpoint holds s1 or even a run id. `show` must
+    list s1 from the planner's journal, and the resume must take it, not write again."""
+    step = {"path": "log.txt", "content": "s1\n", "append": True}
+    s2 = {**step, "content": "s2\n"}
+    script = {
+        "name": "stream_kill",
+        "goal": "Log two lines.",
+        "tools": ["write_file"],
+        "latency": {"planner": 0.05, "replanner": 0.05},
+        "token_latency": {"planner": 0.08},
+        "planner": {
+            "steps": [
+                {"id": "s1", "tool": "write_file", "args": step},
+                {"id": "s2", "depends_on": ["s1"], "description": "Log s2. " + "Carefully. " * 12},
+            ]
+        },
+        "executor": {
+            "s2": [{"tool_calls": [{"name": "write_file", "args": s2}]}, {"content": "."}]
+        },
+        "replanner": [{"action": "finish", "response": "done"}],
+    }
+    scenario = tmp_path / "stream_kill.json"
+    scenario.write_text(json.dumps(script), encoding="utf-8")
+    ws, db = tmp_path / "ws", str(tmp_path / "runs.sqlite")
+    args = ("--workspace", str(ws), "--db", db)
+    events = run_until_then_kill(
+        "run", "go", "--scenario", str(scenario), "--thread", "p1", *args,
+        cwd=tmp_path,
+        until=lambda ev: "s1" in finished_ids(ev),
+    )  # fmt: skip
+    assert not of_kind(events, "plan"), "the plan was whole before the kill: nothing tested"
+
+    shown = json.loads(run_cli("show", "p1", "--db", db, "--json", cwd=tmp_path).stdout)
+    assert shown["status"] == "interrupted"
+    assert shown["results"]["s1"]["status"] == "done"
+    assert shown["results"]["s1"]["journaled"] is True
+    table = run_cli("show", "p1", "--db", db, cwd=tmp_path).stdout
+    assert "unfinished" in table and "replaced" not in table  # (the column wraps)
+
+    code, resumed = run_json("resume", "p1", "--db", db, cwd=tmp_path)
+    assert code == 0
+    assert "s1" not in started_ids(resumed)
+    assert (ws / "log.txt").read_text() == "s1\ns2\n"
 
 
 def test_a_budget_ends_the_run_resumably_and_a_raised_one_finishes_it(tmp_path: Path) -> None:
