@@ -90,6 +90,20 @@ def test_resolve_context() -> None:
     assert resolve_context(ctx) is ctx
 
 
+def test_a_server_callers_context_lets_the_environment_fill_values_left_at_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A server run's context arrives as a dict, maybe a form with every field filled in
+    # (Studio): a value equal to the default counts as left at it, so the deployment's
+    # PLANEXEC_* settings hold (README, Configuration); any other value is the caller's.
+    default = Context().max_concurrency
+    monkeypatch.setenv("PLANEXEC_MAX_CONCURRENCY", "2")
+    assert resolve_context({"max_concurrency": default}).max_concurrency == 2
+    assert resolve_context({"max_concurrency": 5}).max_concurrency == 5
+    with pytest.raises(TypeError, match="max_concurency"):
+        resolve_context({"max_concurency": 5})
+
+
 def test_openai_model_without_key_says_what_to_set() -> None:
     with pytest.raises(ModelConfigError) as info:
         check_model("openai:gpt-4o")
