@@ -149,6 +149,27 @@ class StepJournal:
             self._turns[key] = StepTurns(self._store, namespace)
         return self._turns[key]
 
+    def planner_reply(self) -> dict[str, Any] | None:
+        """The plan the planner of this node execution wrote (`put_planner_reply`), if any."""
+        if self._store is None:
+            return None
+        item = self._store.get(self._planner_namespace, "plan")
+        return dict(item.value) if item else None
+
+    def put_planner_reply(self, record: dict[str, Any]) -> None:
+        """Keep the planner's validated plan ({"plan", "usage", "attempts", "looked",
+        "started_at"}): a planner node that runs the first steps while the plan streams can be
+        killed long after its model call, and on resume it must take this plan, not ask again.
+        A model's second answer may word the steps differently, and a step worded differently
+        is a new step (step_key): its side effects would happen twice."""
+        if self._store is not None:
+            self._store.put(self._planner_namespace, "plan", record, index=False)
+
+    @property
+    def _planner_namespace(self) -> tuple[str, ...]:
+        # Beside the steps' turns (pruned with them), never under the steps namespace.
+        return ("planexec", "turns", *self._namespace[2:], "planner")
+
     def all(self) -> dict[str, dict[str, Any]]:
         """Every journaled result of this node execution, latest attempt per step (for
         `planexec show`)."""

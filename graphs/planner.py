@@ -116,32 +116,43 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
     try:
         try:
             # Loading models and tools reads files and makes folders: off the event loop.
-            model, messages, streamed = await asyncio.to_thread(
+            model, messages, streamed, recorded = await asyncio.to_thread(
                 _setup, ctx, runtime, goal, run_id, extra, tools, lookups, started_at
             )
-            out = await acall_structured(
-                model,
-                Plan,
-                messages,
-                role="planner",
-                model_name=ctx.planner_model,
-                validate=lambda p: plan_problems(p.steps, max_steps=ctx.max_steps, tools=tools),
-                callbacks=[streamed.handler] if streamed else (),
-                parse_text=partial(_plan_of_text, params=tool_params(tools.values()))
-                if ctx.plan_format == "lines"
-                else None,
-                lookups=lookups,
-                call=0,
-            )
+            if recorded is None:
+                out = await acall_structured(
+                    model,
+                    Plan,
+                    messages,
+                    role="planner",
+                    model_name=ctx.planner_model,
+                    validate=lambda p: plan_problems(p.steps, max_steps=ctx.max_steps, tools=tools),
+                    callbacks=[streamed.handler] if streamed else (),
+                    parse_text=partial(_plan_of_text, params=tool_params(tools.values()))
+                    if ctx.plan_format == "lines"
+                    else None,
+                    lookups=lookups,
+                    call=0,
+                )
         except Exception as exc:  # a model or provider error ends the run cleanly, with why
             if retry_node(exc, runtime):
                 raise  # transient: LangGraph's RetryPolicy runs the node again (graphs/retries.py)
             reason = f"planner model {ctx.planner_model!r} failed: {describe_model_error(exc)}"
             usage = getattr(exc, "usage", None) or {}
             return await _fail_streamed(runtime, streamed, reason, usage)
-        looked = [_looked_up(lookups.made)] if lookups and lookups.made else []
+        if recorded is not None:  # written by this node execution before it was killed
+            out, looked, started_at = _replayed(recorded)
+        else:
+            looked = [_looked_up(lookups.made)] if lookups and lookups.made else []
+            if streamed is not None and out.value is not None:
+                # Steps run in this node until the plan stops for the replanner: kept now, the
+                # plan is what a resume after a kill goes on with (journal.put_planner_reply).
+                record = _reply_record(out, looked, started_at)
+                await asyncio.to_thread(streamed.batch.journal.put_planner_reply, record)
         return cache.mark(
-            await _start(ctx, runtime, goal, run_id, out, streamed, looked, started_at)
+            await _start(
+                ctx, runtime, goal, run_id, out, streamed, looked, started_at, recorded is not None
+            )
         )
     finally:
         # Cancelled (the server's runs.cancel) while the plan streamed: the steps already
@@ -159,14 +170,17 @@ async def _start(
     streamed: _StreamedPlan | None,
     looked: list[dict[str, Any]],
     started_at: float,
+    recovered: bool = False,
 ) -> dict[str, Any]:
     """The planner's update for its answer; with a streamed plan, after running the first
-    batch of steps (a store failure raises: the node fails and a resume runs it again)."""
+    batch of steps (a store failure raises: the node fails and a resume runs it again).
+    `recovered`: the plan is the one this node execution wrote before it was killed."""
     if out.value is None:
         reason = f"planner output invalid after {out.attempts} attempts: {out.error}"
         return await _fail_streamed(runtime, streamed, reason, out.usage)
     steps = plan_step_dicts(out.value.steps)
-    events.emit(runtime.stream_writer, events.PLAN, steps=steps)
+    replayed = {"recovered": True} if recovered else {}
+    events.emit(runtime.stream_writer, events.PLAN, steps=steps, **replayed)
     # Everything a previous run on this thread left behind is reset: a thread may hold runs in
     # turn, and the accumulating fields would otherwise mix them.
     update: dict[str, Any] = {
@@ -231,9 +245,11 @@ def _setup(
     tools: dict[str, BaseTool],
     lookups: Lookups | None,
     started_at: float,
-) -> tuple[Any, list[Any], _StreamedPlan | None]:
-    """The planner's model and prompt, and the batch steps start in while the plan streams."""
+) -> tuple[Any, list[Any], _StreamedPlan | None, dict[str, Any] | None]:
+    """The planner's model and prompt, the batch steps start in while the plan streams, and
+    the plan this node execution already wrote, if it was killed after writing one."""
     streamed = _streamed_plan(ctx, runtime, goal, run_id, extra, tools, started_at)
+    recorded = streamed.batch.journal.planner_reply() if streamed is not None else None
     model = role_model(ctx, "planner")
     if streamed is not None:
         model = _with_stream_usage(model)
@@ -248,7 +264,31 @@ def _setup(
         ),
         HumanMessage(goal),
     ]
-    return model, messages, streamed
+    return model, messages, streamed, recorded
+
+
+def _reply_record(
+    out: StructuredResult, looked: list[dict[str, Any]], started_at: float
+) -> dict[str, Any]:
+    """What the journal keeps of a valid planner answer (graphs/journal.put_planner_reply)."""
+    return {
+        "plan": out.value.model_dump(mode="json"),
+        "usage": out.usage,
+        "attempts": out.attempts,
+        "looked": looked,
+        "started_at": started_at,
+    }
+
+
+def _replayed(record: dict[str, Any]) -> tuple[StructuredResult, list[dict[str, Any]], float]:
+    """A journaled planner answer as the call's result: the same plan, and its usage, which no
+    checkpoint holds (the node that paid for it never finished), counted once now."""
+    out = StructuredResult(
+        value=Plan.model_validate(record["plan"]),
+        usage=record["usage"],
+        attempts=record["attempts"],
+    )
+    return out, list(record["looked"]), float(record["started_at"])
 
 
 def _lookups(ctx: Context, runtime: Runtime[Context]) -> Lookups | None:

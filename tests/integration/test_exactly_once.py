@@ -30,6 +30,8 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.integration
 
+LOG = {"path": "log.txt", "append": True}
+
 
 def _kill_loop_module():
     spec = importlib.util.spec_from_file_location("kill_loop", REPO / "benchmarks" / "kill_loop.py")
@@ -160,6 +162,60 @@ def test_a_run_killed_while_its_plan_streams_shows_and_keeps_the_steps_that_fini
     assert code == 0
     assert "s1" not in started_ids(resumed)
     assert (ws / "log.txt").read_text() == "s1\ns2\n"
+
+
+def test_a_planner_killed_after_its_plan_resumes_with_that_plan_not_a_new_answer(
+    tmp_path: Path,
+) -> None:
+    """The first steps run inside the planner node while the plan streams, and on until the
+    plan stops for the replanner, so the node can be killed long after its model call. A model
+    asked again may word a step differently, and a step worded differently is a new step. Here
+    the scenario is reworded between the kill and the resume (a model that answers differently
+    the second time): the resume must go on with the plan it had. Before, the planner was paid
+    again and s1 ran again under its new wording (two more model calls; only its write's
+    idempotency key kept the log line from repeating, a callee that ignores keys would not)."""
+    log_s1 = {"tool_calls": [{"name": "write_file", "args": {**LOG, "content": "s1\n"}}]}
+    log_s2 = {"tool_calls": [{"name": "write_file", "args": {**LOG, "content": "s2\n"}}]}
+    script = {
+        "name": "plan_kill",
+        "goal": "Log two lines.",
+        "tools": ["write_file"],
+        "latency": {"planner": 0.05, "replanner": 0.05},
+        "planner": {
+            "steps": [
+                {"id": "s1", "description": "Log s1."},
+                {"id": "s2", "depends_on": ["s1"], "description": "Log s2."},
+            ]
+        },
+        "executor": {
+            "s1": [log_s1, {"content": "logged s1"}],
+            "s2": [{**log_s2, "latency": 30}, {"content": "logged s2"}],
+        },
+        "replanner": [{"action": "finish", "response": "done"}],
+    }
+    scenario = tmp_path / "plan_kill.json"
+    scenario.write_text(json.dumps(script), encoding="utf-8")
+    ws, db = tmp_path / "ws", str(tmp_path / "runs.sqlite")
+    args = ("--workspace", str(ws), "--db", db)
+    events = run_until_then_kill(
+        "run", "go", "--scenario", str(scenario), "--thread", "k1", *args,
+        cwd=tmp_path,
+        until=lambda ev: "s2" in started_ids(ev),
+    )  # fmt: skip
+    assert of_kind(events, "plan"), "killed before the plan was whole: nothing tested"
+
+    script["planner"]["steps"][0]["description"] = "Write s1 to the log."  # asked again: reworded
+    script["executor"]["s2"][0] = log_s2  # and no 30 s wait this time
+    scenario.write_text(json.dumps(script), encoding="utf-8")
+    code, resumed = run_json("resume", "k1", "--db", db, cwd=tmp_path)
+    assert code == 0
+    [plan] = of_kind(resumed, "plan")
+    assert plan.get("recovered") is True
+    assert plan["steps"][0]["description"] == "Log s1."
+    assert "s1" not in started_ids(resumed)
+    assert (ws / "log.txt").read_text() == "s1\ns2\n"
+    usage = of_kind(resumed, "result")[0]["usage"]
+    assert usage["planner"]["calls"] == 1, "the plan is paid for once, and counted once"
 
 
 def test_a_budget_ends_the_run_resumably_and_a_raised_one_finishes_it(tmp_path: Path) -> None:
