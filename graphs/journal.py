@@ -157,7 +157,7 @@ class StepJournal:
         return dict(item.value) if item else None
 
     def put_planner_reply(self, record: dict[str, Any]) -> None:
-        """Keep the planner's validated plan ({"plan", "usage", "attempts", "looked",
+        """Keep the planner's validated plan ({"plan", "steps", "usage", "attempts", "looked",
         "started_at"}): a planner node that runs the first steps while the plan streams can be
         killed long after its model call, and on resume it must take this plan, not ask again.
         A model's second answer may word the steps differently, and a step worded differently

@@ -273,6 +273,7 @@ def _reply_record(
     """What the journal keeps of a valid planner answer (graphs/journal.put_planner_reply)."""
     return {
         "plan": out.value.model_dump(mode="json"),
+        "steps": plan_step_dicts(out.value.steps),  # as the state will hold them: for `show`
         "usage": out.usage,
         "attempts": out.attempts,
         "looked": looked,

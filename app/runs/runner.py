@@ -254,17 +254,17 @@ def run_state(persistence: Persistence, thread_id: str) -> dict[str, Any]:
     state["created_at"] = record.get("created_at")
     state["context"] = record.get("context", {})
     results = dict(state.get("results", {}))
-    for step_id, result in (
-        StepJournal.for_pending_task(
-            persistence.store,
-            thread_id,
-            state.get("run_id", ""),
-            snapshot.tasks,
-            state.get("budget_scope", ""),
-        )
-        .all()
-        .items()
-    ):
+    journal = StepJournal.for_pending_task(
+        persistence.store,
+        thread_id,
+        state.get("run_id", ""),
+        snapshot.tasks,
+        state.get("budget_scope", ""),
+    )
+    if not state.get("plan") and (reply := journal.planner_reply()):
+        # Killed in the planner node after its plan was whole: no checkpoint holds the plan yet.
+        state["plan"] = reply.get("steps", [])
+    for step_id, result in journal.all().items():
         if result["attempts"] > results.get(step_id, {}).get("attempts", 0):
             results[step_id] = {**result, "journaled": True}
     state["results"] = results

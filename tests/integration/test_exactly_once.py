@@ -204,6 +204,10 @@ def test_a_planner_killed_after_its_plan_resumes_with_that_plan_not_a_new_answer
     )  # fmt: skip
     assert of_kind(events, "plan"), "killed before the plan was whole: nothing tested"
 
+    shown = json.loads(run_cli("show", "k1", "--db", db, "--json", cwd=tmp_path).stdout)
+    assert [s["id"] for s in shown["plan"]] == ["s1", "s2"], "the journaled plan is shown"
+    assert shown["results"]["s1"]["journaled"] is True
+
     script["planner"]["steps"][0]["description"] = "Write s1 to the log."  # asked again: reworded
     script["executor"]["s2"][0] = log_s2  # and no 30 s wait this time
     scenario.write_text(json.dumps(script), encoding="utf-8")
