@@ -142,6 +142,9 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
             return await _fail_streamed(runtime, streamed, reason, usage)
         if recorded is not None:  # written by this node execution before it was killed
             out, looked, started_at = _replayed(recorded)
+            if streamed is not None and streamed.batch.spend is not None:
+                # The run started when that plan was asked for: the wall budget counts from then.
+                streamed.batch.spend.started_at = started_at
         else:
             looked = [_looked_up(lookups.made)] if lookups and lookups.made else []
             if streamed is not None and out.value is not None:

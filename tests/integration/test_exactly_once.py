@@ -12,6 +12,7 @@ import importlib.util
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -164,16 +165,9 @@ def test_a_run_killed_while_its_plan_streams_shows_and_keeps_the_steps_that_fini
     assert (ws / "log.txt").read_text() == "s1\ns2\n"
 
 
-def test_a_planner_killed_after_its_plan_resumes_with_that_plan_not_a_new_answer(
-    tmp_path: Path,
-) -> None:
-    """The first steps run inside the planner node while the plan streams, and on until the
-    plan stops for the replanner, so the node can be killed long after its model call. A model
-    asked again may word a step differently, and a step worded differently is a new step. Here
-    the scenario is reworded between the kill and the resume (a model that answers differently
-    the second time): the resume must go on with the plan it had. Before, the planner was paid
-    again and s1 ran again under its new wording (two more model calls; only its write's
-    idempotency key kept the log line from repeating, a callee that ignores keys would not)."""
+def _planner_killed_after_its_plan(tmp_path: Path, *options: str) -> tuple[dict, Path, str]:
+    """A run of s1 then s2, killed while s2 (30 s) runs inside the planner node, after the plan
+    was whole. Returns the scenario (to reword before a resume), its file and the database."""
     log_s1 = {"tool_calls": [{"name": "write_file", "args": {**LOG, "content": "s1\n"}}]}
     log_s2 = {"tool_calls": [{"name": "write_file", "args": {**LOG, "content": "s2\n"}}]}
     script = {
@@ -195,21 +189,36 @@ def test_a_planner_killed_after_its_plan_resumes_with_that_plan_not_a_new_answer
     }
     scenario = tmp_path / "plan_kill.json"
     scenario.write_text(json.dumps(script), encoding="utf-8")
-    ws, db = tmp_path / "ws", str(tmp_path / "runs.sqlite")
-    args = ("--workspace", str(ws), "--db", db)
+    db = str(tmp_path / "runs.sqlite")
     events = run_until_then_kill(
-        "run", "go", "--scenario", str(scenario), "--thread", "k1", *args,
+        "run", "go", "--scenario", str(scenario), "--thread", "k1",
+        "--workspace", str(tmp_path / "ws"), "--db", db, *options,
         cwd=tmp_path,
         until=lambda ev: "s2" in started_ids(ev),
     )  # fmt: skip
     assert of_kind(events, "plan"), "killed before the plan was whole: nothing tested"
+    script["executor"]["s2"][0] = log_s2  # no 30 s wait after the resume
+    scenario.write_text(json.dumps(script), encoding="utf-8")
+    return script, scenario, db
+
+
+def test_a_planner_killed_after_its_plan_resumes_with_that_plan_not_a_new_answer(
+    tmp_path: Path,
+) -> None:
+    """The first steps run inside the planner node while the plan streams, and on until the
+    plan stops for the replanner, so the node can be killed long after its model call. A model
+    asked again may word a step differently, and a step worded differently is a new step. Here
+    the scenario is reworded between the kill and the resume (a model that answers differently
+    the second time): the resume must go on with the plan it had. Before, the planner was paid
+    again and s1 ran again under its new wording (two more model calls; only its write's
+    idempotency key kept the log line from repeating, a callee that ignores keys would not)."""
+    script, scenario, db = _planner_killed_after_its_plan(tmp_path)
 
     shown = json.loads(run_cli("show", "k1", "--db", db, "--json", cwd=tmp_path).stdout)
     assert [s["id"] for s in shown["plan"]] == ["s1", "s2"], "the journaled plan is shown"
     assert shown["results"]["s1"]["journaled"] is True
 
     script["planner"]["steps"][0]["description"] = "Write s1 to the log."  # asked again: reworded
-    script["executor"]["s2"][0] = log_s2  # and no 30 s wait this time
     scenario.write_text(json.dumps(script), encoding="utf-8")
     code, resumed = run_json("resume", "k1", "--db", db, cwd=tmp_path)
     assert code == 0
@@ -217,9 +226,24 @@ def test_a_planner_killed_after_its_plan_resumes_with_that_plan_not_a_new_answer
     assert plan.get("recovered") is True
     assert plan["steps"][0]["description"] == "Log s1."
     assert "s1" not in started_ids(resumed)
-    assert (ws / "log.txt").read_text() == "s1\ns2\n"
+    assert (tmp_path / "ws" / "log.txt").read_text() == "s1\ns2\n"
     usage = of_kind(resumed, "result")[0]["usage"]
     assert usage["planner"]["calls"] == 1, "the plan is paid for once, and counted once"
+
+
+def test_a_replayed_plan_keeps_the_wall_clock_budget_of_the_run_it_started(
+    tmp_path: Path,
+) -> None:
+    """The wall-clock budget counts from when the planner started the run, not from a resume
+    of its node: 4 s after a run with --max-seconds 3 started, s2 must not start."""
+    started = time.time()
+    _, _, db = _planner_killed_after_its_plan(tmp_path, "--max-seconds", "3")
+    time.sleep(max(0.0, started + 4 - time.time()))
+    code, resumed = run_json("resume", "k1", "--db", db, cwd=tmp_path)
+    [result] = of_kind(resumed, "result")
+    assert result["status"] == "budget_exceeded", result
+    assert "s2" not in started_ids(resumed)
+    assert (tmp_path / "ws" / "log.txt").read_text() == "s1\n"
 
 
 def test_a_budget_ends_the_run_resumably_and_a_raised_one_finishes_it(tmp_path: Path) -> None:
