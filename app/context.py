@@ -12,11 +12,14 @@ import json
 import os
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
-from typing import Any, Literal, get_type_hints
+from typing import Annotated, Any, Literal, get_type_hints
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from tools import DEFAULT_TOOLS
+
+# A duration that must be above 0 (checked with the field's type, wherever the value comes from).
+Seconds = Annotated[float, Field(gt=0)]
 
 
 @dataclass(kw_only=True)
@@ -140,7 +143,15 @@ class Context:
         default=0.0,
         metadata={
             "description": "A step still working after this many seconds fails (checked between "
-            "its model turns and tool calls); 0 = no deadline."
+            "its model turns and tool calls, and a tool call running then is stopped); "
+            "0 = no deadline."
+        },
+    )
+    tool_timeout_s: Seconds = field(
+        default=300.0,
+        metadata={
+            "description": "Seconds one tool call may take; a call still running then fails "
+            "(its step fails, for the replanner). Must be above 0: every wait has an end."
         },
     )
 
@@ -220,7 +231,7 @@ class ContextError(ValueError):
 # for a list of names), so a field added to Context is checked with no code here.
 @lru_cache(maxsize=1)
 def _adapters() -> dict[str, TypeAdapter[Any]]:
-    hints = get_type_hints(Context)
+    hints = get_type_hints(Context, include_extras=True)  # keeps constraints such as Seconds
     return {f.name: TypeAdapter(hints[f.name]) for f in fields(Context)}
 
 

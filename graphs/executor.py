@@ -89,6 +89,8 @@ class Durability:
     unknown_outcome: str = REPEAT
     spend: Spend | None = None
     deadline_seconds: float = 0
+    tool_timeout_s: float = 0
+    """Seconds one tool call may take (Context.tool_timeout_s); 0: no limit (a bare run_step)."""
     counted_turns: int = 0
     """Journaled model turns already in the run's usage (`State.counted_turns`): replayed, not
     counted again."""
@@ -249,6 +251,7 @@ class _StepRun:
         self.spend = durability.spend
         self.unknown_outcome = durability.unknown_outcome
         self.deadline_seconds = durability.deadline_seconds
+        self.tool_timeout_s = durability.tool_timeout_s
         self.calls: list[dict[str, Any]] = []
         self.surprise = ""
         self.error = ""
@@ -318,14 +321,23 @@ class _StepRun:
         if self.turns:  # before the call: a crash now is an unknown outcome
             await asyncio.to_thread(self.turns.tool_started, index)
         error = ""
+        limit, why = self._call_limit(name)
+        timer: asyncio.Timeout | None = None
         try:
             # The same index, hence the same idempotency key, when a resume repeats this call.
             with calling_tool(ToolCallIdentity(self.identity, index)):
-                answer = await self._ainvoke(name, args, call_id)
+                async with asyncio.timeout(limit) as timer:
+                    answer = await self._ainvoke(name, args, call_id)
         except Exception as exc:  # a raising tool is a failed step, never a crash
-            error = f"tool {name} failed: {exc}"
+            if timer is not None and timer.expired():
+                # A sync tool's thread cannot be stopped: it runs on, and its answer is dropped.
+                # Its effect may still happen: the journal records the call as answered (an
+                # error), so a resume does not send it again.
+                error = exc_text = why
+            else:
+                error, exc_text = f"tool {name} failed: {exc}", str(exc)
             answer = ToolMessage(
-                content=str(exc)[:OUTPUT_PREVIEW_CHARS], tool_call_id=call_id, status="error"
+                content=exc_text[:OUTPUT_PREVIEW_CHARS], tool_call_id=call_id, status="error"
             )
         if self.turns:
             await asyncio.to_thread(self.turns.tool_done, index, message_to_dict(answer), error)
@@ -347,6 +359,20 @@ class _StepRun:
             self.surprise = f"{name} returned an empty result for {json.dumps(args)[:200]}"
         # What a tool returns is data from outside, never instructions (prompts/untrusted.py).
         return answer.model_copy(update={"content": wrap(f"result of tool {name}", output)})
+
+    def _call_limit(self, name: str) -> tuple[float | None, str]:
+        """How long the next call of tool `name` may take (None: no limit), and what to say
+        when it takes longer: the tool timeout, or the step deadline if that comes first."""
+        limit, why = None, ""
+        if self.tool_timeout_s > 0:
+            limit = self.tool_timeout_s
+            why = f"tool {name} did not answer within {limit:g} s (tool_timeout_s)"
+        if self.deadline_seconds:
+            left = max(0.0, self.started_at + self.deadline_seconds - time.time())
+            if limit is None or left < limit:
+                limit = left
+                why = f"step deadline of {self.deadline_seconds:g} s passed during tool {name}"
+        return limit, why
 
     async def _ainvoke(self, name: str, args: dict[str, Any], call_id: str) -> ToolMessage:
         answer = await self._tool(name).ainvoke(_tool_call(name, args, call_id))

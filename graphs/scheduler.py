@@ -94,6 +94,7 @@ def step_work(
             unknown_outcome=ctx.unknown_outcome,
             spend=spend,
             deadline_seconds=ctx.step_deadline_seconds,
+            tool_timeout_s=ctx.tool_timeout_s,
             counted_turns=counted.get(step_key(step, deps), 0),
         )
         if is_tool_step(step):

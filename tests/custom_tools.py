@@ -50,3 +50,21 @@ def wait_for_file(path: str) -> str:
 
 
 MIXED = [shout, "not a tool"]
+
+
+@tool
+def stall(seconds: float) -> str:
+    """Sleep `seconds` in a thread, then answer: a sync tool that takes too long."""
+    import time
+
+    time.sleep(seconds)
+    return "awake"
+
+
+@tool
+async def stall_async(seconds: float) -> str:
+    """Sleep `seconds` on the event loop, then answer: an async tool that takes too long."""
+    import asyncio
+
+    await asyncio.sleep(seconds)
+    return "awake"

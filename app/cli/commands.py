@@ -407,6 +407,13 @@ def run(
     max_seconds: MaxSecondsOption = None,
     max_tool_calls: MaxToolCallsOption = None,
     step_deadline: StepDeadlineOption = None,
+    tool_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--tool-timeout",
+            help="Seconds one tool call may take before it fails (default 300; above 0).",
+        ),
+    ] = None,
     unknown_outcome: Annotated[
         str | None,
         typer.Option(
@@ -445,6 +452,7 @@ def run(
         "plan_format": plan_format,
         "planner_tools": _names(planner_tools),
         "max_planner_tool_calls": max_planner_tool_calls,
+        "tool_timeout_s": tool_timeout,
         **_budgets(max_tokens, max_cost, max_seconds, max_tool_calls, step_deadline),
     }
     if unknown_outcome not in (None, "repeat", "surprise"):

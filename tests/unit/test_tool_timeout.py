@@ -1,0 +1,58 @@
+"""Every tool call has an end (Context.tool_timeout_s, and the step deadline when it comes
+first): a tool that does not answer fails its step, for the replanner, instead of holding the
+run forever. Real tools by import path (tests/custom_tools.py), a sync one sleeping in a thread
+and an async one on the event loop, through the compiled graph."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.scripted_runs import run_scenario, write_scenario
+
+GIVE_UP = {"action": "finish", "reason": "the tool hung", "response": "Could not finish."}
+
+
+def _stalling_run(tmp_path: Path, tool: str, seconds: float, **context: object):
+    script = {
+        "name": "stall",
+        "goal": "Wait for the slow tool.",
+        "tools": [f"tests.custom_tools:{tool}"],
+        "planner": {"steps": [{"id": "s1", "tool": tool, "args": {"seconds": seconds}}]},
+        "executor": {},
+        "replanner": [GIVE_UP],
+    }
+    started = time.monotonic()
+    run = run_scenario(tmp_path, write_scenario(tmp_path, script), **context)
+    return run, time.monotonic() - started
+
+
+@pytest.mark.parametrize(("tool", "seconds"), [("stall_async", 60), ("stall", 3)])
+def test_a_tool_that_does_not_answer_in_time_fails_its_step(
+    tmp_path: Path, tool: str, seconds: float
+) -> None:
+    # A sync tool's thread cannot be stopped: it sleeps on (3 s, so the test process can exit).
+    run, took = _stalling_run(tmp_path, tool, seconds, tool_timeout_s=0.3)
+    s1 = run.results["s1"]
+    assert s1["status"] == "failed"
+    assert s1["error"] == f"tool {tool} did not answer within 0.3 s (tool_timeout_s)"
+    assert run.state["status"] == "done" and run.state["response"] == "Could not finish."
+    assert took < 2.5, f"the run waited {took:.1f} s for the tool"
+
+
+def test_the_step_deadline_stops_a_tool_call_that_runs_past_it(tmp_path: Path) -> None:
+    run, took = _stalling_run(tmp_path, "stall_async", 60, step_deadline_seconds=0.3)
+    s1 = run.results["s1"]
+    assert s1["status"] == "failed"
+    assert s1["error"] == "step deadline of 0.3 s passed during tool stall_async"
+    assert took < 2.5, f"the run waited {took:.1f} s for the tool"
+
+
+def test_a_timeout_that_is_not_above_zero_is_refused() -> None:
+    from app.context import Context, ContextError
+
+    for bad in (0, -1):
+        with pytest.raises(ContextError, match="'tool_timeout_s' .* greater than 0"):
+            Context.of(tool_timeout_s=bad)
