@@ -158,10 +158,11 @@ class StepJournal:
 
     def put_planner_reply(self, record: dict[str, Any]) -> None:
         """Keep the planner's validated plan ({"plan", "steps", "usage", "attempts", "looked",
-        "started_at"}): a planner node that runs the first steps while the plan streams can be
-        killed long after its model call, and on resume it must take this plan, not ask again.
-        A model's second answer may word the steps differently, and a step worded differently
-        is a new step (step_key): its side effects would happen twice."""
+        "started_at", "cache"}): a planner node that runs the first steps while the plan
+        streams can be killed long after its model call, and on resume it must take this plan,
+        not ask again (nor take a cached plan stored since). A model's second answer may word
+        the steps differently, and a step worded differently is a new step (step_key): its
+        side effects would happen twice."""
         if self._store is not None:
             self._store.put(self._planner_namespace, "plan", record, index=False)
 

@@ -106,7 +106,16 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
     except Exception as exc:  # a setting that cannot be used, named before any model is paid
         return _fail(runtime, f"the planner_tools setting cannot be used: {exc}")
     run_id = _run_id()
-    cache = await plan_cache.lookup(ctx, runtime, goal, tools)  # a template's cached plan
+    # The plan this node execution wrote before it was killed comes first, even before a cached
+    # plan: a cache entry stored since then would start every step afresh, in the executor
+    # under new idempotency keys, and the steps this node had finished would run again.
+    journal = StepJournal.for_current_run(runtime.store, run_id)
+    recorded = await asyncio.to_thread(journal.planner_reply)
+    cache = (
+        plan_cache.Lookup(recorded.get("cache"))  # the original run's cache decision: a miss
+        if recorded is not None
+        else await plan_cache.lookup(ctx, runtime, goal, tools)  # a template's cached plan
+    )
     if cache.error:
         return _fail(runtime, cache.error)
     if cache.hit is not None:  # no planner model call (graphs/plan_cache.py)
@@ -116,7 +125,7 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
     try:
         try:
             # Loading models and tools reads files and makes folders: off the event loop.
-            model, messages, streamed, recorded = await asyncio.to_thread(
+            model, messages, streamed = await asyncio.to_thread(
                 _setup, ctx, runtime, goal, run_id, extra, tools, lookups, started_at
             )
             if recorded is None:
@@ -150,7 +159,7 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
             if streamed is not None and out.value is not None:
                 # Steps run in this node until the plan stops for the replanner: kept now, the
                 # plan is what a resume after a kill goes on with (journal.put_planner_reply).
-                record = _reply_record(out, looked, started_at)
+                record = _reply_record(out, looked, started_at, cache.marker)
                 await asyncio.to_thread(streamed.batch.journal.put_planner_reply, record)
         return cache.mark(
             await _start(
@@ -248,11 +257,9 @@ def _setup(
     tools: dict[str, BaseTool],
     lookups: Lookups | None,
     started_at: float,
-) -> tuple[Any, list[Any], _StreamedPlan | None, dict[str, Any] | None]:
-    """The planner's model and prompt, the batch steps start in while the plan streams, and
-    the plan this node execution already wrote, if it was killed after writing one."""
+) -> tuple[Any, list[Any], _StreamedPlan | None]:
+    """The planner's model and prompt, and the batch steps start in while the plan streams."""
     streamed = _streamed_plan(ctx, runtime, goal, run_id, extra, tools, started_at)
-    recorded = streamed.batch.journal.planner_reply() if streamed is not None else None
     model = role_model(ctx, "planner")
     if streamed is not None:
         model = _with_stream_usage(model)
@@ -267,11 +274,14 @@ def _setup(
         ),
         HumanMessage(goal),
     ]
-    return model, messages, streamed, recorded
+    return model, messages, streamed
 
 
 def _reply_record(
-    out: StructuredResult, looked: list[dict[str, Any]], started_at: float
+    out: StructuredResult,
+    looked: list[dict[str, Any]],
+    started_at: float,
+    cache: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """What the journal keeps of a valid planner answer (graphs/journal.put_planner_reply)."""
     return {
@@ -281,6 +291,7 @@ def _reply_record(
         "attempts": out.attempts,
         "looked": looked,
         "started_at": started_at,
+        "cache": cache,  # the plan cache's marker (graphs/plan_cache.py): the run's decision
     }
 
 

@@ -165,9 +165,12 @@ def test_a_run_killed_while_its_plan_streams_shows_and_keeps_the_steps_that_fini
     assert (ws / "log.txt").read_text() == "s1\ns2\n"
 
 
-def _planner_killed_after_its_plan(tmp_path: Path, *options: str) -> tuple[dict, Path, str]:
-    """A run of s1 then s2, killed while s2 (30 s) runs inside the planner node, after the plan
-    was whole. Returns the scenario (to reword before a resume), its file and the database."""
+def _planner_killed_after_its_plan(
+    tmp_path: Path, *options: str, goal: tuple[str, ...] = ("go",)
+) -> tuple[dict, Path, str]:
+    """A run (thread k1, workspace ws) of s1 then s2, killed while s2 (30 s) runs inside the
+    planner node, after the plan was whole. `goal`: the goal argument, or --template options.
+    Returns the scenario (to reword before a resume), its file and the database."""
     log_s1 = {"tool_calls": [{"name": "write_file", "args": {**LOG, "content": "s1\n"}}]}
     log_s2 = {"tool_calls": [{"name": "write_file", "args": {**LOG, "content": "s2\n"}}]}
     script = {
@@ -191,7 +194,7 @@ def _planner_killed_after_its_plan(tmp_path: Path, *options: str) -> tuple[dict,
     scenario.write_text(json.dumps(script), encoding="utf-8")
     db = str(tmp_path / "runs.sqlite")
     events = run_until_then_kill(
-        "run", "go", "--scenario", str(scenario), "--thread", "k1",
+        "run", *goal, "--scenario", str(scenario), "--thread", "k1",
         "--workspace", str(tmp_path / "ws"), "--db", db, *options,
         cwd=tmp_path,
         until=lambda ev: "s2" in started_ids(ev),
@@ -229,6 +232,32 @@ def test_a_planner_killed_after_its_plan_resumes_with_that_plan_not_a_new_answer
     assert (tmp_path / "ws" / "log.txt").read_text() == "s1\ns2\n"
     usage = of_kind(resumed, "result")[0]["usage"]
     assert usage["planner"]["calls"] == 1, "the plan is paid for once, and counted once"
+
+
+def test_a_replayed_plan_comes_before_a_cached_plan_stored_since_the_kill(
+    tmp_path: Path,
+) -> None:
+    """A templated run killed in its planner node, then another run of the template that
+    finishes and caches its plan: the resume must go on with its own journaled plan. A cache
+    hit there started every step afresh in the executor, under new keys: s1 wrote twice."""
+    (tmp_path / "templates.yaml").write_text(
+        'templates:\n  - name: logit\n    goal: "Log two lines for {region}."\n'
+        "    params: [region]\n",
+        encoding="utf-8",
+    )
+    template = ("--templates", "templates.yaml", "--template", "logit", "--param", "region=Oslo")
+    _, scenario, db = _planner_killed_after_its_plan(tmp_path, goal=template)
+    other = ("run", *template, "--scenario", str(scenario), "--db", db, "--thread", "k2")
+    code, events = run_json(*other, "--workspace", str(tmp_path / "ws2"), cwd=tmp_path)
+    cached = of_kind(events, "plan_cache")
+    assert code == 0 and "stored" in [e["action"] for e in cached], cached
+
+    code, resumed = run_json("resume", "k1", "--db", db, cwd=tmp_path)
+    assert code == 0
+    assert "hit" not in [e.get("action") for e in of_kind(resumed, "plan_cache")]
+    assert of_kind(resumed, "plan")[0].get("recovered") is True
+    assert "s1" not in started_ids(resumed)
+    assert (tmp_path / "ws" / "log.txt").read_text() == "s1\ns2\n"
 
 
 def test_a_replayed_plan_keeps_the_wall_clock_budget_of_the_run_it_started(
