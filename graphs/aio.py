@@ -13,7 +13,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -87,3 +87,37 @@ def _settle(task: asyncio.Task[T], done: concurrent.futures.Future[T]) -> None:
         done.set_exception(task.exception())  # type: ignore[arg-type]
     else:
         done.set_result(task.result())
+
+
+async def in_own_thread(func: Callable[..., T], *args: Any) -> T:
+    """`func(*args)` in a daemon thread of its own, in a copy of the caller's context, awaited.
+
+    For calls that may never return (a sync tool past its timeout): such a call holds only its
+    own thread. In the loop's shared pool it would hold a slot for good, and once every slot was
+    held, every `asyncio.to_thread` of the run (its journal writes) would wait behind it; and a
+    pool's threads are joined at exit, so the process could not end."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():  # given up on (cancelled by a timeout): the answer is dropped
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def work() -> None:
+        result, error = None, None
+        try:
+            result = context.run(func, *args)
+        except BaseException as exc:  # handed to the awaiting task, whatever it is
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+    threading.Thread(target=work, name="planexec-tool", daemon=True).start()
+    return await future

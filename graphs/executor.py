@@ -40,7 +40,7 @@ from langchain_core.tools import BaseTool, tool
 
 from app.models import FatalModelError, describe_model_error
 from app.usage import merge_usage, usage_of_call
-from graphs.aio import run_sync
+from graphs.aio import in_own_thread, run_sync
 from graphs.budget import Spend
 from graphs.journal import StepTurns
 from graphs.state import DONE, FAILED
@@ -375,7 +375,13 @@ class _StepRun:
         return limit, why
 
     async def _ainvoke(self, name: str, args: dict[str, Any], call_id: str) -> ToolMessage:
-        answer = await self._tool(name).ainvoke(_tool_call(name, args, call_id))
+        tool_, call = self._tool(name), _tool_call(name, args, call_id)
+        if getattr(tool_, "coroutine", False) is None:
+            # A sync tool: in a thread of its own, not the loop's shared pool, which a tool
+            # stuck past its timeout would hold a slot of for good (graphs/aio.in_own_thread).
+            answer = await in_own_thread(tool_.invoke, call)
+        else:
+            answer = await tool_.ainvoke(call)
         return _as_tool_message(answer, name, call_id)
 
     def _tool(self, name: str) -> BaseTool:
