@@ -20,7 +20,9 @@ T = TypeVar("T")
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
-_pending: set[concurrent.futures.Future[Any]] = set()
+# Each waiter's future, with the loop its coroutine runs on: a dying loop fails its own waiters
+# only, not those of the loop that replaced it.
+_pending: dict[concurrent.futures.Future[Any], asyncio.AbstractEventLoop] = {}
 
 
 def _background_loop() -> asyncio.AbstractEventLoop:
@@ -48,8 +50,8 @@ def _serve(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
     finally:
         # The loop died (a KeyboardInterrupt raised inside a task ends run_forever): no waiter
         # may hang on it.
-        for future in list(_pending):
-            if not future.done():
+        for future, owner in list(_pending.items()):
+            if owner is loop and not future.done():
                 future.set_exception(RuntimeError("the planexec event loop stopped"))
         loop.close()
 
@@ -59,7 +61,7 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     If the wait is interrupted (Ctrl-C with the default handler), the coroutine is cancelled."""
     loop = _background_loop()
     done: concurrent.futures.Future[T] = concurrent.futures.Future()
-    _pending.add(done)
+    _pending[done] = loop
     tasks: list[asyncio.Task[T]] = []
 
     def start() -> None:
@@ -75,7 +77,7 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
             loop.call_soon_threadsafe(lambda: [t.cancel() for t in tasks])
         raise
     finally:
-        _pending.discard(done)
+        _pending.pop(done, None)
 
 
 def _settle(task: asyncio.Task[T], done: concurrent.futures.Future[T]) -> None:
