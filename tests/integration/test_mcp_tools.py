@@ -132,6 +132,43 @@ def test_a_run_uses_mcp_and_imported_tools_like_built_in_ones(
     assert [c["output"] for c in s1["tool_calls"]] == ["42", "THE SUM"]
 
 
+def test_an_mcp_call_that_does_not_answer_fails_its_step_at_the_tool_timeout(
+    http_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The executor awaits an MCP tool's own coroutine, which has no deadline of its own: the
+    run's tool_timeout_s ends it, and the step fails for the replanner."""
+    monkeypatch.setenv("PLANEXEC_MCP_SERVERS", http_servers(http_server))
+    script = tmp_path / "script.json"
+    step = {"id": "s1", "tool": "math_slow_echo", "args": {"text": "hi", "seconds": 30}}
+    script.write_text(
+        json.dumps(
+            {
+                "name": "mcp-hang",
+                "goal": "Echo slowly.",
+                "planner": {"steps": [step]},
+                "executor": {},
+                "replanner": [{"action": "finish", "reason": "hung", "response": "no echo"}],
+            }
+        ),
+        encoding="utf-8",
+    )
+    context = Context.every_role(
+        f"scripted:{script}",
+        tools=["mcp:math/slow_echo"],
+        workspace=str(tmp_path / "ws"),
+        tool_timeout_s=1.0,
+    )
+    started = time.monotonic()
+    state = build_graph(checkpointer=InMemorySaver()).invoke(
+        {"goal": "Echo slowly."}, config={"configurable": {"thread_id": "mcp-2"}}, context=context
+    )
+    assert time.monotonic() - started < 10
+    s1 = state["results"]["s1"]
+    assert s1["status"] == "failed"
+    assert s1["error"] == "tool math_slow_echo did not answer within 1 s (tool_timeout_s)"
+    assert state["response"] == "no echo"
+
+
 def test_an_unreachable_mcp_server_fails_the_run_before_the_planner(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
