@@ -114,6 +114,9 @@ async def in_own_thread(func: Callable[..., T], *args: Any) -> T:
         result, error = None, None
         try:
             result = context.run(func, *args)
+        except StopIteration as exc:  # a future refuses it (it would never settle): as LangChain
+            error = RuntimeError(f"{type(exc).__name__} raised")
+            error.__cause__ = exc
         except BaseException as exc:  # handed to the awaiting task, whatever it is
             error = exc
         try:
@@ -123,3 +126,17 @@ async def in_own_thread(func: Callable[..., T], *args: Any) -> T:
 
     threading.Thread(target=work, name="planexec-tool", daemon=True).start()
     return await future
+
+
+def awaits_natively(tool: Any) -> bool:
+    """Whether awaiting LangChain `tool` runs a coroutine of its own; if not, `ainvoke` would
+    run its sync code on the event loop's shared thread pool (see `in_own_thread`). A tool that
+    wraps another says so for it with a `native_async` attribute."""
+    native = getattr(tool, "native_async", None)
+    if native is not None:
+        return bool(native)
+    if "coroutine" in type(tool).model_fields:  # StructuredTool, Tool: a coroutine or not
+        return tool.coroutine is not None
+    from langchain_core.tools import BaseTool  # only when a tool is called: startup stays light
+
+    return type(tool)._arun is not BaseTool._arun  # a BaseTool subclass with its own `_arun`

@@ -1,6 +1,6 @@
 """LangChain tools a user would keep in their own package, named by import path in tests."""
 
-from langchain_core.tools import tool
+from langchain_core.tools import BaseTool, tool
 
 
 @tool
@@ -68,3 +68,25 @@ async def stall_async(seconds: float) -> str:
 
     await asyncio.sleep(seconds)
     return "awake"
+
+
+class StallTool(BaseTool):
+    """A sync tool written as a BaseTool subclass (only `_run`), as a user's package may."""
+
+    name: str = "stall_class"
+    description: str = "Sleep `seconds` in a thread, then answer."
+
+    def _run(self, seconds: float) -> str:
+        import time
+
+        time.sleep(seconds)
+        return "awake"
+
+
+stall_class = StallTool()
+
+
+@tool
+def empty_next() -> str:
+    """Take the next item of an empty iterator: raises StopIteration."""
+    return next(iter([]))

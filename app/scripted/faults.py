@@ -9,6 +9,7 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool
 
 from app.scripted.scenarios import Fault
+from graphs.aio import awaits_natively
 from tools.step_context import current_step
 
 
@@ -40,6 +41,11 @@ class _FaultyTool(BaseTool):
         if self._fault() is None:
             return await self.inner.ainvoke(input, config, **kwargs)
         return self.invoke(input, config, **kwargs)
+
+    @property
+    def native_async(self) -> bool:
+        """As `inner`: the executor calls a wrapped sync tool's `invoke` in a thread of its own."""
+        return awaits_natively(self.inner)
 
     def _run(self, *args: Any, **kwargs: Any) -> Any:  # never reached: invoke is overridden
         raise NotImplementedError

@@ -58,8 +58,17 @@ def test_a_timeout_that_is_not_above_zero_is_refused() -> None:
             Context.of(tool_timeout_s=bad)
 
 
+@pytest.mark.parametrize(
+    ("tool", "faults"),
+    [
+        ("stall", []),  # a @tool function (StructuredTool)
+        ("stall_class", []),  # a BaseTool subclass with only `_run`
+        # wrapped by a scenario's fault (for a step that never runs): still its own thread
+        ("stall", [{"step": "other", "tool": "stall", "kind": "raise"}]),
+    ],
+)
 def test_sync_tools_stuck_past_their_timeout_do_not_hold_up_the_rest_of_the_run(
-    tmp_path: Path,
+    tmp_path: Path, tool: str, faults: list
 ) -> None:
     # Each stuck sync tool keeps its thread (threads cannot be stopped). In the event loop's
     # shared pool (6 threads on 2 cores) ten of them held every slot, and the run's own journal
@@ -68,18 +77,38 @@ def test_sync_tools_stuck_past_their_timeout_do_not_hold_up_the_rest_of_the_run(
     script = {
         "name": "stalls",
         "goal": "Wait for ten slow tools.",
-        "tools": ["tests.custom_tools:stall"],
+        "tools": [f"tests.custom_tools:{tool}"],
         "planner": {
-            "steps": [{"id": f"s{i}", "tool": "stall", "args": {"seconds": 30}} for i in range(n)]
+            "steps": [{"id": f"s{i}", "tool": tool, "args": {"seconds": 30}} for i in range(n)]
         },
         "executor": {},
         "replanner": [GIVE_UP],
+        "faults": faults,
     }
     started = time.monotonic()
     run = run_scenario(
         tmp_path, write_scenario(tmp_path, script), tool_timeout_s=0.3, max_concurrency=n
     )
     took = time.monotonic() - started
-    assert {r["status"] for r in run.results.values()} == {"failed"}
     assert len(run.results) == n
+    assert {r["error"] for r in run.results.values()} == {
+        f"tool {tool} did not answer within 0.3 s (tool_timeout_s)"
+    }
     assert took < 5, f"the run waited {took:.1f} s behind stuck tools"
+
+
+def test_a_sync_tool_raising_stop_iteration_fails_its_step_at_once(tmp_path: Path) -> None:
+    # An asyncio future refuses StopIteration: handed over as it is, the step waited for the
+    # tool timeout and then blamed the tool for not answering.
+    script = {
+        "name": "empty",
+        "goal": "Take from an empty iterator.",
+        "tools": ["tests.custom_tools:empty_next"],
+        "planner": {"steps": [{"id": "s1", "tool": "empty_next", "args": {}}]},
+        "executor": {},
+        "replanner": [GIVE_UP],
+    }
+    started = time.monotonic()
+    run = run_scenario(tmp_path, write_scenario(tmp_path, script), tool_timeout_s=5)
+    assert time.monotonic() - started < 4
+    assert run.results["s1"]["error"] == "tool empty_next failed: StopIteration raised"
