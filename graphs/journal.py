@@ -151,18 +151,29 @@ class StepJournal:
 
     def planner_reply(self) -> dict[str, Any] | None:
         """The plan the planner of this node execution wrote (`put_planner_reply`), if any."""
+        return self.planner_records()[1]
+
+    def planner_records(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """What the planner of this node execution kept: its start (`put_planner_start`) and
+        its plan (`put_planner_reply`), each None if not written."""
         if self._store is None:
-            return None
-        item = self._store.get(self._planner_namespace, "plan")
-        return dict(item.value) if item else None
+            return None, None
+        found = {i.key: dict(i.value) for i in self._store.search(self._planner_namespace)}
+        return found.get("start"), found.get("plan")
+
+    def put_planner_start(self, record: dict[str, Any]) -> None:
+        """Keep when the planner started the run and what the plan cache decided
+        ({"started_at", "cache"}), before any step can start in its node: a resume after a
+        kill keeps both (a cached plan stored since would start the steps afresh)."""
+        if self._store is not None:
+            self._store.put(self._planner_namespace, "start", record, index=False)
 
     def put_planner_reply(self, record: dict[str, Any]) -> None:
-        """Keep the planner's validated plan ({"plan", "steps", "usage", "attempts", "looked",
-        "started_at", "cache"}): a planner node that runs the first steps while the plan
-        streams can be killed long after its model call, and on resume it must take this plan,
-        not ask again (nor take a cached plan stored since). A model's second answer may word
-        the steps differently, and a step worded differently is a new step (step_key): its
-        side effects would happen twice."""
+        """Keep the planner's validated plan ({"plan", "steps", "usage", "attempts", "looked"}):
+        a planner node that runs the first steps while the plan streams can be killed long
+        after its model call, and on resume it must take this plan, not ask again. A model's
+        second answer may word the steps differently, and a step worded differently is a new
+        step (step_key): its side effects would happen twice."""
         if self._store is not None:
             self._store.put(self._planner_namespace, "plan", record, index=False)
 

@@ -106,21 +106,27 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
     except Exception as exc:  # a setting that cannot be used, named before any model is paid
         return _fail(runtime, f"the planner_tools setting cannot be used: {exc}")
     run_id = _run_id()
-    # The plan this node execution wrote before it was killed comes first, even before a cached
-    # plan: a cache entry stored since then would start every step afresh, in the executor
-    # under new idempotency keys, and the steps this node had finished would run again.
+    # What this node execution kept before it was killed (its start, and its plan once whole)
+    # comes first, even before a cached plan: a cache entry stored since then would start every
+    # step afresh, in the executor under new idempotency keys, and the steps this node had
+    # started (they start while the plan streams) would run again.
     journal = StepJournal.for_current_run(runtime.store, run_id)
-    recorded = await asyncio.to_thread(journal.planner_reply)
-    cache = (
-        plan_cache.Lookup(recorded.get("cache"))  # the original run's cache decision: a miss
-        if recorded is not None
-        else await plan_cache.lookup(ctx, runtime, goal, tools)  # a template's cached plan
-    )
+    start, recorded = await asyncio.to_thread(journal.planner_records)
+    if start is not None:
+        # The run started then (the wall budget counts from it), and its cache decision holds.
+        started_at, cache = float(start["started_at"]), plan_cache.Lookup(start.get("cache"))
+    else:
+        cache = await plan_cache.lookup(ctx, runtime, goal, tools)  # a template's cached plan
     if cache.error:
         return _fail(runtime, cache.error)
     if cache.hit is not None:  # no planner model call (graphs/plan_cache.py)
         hit = cache.hit
         return cache.mark(await _start(ctx, runtime, goal, run_id, hit, None, [], started_at))
+    if start is None and _streams(ctx):
+        # Before any step can start in this node: a kill from now on resumes from here.
+        await asyncio.to_thread(
+            journal.put_planner_start, {"started_at": started_at, "cache": cache.marker}
+        )
     streamed: _StreamedPlan | None = None
     try:
         try:
@@ -150,16 +156,13 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
             usage = getattr(exc, "usage", None) or {}
             return await _fail_streamed(runtime, streamed, reason, usage)
         if recorded is not None:  # written by this node execution before it was killed
-            out, looked, started_at = _replayed(recorded)
-            if streamed is not None and streamed.batch.spend is not None:
-                # The run started when that plan was asked for: the wall budget counts from then.
-                streamed.batch.spend.started_at = started_at
+            out, looked = _replayed(recorded)
         else:
             looked = [_looked_up(lookups.made)] if lookups and lookups.made else []
             if streamed is not None and out.value is not None:
                 # Steps run in this node until the plan stops for the replanner: kept now, the
                 # plan is what a resume after a kill goes on with (journal.put_planner_reply).
-                record = _reply_record(out, looked, started_at, cache.marker)
+                record = _reply_record(out, looked)
                 await asyncio.to_thread(streamed.batch.journal.put_planner_reply, record)
         return cache.mark(
             await _start(
@@ -277,12 +280,7 @@ def _setup(
     return model, messages, streamed
 
 
-def _reply_record(
-    out: StructuredResult,
-    looked: list[dict[str, Any]],
-    started_at: float,
-    cache: dict[str, Any] | None,
-) -> dict[str, Any]:
+def _reply_record(out: StructuredResult, looked: list[dict[str, Any]]) -> dict[str, Any]:
     """What the journal keeps of a valid planner answer (graphs/journal.put_planner_reply)."""
     return {
         "plan": out.value.model_dump(mode="json"),
@@ -290,12 +288,10 @@ def _reply_record(
         "usage": out.usage,
         "attempts": out.attempts,
         "looked": looked,
-        "started_at": started_at,
-        "cache": cache,  # the plan cache's marker (graphs/plan_cache.py): the run's decision
     }
 
 
-def _replayed(record: dict[str, Any]) -> tuple[StructuredResult, list[dict[str, Any]], float]:
+def _replayed(record: dict[str, Any]) -> tuple[StructuredResult, list[dict[str, Any]]]:
     """A journaled planner answer as the call's result: the same plan, and its usage, which no
     checkpoint holds (the node that paid for it never finished), counted once now."""
     out = StructuredResult(
@@ -303,7 +299,7 @@ def _replayed(record: dict[str, Any]) -> tuple[StructuredResult, list[dict[str, 
         usage=record["usage"],
         attempts=record["attempts"],
     )
-    return out, list(record["looked"]), float(record["started_at"])
+    return out, list(record["looked"])
 
 
 def _lookups(ctx: Context, runtime: Runtime[Context]) -> Lookups | None:
@@ -390,6 +386,12 @@ class _StreamedPlan:
         self.batch.offer(plan_step_dicts([step])[0])
 
 
+def _streams(ctx: Context) -> bool:
+    """Whether steps start while the plan streams: not with plan approval (nothing runs before
+    a person approves), not when turned off (Context.stream_plan)."""
+    return ctx.stream_plan and not ctx.approve_plan
+
+
 def _streamed_plan(
     ctx: Context,
     runtime: Runtime[Context],
@@ -401,7 +403,7 @@ def _streamed_plan(
 ) -> _StreamedPlan | None:
     """A batch to start steps in while the plan streams, or None: not with plan approval
     (nothing runs before a person approves), not when turned off (Context.stream_plan)."""
-    if ctx.approve_plan or not ctx.stream_plan:
+    if not _streams(ctx):
         return None
     journal = StepJournal.for_current_run(runtime.store, run_id)
     # Budgets count from the start of the run; the planner's own usage joins at the executor.

@@ -13,6 +13,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -116,12 +117,12 @@ def test_a_step_killed_mid_way_is_shown_restarted_and_replays_its_turns(tmp_path
     assert state["results"]["s2"]["tool_calls_made"] >= len(state["results"]["s2"]["tool_calls"])
 
 
-def test_a_run_killed_while_its_plan_streams_shows_and_keeps_the_steps_that_finished(
-    tmp_path: Path,
-) -> None:
-    """s1 (a tool step) starts and finishes while the planner still streams s2; the process is
-    killed before the plan is whole, so no checkpoint holds s1 or even a run id. `show` must
-    list s1 from the planner's journal, and the resume must take it, not write again."""
+def _killed_while_its_plan_streams(
+    tmp_path: Path, *options: str, goal: tuple[str, ...] = ("go",)
+) -> tuple[Path, str]:
+    """A run (thread k1, workspace ws) whose s1, a tool step, starts and finishes while the
+    planner still streams s2, killed before the plan is whole. Returns the scenario file and
+    the database."""
     step = {"path": "log.txt", "content": "s1\n", "append": True}
     s2 = {**step, "content": "s2\n"}
     script = {
@@ -143,26 +144,35 @@ def test_a_run_killed_while_its_plan_streams_shows_and_keeps_the_steps_that_fini
     }
     scenario = tmp_path / "stream_kill.json"
     scenario.write_text(json.dumps(script), encoding="utf-8")
-    ws, db = tmp_path / "ws", str(tmp_path / "runs.sqlite")
-    args = ("--workspace", str(ws), "--db", db)
+    db = str(tmp_path / "runs.sqlite")
     events = run_until_then_kill(
-        "run", "go", "--scenario", str(scenario), "--thread", "p1", *args,
+        "run", *goal, "--scenario", str(scenario), "--thread", "k1",
+        "--workspace", str(tmp_path / "ws"), "--db", db, *options,
         cwd=tmp_path,
         until=lambda ev: "s1" in finished_ids(ev),
     )  # fmt: skip
     assert not of_kind(events, "plan"), "the plan was whole before the kill: nothing tested"
+    return scenario, db
 
-    shown = json.loads(run_cli("show", "p1", "--db", db, "--json", cwd=tmp_path).stdout)
+
+def test_a_run_killed_while_its_plan_streams_shows_and_keeps_the_steps_that_finished(
+    tmp_path: Path,
+) -> None:
+    """No checkpoint holds s1, or even a run id, after the kill. `show` must list s1 from the
+    planner's journal, and the resume must take it, not write again."""
+    _, db = _killed_while_its_plan_streams(tmp_path)
+
+    shown = json.loads(run_cli("show", "k1", "--db", db, "--json", cwd=tmp_path).stdout)
     assert shown["status"] == "interrupted"
     assert shown["results"]["s1"]["status"] == "done"
     assert shown["results"]["s1"]["journaled"] is True
-    table = run_cli("show", "p1", "--db", db, cwd=tmp_path).stdout
+    table = run_cli("show", "k1", "--db", db, cwd=tmp_path).stdout
     assert "unfinished" in table and "replaced" not in table  # (the column wraps)
 
-    code, resumed = run_json("resume", "p1", "--db", db, cwd=tmp_path)
+    code, resumed = run_json("resume", "k1", "--db", db, cwd=tmp_path)
     assert code == 0
     assert "s1" not in started_ids(resumed)
-    assert (ws / "log.txt").read_text() == "s1\ns2\n"
+    assert (tmp_path / "ws" / "log.txt").read_text() == "s1\ns2\n"
 
 
 def _planner_killed_after_its_plan(
@@ -234,19 +244,30 @@ def test_a_planner_killed_after_its_plan_resumes_with_that_plan_not_a_new_answer
     assert usage["planner"]["calls"] == 1, "the plan is paid for once, and counted once"
 
 
-def test_a_replayed_plan_comes_before_a_cached_plan_stored_since_the_kill(
-    tmp_path: Path,
+def _kill_after_the_plan(tmp_path: Path, *options: str, goal: tuple[str, ...]) -> Path:
+    return _planner_killed_after_its_plan(tmp_path, *options, goal=goal)[1]
+
+
+def _kill_while_it_streams(tmp_path: Path, *options: str, goal: tuple[str, ...]) -> Path:
+    return _killed_while_its_plan_streams(tmp_path, *options, goal=goal)[0]
+
+
+@pytest.mark.parametrize("kill", [_kill_after_the_plan, _kill_while_it_streams])
+def test_a_killed_planner_node_goes_on_without_a_cached_plan_stored_since(
+    tmp_path: Path, kill: Callable[..., Path]
 ) -> None:
-    """A templated run killed in its planner node, then another run of the template that
-    finishes and caches its plan: the resume must go on with its own journaled plan. A cache
-    hit there started every step afresh in the executor, under new keys: s1 wrote twice."""
+    """A templated run killed in its planner node (after its plan, or while it streamed), then
+    another run of the template that finishes and caches its plan: the resume must not take
+    the cached plan. A cache hit there started every step afresh in the executor, under new
+    keys: s1 wrote twice (both kill points; found by reviews)."""
     (tmp_path / "templates.yaml").write_text(
         'templates:\n  - name: logit\n    goal: "Log two lines for {region}."\n'
         "    params: [region]\n",
         encoding="utf-8",
     )
     template = ("--templates", "templates.yaml", "--template", "logit", "--param", "region=Oslo")
-    _, scenario, db = _planner_killed_after_its_plan(tmp_path, goal=template)
+    scenario = kill(tmp_path, goal=template)
+    db = str(tmp_path / "runs.sqlite")
     other = ("run", *template, "--scenario", str(scenario), "--db", db, "--thread", "k2")
     code, events = run_json(*other, "--workspace", str(tmp_path / "ws2"), cwd=tmp_path)
     cached = of_kind(events, "plan_cache")
@@ -255,7 +276,6 @@ def test_a_replayed_plan_comes_before_a_cached_plan_stored_since_the_kill(
     code, resumed = run_json("resume", "k1", "--db", db, cwd=tmp_path)
     assert code == 0
     assert "hit" not in [e.get("action") for e in of_kind(resumed, "plan_cache")]
-    assert of_kind(resumed, "plan")[0].get("recovered") is True
     assert "s1" not in started_ids(resumed)
     assert (tmp_path / "ws" / "log.txt").read_text() == "s1\ns2\n"
 
