@@ -140,3 +140,12 @@ def awaits_natively(tool: Any) -> bool:
     from langchain_core.tools import BaseTool  # only when a tool is called: startup stays light
 
     return type(tool)._arun is not BaseTool._arun  # a BaseTool subclass with its own `_arun`
+
+
+async def invoke_tool(tool: Any, call: dict[str, Any]) -> Any:
+    """`tool` called with `call` (a tool call dict): its own coroutine awaited, or its sync code
+    in a thread of its own (`in_own_thread`), never on the loop's shared pool, which a sync tool
+    stuck past its timeout would hold a slot of for good."""
+    if awaits_natively(tool):
+        return await tool.ainvoke(call)
+    return await in_own_thread(tool.invoke, call)

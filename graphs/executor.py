@@ -40,7 +40,7 @@ from langchain_core.tools import BaseTool, tool
 
 from app.models import FatalModelError, describe_model_error
 from app.usage import merge_usage, usage_of_call
-from graphs.aio import awaits_natively, in_own_thread, run_sync
+from graphs.aio import invoke_tool, run_sync
 from graphs.budget import Spend
 from graphs.journal import StepTurns
 from graphs.state import DONE, FAILED
@@ -375,13 +375,7 @@ class _StepRun:
         return limit, why
 
     async def _ainvoke(self, name: str, args: dict[str, Any], call_id: str) -> ToolMessage:
-        tool_, call = self._tool(name), _tool_call(name, args, call_id)
-        if awaits_natively(tool_):
-            answer = await tool_.ainvoke(call)
-        else:
-            # A sync tool: in a thread of its own, not the loop's shared pool, which a tool
-            # stuck past its timeout would hold a slot of for good (graphs/aio.in_own_thread).
-            answer = await in_own_thread(tool_.invoke, call)
+        answer = await invoke_tool(self._tool(name), _tool_call(name, args, call_id))
         return _as_tool_message(answer, name, call_id)
 
     def _tool(self, name: str) -> BaseTool:

@@ -21,6 +21,7 @@ from langchain_core.tools import BaseTool
 
 from app import limits
 from app.context import Context
+from graphs.aio import invoke_tool
 from graphs.tool_step import tool_settings
 from prompts.untrusted import wrap
 from tools import build_tools
@@ -96,10 +97,8 @@ class Lookups:
             record["output"] = text[:500]
         else:
             try:
-                answer = await asyncio.wait_for(
-                    tool.ainvoke({"type": "tool_call", "name": name, "args": args, "id": call_id}),
-                    LOOKUP_TIMEOUT_S,
-                )
+                call = {"type": "tool_call", "name": name, "args": args, "id": call_id}
+                answer = await asyncio.wait_for(invoke_tool(tool, call), LOOKUP_TIMEOUT_S)
                 content = getattr(answer, "content", answer)
                 text = content if isinstance(content, str) else json.dumps(content, default=str)
                 record["ok"] = getattr(answer, "status", "success") != "error"

@@ -117,6 +117,27 @@ def test_a_step_killed_mid_way_is_shown_restarted_and_replays_its_turns(tmp_path
     assert state["results"]["s2"]["tool_calls_made"] >= len(state["results"]["s2"]["tool_calls"])
 
 
+def _run_then_kill(
+    tmp_path: Path,
+    script: dict,
+    goal: tuple[str, ...],
+    options: tuple[str, ...],
+    until: Callable[[list[dict]], bool],
+) -> tuple[Path, str, list[dict]]:
+    """Run `script` (thread k1, workspace ws), SIGKILL it once `until(events)` holds. Returns
+    the scenario file, the database and the events seen."""
+    scenario = tmp_path / f"{script['name']}.json"
+    scenario.write_text(json.dumps(script), encoding="utf-8")
+    db = str(tmp_path / "runs.sqlite")
+    events = run_until_then_kill(
+        "run", *goal, "--scenario", str(scenario), "--thread", "k1",
+        "--workspace", str(tmp_path / "ws"), "--db", db, *options,
+        cwd=tmp_path,
+        until=until,
+    )  # fmt: skip
+    return scenario, db, events
+
+
 def _killed_while_its_plan_streams(
     tmp_path: Path, *options: str, goal: tuple[str, ...] = ("go",)
 ) -> tuple[Path, str]:
@@ -142,15 +163,8 @@ def _killed_while_its_plan_streams(
         },
         "replanner": [{"action": "finish", "response": "done"}],
     }
-    scenario = tmp_path / "stream_kill.json"
-    scenario.write_text(json.dumps(script), encoding="utf-8")
-    db = str(tmp_path / "runs.sqlite")
-    events = run_until_then_kill(
-        "run", *goal, "--scenario", str(scenario), "--thread", "k1",
-        "--workspace", str(tmp_path / "ws"), "--db", db, *options,
-        cwd=tmp_path,
-        until=lambda ev: "s1" in finished_ids(ev),
-    )  # fmt: skip
+    until = lambda ev: "s1" in finished_ids(ev)  # noqa: E731
+    scenario, db, events = _run_then_kill(tmp_path, script, goal, options, until)
     assert not of_kind(events, "plan"), "the plan was whole before the kill: nothing tested"
     return scenario, db
 
@@ -200,15 +214,8 @@ def _planner_killed_after_its_plan(
         },
         "replanner": [{"action": "finish", "response": "done"}],
     }
-    scenario = tmp_path / "plan_kill.json"
-    scenario.write_text(json.dumps(script), encoding="utf-8")
-    db = str(tmp_path / "runs.sqlite")
-    events = run_until_then_kill(
-        "run", *goal, "--scenario", str(scenario), "--thread", "k1",
-        "--workspace", str(tmp_path / "ws"), "--db", db, *options,
-        cwd=tmp_path,
-        until=lambda ev: "s2" in started_ids(ev),
-    )  # fmt: skip
+    until = lambda ev: "s2" in started_ids(ev)  # noqa: E731
+    scenario, db, events = _run_then_kill(tmp_path, script, goal, options, until)
     assert of_kind(events, "plan"), "killed before the plan was whole: nothing tested"
     script["executor"]["s2"][0] = log_s2  # no 30 s wait after the resume
     scenario.write_text(json.dumps(script), encoding="utf-8")
