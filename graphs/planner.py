@@ -111,7 +111,9 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
     # step afresh, in the executor under new idempotency keys, and the steps this node had
     # started (they start while the plan streams) would run again.
     journal = StepJournal.for_current_run(runtime.store, run_id)
-    start, recorded = await asyncio.to_thread(journal.planner_records)
+    # Only a node that streams its plan keeps records (no step runs in the others): no read else.
+    streams = _streams(ctx)
+    start, recorded = await asyncio.to_thread(journal.planner_records) if streams else (None, None)
     if start is not None:
         # The run started then (the wall budget counts from it), and its cache decision holds.
         started_at, cache = float(start["started_at"]), plan_cache.Lookup(start.get("cache"))
@@ -122,7 +124,7 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
     if cache.hit is not None:  # no planner model call (graphs/plan_cache.py)
         hit = cache.hit
         return cache.mark(await _start(ctx, runtime, goal, run_id, hit, None, [], started_at))
-    if start is None and _streams(ctx):
+    if start is None and streams:
         # Before any step can start in this node: a kill from now on resumes from here.
         await asyncio.to_thread(
             journal.put_planner_start, {"started_at": started_at, "cache": cache.marker}
@@ -132,7 +134,7 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
         try:
             # Loading models and tools reads files and makes folders: off the event loop.
             model, messages, streamed = await asyncio.to_thread(
-                _setup, ctx, runtime, goal, run_id, extra, tools, lookups, started_at
+                _setup, ctx, runtime, goal, run_id, journal, extra, tools, lookups, started_at
             )
             if recorded is None:
                 out = await acall_structured(
@@ -163,7 +165,7 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
                 # Steps run in this node until the plan stops for the replanner: kept now, the
                 # plan is what a resume after a kill goes on with (journal.put_planner_reply).
                 record = _reply_record(out, looked)
-                await asyncio.to_thread(streamed.batch.journal.put_planner_reply, record)
+                await asyncio.to_thread(journal.put_planner_reply, record)
         return cache.mark(
             await _start(
                 ctx, runtime, goal, run_id, out, streamed, looked, started_at, recorded is not None
@@ -256,13 +258,14 @@ def _setup(
     runtime: Runtime[Context],
     goal: str,
     run_id: str,
+    journal: StepJournal,
     extra: list[BaseTool],
     tools: dict[str, BaseTool],
     lookups: Lookups | None,
     started_at: float,
 ) -> tuple[Any, list[Any], _StreamedPlan | None]:
     """The planner's model and prompt, and the batch steps start in while the plan streams."""
-    streamed = _streamed_plan(ctx, runtime, goal, run_id, extra, tools, started_at)
+    streamed = _streamed_plan(ctx, runtime, goal, run_id, journal, extra, tools, started_at)
     model = role_model(ctx, "planner")
     if streamed is not None:
         model = _with_stream_usage(model)
@@ -397,6 +400,7 @@ def _streamed_plan(
     runtime: Runtime[Context],
     goal: str,
     run_id: str,
+    journal: StepJournal,
     extra: list[BaseTool],
     tools: dict[str, BaseTool],
     started_at: float,
@@ -405,7 +409,6 @@ def _streamed_plan(
     (nothing runs before a person approves), not when turned off (Context.stream_plan)."""
     if not _streams(ctx):
         return None
-    journal = StepJournal.for_current_run(runtime.store, run_id)
     # Budgets count from the start of the run; the planner's own usage joins at the executor.
     spend = Spend(ctx, {"started_at": started_at})
     try:

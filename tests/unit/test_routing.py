@@ -441,13 +441,18 @@ def test_without_replan_every_the_replanner_is_called_once_at_the_end(tmp_path: 
 # (h) provider quota errors ---------------------------------------------------------------------
 
 
-def test_quota_error_fails_the_step_and_calls_the_replanner(tmp_path: Path) -> None:
+def _quota_run(tmp_path: Path, message: str) -> Run:
+    """s1's executor model answers with a 429 saying `message`; s2 waits on s1."""
     script = scenario(
         planner=plan(("s1", []), ("s2", ["s1"])),
-        executor={"s1": [{"error": "quota", "message": "You exceeded your current quota"}]},
+        executor={"s1": [{"error": "quota", "message": message}]},
         replanner=[FINISH],
     )
-    r = run(tmp_path, script)
+    return run(tmp_path, script)
+
+
+def test_quota_error_fails_the_step_and_calls_the_replanner(tmp_path: Path) -> None:
+    r = _quota_run(tmp_path, "You exceeded your current quota")
 
     s1 = r.state["results"]["s1"]
     assert s1["status"] == "failed"
@@ -460,12 +465,7 @@ def test_quota_error_fails_the_step_and_calls_the_replanner(tmp_path: Path) -> N
 def test_a_429_without_quota_in_its_message_is_a_quota_error(tmp_path: Path) -> None:
     """Providers word a rate limit many ways ("Too many requests"): the 429 status alone makes
     it a quota error for the replanner, not a generic model error."""
-    script = scenario(
-        planner=plan(("s1", []), ("s2", ["s1"])),
-        executor={"s1": [{"error": "quota", "message": "Too many requests, slow down"}]},
-        replanner=[FINISH],
-    )
-    r = run(tmp_path, script)
+    r = _quota_run(tmp_path, "Too many requests, slow down")
 
     s1 = r.state["results"]["s1"]
     assert s1["status"] == "failed"
