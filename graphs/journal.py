@@ -182,16 +182,20 @@ class StepJournal:
         # Beside the steps' turns (pruned with them), never under the steps namespace.
         return ("planexec", "turns", *self._namespace[2:], "planner")
 
+    def records(self) -> list[dict[str, Any]]:
+        """Every record ({"result", "usage"}) of this node execution, whatever plan it was for."""
+        if self._store is None:
+            return []
+        items = self._store.search(self._namespace, limit=10_000)
+        # search matches by prefix
+        return [dict(i.value) for i in items if tuple(i.namespace) == self._namespace]
+
     def all(self) -> dict[str, dict[str, Any]]:
         """Every journaled result of this node execution, latest attempt per step (for
         `planexec show`)."""
-        if self._store is None:
-            return {}
         latest: dict[str, dict[str, Any]] = {}
-        for item in self._store.search(self._namespace, limit=10_000):
-            if tuple(item.namespace) != self._namespace:
-                continue  # search matches by prefix
-            result = item.value["result"]
+        for record in self.records():
+            result = record["result"]
             current = latest.get(result["id"])
             if current is None or current["attempts"] < result["attempts"]:
                 latest[result["id"]] = result

@@ -225,6 +225,8 @@ async def _start(
     batch = streamed.batch
     batch.set_plan(steps)  # steps not started yet start now; results of other definitions held
     await batch.drain()
+    if recovered:  # steps the killed execution finished under a plan its planner then replaced
+        batch.replay_finished(await asyncio.to_thread(batch.journal.records))
     discarded = _discard(runtime, batch.unclaimed(), "the planner's final plan has no such step")
     batch_update = batch.update()
     update.update(

@@ -29,7 +29,7 @@ import inspect
 import json
 import threading
 from asyncio import FIRST_COMPLETED
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from langchain_core.tools import BaseTool
@@ -299,6 +299,18 @@ class Batch:
         """Results of steps that ran in this batch but match no step of the current plan."""
         claimed = set(self._fps.values())
         return [result for fp, (result, _) in self.finished.items() if fp not in claimed]
+
+    def replay_finished(self, records: Iterable[dict[str, Any]]) -> None:
+        """Take the journaled records of a killed execution of this node (`StepJournal.records`)
+        for steps of no current definition: a step that started while a plan streamed, which
+        the final plan then dropped. `unclaimed` reports them, and their usage, which no
+        checkpoint holds, is counted once, as if they had finished in this batch."""
+        claimed = set(self._fps.values())
+        for record in records:
+            fp = record["result"].get("fingerprint")
+            if fp and fp not in claimed and fp not in self.finished:
+                self.usage = merge_usage(self.usage, record["usage"])
+                self.finished[fp] = (record["result"], record["usage"])
 
     # running ----------------------------------------------------------------------------------
 

@@ -251,6 +251,59 @@ def test_a_planner_killed_after_its_plan_resumes_with_that_plan_not_a_new_answer
     assert usage["planner"]["calls"] == 1, "the plan is paid for once, and counted once"
 
 
+def test_a_step_the_killed_planners_final_plan_dropped_is_reported_and_paid_once(
+    tmp_path: Path,
+) -> None:
+    """The planner's first reply is invalid, but its s1 started while it streamed and finished;
+    the retry words s1 differently, so the old s1 is discarded. Killed while the retry's s2 runs
+    (after the plan was journaled), the resume replays the plan, not the model: the old s1 must
+    still be reported as discarded and its model call counted (no checkpoint holds it). Before,
+    both were lost, and a budget counted a run cheaper than it was."""
+    bad = {
+        "steps": [
+            {"id": "s1", "description": "Look up s1."},
+            {"id": "s2", "depends_on": ["nope"], "description": "Log s2."},
+        ]
+    }
+    good = {
+        "steps": [
+            {"id": "s1", "description": "Look up s1 again."},
+            {"id": "s2", "depends_on": ["s1"], "description": "Log s2."},
+        ]
+    }
+    log_s2 = {"tool_calls": [{"name": "write_file", "args": {**LOG, "content": "s2\n"}}]}
+    script = {
+        "name": "retry_kill",
+        "goal": "Look up, then log.",
+        "tools": ["write_file"],
+        "latency": {"planner": 0.05, "replanner": 0.05, "executor": 0.01},
+        "token_latency": {"planner": 0.02},
+        "planner": {"attempts": [bad, good]},
+        "executor": {
+            "s1": [{"content": "one"}],
+            "s2": [{**log_s2, "latency": 30}, {"content": "logged s2"}],
+        },
+        "replanner": [{"action": "finish", "response": "done"}],
+    }  # fmt: skip
+    until = lambda ev: finished_ids(ev).count("s1") == 2 and "s2" in started_ids(ev)  # noqa: E731
+    scenario, db, events = _run_then_kill(tmp_path, script, ("go",), (), until)
+    assert of_kind(events, "plan") and not of_kind(events, "step_discarded")
+    script["executor"]["s2"][0] = log_s2  # no 30 s wait after the resume
+    scenario.write_text(json.dumps(script), encoding="utf-8")
+
+    code, resumed = run_json("resume", "k1", "--db", db, cwd=tmp_path)
+    assert code == 0
+    assert of_kind(resumed, "plan")[0].get("recovered") is True
+    assert [e["description"] for e in of_kind(resumed, "step_discarded")] == ["Look up s1."]
+    shown = json.loads(run_cli("show", "k1", "--db", db, "--json", cwd=tmp_path).stdout)
+    (entry,) = [h for h in shown["history"] if h["action"] == "discarded"]
+    assert [r["description"] for r in entry["results"]] == ["Look up s1."]
+    usage = of_kind(resumed, "result")[0]["usage"]
+    # old s1, new s1, and s2's two turns (its first, killed mid-call, was never answered)
+    assert usage["executor"]["calls"] == 4, usage["executor"]
+    assert (tmp_path / "ws" / "log.txt").read_text() == "s2\n"
+
+
 def _kill_after_the_plan(tmp_path: Path, *options: str, goal: tuple[str, ...]) -> Path:
     return _planner_killed_after_its_plan(tmp_path, *options, goal=goal)[1]
 
