@@ -76,9 +76,12 @@ def step_work(
     """How this run's steps are run (raises on configuration trouble: unknown model or tool).
     Each step gets its turn journal (durable turns, idempotent tool calls) and the run's spend
     (budgets), so a step killed mid-way resumes from its last journaled turn."""
+    # The server's limits first (tools_for_run enforces them): loading a model may read a
+    # scenario file, and a context edited mid-run could name one outside the scenario folder.
+    run_tools = tools_for_run(ctx, extra)
     model = role_model(ctx, "executor")
     # A scenario's faults wrap the tools, if the executor model is scripted.
-    tools = tools_for_model(ctx.executor_model, tools_for_run(ctx, extra))
+    tools = tools_for_model(ctx.executor_model, run_tools)
     goal, run_id = state.get("goal", ""), state.get("run_id", "")
     counted = state.get("counted_turns", {})
     # Idempotency keys hold the journal's scope: a resume (same node execution) sends the same

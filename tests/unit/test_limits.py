@@ -136,6 +136,34 @@ def test_a_context_widened_mid_run_is_refused_by_the_executor(monkeypatch, tmp_p
     assert "root:x" not in repr(values)
 
 
+def test_an_executor_model_edited_mid_run_is_refused_before_its_file_is_read(
+    monkeypatch, tmp_path
+) -> None:
+    """A state edit before the executor names a scenario file outside PLANEXEC_SCENARIO_DIR as
+    the executor's model. The executor loaded the model before it checked the limits, and the
+    scenario's validation error quoted the file's values in the run's reason."""
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    secret = tmp_path / "creds.json"
+    secret.write_text(json.dumps({"aws_secret_access_key": "AKIA-TOP-SECRET"}))
+    monkeypatch.setenv("PLANEXEC_SCENARIO_DIR", str(folder))
+    spec = f"scripted:{write_scenario(folder, SCRIPT)}"
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    config = {"configurable": {"thread_id": "t"}}
+    ctx = Context.every_role(
+        spec, tools=["read_file"], workspace=str(tmp_path / "ws"), stream_plan=False
+    )  # steps start in the executor node, not while the plan streams
+    list(graph.stream({"goal": "g"}, config, context=ctx, interrupt_before=["executor"]))
+    assert graph.get_state(config).next == ("executor",)
+    recorded = dict(graph.get_state(config).values["context"])
+    graph.update_state(config, {"context": {**recorded, "executor_model": f"scripted:{secret}"}})
+    list(graph.stream(None, config))
+    values = graph.get_state(config).values
+    assert values["status"] == "failed"
+    assert "PLANEXEC_SCENARIO_DIR" in values["reason"]
+    assert "AKIA" not in repr(values)
+
+
 def test_the_cli_refuses_a_workspace_outside_the_root(tmp_path: Path) -> None:
     env = {**clean_env(), "PLANEXEC_WORKSPACE_ROOT": str(tmp_path / "root")}
     args = ("run", "g", "--scenario", "demo", "--workspace", "/etc", "--db", "memory://")
