@@ -1,9 +1,10 @@
 """The plan cache: a templated goal's validated plan, reused by later runs of the template.
 
 A run that names a template (`Context.template`, `Context.params`) asks `lookup` before the planner
-model is called. An entry is keyed by template, the run's tool set and the planner model, and
-lives in the graph's LangGraph Store under ("planexec", "plan_cache", TEMPLATE) — SQLite or Postgres
-for the CLI, the server's store under `langgraph dev`. A usable entry is instantiated with the
+model is called. An entry is keyed by template, the run's tool set, the planner model and the
+planner's look-up tools (if it may look anything up), and lives in the graph's LangGraph Store
+under ("planexec", "plan_cache", TEMPLATE) — SQLite or Postgres for the CLI, the server's store
+under `langgraph dev`. A usable entry is instantiated with the
 run's parameters, checked with the same rules as a fresh plan (graphs/schemas.py `plan_problems`,
 against this run's tools and caps) and becomes the run's plan: no planner call.
 
@@ -11,7 +12,9 @@ What happens to an entry is decided when the run's outcome is known, in whicheve
 run (`settling` wraps every node; nodes themselves know nothing of the cache): a run that planned
 afresh and ended `done` with no replan stores its plan, its parameter values made placeholders
 (graphs/plan_placeholders.py; a plan that cannot be templatised safely is not stored); a run
-whose plan came from the cache and needed a replan, or did not end `done`, drops the entry. An
+whose plan came from the cache and needed a replan, or did not end `done`, drops the entry. A
+plan the planner wrote after looking things up (Context.planner_tools) is never stored: it
+followed data it read (untrusted, and maybe this run's alone), not the template. An
 entry older than `Context.plan_cache_max_age_s` is dropped at lookup. Every decision is a
 `plan_cache` event (docs/events.md) and is recorded in `State.plan_cache`.
 """
@@ -51,9 +54,15 @@ def namespace(template: str) -> tuple[str, ...]:
     return (*NAMESPACE, template)
 
 
-def entry_key(tool_names: Iterable[str], planner_model: str) -> str:
-    """The entry's key within its template: the run's tool set and planner model."""
-    blob = json.dumps({"tools": sorted(tool_names), "planner_model": planner_model})
+def entry_key(
+    tool_names: Iterable[str], planner_model: str, lookup_tools: Iterable[str] = ()
+) -> str:
+    """The entry's key within its template: the run's tool set, planner model and the tools
+    the planner may look things up with (none: the key runs without look-ups always had)."""
+    key: dict[str, Any] = {"tools": sorted(tool_names), "planner_model": planner_model}
+    if lookups := sorted(lookup_tools):
+        key["lookup_tools"] = lookups
+    blob = json.dumps(key)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -70,7 +79,10 @@ class Lookup:
         """The planner's `update` carrying the marker (what `settling` decides with later)."""
         if self.marker is None or "plan" not in update:
             return update
-        return {**update, "plan_cache": {**self.marker, "run_id": update.get("run_id", "")}}
+        history = update.get("history") or []
+        looked = any(isinstance(h, dict) and h.get("action") == "looked_up" for h in history)
+        marker = {**self.marker, "run_id": update.get("run_id", ""), "looked_up": looked}
+        return {**update, "plan_cache": marker}
 
 
 async def lookup(
@@ -84,7 +96,8 @@ async def lookup(
         check_params(ctx.params)
     except TemplateError as exc:
         return Lookup(error=f"the template setting cannot be used: {exc}")
-    key = entry_key(tools, ctx.planner_model)
+    lookup_tools = ctx.planner_tools if ctx.max_planner_tool_calls else []
+    key = entry_key(tools, ctx.planner_model, lookup_tools)
     marker = {"template": ctx.template, "key": key, "tools": sorted(tools), "from_cache": False}
     store = runtime.store
     if store is None:
@@ -210,6 +223,9 @@ def _decide(state: dict[str, Any], out: Any) -> _Decision | None:
         return None
     if status in (RUNNING, None):
         return None
+    if status == DONE and not replans and marker.get("looked_up"):
+        why = "the planner looked things up first: its plan followed what it read, not the template"
+        return _Decision(marker, "skip", f"the plan was not stored: {why}", now)
     if status == DONE and not replans:
         now["context"] = state.get("context") or {}
         return _Decision(marker, "store", "the run succeeded with no replan", now)

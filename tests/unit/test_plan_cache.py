@@ -226,6 +226,40 @@ def test_other_tools_or_planner_model_do_not_share_an_entry(tmp_path: Path) -> N
     assert len(plan_cache.entries(store)) == 2
 
 
+def test_a_plan_written_after_look_ups_is_not_stored(tmp_path: Path) -> None:
+    """The planner read workspace text (untrusted, and this run's) before it planned: its plan
+    is not the template's alone, so no later run may take it, with look-ups or without."""
+    script = json.loads(SCENARIO.read_text())
+    look = {"tool_calls": [{"name": "list_files", "args": {"path": "."}}]}
+    script["planner"] = {"attempts": [look, script["planner"]]}
+    looking = tmp_path / "looking.json"
+    looking.write_text(json.dumps(script))
+    store = InMemoryStore()
+    first, events = run(
+        tmp_path, store, "Berlin", thread="t1", planner=looking, planner_tools=["list_files"]
+    )
+    assert first["status"] == "done", first.get("reason")
+    assert any(h.get("action") == "looked_up" for h in first["history"])
+    assert cache_events(events) == ["miss", "not_stored"]
+    assert "looked things up" in first["plan_cache"]["reason"]
+    assert plan_cache.entries(store) == []
+    second, events = run(tmp_path, store, "Paris", thread="t2", planner=looking)
+    assert cache_events(events) == ["miss", "stored"], "nothing cached: the planner is asked"
+
+
+def test_runs_that_may_look_things_up_do_not_share_an_entry_with_runs_that_may_not(
+    tmp_path: Path,
+) -> None:
+    store = InMemoryStore()
+    _, events = run(tmp_path, store, "Berlin", thread="t1", planner_tools=["list_files"])
+    assert cache_events(events) == ["miss", "stored"]  # it could have looked, and did not
+    _, events = run(tmp_path, store, "Paris", thread="t2")
+    assert cache_events(events) == ["miss", "stored"]
+    _, events = run(tmp_path, store, "Rome", thread="t3", planner_tools=["list_files"])
+    assert cache_events(events) == ["hit"]
+    assert len(plan_cache.entries(store)) == 2
+
+
 def test_a_cached_plan_is_checked_against_the_run_s_caps(tmp_path: Path) -> None:
     store = InMemoryStore()
     run(tmp_path, store, "Berlin", thread="t1")
