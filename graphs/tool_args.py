@@ -136,51 +136,80 @@ def _schema_problems(
 def resolve_args(args: dict[str, Any], results: Mapping[str, str]) -> dict[str, Any]:
     """`args` with every reference replaced from `results` (dependency id -> result text).
     RefError when a reference cannot be resolved or the resolved args are too large."""
-    resolved = _resolve(args, results)
-    size = len(json.dumps(resolved, default=str))
+    resolved = _Resolver(results).resolve(args)
+    size = len(json.dumps(resolved, default=str))  # JSON escapes can make it longer still
     if size > MAX_RESOLVED_CHARS:
-        raise RefError(
-            f"the arguments are {size} characters once references are filled in; the limit is "
-            f"{MAX_RESOLVED_CHARS}"
-        )
+        raise _too_large(size)
     return resolved
 
 
-def _resolve(value: Any, results: Mapping[str, str]) -> Any:
-    if isinstance(value, dict):
-        return {key: _resolve(item, results) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_resolve(item, results) for item in value]
-    if not isinstance(value, str) or "${" not in value:
-        return value
-    whole = _REF.fullmatch(value)
-    if whole and not whole.group(1):
-        return _lookup(whole.group(2), results)
-
-    def fill(match: re.Match[str]) -> str:
-        if match.group(1):  # $${...}: literal ${...}
-            return match.group(0)[1:]
-        found = _lookup(match.group(2), results)
-        return found if isinstance(found, str) else json.dumps(found)
-
-    return _REF.sub(fill, value)
+def _too_large(size: int) -> RefError:
+    return RefError(
+        f"the arguments are {size} characters once references are filled in; the limit is "
+        f"{MAX_RESOLVED_CHARS}"
+    )
 
 
-def _lookup(ref: str, results: Mapping[str, str]) -> Any:
-    parts = split_ref(ref, results)
-    if parts is None:
-        raise RefError(f"'${{{ref}}}' names no step this one depends on")
-    step_id, path = parts
-    text = results[step_id]
-    if not path:
+class _Resolver:
+    """Fills references in, counting the characters they add as it goes: args are planner or
+    replanner output (untrusted), and a thousand references to a megabyte-long result must be
+    refused before they are joined into a gigabyte, not after."""
+
+    def __init__(self, results: Mapping[str, str]) -> None:
+        self.results = results
+        self.added = 0
+        self._parsed: dict[str, Any] = {}  # step id -> its result as JSON, parsed once
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: self.resolve(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.resolve(item) for item in value]
+        if not isinstance(value, str) or "${" not in value:
+            return value
+        whole = _REF.fullmatch(value)
+        if whole and not whole.group(1):
+            found = self._value(whole.group(2))
+            self._add(found if isinstance(found, str) else json.dumps(found))
+            return found
+
+        def fill(match: re.Match[str]) -> str:
+            if match.group(1):  # $${...}: literal ${...}
+                return match.group(0)[1:]
+            found = self._value(match.group(2))
+            return self._add(found if isinstance(found, str) else json.dumps(found))
+
+        return _REF.sub(fill, value)
+
+    def _add(self, text: str) -> str:
+        self.added += len(text)
+        if self.added > MAX_RESOLVED_CHARS:
+            raise _too_large(self.added)
         return text
+
+    def _value(self, ref: str) -> Any:
+        parts = split_ref(ref, self.results)
+        if parts is None:
+            raise RefError(f"'${{{ref}}}' names no step this one depends on")
+        step_id, path = parts
+        if not path:
+            return self.results[step_id]
+        if step_id not in self._parsed:
+            self._parsed[step_id] = _parsed(step_id, ref, self.results[step_id])
+        return _at_path(self._parsed[step_id], step_id, ref, path)
+
+
+def _parsed(step_id: str, ref: str, text: str) -> Any:
     try:
-        value: Any = json.loads(text)
+        return json.loads(text)
     except ValueError:
         raise RefError(
             f"'${{{ref}}}' follows a path into {step_id}'s result, which is not JSON: "
             f"{text[:120]!r}"
         ) from None
+
+
+def _at_path(value: Any, step_id: str, ref: str, path: list[str]) -> Any:
     for i, key in enumerate(path):
         at = ".".join([step_id, *path[: i + 1]])
         if isinstance(value, dict) and key in value:

@@ -427,6 +427,23 @@ def test_resolved_arguments_are_bounded() -> None:
         resolve_args({"x": "${s1} ${s1}"}, {"s1": "x" * 150_000})
 
 
+def test_many_references_to_a_long_result_are_refused_before_they_are_joined() -> None:
+    """A revision (replanner output, untrusted) may repeat a reference: 300 copies of a 1 MB
+    result were joined into 300 MB before the size was checked (a server killed for memory)."""
+    import tracemalloc
+
+    results = {"s1": "x" * 1_000_000, "s2": json.dumps({"rows": ["y" * 100_000] * 10})}
+    for args in ({"x": "${s1}" * 300}, {"x": "${s2.rows.0} " * 300}, {"x": ["${s1}"] * 300}):
+        tracemalloc.start()
+        try:
+            with pytest.raises(RefError, match="the limit is 200000"):
+                resolve_args(args, results)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 20_000_000, f"{peak} bytes held for {str(args)[:30]}"
+
+
 def test_json_schema_tools_are_checked_by_name_and_required(tmp_path: Path) -> None:
     schema = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
     mcp_like = StructuredTool(
