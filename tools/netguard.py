@@ -190,15 +190,22 @@ class _Watchdog:
         self._timer = threading.Timer(max(deadline - time.monotonic(), 0), self._fire)
         self._timer.daemon = True
         self._conn: _PinnedConnection | None = None
+        self._sock: socket.socket | None = None
         self.fired = False
 
     def watch(self, conn: _PinnedConnection) -> None:
         self._conn = conn
         self._timer.start()
 
+    def hold(self, sock: socket.socket | None) -> None:
+        """Keep the connected socket: http.client drops `conn.sock` once it has read the headers
+        of a response that ends when the connection closes (HTTP/1.0, `Connection: close`, no
+        length), and the body is then read through a file over the same socket."""
+        self._sock = sock
+
     def _fire(self) -> None:
         self.fired = True
-        sock = self._conn.sock if self._conn is not None else None
+        sock = self._sock or (self._conn.sock if self._conn is not None else None)
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -259,8 +266,10 @@ def _one_hop(
     conn = _PinnedConnection(scheme, host, port, address, timeout=remaining)
     watchdog = _Watchdog(deadline)
     watchdog.watch(conn)
+    raw: http.client.HTTPResponse | None = None
     try:
         conn.request(method, target, body=body, headers=headers)
+        watchdog.hold(conn.sock)
         raw = conn.getresponse()
         chunks: list[bytes] = []
         size = 0
@@ -286,4 +295,6 @@ def _one_hop(
         raise NetFailed(str(exc) or type(exc).__name__) from None
     finally:
         watchdog.cancel()
+        if raw is not None:
+            raw.close()  # a response read to its connection's end holds that socket, not conn
         conn.close()

@@ -177,7 +177,20 @@ def test_a_redirect_to_an_internal_address_is_refused(tmp_path: Path) -> None:
             httpd.server_close()
 
 
-def test_one_deadline_covers_a_server_dripping_its_headers(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nX-Slow: ",
+        # The body drips. A response without a length (HTTP/1.0, `Connection: close`, none
+        # given) makes http.client drop the connection's socket once the headers are read, and
+        # a watchdog that shut down `conn.sock` found none: the call ran for the whole drip.
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+    ],
+    ids=["headers", "body-with-length", "body-http-1.0", "body-connection-close"],
+)
+def test_one_deadline_covers_a_server_dripping_its_response(tmp_path: Path, head: bytes) -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
@@ -185,7 +198,8 @@ def test_one_deadline_covers_a_server_dripping_its_headers(tmp_path: Path) -> No
         conn, _ = listener.accept()
         with conn:
             conn.recv(65536)
-            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 200:
+            conn.sendall(head)
+            for byte in b"a" * 200:
                 if stop.is_set():
                     return
                 try:
