@@ -6,6 +6,10 @@ Three layers, because each one alone has gaps:
 3. an authorizer that only allows what a SELECT needs. This is the real guard:
    `mode=ro` alone still allows ATTACH (and so `VACUUM INTO`, which writes a new
    file), and `WITH ... DELETE` passes the text check.
+
+Time and size: a progress handler stops a query after QUERY_TIMEOUT_S, no value may exceed
+1 MB, and printf/format, which can loop for minutes inside one call where the handler never
+runs, have their widths bounded (tools/sql_printf.py).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field
 
+from tools import sql_printf
 from tools.settings import ToolSettings
 
 MAX_ROWS_SHOWN = 200
@@ -28,6 +33,7 @@ MAX_OUTPUT_CHARS = 20_000
 # A query longer than this is refused before any parsing: splitting and checking stay cheap.
 MAX_QUERY_CHARS = 20_000
 QUERY_TIMEOUT_S = 10.0
+MAX_VALUE_BYTES = 1_000_000  # of any one value a query makes (SQLITE_LIMIT_LENGTH)
 READ_KEYWORDS = frozenset({"SELECT", "WITH"})
 
 _ALLOWED_ACTIONS = frozenset(
@@ -74,6 +80,7 @@ class _DenialRecorder:
 
     def __init__(self) -> None:
         self.denied: tuple[int, str] | None = None
+        self.printf_refused = ""  # why printf/format refused (tools/sql_printf.py), if it did
 
     def __call__(self, action: int, arg1: Any, arg2: Any, db_name: Any, trigger: Any) -> int:
         verdict = read_only_authorizer(action, arg1, arg2, db_name, trigger)
@@ -103,6 +110,11 @@ def run_query(settings: ToolSettings, query: str) -> tuple[str, dict[str, Any]]:
         # Count the rest without keeping it, so the model learns how much was cut.
         total = len(rows) + sum(1 for _ in cursor)
     except sqlite3.Error as exc:
+        if recorder.printf_refused:
+            raise ToolException(
+                f"sql_query refused '{_shorten(query)}': {recorder.printf_refused}. Format with "
+                "round() or smaller widths."
+            ) from None
         raise _translate_error(exc, query, recorder.denied) from None
     finally:
         conn.close()
@@ -154,9 +166,7 @@ def _split_first_statement(query: str) -> tuple[str, str]:
     return query, ""
 
 
-def _connect_read_only(
-    database: Path, authorizer: Any = read_only_authorizer
-) -> sqlite3.Connection:
+def _connect_read_only(database: Path, authorizer: _DenialRecorder) -> sqlite3.Connection:
     uri = database.resolve().as_uri() + "?mode=ro"
     try:
         conn = sqlite3.connect(uri, uri=True)
@@ -164,7 +174,12 @@ def _connect_read_only(
         raise ToolException(f"sql_query could not open the database '{database}': {exc}.") from None
     conn.set_authorizer(authorizer)
     # One short query can ask for gigabytes (randomblob(4e8)); no value may exceed 1 MB.
-    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1_000_000)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+
+    def refused(why: str) -> None:
+        authorizer.printf_refused = why
+
+    sql_printf.install(conn, MAX_VALUE_BYTES, on_refused=refused)
     deadline = time.monotonic() + QUERY_TIMEOUT_S
     # A non-zero return aborts the query ("interrupted"); stops runaway cross joins.
     conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)

@@ -1,4 +1,5 @@
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -302,3 +303,33 @@ def test_a_long_cell_is_cut_with_an_ellipsis(sql_query) -> None:
     """One wide value must not fill the model's context on its own."""
     text = sql_query.invoke({"query": "SELECT printf('%0500d', 7) AS wide"})
     assert text == "wide\n" + "0" * (MAX_CELL_CHARS - 3) + "..."
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT printf('%.*c', 2147483647, 'x')",
+        "SELECT printf('%.*c', '2147483647 rows', 'x')",  # SQLite reads the number's prefix
+        "SELECT format('%*d', -2000000000, 1)",
+        "SELECT printf('%d %.99999999999999999999c', 1, 'x')",
+        "SELECT printf(name || '%5000s', 'x') FROM customers",
+    ],
+)
+def test_printf_cannot_loop_inside_one_call_past_the_time_limit(sql_query, query: str) -> None:
+    """The progress handler never runs inside a function call, and printf pads or repeats in
+    one: the first query ran 13 s against a 10 s limit, at full width a query of them runs for
+    hours. Widths and precisions above 1000 are refused, with the reason."""
+    started = time.monotonic()
+    with pytest.raises(ToolException, match="above 1000. Format with round"):
+        sql_query.invoke({"query": query})
+    assert time.monotonic() - started < 2.0
+
+
+def test_printf_still_formats_as_sqlite_does(sql_query) -> None:
+    query = (
+        "SELECT printf('%.2f|%-5d|%*d|%.3c|%,d|%q|%%|%n', total, orders.id, 4, 7, 'ab', 1234567, "
+        "'it''s') AS p, format('%s=%d', name, customers.id) AS f, printf(NULL) AS n "
+        "FROM orders JOIN customers ON customers.id = orders.customer_id WHERE orders.id = 10"
+    )
+    text = sql_query.invoke({"query": query})
+    assert text == "p | f | n\n9.50|10   |   7|aaa|1,234,567|it''s|%| | Ada=1 | NULL"
