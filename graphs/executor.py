@@ -51,6 +51,10 @@ from tools.step_context import StepIdentity, ToolCallIdentity, calling_tool, run
 
 DEPENDENCY_CHARS = 4000  # a dependency's result is cut here: enough to act on, cheap to send
 OUTPUT_PREVIEW_CHARS = 500
+# Any tool's answer is cut here: the built-in tools cap their own output below it (http's 1 MB
+# body is the largest), but an MCP server or an import-path tool can answer with anything, and
+# the answer is journaled, checkpointed and sent to a model.
+MAX_TOOL_OUTPUT_CHARS = 1_100_000
 EMPTY_OUTPUTS = ("", "[]", "{}", "null", "none")
 
 
@@ -415,9 +419,22 @@ def _tool_call(name: str, args: dict[str, Any], call_id: str) -> dict[str, Any]:
 
 
 def _as_tool_message(answer: Any, name: str, call_id: str) -> ToolMessage:
+    """A tool's answer as a ToolMessage of at most MAX_TOOL_OUTPUT_CHARS (content and artifact
+    each; a longer content is cut and says so, a longer artifact is dropped)."""
     if not isinstance(answer, ToolMessage):  # a tool that returns a Command or raw value
         answer = ToolMessage(content=str(answer), tool_call_id=call_id, name=name)
-    return answer
+    content = answer.content
+    if not isinstance(content, str):  # content blocks (MCP): counted as the JSON they are
+        content = json.dumps(content, default=str)
+    update: dict[str, Any] = {}
+    if len(content) > MAX_TOOL_OUTPUT_CHARS:
+        shown = MAX_TOOL_OUTPUT_CHARS
+        note = f"\n[cut: tool {name} answered {len(content)} characters; the first {shown} shown]"
+        update["content"] = content[:shown] + note
+    artifact = answer.artifact
+    if artifact is not None and len(json.dumps(artifact, default=str)) > MAX_TOOL_OUTPUT_CHARS:
+        update["artifact"] = None
+    return answer.model_copy(update=update) if update else answer
 
 
 def crashed(step: dict[str, Any], exc: BaseException) -> StepOutcome:

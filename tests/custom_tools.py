@@ -90,3 +90,10 @@ stall_class = StallTool()
 def empty_next() -> str:
     """Take the next item of an empty iterator: raises StopIteration."""
     return next(iter([]))
+
+
+@tool(response_format="content_and_artifact")
+def flood(chars: int, artifact_chars: int = 0) -> tuple[str, dict]:
+    """Answer with `chars` characters (and an artifact of `artifact_chars`): a tool with no cap
+    of its own, as an MCP server's or a user's may be."""
+    return "x" * chars, {"blob": "y" * artifact_chars}

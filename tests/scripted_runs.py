@@ -49,9 +49,16 @@ class PromptLog(BaseCallbackHandler):
 class Run:
     """A finished run: final state, custom-stream events, and the prompts the models saw."""
 
-    def __init__(self, state: dict[str, Any], events: list[dict[str, Any]], log: PromptLog):
+    def __init__(
+        self,
+        state: dict[str, Any],
+        events: list[dict[str, Any]],
+        log: PromptLog,
+        store: InMemoryStore | None = None,
+    ):
         self.state, self.events, self.log = state, events, log
         self.results = state.get("results", {})
+        self.store = store  # the run's store: its step journal
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["event"] == kind]
@@ -102,7 +109,8 @@ def run_scenario(
     spec = f"scripted:{scenario}"
     context.setdefault("tools", json.loads(scenario.read_text())["tools"])
     ctx = Context.every_role(spec, workspace=str(tmp_path / "ws"), **context)
-    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    store = InMemoryStore()
+    graph = build_graph(checkpointer=InMemorySaver(), store=store)
     log = PromptLog()
     config = {"configurable": {"thread_id": thread_id}, "callbacks": [log]}
     events = list(
@@ -110,7 +118,7 @@ def run_scenario(
             {"goal": goal}, config=config, context=ctx, stream_mode="custom", durability="sync"
         )
     )
-    return Run(dict(graph.get_state(config).values), events, log)
+    return Run(dict(graph.get_state(config).values), events, log, store)
 
 
 def replanner_reason(step_id: str, kind: str, text: str) -> str:

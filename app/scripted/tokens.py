@@ -25,7 +25,7 @@ def _encoding() -> Any:
 
 def count_text(text: str) -> int:
     """Tokens in a piece of text."""
-    return len(_encoding().encode_ordinary(text)) if text else 0
+    return len(_encode(text))
 
 
 def _content_text(content: Any) -> str:
@@ -73,8 +73,18 @@ def prompt_tokens(
     return out + _REPLY_PRIMER
 
 
+_PIECE_CHARS = 500_000  # the tokenizer refuses a text of 1,000,000 characters or more
+
+
 def _encode(text: str) -> list[int]:
-    return list(_encoding().encode_ordinary(text)) if text else []
+    # A long text (a tool's whole answer) is encoded in pieces; a token split at a piece's edge
+    # counts as two, a rounding no price notices.
+    encoding = _encoding()
+    return [
+        token
+        for start in range(0, len(text), _PIECE_CHARS)
+        for token in encoding.encode_ordinary(text[start : start + _PIECE_CHARS])
+    ]
 
 
 def count_messages(messages: Sequence[BaseMessage], tools: Sequence[dict] | None = None) -> int:
