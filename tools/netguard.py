@@ -89,6 +89,9 @@ def forbidden_reason(address: IPAddress) -> str | None:
             ("multicast", candidate.is_multicast),
             ("private", candidate.is_private),
             ("reserved", candidate.is_reserved),
+            # fec0::/10, deprecated but still routed inside some networks; Python's is_global
+            # calls it global.
+            ("site-local", getattr(candidate, "is_site_local", False)),
         ):
             if flag:
                 return label

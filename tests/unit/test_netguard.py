@@ -124,6 +124,7 @@ def test_every_spelling_of_loopback_is_refused_before_connecting(
         ("255.255.255.255", "private"),
         ("fe80::1", "link-local"),
         ("fc00::1", "private"),
+        ("fec0::1", "site-local"),
         ("ff0e::1", "multicast"),
         ("::ffff:10.0.0.1", "private"),
         ("64:ff9b::7f00:1", "reserved"),  # NAT64 of 127.0.0.1
