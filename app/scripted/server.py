@@ -68,6 +68,10 @@ BAD_JSON = json.dumps(BAD_JSON_ARGS)
 # the server's memory or a connection. Far above any prompt a scenario plays.
 MAX_BODY_BYTES = 8 * 1024 * 1024
 BODY_TIMEOUT_S = 30.0
+# Connections (and requests in flight) served at once; uvicorn answers 503 beyond. Each may
+# hold a body of up to MAX_BODY_BYTES: without a cap, 40 callers stalling near the cap held
+# 300 MB.
+MAX_CONNECTIONS = 16
 _BAD_CALL_PREFIX = "call_bad_json_"
 
 
@@ -240,6 +244,9 @@ def create_app(scenario: str, *, faults: ServerFaults | None = None) -> Starlett
             )
         try:
             body = json.loads(raw)
+        except RecursionError:
+            ledger.record(400)
+            return _error(400, "The request body nests too deeply", "invalid_request_error")
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             ledger.record(400)
             return _error(
@@ -832,8 +839,19 @@ def serve(
     app = create_app(scenario, faults=faults)
     sock = bind(host, port)
     print(banner(scenario, base_url(host, sock.getsockname()[1]), faults), flush=True)
-    config = uvicorn.Config(app, log_level=log_level, lifespan="off", timeout_graceful_shutdown=2)
-    uvicorn.Server(config).run(sockets=[sock])
+    uvicorn.Server(_config(app, log_level, grace_s=2)).run(sockets=[sock])
+
+
+def _config(app: Starlette, log_level: str, *, grace_s: float) -> Any:
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        log_level=log_level,
+        lifespan="off",
+        timeout_graceful_shutdown=grace_s,
+        limit_concurrency=MAX_CONNECTIONS,
+    )
 
 
 @dataclass
@@ -864,8 +882,7 @@ def serving(
     app = create_app(scenario, faults=faults)
     sock = bind(host, port)
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(_config(app, "warning", grace_s=1))
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name=f"openai-server-{port}", daemon=True
     )

@@ -572,3 +572,45 @@ def test_a_body_that_never_finishes_arriving_is_cut_off(monkeypatch: pytest.Monk
     with serving(FAST) as server:
         status, body = _raw_request(server.port, "Content-Length: 100\r\n", b'{"model": ')
         assert status == 408 and "took over 0.5 s" in body["error"]["message"]
+
+
+def test_a_body_nesting_too_deeply_is_a_400_not_a_crash() -> None:
+    with serving(FAST) as server:
+        deep = b"[" * 100_000 + b"]" * 100_000
+        status, body = _raw_request(server.port, f"Content-Length: {len(deep)}\r\n", deep)
+        assert status == 400 and "nests too deeply" in body["error"]["message"]
+
+
+def test_callers_beyond_the_connection_cap_get_503_not_memory() -> None:
+    """Each caller may hold a body of up to 8 MB while it arrives: the number of them is capped
+    too (40 stalled callers held 300 MB before)."""
+    cap = server_module.MAX_CONNECTIONS
+    with serving(FAST) as server:
+        stalled = []
+        try:
+            for _ in range(cap):
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+                sock.sendall(
+                    b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
+                )
+                stalled.append(sock)
+            time.sleep(0.3)  # every one of them accepted and reading
+            with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+                sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                data = b""
+                while chunk := sock.recv(65536):
+                    data += chunk
+            assert data.split(b" ", 2)[1] == b"503", data[:200]
+        finally:
+            for sock in stalled:
+                sock.close()
+        # Once they are gone, the server answers again.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+                sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                data = sock.recv(65536)
+            if data.split(b" ", 2)[1] == b"200":
+                break
+            time.sleep(0.1)
+        assert data.split(b" ", 2)[1] == b"200"
