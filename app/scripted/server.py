@@ -71,7 +71,7 @@ BODY_TIMEOUT_S = 30.0
 # Connections (and requests in flight) served at once; uvicorn answers 503 beyond. Each may
 # hold a body of up to MAX_BODY_BYTES: without a cap, 40 callers stalling near the cap held
 # 300 MB.
-MAX_CONNECTIONS = 16
+MAX_CONNECTIONS = 64  # a run steps 16 at a time by default; four such runs at once
 _BAD_CALL_PREFIX = "call_bad_json_"
 
 
