@@ -18,8 +18,15 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from tools import DEFAULT_TOOLS
 
-# A duration that must be above 0 (checked with the field's type, wherever the value comes from).
-Seconds = Annotated[float, Field(gt=0)]
+# Numeric fields carry their range in their type, so it is checked wherever the value comes from
+# (a CLI option, PLANEXEC_*, a server caller, a recorded run). Floats must be finite: inf and nan
+# pass a `> 0` check, and JSON has no spelling for them (a recorded run came back as null).
+# Integers fit a database's 64-bit column with room to spare.
+MAX_INT = 2**31 - 1
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]  # a wait that must have an end
+Limit = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # 0 = no limit
+Count = Annotated[int, Field(ge=0, le=MAX_INT)]
+AtLeastOne = Annotated[int, Field(ge=1, le=MAX_INT)]
 
 
 @dataclass(kw_only=True)
@@ -38,17 +45,17 @@ class Context:
         default="openai:gpt-4o",
         metadata={"description": "Model that continues, revises the rest of the plan, or answers"},
     )
-    max_replans: int = field(
+    max_replans: Count = field(
         default=5,
         metadata={"description": "Plan revisions allowed before the run ends as replan_limit."},
     )
-    max_steps: int = field(
+    max_steps: AtLeastOne = field(
         default=12, metadata={"description": "Most steps a plan (or a revision) may have."}
     )
-    max_tool_calls_per_step: int = field(
+    max_tool_calls_per_step: AtLeastOne = field(
         default=6, metadata={"description": "Most tool calls one step may make before it fails."}
     )
-    replan_every: int = field(
+    replan_every: Count = field(
         default=0,
         metadata={
             "description": "Call the replanner after every N completed steps; 0 calls it only "
@@ -57,7 +64,7 @@ class Context:
     )
     # 16: `planexec bench` runs its fan-out of 10 look-ups in one wave (8 needs two, 4 three;
     # docs/performance.md). Waiting steps cost a thread each, nothing more.
-    max_concurrency: int = field(
+    max_concurrency: AtLeastOne = field(
         default=16, metadata={"description": "Most steps that run at the same time."}
     )
     approve_plan: bool = field(
@@ -89,7 +96,7 @@ class Context:
             "(calculator, list_files, read_file, sql_query, http_get); none by default."
         },
     )
-    max_planner_tool_calls: int = field(
+    max_planner_tool_calls: Count = field(
         default=3,
         metadata={"description": "Most look-ups the planner may make with planner_tools (0-10)."},
     )
@@ -105,7 +112,7 @@ class Context:
         default="",
         metadata={"description": "SQLite file the read-only sql_query tool reads."},
     )
-    model_timeout_s: float = field(
+    model_timeout_s: Seconds = field(
         default=60.0,
         metadata={
             "description": "Seconds one model request may take before it fails (the planner "
@@ -122,24 +129,24 @@ class Context:
             "the step with 'outcome unknown' for the replanner."
         },
     )
-    max_total_tokens: int = field(
+    max_total_tokens: Count = field(
         default=0, metadata={"description": "Run budget: input+output tokens; 0 = no limit."}
     )
-    max_cost_usd: float = field(
+    max_cost_usd: Limit = field(
         default=0.0,
         metadata={
             "description": "Run budget in USD (genai-prices); 0 = no limit. Models with no "
             "known price are refused when it is set."
         },
     )
-    max_wall_seconds: float = field(
+    max_wall_seconds: Limit = field(
         default=0.0,
         metadata={"description": "Run budget: seconds since the run started; 0 = no limit."},
     )
-    max_total_tool_calls: int = field(
+    max_total_tool_calls: Count = field(
         default=0, metadata={"description": "Run budget: tool calls of all steps; 0 = no limit."}
     )
-    step_deadline_seconds: float = field(
+    step_deadline_seconds: Limit = field(
         default=0.0,
         metadata={
             "description": "A step still working after this many seconds fails (checked between "
@@ -167,7 +174,7 @@ class Context:
         default_factory=dict,
         metadata={"description": "The template's parameter values, by name."},
     )
-    plan_cache_max_age_s: float = field(
+    plan_cache_max_age_s: Limit = field(
         default=7 * 24 * 3600.0,
         metadata={
             "description": "A cached plan older than this many seconds is dropped and the "

@@ -107,3 +107,41 @@ def test_bad_environment_values_name_the_variable(
     with pytest.raises(ContextError) as info:
         Context()
     assert message in str(info.value)
+
+
+def _numeric_fields() -> list[tuple[str, type]]:
+    return [
+        (f.name, type(f.default))
+        for f in dataclasses.fields(Context)
+        if type(f.default) in (int, float)
+    ]
+
+
+@pytest.mark.parametrize(("name", "kind"), _numeric_fields())
+def test_every_number_is_finite_in_range_and_fits_a_database(name: str, kind: type) -> None:
+    """inf and nan passed `> 0` checks and JSON has no spelling for them: a recorded run came
+    back with null and could not be resumed. An integer past 64 bits failed the database write
+    with a traceback. A negative budget ended the run at once. Each is refused naming the field,
+    wherever it comes from."""
+    bad = [-1, 2**63] if kind is int else [float("inf"), float("nan"), -1.0]
+    for value in bad:
+        with pytest.raises(ContextError, match=f"Context field '{name}'"):
+            Context.of(**{name: value})
+        with pytest.raises(ContextError, match=f"Context field '{name}'"):
+            resolve_context({name: value})
+
+
+def test_numbers_from_the_environment_are_held_to_the_same_ranges(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for env, message in (
+        ("PLANEXEC_MAX_COST_USD", "finite"),
+        ("PLANEXEC_MODEL_TIMEOUT_S", "finite"),
+    ):
+        monkeypatch.setenv(env, "nan")
+        with pytest.raises(ContextError, match=message):
+            Context()
+        monkeypatch.delenv(env)
+    monkeypatch.setenv("PLANEXEC_MAX_CONCURRENCY", "0")
+    with pytest.raises(ContextError, match="greater than or equal to 1"):
+        Context()
