@@ -362,6 +362,28 @@ def _guarded(fn: Any) -> int:
     ) as exc:
         err_console.print(labelled("error:", exc), soft_wrap=True)  # one line, however long
         return EXIT_CONFIG
+    except Exception as exc:
+        if not _database_error(exc):
+            raise
+        # Before a run starts (recording it, listing runs, pruning): a corrupt, read-only or
+        # locked database file, or a server that refused.
+        why = f"{type(exc).__name__}: {exc}"
+        err_console.print(
+            labelled(
+                "database error:",
+                f"{why}. Check the database (corrupt, read-only, or locked by another process), "
+                "or use --db for another one.",
+            ),
+            soft_wrap=True,
+        )
+        return EXIT_CONFIG
+
+
+def _database_error(exc: BaseException) -> bool:
+    """An error of SQLite or PostgreSQL (psycopg is not imported to tell: it is slow to load)."""
+    return isinstance(exc, sqlite3.Error) or any(
+        cls.__module__.split(".")[0] == "psycopg" for cls in type(exc).__mro__
+    )
 
 
 @app.command()

@@ -215,6 +215,28 @@ def test_a_database_with_foreign_tables_is_refused_and_left_unchanged(tmp_path: 
     conn.close()
 
 
+def test_a_corrupt_or_locked_database_is_an_error_line_not_a_traceback(tmp_path: Path) -> None:
+    """The database opens but a page is damaged (or another process holds it): every command
+    that reads or records runs says so in one line, exit 4."""
+    db = tmp_path / "runs.sqlite"
+    scenario = str(instant_demo(tmp_path))
+    assert (
+        run_cli("run", "g", "--scenario", scenario, "--db", str(db), cwd=tmp_path).returncode == 0
+    )
+    with sqlite3.connect(db) as conn:
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'store'").fetchone()
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    data = bytearray(db.read_bytes())
+    data[(root - 1) * page : root * page] = b"Z" * page  # the store table's root page
+    db.write_bytes(bytes(data))
+    for args in (("run", "g2", "--scenario", scenario), ("runs",), ("prune", "--older-than", "0d")):
+        proc = run_cli(*args, "--db", str(db), cwd=tmp_path)
+        no_traceback(proc)
+        assert proc.returncode == EXIT_CONFIG, (args, proc.stderr)
+        assert "database error: DatabaseError: database disk image is malformed" in proc.stderr
+
+
 def test_runs_and_show_create_no_files(tmp_path: Path) -> None:
     runs = run_cli("runs", cwd=tmp_path)
     assert runs.returncode == 0 and "no runs yet at .planexec/planexec.sqlite" in runs.stdout
