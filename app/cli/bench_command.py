@@ -63,6 +63,7 @@ def register(app: typer.Typer) -> None:
             ratios,
         )
         from app.bench.tasks import all_tasks, task_names
+        from app.cli.text import labelled, plain
 
         console, err = Console(), Console(stderr=True)
         if not console.is_terminal:  # piped or in CI: the whole table, not one cut to 80 columns
@@ -70,12 +71,23 @@ def register(app: typer.Typer) -> None:
         wanted = task or task_names()
         unknown = [t for t in wanted if t not in task_names()]
         if unknown:
-            err.print(f"unknown task(s) {', '.join(unknown)}; tasks: {', '.join(task_names())}")
+            err.print(
+                labelled(
+                    "error:",
+                    f"unknown task(s) {', '.join(unknown)}; tasks: {', '.join(task_names())}",
+                )
+            )
             raise typer.Exit(EXIT_CONFIG)
+        # Output files are checked before the benchmark runs, not found unwritable after it.
+        for option, path in (("--json", json_file), ("--write-baseline", write_baseline)):
+            problem = _unwritable(path) if path else ""
+            if problem:
+                err.print(labelled("error:", f"{option} {str(path)!r}: {problem}"))
+                raise typer.Exit(EXIT_CONFIG)
         try:
             baseline = load_baseline(check) if check else None
         except ValueError as exc:
-            err.print(f"error: {exc}")
+            err.print(labelled("error:", exc))
             raise typer.Exit(EXIT_CONFIG) from None
         tasks = [t for t in all_tasks() if t.name in wanted]
         if plan_cache:
@@ -96,7 +108,7 @@ def register(app: typer.Typer) -> None:
             document = baseline_document(current)
             text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
             write_baseline.write_text(text, encoding="utf-8")
-            console.print(f"baseline written to {write_baseline}")
+            console.print(plain(f"baseline written to {write_baseline}"))
         if baseline is not None:
             if task:  # only the tasks asked for; a full run must measure every baseline task
                 baseline = {
@@ -105,10 +117,10 @@ def register(app: typer.Typer) -> None:
                 }
             failures = gate_failures(current, baseline)
             for failure in failures:
-                err.print(f"[red]bench gate:[/red] {failure}")
+                err.print(labelled("bench gate:", failure))
             if failures:
                 raise typer.Exit(EXIT_GATE)
-            console.print(f"bench gate passed against {check}")
+            console.print(plain(f"bench gate passed against {check}"))
 
 
 def _bench_plan_cache(
@@ -125,3 +137,12 @@ def _bench_plan_cache(
     if json_file:
         text = json.dumps([r.row() for r in rows], indent=2) + "\n"
         json_file.write_text(text, encoding="utf-8")
+
+
+def _unwritable(path: Path) -> str:
+    """Why a file cannot be written at `path`, or "" when it can (as far as can be told)."""
+    if path.is_dir():
+        return "is a folder; give a file name"
+    if not path.parent.is_dir():
+        return f"its folder {str(path.parent)!r} does not exist"
+    return ""

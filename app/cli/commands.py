@@ -479,7 +479,7 @@ def run(
     }
     if unknown_outcome not in (None, "repeat", "surprise"):
         err_console.print(
-            f"[red]error:[/red] --unknown-outcome {unknown_outcome!r}: use 'repeat' or 'surprise'"
+            labelled("error:", f"--unknown-outcome {unknown_outcome!r}: use 'repeat' or 'surprise'")
         )
         raise typer.Exit(EXIT_CONFIG)
 

@@ -85,6 +85,16 @@ def test_hostile_model_text_is_printed_as_given_by_run_show_and_runs(tmp_path: P
         (("demo", "--db", "memory://"), {"PLANEXEC_MAX_REPLANS": "[/x]"}, "REPLANS='[/x]'"),
         (("runs", "--db", "[/x]://h"), {}, "unsupported database '[/x]://h'"),
         (("run", "x", "--db", "memory://", "--tools", "[/x]"), {}, "unknown tool '[/x]'"),
+        (
+            ("run", "x", "--db", "memory://", "--unknown-outcome", "[/x]"),
+            {},
+            "--unknown-outcome '[/x]': use 'repeat' or 'surprise'",
+        ),
+        (("bench", "--quick", "--task", "[/x]"), {}, "unknown task(s) [/x]"),
+        (("bench", "--quick", "--check", "[/x].json"), {}, "baseline '[/x].json'"),
+        # Output files are checked before the benchmark runs, not after.
+        (("bench", "--quick", "--json", "."), {}, "--json '.': is a folder"),
+        (("bench", "--quick", "--write-baseline", "no/b.json"), {}, "folder 'no' does not exist"),
     ],
 )
 def test_hostile_input_in_errors_is_printed_as_given(
