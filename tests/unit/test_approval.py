@@ -102,6 +102,10 @@ def test_an_invalid_edit_or_answer_is_refused_and_the_run_stays_paused(tmp_path:
     assert "do not match the step format" in run.request["error"]
     run.answer("maybe")
     assert "unknown answer 'maybe'" in run.request["error"]
+    # An answer that names no action is no approval (a caller's empty or half-built answer).
+    for vague in ({}, {"steps": [{"id": "s9", "description": "other"}]}):
+        run.answer(vague)
+        assert "unknown answer" in run.request["error"], vague
 
     assert [s["id"] for s in run.values["plan"]] == ["s1", "s2"], "nothing changed"
     assert run.started() == []

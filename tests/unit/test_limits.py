@@ -58,6 +58,11 @@ def test_scenario_files_only_from_the_scenario_folder(tmp_path: Path) -> None:
     problems = context_problems(Context.every_role(f"scripted:{outside}"), limits)
     assert len(problems) == 3 and all("PLANEXEC_SCENARIO_DIR" in p for p in problems)
     assert context_problems(Context.every_role("scripted:/etc/passwd"), limits)
+    # Inside only by its spelling: `..` back out, or a link in the folder to a file outside.
+    (folder / "link.json").symlink_to(outside)
+    for sneaky in (folder / ".." / "b.json", folder / "link.json"):
+        problems = context_problems(Context.every_role(f"scripted:{sneaky}"), limits)
+        assert len(problems) == 3, sneaky
     off = ServerLimits(scripted_allowed=False)
     assert "scripted models off" in context_problems(_ctx(), off)[0]
 

@@ -155,6 +155,40 @@ def test_allow_list_opens_exactly_what_it_names(tmp_path: Path, local) -> None:
     assert [r["path"] for r in recorder.requests] == ["/x", "/y"]
 
 
+@pytest.mark.parametrize(("hops", "followed"), [(5, True), (6, False)])
+def test_at_most_five_redirects_are_followed(tmp_path: Path, hops: int, followed: bool) -> None:
+    class Chain(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - fixed by http.server
+            left = int(self.path.strip("/") or hops)
+            if left:
+                self.send_response(302)
+                self.send_header("Location", f"/{left - 1}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"end")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Chain)
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/{hops}"
+        get = _tools(tmp_path, ["127.0.0.1"])["http_get"]
+        if followed:
+            assert get.invoke({"url": url}).endswith("end")
+        else:
+            with pytest.raises(ToolException, match="more than 5 redirects"):
+                get.invoke({"url": url})
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def test_a_redirect_to_an_internal_address_is_refused(tmp_path: Path) -> None:
     # The "secret" service listens on 127.0.0.2, which the allow-list does not open.
     secret_log, front_log = Recorder(), Recorder()

@@ -379,6 +379,26 @@ def test_continue_with_no_runnable_step_is_rejected_and_retried(tmp_path: Path) 
     )
 
 
+def test_continue_past_a_failed_dependency_is_rejected_and_the_step_never_runs(
+    tmp_path: Path,
+) -> None:
+    """s1 failed; s2 needs it. "continue" would run s2 on a failed result: it is refused
+    (a step is ready only when its dependencies are done, not merely settled)."""
+    script = scenario(
+        planner=plan(("s1", []), ("s2", ["s1"])),
+        executor={"s1": [{"error": "server", "message": "down"}], "s2": answer("two")},
+        replanner=[{"attempts": [{"action": "continue", "reason": "go on"}, FINISH]}],
+    )
+    r = run(tmp_path, script, plan_format="json")
+
+    assert r.results["s1"]["status"] == "failed"
+    assert "s2" not in r.started()
+    assert (
+        "'continue' is not possible: no step can run (steps ['s2'] wait on failed steps)"
+        in r.log.texts("replanner")[1]
+    )
+
+
 # (f) a scenario bug stops the run --------------------------------------------------------------
 
 
@@ -761,3 +781,15 @@ def test_an_edited_empty_route_ends_the_run_and_a_foreign_command_is_refused() -
             recorded_route(node)({}, None)
     ok = recorded_route(lambda state, runtime: Command(goto="executor", update={"replans": 1}))
     assert ok({}, None) == {"replans": 1, "route": "executor"}
+
+
+def test_a_step_retried_after_a_replan_is_not_settled_by_its_failed_attempt() -> None:
+    """The retry (attempt 2) still has to run: the approval request, the replanner's progress
+    and the lean end all list it as remaining."""
+    from graphs.state import remaining_steps, settled
+
+    results = {"s1": {"id": "s1", "status": "failed", "attempts": 1}}
+    retry = {"id": "s1", "description": "Do s1.", "attempt": 2}
+    assert not settled(retry, results)
+    assert remaining_steps([retry], results) == [retry]
+    assert settled({**retry, "attempt": 1}, results)

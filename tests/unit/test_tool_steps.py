@@ -456,11 +456,19 @@ def test_json_schema_tools_are_checked_by_name_and_required(tmp_path: Path) -> N
     ]
 
 
-def test_a_revision_may_not_widen_a_plan_of_tool_steps(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "widen",
+    [
+        {"id": "s3", "description": "Fetch the page.", "tools": ["http_get"]},
+        # A tool step with no list names its one tool: that tool is held to the plan's too.
+        {"id": "s3", "tool": "http_get", "args": {"url": "http://127.0.0.1:9/page"}},
+    ],
+    ids=["model-step", "tool-step"],
+)
+def test_a_revision_may_not_widen_a_plan_of_tool_steps(tmp_path: Path, widen: dict) -> None:
     """A tool step with no tools list uses its one tool, not every tool of the run: after a
     plan of such steps, a revision (written from untrusted results) may use only those tools,
     and its own tool step needs no list to call one of them."""
-    widen = {"id": "s3", "description": "Fetch the page.", "tools": ["http_get"]}
     script = scenario(
         tools=["calculator", "http_get"],
         planner={"steps": [calc_step("s1", "6 * 7")]},

@@ -185,3 +185,10 @@ def test_round_to_a_huge_negative_digit_count_is_instant_and_exact(calculator) -
     # int.__round__ would compute 10**100000000 first and stall the step for minutes.
     assert calculator.invoke({"expression": "round(5, -100000000)"}) == "0"
     assert calculator.invoke({"expression": "round(1234, -2)"}) == "1200"
+
+
+@pytest.mark.parametrize("expression", ["1e999", "min(1e999, 5)", "-1e999 + 1"])
+def test_a_literal_too_large_for_a_float_is_refused(calculator, expression: str) -> None:
+    """Python reads 1e999 as inf: min(1e999, 5) would quietly be 5."""
+    with pytest.raises(ToolException, match="too large for a floating-point number"):
+        calc(calculator, expression)

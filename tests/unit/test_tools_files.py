@@ -146,3 +146,14 @@ def test_args_schemas(tools) -> None:
     assert list(tools["read"].args) == ["path"]
     assert list(tools["write"].args) == ["path", "content", "append"]
     assert list(tools["list"].args) == ["path"]
+
+
+def test_one_entry_past_the_listing_cap_is_said_too(tools, workspace: Path) -> None:
+    from tools.files import MAX_LIST_ENTRIES
+
+    workspace.mkdir(exist_ok=True)
+    for i in range(MAX_LIST_ENTRIES + 1):
+        (workspace / f"f{i:04d}.txt").write_text("x")
+    lines = tools["list"].invoke({}).splitlines()
+    assert len(lines) == MAX_LIST_ENTRIES + 1
+    assert lines[-1] == "... 1 more entries not shown"

@@ -333,3 +333,22 @@ def test_printf_still_formats_as_sqlite_does(sql_query) -> None:
     )
     text = sql_query.invoke({"query": query})
     assert text == "p | f | n\n9.50|10   |   7|aaa|1,234,567|it''s|%| | Ada=1 | NULL"
+
+
+def test_one_row_past_the_cap_is_said_too(sql_query) -> None:
+    """201 rows: the model must not take the 200 shown for the whole result."""
+    text = sql_query.invoke({"query": "SELECT n FROM numbers WHERE n <= 200 ORDER BY n"})
+    assert "1 more rows not shown (201 rows in total;" in text.splitlines()[-1]
+
+
+def test_the_file_is_opened_read_only_even_without_the_authorizer(database: Path) -> None:
+    """The second of the three layers, on its own: SQLite itself refuses the write."""
+    allow_all = sql_mod._DenialRecorder()
+    conn = sql_mod._connect_read_only(database, allow_all)
+    conn.set_authorizer(None)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="readonly database"):
+            conn.execute("INSERT INTO orders VALUES (99, 1, 1.0)")
+    finally:
+        conn.close()
+    assert count_orders(database) == 3
