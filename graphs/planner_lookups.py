@@ -37,18 +37,25 @@ def planner_tools(ctx: Context) -> list[BaseTool]:
     with the setting, before any model is paid for."""
     if not ctx.planner_tools:
         return []
+    problem = planner_tools_problem(ctx)
+    if problem:
+        raise ValueError(problem)
+    limits.enforce(ctx)  # the workspace and database the look-ups read are the server's to allow
+    return build_tools(ctx.planner_tools, tool_settings(ctx))
+
+
+def planner_tools_problem(ctx: Context) -> str:
+    """What is wrong with the run's look-up settings ("" when nothing is); the CLI checks this
+    before a run is recorded, the planner before any model is paid for."""
     refused = [n for n in ctx.planner_tools if n not in READ_ONLY_TOOLS]
     if refused:
-        raise ValueError(
+        return (
             f"planner_tools may name only read-only tools ({', '.join(READ_ONLY_TOOLS)}); "
             f"not {', '.join(map(repr, refused))}"
         )
-    if not 0 <= ctx.max_planner_tool_calls <= MAX_LOOKUPS:
-        raise ValueError(
-            f"max_planner_tool_calls is {ctx.max_planner_tool_calls}; give 0 to {MAX_LOOKUPS}"
-        )
-    limits.enforce(ctx)  # the workspace and database the look-ups read are the server's to allow
-    return build_tools(ctx.planner_tools, tool_settings(ctx))
+    if ctx.planner_tools and not 0 <= ctx.max_planner_tool_calls <= MAX_LOOKUPS:
+        return f"max_planner_tool_calls is {ctx.max_planner_tool_calls}; give 0 to {MAX_LOOKUPS}"
+    return ""
 
 
 class Lookups:

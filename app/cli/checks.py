@@ -22,6 +22,10 @@ def input_problems(goal: str, ctx: Context) -> list[str]:
         tool_names(ctx.tools)
     except ValueError as exc:
         problems.append(f"--tools / PLANEXEC_TOOLS cannot be used: {exc}")
+    from graphs.planner_lookups import planner_tools_problem  # the planner's own check
+
+    if problem := planner_tools_problem(ctx):
+        problems.append(f"--planner-tools / --max-planner-tool-calls cannot be used: {problem}")
     problems += workspace_problems(Path(ctx.workspace))
     if ctx.sql_database:
         sql = Path(ctx.sql_database).expanduser()
@@ -36,6 +40,14 @@ def workspace_problems(workspace: Path) -> list[str]:
     workspace = workspace.expanduser()
     if workspace.exists() and not workspace.is_dir():
         return [f"the workspace {str(workspace)!r} is a file; give --workspace a folder"]
+    for parent in workspace.parents:  # the nearest one that exists must be a folder
+        if parent.exists():
+            if not parent.is_dir():
+                return [
+                    f"the workspace {str(workspace)!r} cannot be made: {str(parent)!r} is a "
+                    "file; give --workspace a folder"
+                ]
+            break
     return []
 
 
@@ -52,6 +64,10 @@ def thread_problems(thread_id: str) -> list[str]:
         return ["the thread id is empty; give --thread a name, or leave it out"]
     if "." in thread_id:
         return [f"the thread id {thread_id!r} contains '.'; give --thread a name without one"]
+    if not thread_id.isprintable():  # tabs, newlines, escapes: it is typed back and printed
+        return [f"the thread id {thread_id!r} holds control characters; give --thread a name"]
+    if thread_id.startswith("-"):  # `planexec resume -x` would read it as an option
+        return [f"the thread id {thread_id!r} starts with '-'; give --thread a name"]
     return []
 
 

@@ -132,6 +132,13 @@ def test_help_keeps_the_env_note_and_the_demo_its_surprise_prefix(tmp_path: Path
         (("g", "--scenario", "no-such-scenario"), "no scenario named"),
         (("g", "--thread", "a.b"), "contains '.'"),
         (("g", "--unknown-outcome", "maybe"), "--unknown-outcome 'maybe': use 'repeat' or"),
+        (("g", "--planner-tools", "write_file"), "may name only read-only tools"),
+        (("g", "--planner-tools", "sql_query", "--max-planner-tool-calls", "50"), "give 0 to 10"),
+        (("g", "--workspace", "a_file/sub"), "/a_file' is a file; give --workspace a folder"),
+        (("g", "--thread", "-x"), "starts with '-'"),
+        (("g", "--thread", "a\x1b[2Jb"), "holds control characters"),
+        (("g", "--max-cost", "inf"), "'max_cost_usd' must be a number, got inf"),
+        (("g", "--max-replans", str(2**64)), "less than or equal to 2147483647"),
     ],
 )
 def test_input_errors_exit_4_before_anything_is_paid_or_recorded(
