@@ -372,8 +372,11 @@ def run_header(thread_id: str, goal: str | None = None, db: str | None = None) -
 def runs_table(rows: list[dict[str, Any]]) -> Table:
     """The `planexec runs` table: one row per run summary."""
     table = Table(title=f"runs ({len(rows)})")
-    for column in ("thread", "status", "steps done", "replans", "goal"):
-        table.add_column(column)
+    # The thread id is what `resume`, `show` and `report` take: not cut at 80 columns (the
+    # goal gives way; it wraps).
+    for column in ("thread", "status", "steps done", "replans"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("goal", ratio=1)
     for r in rows:
         table.add_row(
             *(plain(one_line(r[k])) for k in ("thread_id", "status", "steps", "replans")),

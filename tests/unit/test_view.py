@@ -204,3 +204,21 @@ def test_show_marks_a_step_blocked_when_any_one_of_its_dependencies_failed() -> 
     console.print(steps_table(state))
     row = next(line for line in console.export_text().splitlines() if "needs both" in line)
     assert "blocked" in row and "waits on a failed step" in row
+
+
+def test_runs_shows_whole_thread_ids_at_80_columns() -> None:
+    """The id is what `resume`, `show` and `report` take: the goal wraps, the id is not cut."""
+    from app.cli.view import runs_table
+
+    row = {
+        "thread_id": "run-20261126-204109-b8bc",
+        "status": "budget_exceeded",
+        "steps": "7/7",
+        "replans": 1,
+        "goal": "a long goal " * 8,
+    }
+    out = io.StringIO()
+    Console(width=80, file=out).print(runs_table([row]))
+    text = out.getvalue()
+    assert "run-20261126-204109-b8bc" in text and "budget_exceeded" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
