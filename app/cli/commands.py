@@ -568,15 +568,34 @@ def _start(
             return EXIT_DONE
         runner.ensure_new_thread(persistence, thread_id)  # before the live view starts
         with holding_run(persistence, thread_id):  # from before the run is recorded
-            # Recorded before anything runs: a kill from here on leaves a run `resume` finishes.
-            runner.submit_run(persistence, goal, ctx, thread_id)
-            return _drive(
-                persistence,
-                thread_id,
-                as_json,
-                lambda on_event: runner.resume_run(persistence, thread_id, on_event),
-                ask=ctx.approve_plan and _interactive(),
+            try:
+                # Recorded before anything runs: a kill from here on leaves a run `resume`
+                # finishes.
+                runner.submit_run(persistence, goal, ctx, thread_id)
+                return _drive(
+                    persistence,
+                    thread_id,
+                    as_json,
+                    lambda on_event: runner.resume_run(persistence, thread_id, on_event),
+                    ask=ctx.approve_plan and _interactive(),
+                )
+            except KeyboardInterrupt:  # before _drive took over Ctrl-C: nothing has run yet
+                return _interrupted_before_start(persistence, thread_id)
+
+
+def _interrupted_before_start(persistence: Persistence, thread_id: str) -> int:
+    """Ctrl-C while the run was being recorded: say whether it was, and how to go on."""
+    try:
+        runner.run_record(persistence, thread_id)
+    except runner.RunNotFound:
+        err_console.print(plain("\ninterrupted before the run was recorded: nothing ran"))
+    else:
+        err_console.print(
+            plain(
+                f"\ninterrupted before the run started. Start it with: planexec resume {thread_id}"
             )
+        )
+    return EXIT_INTERRUPTED
 
 
 def _absolute_paths(ctx: Context) -> Context:
