@@ -654,7 +654,9 @@ def resume(
                 persistence,
                 thread_id,
                 as_json,
-                lambda on_event: runner.resume_run(persistence, thread_id, on_event, budgets),
+                lambda on_event: runner.resume_run(
+                    persistence, thread_id, on_event, budgets, reopen_failed=True
+                ),
             )
 
     raise typer.Exit(_guarded(go))
@@ -668,9 +670,12 @@ def _queue_existing(db: str | None, thread_id: str) -> int:
     with open_persistence(db) as persistence:
         status = runner.run_state(persistence, thread_id)["status"]
         if status in runner.FINAL or status == runner.PAUSED:
+            hint = {
+                "paused": f"; answer it with `planexec approve {thread_id}`",
+                "failed": f"; `planexec resume {thread_id}` (no --queue) tries it again here",
+            }.get(status, "")
             raise ValueError(
-                f"run {thread_id!r} is {status}: there is nothing for a worker to do"
-                + (f"; answer it with `planexec approve {thread_id}`" if status == "paused" else "")
+                f"run {thread_id!r} is {status}: there is nothing for a worker to do{hint}"
             )
         queued = enqueue(persistence, thread_id)
     print(thread_id if queued else f"{thread_id} (queued already)")

@@ -19,7 +19,16 @@ from app.pricing import price_known
 from app.runs.persistence import Persistence
 from graphs.budget import BUDGET_FIELDS
 from graphs.journal import StepJournal
-from graphs.state import BUDGET_EXCEEDED, DONE, FAILED, REJECTED, REPLAN_LIMIT, RUNNING, State
+from graphs.state import (
+    BUDGET_EXCEEDED,
+    DONE,
+    FAILED,
+    REJECTED,
+    REPLAN_LIMIT,
+    RESET,
+    RUNNING,
+    State,
+)
 
 if TYPE_CHECKING:  # imported where a run starts: `runs` and `show` need neither
     from langgraph.graph.state import CompiledStateGraph
@@ -114,10 +123,14 @@ def resume_run(
     thread_id: str,
     on_event: EventHandler | None = None,
     budgets: dict[str, Any] | None = None,
+    *,
+    reopen_failed: bool = False,
 ) -> dict[str, Any]:
     """Continue an interrupted run from its last checkpoint; finished steps are not rerun, and
     the step in flight replays its journaled turns. `budgets` (Context budget fields) replace
-    the recorded ones, so a run that ended `budget_exceeded` can go on with a raised budget."""
+    the recorded ones, so a run that ended `budget_exceeded` can go on with a raised budget.
+    `reopen_failed`: a run that failed goes on from the node that failed (a person asked for
+    it: `planexec resume`; a worker taking over a dead worker's job does not retry failures)."""
     record = run_record(persistence, thread_id)
     ctx = _restored(record["context"])
     if budgets:
@@ -135,6 +148,10 @@ def resume_run(
             as_node="executor",
         )
         return _drive(graph, None, thread_id, ctx, on_event)
+    if reopen_failed and snapshot.values.get("status") == FAILED:
+        graph_input = _reopen_failed(persistence, thread_id, record)
+        if graph_input is not _NOT_REOPENED:
+            return _drive(graph, graph_input, thread_id, ctx, on_event)
     # Finished is a status, not an empty `next`: a node that completed just before the process
     # stopped leaves its writes pending, `next` empty, and the run still to continue.
     if snapshot.values.get("status") in FINAL:
@@ -144,6 +161,50 @@ def resume_run(
     if snapshot.interrupts:
         raise RunPaused(f"run {thread_id!r} is paused for plan approval; answer it first")
     return _drive(graph, None, thread_id, ctx, on_event)
+
+
+_NOT_REOPENED = object()
+
+
+def _reopen_failed(persistence: Persistence, thread_id: str, record: dict[str, Any]) -> Any:
+    """A run that failed (a model that could not be reached, output it could not use, a step
+    that could not be set up) goes on from the node that failed, with everything before it
+    kept: the finished steps, their results, the usage paid. Returns the input to go on with
+    (None: from the checkpoint as reopened here; the goal: the planner failed, so nothing but
+    the goal was there to keep), or _NOT_REOPENED when the failure came from no node."""
+    graph, config = persistence.graph, _config(thread_id)
+    history = list(graph.get_state_history(config, limit=2))  # the failed one, then before it
+    latest, before = history[0], history[1] if len(history) == 2 else None
+    node = before.next[0] if before is not None and before.next else ""
+    reopen = {"status": RUNNING, "reason": "", "response": ""}
+    if node == "replanner":
+        # The failed review is not a review (its usage, if any was paid, stays counted): what
+        # was news before it is news again, and the next review has its number.
+        for key in ("reviewed_at", "reviewed_done", "replanner_calls"):
+            reopen[key] = before.values.get(key, 0)
+        update, as_node = {**reopen, "batch_cut": False}, "executor"  # executor -> replanner
+    elif node in ("executor", "planner") and latest.values.get("plan"):
+        # A step could not run (in the executor, or in the planner while its plan streamed):
+        # back through the edge a batch cut short takes to the executor. The steps that ran
+        # keep their results; the one whose failure failed the run runs again.
+        update, as_node = {**reopen, "batch_cut": True}, "executor"
+        results = latest.values.get("results", {})
+        why = latest.values.get("reason")
+        kept = {
+            k: r for k, r in results.items() if r.get("status") != FAILED or r.get("error") != why
+        }
+        if len(kept) < len(results):
+            update["results"] = {**RESET, **kept}
+    elif node == "planner":  # no plan was made: nothing but the goal to keep
+        update, as_node = None, ""
+    else:
+        return _NOT_REOPENED
+    reopened = {k: v for k, v in record.items() if k not in ("final_status", "finished_at")}
+    persistence.store.put(RUNS_NAMESPACE, thread_id, reopened, index=False)
+    if update is None:
+        return {"goal": record["goal"]}
+    graph.update_state(config, update, as_node=as_node)
+    return None
 
 
 def _with_budgets(

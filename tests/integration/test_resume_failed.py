@@ -1,0 +1,114 @@
+"""A run that failed goes on with `planexec resume` from the node that failed, keeping what was
+done before it: a replanner whose endpoint was down, a step that could not run, a planner whose
+answers could not be used. Real `planexec` processes, a real SQLite database; the scenario is
+fixed between the runs, as a user fixes a key, an endpoint or a prompt."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import finished_ids, of_kind, run_cli, run_json, started_ids
+
+pytestmark = pytest.mark.integration
+
+FINISH = {"action": "finish", "reason": "done", "response": "Both logged."}
+LOG = {"path": "log.txt", "append": True}
+
+
+def _script(replanner: list, executor_s2: list | None = None, planner: dict | None = None) -> dict:
+    log = lambda line: {"tool_calls": [{"name": "write_file", "args": {**LOG, "content": line}}]}  # noqa: E731
+    return {
+        "name": "resume_failed",
+        "goal": "Log two lines.",
+        "tools": ["write_file"],
+        "planner": planner
+        or {
+            "steps": [
+                {"id": "s1", "description": "Log s1."},
+                {"id": "s2", "description": "Log s2.", "depends_on": ["s1"]},
+            ]
+        },
+        "executor": {
+            "s1": [log("s1\n"), {"content": "logged s1"}],
+            "s2": [log("s2\n"), {"content": "logged s2"}] if executor_s2 is None else executor_s2,
+        },
+        "replanner": replanner,
+    }
+
+
+def _run(tmp_path: Path, script: dict) -> tuple[Path, str, int, list[dict]]:
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps(script), encoding="utf-8")
+    db = str(tmp_path / "runs.sqlite")
+    code, events = run_json(
+        "run", "go", "--scenario", str(scenario), "--thread", "f1", "--db", db,
+        "--workspace", str(tmp_path / "ws"), "--plan-format", "json", cwd=tmp_path,
+    )  # fmt: skip
+    return scenario, db, code, events
+
+
+def _resume(tmp_path: Path, db: str) -> tuple[int, list[dict], dict]:
+    code, events = run_json("resume", "f1", "--db", db, cwd=tmp_path)
+    shown = json.loads(run_cli("show", "f1", "--db", db, "--json", cwd=tmp_path).stdout)
+    return code, events, shown
+
+
+def test_a_run_whose_replanner_failed_goes_on_with_its_steps_kept(tmp_path: Path) -> None:
+    bad = {"attempts": [{"raw": "not json"}] * 3}
+    scenario, db, code, events = _run(tmp_path, _script([bad]))
+    assert code == 1 and "replanner output invalid after 3 attempts" in events[-1]["reason"]
+    scenario.write_text(json.dumps(_script([FINISH])), encoding="utf-8")
+
+    code, events, shown = _resume(tmp_path, db)
+    assert code == 0, events[-1]
+    assert started_ids(events) == [], "the steps that ran are not run again"
+    assert shown["status"] == "done" and shown["response"] == "Both logged."
+    assert (tmp_path / "ws" / "log.txt").read_text() == "s1\ns2\n"
+    # The three unusable answers were paid for: still counted, beside the one that finished.
+    assert shown["usage"]["replanner"]["calls"] == 4
+    assert shown["replanner_calls"] == 1, "the failed review is not counted as a review"
+
+
+def test_a_run_whose_step_could_not_run_goes_on_from_that_step(tmp_path: Path) -> None:
+    """s2's scripted turns are missing (a scenario bug: the run fails, as a missing key or
+    endpoint would); the scenario is fixed and the run resumed: s1 is not run again."""
+    broken = _script([FINISH], executor_s2=[])
+    scenario, db, code, events = _run(tmp_path, broken)
+    assert code == 1 and "s1" in finished_ids(events)
+    scenario.write_text(json.dumps(_script([FINISH])), encoding="utf-8")
+
+    code, events, shown = _resume(tmp_path, db)
+    assert code == 0, events[-1]
+    assert "s1" not in started_ids(events)
+    assert shown["status"] == "done"
+    assert (tmp_path / "ws" / "log.txt").read_text() == "s1\ns2\n"
+
+
+def test_a_run_whose_planner_failed_plans_again(tmp_path: Path) -> None:
+    cycle = {
+        "steps": [
+            {"id": "a", "description": "A.", "depends_on": ["b"]},
+            {"id": "b", "description": "B.", "depends_on": ["a"]},
+        ]
+    }
+    scenario, db, code, events = _run(
+        tmp_path, _script([FINISH], planner={"attempts": [cycle] * 3})
+    )
+    assert code == 1 and "planner output invalid" in events[-1]["reason"]
+    scenario.write_text(json.dumps(_script([FINISH])), encoding="utf-8")
+
+    code, events, shown = _resume(tmp_path, db)
+    assert code == 0, events[-1]
+    assert [s["id"] for s in of_kind(events, "plan")[0]["steps"]] == ["s1", "s2"]
+    assert shown["status"] == "done"
+
+
+def test_a_run_that_ended_otherwise_is_not_reopened(tmp_path: Path) -> None:
+    scenario, db, code, _ = _run(tmp_path, _script([FINISH]))
+    assert code == 0
+    code, events, shown = _resume(tmp_path, db)
+    assert code == 0 and started_ids(events) == [] and shown["status"] == "done"
+    assert shown["usage"]["replanner"]["calls"] == 1
