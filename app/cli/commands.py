@@ -219,7 +219,23 @@ def _drive(
         from app.cli.view import print_outcome
 
         print_outcome(console, state)
+        if hint := _next_step(state, thread_id):
+            console.print(plain(hint))
     return _exit_code(state)
+
+
+def _next_step(state: dict[str, Any], thread_id: str) -> str:
+    """What the user can do after a run that ended without its answer, with its id."""
+    from graphs.budget import BUDGET_OPTIONS
+    from graphs.state import BUDGET_EXCEEDED, FAILED
+
+    status = state.get("status")
+    if status == FAILED:
+        return f"Fix what failed, then go on from there with: planexec resume {thread_id}"
+    if status == BUDGET_EXCEEDED:
+        option = BUDGET_OPTIONS.get((state.get("budget") or {}).get("budget"), "--max-cost")
+        return f"Raise the budget and go on with: planexec resume {thread_id} {option} N"
+    return ""
 
 
 def _interactive() -> bool:

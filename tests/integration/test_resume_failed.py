@@ -112,3 +112,14 @@ def test_a_run_that_ended_otherwise_is_not_reopened(tmp_path: Path) -> None:
     code, events, shown = _resume(tmp_path, db)
     assert code == 0 and started_ids(events) == [] and shown["status"] == "done"
     assert shown["usage"]["replanner"]["calls"] == 1
+
+
+def test_the_live_view_says_how_to_go_on_after_a_failure(tmp_path: Path) -> None:
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps(_script([{"attempts": [{"raw": "x"}] * 3}])), encoding="utf-8")
+    proc = run_cli(
+        "run", "go", "--scenario", str(scenario), "--thread", "f1", "--plan-format", "json",
+        "--db", str(tmp_path / "runs.sqlite"), "--workspace", str(tmp_path / "ws"), cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "go on from there with: planexec resume f1" in " ".join(proc.stdout.split())
