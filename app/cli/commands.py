@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -774,6 +775,10 @@ def worker(
 
     def go() -> int:
         liveness = Liveness(stalled_after, heartbeat, stalled_check)  # checked first
+        if idle_exit is not None and not (math.isfinite(idle_exit) and idle_exit >= 0):
+            raise ValueError(f"--idle-exit is {idle_exit}; give 0 or more seconds")
+        if not math.isfinite(grace):
+            raise ValueError(f"--grace is {grace}; give a number of seconds")
 
         def on_event(thread_id: str, event: dict[str, Any]) -> None:
             if as_json:
@@ -807,7 +812,7 @@ def list_runs(
         list[str] | None,
         typer.Option(
             help="Only runs with this status (repeat for several): done, failed, "
-            "replan_limit, rejected, queued, running, interrupted, paused."
+            "replan_limit, rejected, budget_exceeded, queued, running, interrupted, paused."
         ),
     ] = None,
     since: Annotated[
@@ -865,7 +870,7 @@ def prune(
     progress, interrupted or paused. Safe while workers run (a run held by a process is
     skipped)."""
     from app.runs.listing import check_statuses, parse_duration
-    from app.runs.persistence import open_persistence
+    from app.runs.persistence import NoDatabase, open_persistence
     from app.runs.storage import prune as prune_runs
 
     def go() -> int:
@@ -873,8 +878,13 @@ def prune(
         finished = set(runner.FINAL)
         if set(statuses) - finished:
             raise ValueError(f"prune removes finished runs only: --status {', '.join(finished)}")
-        with open_persistence(db) as persistence:
-            report = prune_runs(persistence, parse_duration(older_than), statuses, dry_run)
+        age = parse_duration(older_than)
+        try:  # a database that is not there has nothing to prune: none is made (a typo'd path)
+            with open_persistence(db, create=False) as persistence:
+                report = prune_runs(persistence, age, statuses, dry_run)
+        except NoDatabase as exc:  # as `runs` says it: not an error
+            print(json.dumps({"removed": 0, "reason": str(exc)}) if as_json else exc)
+            return EXIT_DONE
         summary = {
             "removed" if not dry_run else "would_remove": len(report.runs),
             "checkpoint_bytes": report.checkpoint_bytes,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import math
 import os
 import signal
 import threading
@@ -269,6 +270,11 @@ class Liveness:
     def __post_init__(self) -> None:
         if self.heartbeat is None:
             object.__setattr__(self, "heartbeat", self.stalled_after / 4)
+        times = {"--stalled-after": self.stalled_after, "--heartbeat": self.heartbeat,
+                 "--stalled-check": self.check_every}  # fmt: skip
+        for option, value in times.items():
+            if not math.isfinite(value):  # nan passes every `<=` check; inf never comes
+                raise ValueError(f"{option} is {value}; give a number of seconds")
         if self.heartbeat <= 0 or self.check_every <= 0:
             raise ValueError(
                 f"--heartbeat ({self.heartbeat} s) and --stalled-check ({self.check_every} s) "

@@ -151,8 +151,11 @@ def scenario_path(name_or_path: str) -> Path:
     """A bundled scenario's file by name, or the file a path names."""
     candidate = Path(name_or_path).expanduser()
     if candidate.suffix in (".json", ".yaml", ".yml") or candidate.exists():
-        if not candidate.is_file():
+        if not candidate.exists():
             raise ScenarioError(f"scenario file {str(candidate)!r} does not exist")
+        if not candidate.is_file():
+            kind = "a folder" if candidate.is_dir() else "not a regular file"
+            raise ScenarioError(f"scenario file {str(candidate)!r} is {kind}; give a file")
         return candidate.resolve()
     bundled = BUNDLED_DIR / f"{name_or_path}.json"
     if bundled.is_file():
@@ -175,7 +178,12 @@ def load_scenario(name_or_path: str) -> Scenario:
 
 @lru_cache(maxsize=64)
 def _load(path: str, _mtime_ns: int) -> Scenario:
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"scenario {path} is not UTF-8 text: {exc}") from exc
+    except OSError as exc:
+        raise ScenarioError(f"scenario {path} cannot be read: {exc}") from exc
     try:
         data = yaml.safe_load(text) if path.endswith((".yaml", ".yml")) else json.loads(text)
         return Scenario.model_validate(data)

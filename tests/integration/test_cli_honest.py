@@ -95,6 +95,11 @@ def test_hostile_model_text_is_printed_as_given_by_run_show_and_runs(tmp_path: P
         # Output files are checked before the benchmark runs, not after.
         (("bench", "--quick", "--json", "."), {}, "--json '.': is a folder"),
         (("bench", "--quick", "--write-baseline", "no/b.json"), {}, "folder 'no' does not exist"),
+        # nan passes every `<=` check: a worker that never idles out, never heartbeats.
+        (("worker", "--db", "memory://", "--idle-exit", "nan"), {}, "--idle-exit is nan"),
+        (("worker", "--db", "memory://", "--idle-exit", "-1"), {}, "give 0 or more seconds"),
+        (("worker", "--db", "memory://", "--heartbeat", "nan"), {}, "--heartbeat is nan"),
+        (("worker", "--db", "memory://", "--stalled-check", "nan"), {}, "--stalled-check is nan"),
     ],
 )
 def test_hostile_input_in_errors_is_printed_as_given(

@@ -19,7 +19,7 @@ from app.cli.commands import app as cli_app
 from app.runs import runner
 from app.runs.persistence import open_persistence
 from app.runs.worker import holding_run, lock_dir
-from tests.helpers import SCENARIOS
+from tests.helpers import SCENARIOS, run_cli
 from tools.files import LEDGER_DIR
 
 pytestmark = pytest.mark.integration
@@ -175,3 +175,14 @@ def test_runs_counts_only_done_steps_as_done() -> None:
         "results": {"a": {"status": "done"}, "b": {"status": "failed"}},
     }
     assert _run_summary(state)["steps"] == "1/3"
+
+
+def test_prune_of_a_database_that_is_not_there_makes_none(tmp_path: Path) -> None:
+    """A mistyped --db: before, prune (even --dry-run) created the database and its lock folder."""
+    for extra in ((), ("--dry-run",)):
+        proc = run_cli(
+            "prune", "--older-than", "1d", *extra, "--db", "sqlite:///typo.sqlite", cwd=tmp_path
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "does not exist" in proc.stdout
+    assert list(tmp_path.iterdir()) == []

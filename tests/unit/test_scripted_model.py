@@ -179,3 +179,26 @@ def test_a_retry_past_the_scripted_attempts_has_no_reply_rather_than_crashing() 
     assert pick_attempt(entry, 1).raw == "still not"
     assert pick_attempt(entry, 2) is None
     assert pick_attempt(PlanReply(raw="once"), 1) is None
+
+
+def test_a_scenario_that_is_no_readable_file_is_refused_naming_it(tmp_path) -> None:
+    import os
+
+    import pytest
+
+    from app.scripted.scenarios import ScenarioError, load_scenario
+
+    folder = tmp_path / "folder.json"
+    folder.mkdir()
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'{"name": "caf\xe9"}')
+    for path, says in (
+        (folder, "is a folder; give a file"),
+        (fifo, "is not a regular file"),  # not opened: reading a FIFO would wait for a writer
+        (latin, "latin.json is not UTF-8 text"),
+        (tmp_path / "gone.json", "does not exist"),
+    ):
+        with pytest.raises(ScenarioError, match=says):
+            load_scenario(str(path))
