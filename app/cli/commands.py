@@ -182,7 +182,7 @@ def _drive(
         err_console.print(
             labelled(
                 "database error during the run:",
-                f"{exc}\nThe last checkpoint is kept; continue with: planexec resume {thread_id}",
+                f"{exc}\n{_go_on(persistence, thread_id)}",
             )
         )
         return EXIT_FAILED
@@ -192,14 +192,13 @@ def _drive(
         err_console.print(
             labelled(
                 "the run stopped on an unexpected error:",
-                f"{type(exc).__name__}: {exc}\n"
-                f"The last checkpoint is kept; continue with: planexec resume {thread_id}",
+                f"{type(exc).__name__}: {exc}\n{_go_on(persistence, thread_id)}",
             )
         )
         return EXIT_FAILED
     except KeyboardInterrupt:
         word = "terminated" if _stop_code() == EXIT_TERMINATED else "interrupted"
-        err_console.print(plain(f"{word}. Continue with: planexec resume {thread_id}"))
+        err_console.print(plain(f"{word}. {_go_on(persistence, thread_id)}"))
         sys.stdout.flush()
         # Nothing is left to wait for: the steps in flight finished and were journaled.
         os._exit(_stop_code())
@@ -237,6 +236,13 @@ def _next_step(state: dict[str, Any], thread_id: str) -> str:
         option = BUDGET_OPTIONS.get((state.get("budget") or {}).get("budget"), "--max-cost")
         return f"Raise the budget and go on with: planexec resume {thread_id} {option} N"
     return ""
+
+
+def _go_on(persistence: Persistence, thread_id: str) -> str:
+    """How to continue a run that stopped: from its last checkpoint, unless nothing kept it."""
+    if persistence.url.startswith("memory://"):
+        return "The database was in memory: nothing was kept, the run cannot be resumed."
+    return f"The last checkpoint is kept; continue with: planexec resume {thread_id}"
 
 
 def _interactive() -> bool:
@@ -536,9 +542,13 @@ def _names(text: str | None) -> list[str] | None:
 def demo(
     thread: ThreadOption = None,
     db: DbOption = None,
-    workspace: Annotated[Path, typer.Option(help="Where the demo database and report go.")] = Path(
-        DEMO_WORKSPACE
-    ),
+    workspace: Annotated[
+        Path,
+        typer.Option(
+            help="Where the report goes. The shop database is made next to it, not in it "
+            "(WORKSPACE-shop.sqlite), so the file tools cannot overwrite it."
+        ),
+    ] = Path(DEMO_WORKSPACE),
     max_concurrency: Annotated[int | None, typer.Option(min=1)] = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -197,6 +197,11 @@ def _sqlite(path: Path, create: bool = True) -> Iterator[Persistence]:
         _check_sqlite(path)
     elif not create:
         raise NoDatabase(path)
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise DatabaseURLError(
+            f"cannot make the database {str(path)!r}: {str(blocking)!r} is a file, not a folder"
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         saver_conn = sqlite3.connect(str(path), check_same_thread=False)
