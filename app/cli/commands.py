@@ -240,7 +240,7 @@ def _next_step(state: dict[str, Any], thread_id: str) -> str:
 
 def _go_on(persistence: Persistence, thread_id: str) -> str:
     """How to continue a run that stopped: from its last checkpoint, unless nothing kept it."""
-    if persistence.url.startswith("memory://"):
+    if str(getattr(persistence, "url", "")).startswith("memory://"):
         return "The database was in memory: nothing was kept, the run cannot be resumed."
     return f"The last checkpoint is kept; continue with: planexec resume {thread_id}"
 
