@@ -52,6 +52,16 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
+def _encodable(text: str) -> bool:
+    """Whether `text` can be written as a file name or content (a model can send a lone
+    surrogate such as \\ud800, which no encoding writes)."""
+    try:
+        text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def split_workspace_path(path: str, tool: str) -> list[str]:
     """The names of a workspace-relative path, or a ToolException saying what is wrong with it."""
     if not path or not path.strip():
@@ -59,6 +69,10 @@ def split_workspace_path(path: str, tool: str) -> list[str]:
     shown = _show(path)
     if "\x00" in path:
         raise ToolException(f"{tool} refused '{shown}': the path contains a NUL byte.")
+    if not _encodable(path):
+        raise ToolException(
+            f"{tool} refused '{shown}': the path is not valid text (a lone surrogate)."
+        )
     if len(path) > MAX_PATH_CHARS:
         raise ToolException(
             f"{tool} refused a path of {len(path)} characters; the limit is {MAX_PATH_CHARS}."
@@ -247,6 +261,10 @@ def write_text(settings: ToolSettings, path: str, content: str, append: bool = F
     if not names:
         raise ToolException("write_file refused '.': it is a folder. Give a file path.")
     shown = PurePosixPath(*names).as_posix()
+    if not _encodable(content):
+        raise ToolException(
+            f"write_file refused '{_show(path)}': the content is not valid text (a lone surrogate)."
+        )
     data = content.encode("utf-8", "surrogateescape")
     limit = settings.write_max_bytes
     if len(data) > limit:

@@ -157,3 +157,16 @@ def test_one_entry_past_the_listing_cap_is_said_too(tools, workspace: Path) -> N
     lines = tools["list"].invoke({}).splitlines()
     assert len(lines) == MAX_LIST_ENTRIES + 1
     assert lines[-1] == "... 1 more entries not shown"
+
+
+def test_a_lone_surrogate_is_refused_as_a_tool_error(tools) -> None:
+    """A model's JSON can hold \\ud800, which no file name or content can be written as: a
+    refusal the replanner reads, not a UnicodeEncodeError."""
+    for tool, args in (
+        ("write", {"path": "a\ud800", "content": "x"}),
+        ("write", {"path": "a.txt", "content": "x\ud800"}),
+        ("read", {"path": "b\ud800"}),
+        ("list", {"path": "c\ud800"}),
+    ):
+        with pytest.raises(ToolException, match="not valid text"):
+            tools[tool].invoke(args)
