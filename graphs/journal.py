@@ -177,6 +177,26 @@ class StepJournal:
         if self._store is not None:
             self._store.put(self._planner_namespace, "plan", record, index=False)
 
+    def forget_result(self, step_id: str) -> list[str]:
+        """Delete the journaled result of `step_id` in this node execution, keeping its turns:
+        an execution that continues this one (`planexec resume` of a run a step failed) runs
+        the step on from them. Returns the step keys whose result went."""
+        if self._store is None:
+            return []
+        items = self._store.search(self._namespace, limit=10_000)
+        keys = [
+            i.key
+            for i in items
+            if tuple(i.namespace) == self._namespace and i.value["result"]["id"] == step_id
+        ]
+        for key in keys:
+            self._store.delete(self._namespace, key)
+        return keys
+
+    def model_turns_of(self, key: str) -> int:
+        """How many model replies the step of `key` has journaled."""
+        return StepTurns(self._store, ("planexec", "turns", *self._namespace[2:], key)).model_turns
+
     @property
     def _planner_namespace(self) -> tuple[str, ...]:
         # Beside the steps' turns (pruned with them), never under the steps namespace.

@@ -219,30 +219,46 @@ def _drive(
         from app.cli.view import print_outcome
 
         print_outcome(console, state)
-        if hint := _next_step(state, thread_id):
+        if hint := _next_step(state, persistence, thread_id):
             console.print(plain(hint))
     return _exit_code(state)
 
 
-def _next_step(state: dict[str, Any], thread_id: str) -> str:
+def _next_step(state: dict[str, Any], persistence: Persistence, thread_id: str) -> str:
     """What the user can do after a run that ended without its answer, with its id."""
     from graphs.budget import BUDGET_OPTIONS
     from graphs.state import BUDGET_EXCEEDED, FAILED
 
-    status = state.get("status")
+    status, resume = state.get("status"), _resume_command(persistence, thread_id)
+    if status not in (FAILED, BUDGET_EXCEEDED) or not resume:
+        return ""
     if status == FAILED:
-        return f"Fix what failed, then go on from there with: planexec resume {thread_id}"
-    if status == BUDGET_EXCEEDED:
-        option = BUDGET_OPTIONS.get((state.get("budget") or {}).get("budget"), "--max-cost")
-        return f"Raise the budget and go on with: planexec resume {thread_id} {option} N"
-    return ""
+        if problem := runner.reopen_problem(persistence, thread_id):
+            return problem
+        return f"Fix what failed, then go on from there with: {resume}"
+    option = BUDGET_OPTIONS.get((state.get("budget") or {}).get("budget"), "--max-cost")
+    return f"Raise the budget and go on with: {resume} {option} N"
 
 
 def _go_on(persistence: Persistence, thread_id: str) -> str:
     """How to continue a run that stopped: from its last checkpoint, unless nothing kept it."""
-    if str(getattr(persistence, "url", "")).startswith("memory://"):
-        return "The database was in memory: nothing was kept, the run cannot be resumed."
-    return f"The last checkpoint is kept; continue with: planexec resume {thread_id}"
+    if resume := _resume_command(persistence, thread_id):
+        return f"The last checkpoint is kept; continue with: {resume}"
+    return "The database was in memory: nothing was kept, the run cannot be resumed."
+
+
+def _resume_command(persistence: Persistence | None, thread_id: str) -> str:
+    """`planexec resume ID` with the --db it needs, ready to paste; "" for an in-memory
+    database, which keeps nothing to resume."""
+    import shlex
+
+    from app.runs.persistence import default_db_url
+
+    url = str(getattr(persistence, "url", ""))
+    if url.startswith("memory://"):
+        return ""
+    db = "" if url in ("", default_db_url()) else f" --db {shlex.quote(persistence.shown)}"
+    return f"planexec resume {shlex.quote(thread_id)}{db}"
 
 
 def _interactive() -> bool:
@@ -617,11 +633,8 @@ def _interrupted_before_start(persistence: Persistence, thread_id: str) -> int:
     except runner.RunNotFound:
         err_console.print(plain("\ninterrupted before the run was recorded: nothing ran"))
     else:
-        err_console.print(
-            plain(
-                f"\ninterrupted before the run started. Start it with: planexec resume {thread_id}"
-            )
-        )
+        go_on = _resume_command(persistence, thread_id) or "(an in-memory run: start it again)"
+        err_console.print(plain(f"\ninterrupted before the run started. Start it with: {go_on}"))
     return EXIT_INTERRUPTED
 
 
@@ -672,6 +685,8 @@ def resume(
         with open_persistence(db) as persistence, holding_run(persistence, thread_id):
             ctx = restore_context(runner.run_record(persistence, thread_id)["context"])
             runner.check_models(dataclasses.replace(ctx, **budgets))
+            if problem := runner.reopen_problem(persistence, thread_id):
+                raise ValueError(problem)
             if runner.run_state(persistence, thread_id)["status"] == runner.PAUSED:
                 raise runner.RunPaused(
                     f"run {thread_id!r} is paused for plan approval; answer with `planexec "

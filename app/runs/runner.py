@@ -7,6 +7,7 @@ goal and Context) so `resume` runs with the same configuration and `runs` can li
 from __future__ import annotations
 
 import dataclasses
+import json
 import secrets
 import time
 from collections.abc import Callable
@@ -168,35 +169,27 @@ _NOT_REOPENED = object()
 
 def _reopen_failed(persistence: Persistence, thread_id: str, record: dict[str, Any]) -> Any:
     """A run that failed (a model that could not be reached, output it could not use, a step
-    that could not be set up) goes on from the node that failed, with everything before it
-    kept: the finished steps, their results, the usage paid. Returns the input to go on with
-    (None: from the checkpoint as reopened here; the goal: the planner failed, so nothing but
-    the goal was there to keep), or _NOT_REOPENED when the failure came from no node."""
+    that could not run) goes on from the node that failed, with everything before it kept: the
+    finished steps, their results, the usage paid. Returns the input to go on with (None: from
+    the checkpoint as reopened here; the goal: the planner failed before it planned or paid),
+    or _NOT_REOPENED when the failure came from no node. ValueError when it cannot go on."""
     graph, config = persistence.graph, _config(thread_id)
-    history = list(graph.get_state_history(config, limit=2))  # the failed one, then before it
-    latest, before = history[0], history[1] if len(history) == 2 else None
-    node = before.next[0] if before is not None and before.next else ""
-    reopen = {"status": RUNNING, "reason": "", "response": ""}
+    latest, before, node = _failed_node(graph, config)
+    failed = latest.values
+    reopen: dict[str, Any] = {"status": RUNNING, "reason": "", "response": ""}
     if node == "replanner":
         # The failed review is not a review (its usage, if any was paid, stays counted): what
         # was news before it is news again, and the next review has its number.
         for key in ("reviewed_at", "reviewed_done", "replanner_calls"):
             reopen[key] = before.values.get(key, 0)
         update, as_node = {**reopen, "batch_cut": False}, "executor"  # executor -> replanner
-    elif node in ("executor", "planner") and latest.values.get("plan"):
-        # A step could not run (in the executor, or in the planner while its plan streamed):
-        # back through the edge a batch cut short takes to the executor. The steps that ran
-        # keep their results; the one whose failure failed the run runs again.
-        update, as_node = {**reopen, "batch_cut": True}, "executor"
-        results = latest.values.get("results", {})
-        why = latest.values.get("reason")
-        kept = {
-            k: r for k, r in results.items() if r.get("status") != FAILED or r.get("error") != why
-        }
-        if len(kept) < len(results):
-            update["results"] = {**RESET, **kept}
-    elif node == "planner":  # no plan was made: nothing but the goal to keep
-        update, as_node = None, ""
+    elif node in ("executor", "planner") and failed.get("plan"):
+        update, as_node = _reopen_steps(persistence, thread_id, before, node, failed), "executor"
+        update.update(reopen)
+    elif node == "planner":
+        if problem := reopen_problem(persistence, thread_id):
+            raise ValueError(problem)
+        update, as_node = None, ""  # nothing was paid or run: plan from the goal
     else:
         return _NOT_REOPENED
     reopened = {k: v for k, v in record.items() if k not in ("final_status", "finished_at")}
@@ -205,6 +198,58 @@ def _reopen_failed(persistence: Persistence, thread_id: str, record: dict[str, A
         return {"goal": record["goal"]}
     graph.update_state(config, update, as_node=as_node)
     return None
+
+
+def _failed_node(graph: CompiledStateGraph, config: dict[str, Any]) -> tuple[Any, Any, str]:
+    """(the failed checkpoint, the one its failing node started from, that node's name)."""
+    history = list(graph.get_state_history(config, limit=2))  # the failed one, then before it
+    latest = history[0]
+    # Killed after the failing node's writes but before its checkpoint: the node is pending.
+    before = latest if latest.next else (history[1] if len(history) == 2 else None)
+    return latest, before, before.next[0] if before is not None and before.next else ""
+
+
+def reopen_problem(persistence: Persistence, thread_id: str) -> str:
+    """Why a failed run cannot go on with `resume` ("" when it can, or did not fail): a
+    planner that failed after it was paid, or after steps started while its plan streamed.
+    Planned afresh, none of that would be counted, and those steps would run again."""
+    graph, config = persistence.graph, _config(thread_id)
+    latest, _, node = _failed_node(graph, config)
+    failed = latest.values
+    if failed.get("status") != FAILED or node != "planner" or failed.get("plan"):
+        return ""
+    ran = any(h.get("action") == "discarded" for h in failed.get("history", []))
+    if not failed.get("usage") and not ran:
+        return ""
+    goal = json.dumps(run_record(persistence, thread_id)["goal"])
+    return (
+        f"run {thread_id!r} failed in its planner after paying for it (or for steps that "
+        "started while the plan streamed): a resume would plan afresh and count none of that. "
+        f"Start it again as a new run: planexec run {goal} ..."
+    )
+
+
+def _reopen_steps(
+    persistence: Persistence, thread_id: str, before: Any, node: str, failed: dict[str, Any]
+) -> dict[str, Any]:
+    """The update that sends a run a step failed back to the executor (through the edge a batch
+    cut short takes), continuing the failed node execution's journal as a budget resume does
+    (`budget_scope`): the steps that finished keep their results; the step whose failure ended
+    the run loses its result and goes on from its journaled turns, so a tool call it made is
+    not made again and its paid turns are not counted twice (`counted_turns`)."""
+    task = next((t.id for t in before.tasks if t.name == node), "")
+    scope = (before.values.get("budget_scope") if node == "executor" else "") or task
+    journal = StepJournal(persistence.store, thread_id, failed.get("run_id", ""), scope)
+    results, why = failed.get("results", {}), failed.get("reason")
+    fatal = [k for k, r in results.items() if r.get("status") == FAILED and r.get("error") == why]
+    counted = dict(failed.get("counted_turns") or {})
+    for step_id in fatal:
+        for key in journal.forget_result(step_id):
+            counted[key] = journal.model_turns_of(key)
+    update: dict[str, Any] = {"batch_cut": True, "budget_scope": scope, "counted_turns": counted}
+    if fatal:
+        update["results"] = {**RESET, **{k: r for k, r in results.items() if k not in fatal}}
+    return update
 
 
 def _with_budgets(

@@ -6,11 +6,12 @@ fixed between the runs, as a user fixes a key, an endpoint or a prompt."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import finished_ids, of_kind, run_cli, run_json, started_ids
+from tests.helpers import clean_env, finished_ids, run_cli, run_json, started_ids
 
 pytestmark = pytest.mark.integration
 
@@ -87,23 +88,66 @@ def test_a_run_whose_step_could_not_run_goes_on_from_that_step(tmp_path: Path) -
     assert (tmp_path / "ws" / "log.txt").read_text() == "s1\ns2\n"
 
 
-def test_a_run_whose_planner_failed_plans_again(tmp_path: Path) -> None:
+def test_a_step_that_failed_after_its_tool_call_goes_on_without_making_it_again(
+    tmp_path: Path,
+) -> None:
+    """s2 wrote its line, then had no next turn (the run failed after the side effect). The
+    resume continues s2 from its journaled turns: the write is not made again, and the paid
+    turn and the call are counted once (a --max-tool-calls budget sees 2 calls, not 3)."""
+    log_s2 = {"tool_calls": [{"name": "write_file", "args": {**LOG, "content": "s2\n"}}]}
+    scenario, db, code, events = _run(tmp_path, _script([FINISH], executor_s2=[log_s2]))
+    assert code == 1 and (tmp_path / "ws" / "log.txt").read_text() == "s1\ns2\n"
+    scenario.write_text(json.dumps(_script([FINISH])), encoding="utf-8")
+
+    code, events, shown = _resume(tmp_path, db)
+    assert code == 0, events[-1]
+    assert (tmp_path / "ws" / "log.txt").read_text() == "s1\ns2\n", "s2's write made twice"
+    assert shown["results"]["s2"]["tool_calls_made"] == 1
+    assert shown["results"]["s2"]["executions"] == 2
+    # s1: 2 turns, s2: its first turn (paid before the failure) and its answer.
+    assert shown["usage"]["executor"]["calls"] == 4
+
+
+def test_a_planner_that_failed_after_it_was_paid_is_not_planned_afresh(tmp_path: Path) -> None:
+    """Its answers were paid for (and steps may have run while it streamed): a fresh plan
+    would count none of that, and would run those steps again. Refused, saying what to do."""
     cycle = {
         "steps": [
             {"id": "a", "description": "A.", "depends_on": ["b"]},
             {"id": "b", "description": "B.", "depends_on": ["a"]},
         ]
     }
-    scenario, db, code, events = _run(
-        tmp_path, _script([FINISH], planner={"attempts": [cycle] * 3})
-    )
-    assert code == 1 and "planner output invalid" in events[-1]["reason"]
-    scenario.write_text(json.dumps(_script([FINISH])), encoding="utf-8")
+    scenario, db, code, _ = _run(tmp_path, _script([FINISH], planner={"attempts": [cycle] * 3}))
+    assert code == 1
+    proc = run_cli("resume", "f1", "--db", db, cwd=tmp_path)
+    assert proc.returncode == 4
+    assert "failed in its planner after paying for it" in " ".join(proc.stderr.split())
 
-    code, events, shown = _resume(tmp_path, db)
-    assert code == 0, events[-1]
-    assert [s["id"] for s in of_kind(events, "plan")[0]["steps"]] == ["s1", "s2"]
-    assert shown["status"] == "done"
+
+def test_a_planner_whose_endpoint_was_down_plans_once_it_is_back(tmp_path: Path) -> None:
+    """The real case, over HTTP with the real langchain-openai client: nothing answers at
+    OPENAI_BASE_URL, the planner fails (nothing paid, nothing run); the scenario server comes
+    up on that port and `planexec resume` plans and finishes the run."""
+    from app.scripted.server import serving
+
+    with socket.socket() as probe:  # a free port, closed: connections to it are refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps(_script([FINISH])), encoding="utf-8")
+    env = {**clean_env(), "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1"}
+    db = str(tmp_path / "runs.sqlite")
+    proc = run_cli(
+        "run", "go", "--planner-model", "openai:gpt-4o", "--executor-model", "openai:gpt-4o-mini",
+        "--replanner-model", "openai:gpt-4o", "--tools", "write_file", "--thread", "f1",
+        "--db", db, "--workspace", str(tmp_path / "ws"), "--json", cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "cannot be reached" in proc.stdout, proc.stdout[-500:]
+
+    with serving(str(scenario), port=port):
+        proc = run_cli("resume", "f1", "--db", db, "--json", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout[-500:] + proc.stderr
+    assert (tmp_path / "ws" / "log.txt").read_text() == "s1\ns2\n"
 
 
 def test_a_run_that_ended_otherwise_is_not_reopened(tmp_path: Path) -> None:
@@ -122,4 +166,6 @@ def test_the_live_view_says_how_to_go_on_after_a_failure(tmp_path: Path) -> None
         "--db", str(tmp_path / "runs.sqlite"), "--workspace", str(tmp_path / "ws"), cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 1
-    assert "go on from there with: planexec resume f1" in " ".join(proc.stdout.split())
+    said = " ".join(proc.stdout.split())
+    # With the --db it needs: from another folder, `planexec resume f1` would not find it.
+    assert f"go on from there with: planexec resume f1 --db {tmp_path / 'runs.sqlite'}" in said
