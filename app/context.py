@@ -215,14 +215,24 @@ class Context:
                 setattr(self, f.name, checked(f.name, value))
 
 
+# Recorded before their ranges were checked (2026-11-26), these values meant the same as the
+# range's end: the scheduler ran max(1, max_concurrency) steps, a negative replan_every was off
+# and a negative max_replans allowed none. Read back as that end, a paused or interrupted run
+# of an earlier version can go on. (Budgets are not among them: a negative one ended the run
+# at once, and 0 would mean no limit.)
+_RECORDED_LOWS = {"max_concurrency": 1, "replan_every": 0, "max_replans": 0}
+
+
 def restore_context(values: dict[str, Any]) -> Context:
     """A recorded Context exactly as stored: the environment is not applied again, so a run
     resumed from another shell or worker keeps its configuration."""
     ctx = object.__new__(Context)
     for f in fields(Context):
-        setattr(
-            ctx, f.name, checked(f.name, values[f.name]) if f.name in values else _default_of(f)
-        )
+        value = values[f.name] if f.name in values else _default_of(f)
+        low = _RECORDED_LOWS.get(f.name)
+        if low is not None and type(value) is int and value < low:
+            value = low
+        setattr(ctx, f.name, checked(f.name, value))
     return ctx
 
 

@@ -145,3 +145,14 @@ def test_numbers_from_the_environment_are_held_to_the_same_ranges(
     monkeypatch.setenv("PLANEXEC_MAX_CONCURRENCY", "0")
     with pytest.raises(ContextError, match="greater than or equal to 1"):
         Context()
+
+
+def test_a_run_recorded_before_the_ranges_is_read_back_as_it_behaved() -> None:
+    """A paused run recorded with PLANEXEC_MAX_CONCURRENCY=0 (the scheduler ran one step at a
+    time) could no longer be approved or resumed. Budgets are not widened: a negative one
+    (which ended the run at once) is still refused, not read as 0, which means no limit."""
+    recorded = dataclasses.asdict(Context())
+    old = restore_context({**recorded, "max_concurrency": 0, "replan_every": -1, "max_replans": -2})
+    assert (old.max_concurrency, old.replan_every, old.max_replans) == (1, 0, 0)
+    with pytest.raises(ContextError, match="max_total_tokens"):
+        restore_context({**recorded, "max_total_tokens": -5})
