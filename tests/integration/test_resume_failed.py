@@ -164,6 +164,7 @@ def test_the_live_view_says_how_to_go_on_after_a_failure(tmp_path: Path) -> None
     proc = run_cli(
         "run", "go", "--scenario", str(scenario), "--thread", "f1", "--plan-format", "json",
         "--db", str(tmp_path / "runs.sqlite"), "--workspace", str(tmp_path / "ws"), cwd=tmp_path,
+        env={**clean_env(), "COLUMNS": "400"},  # one line, however long the path
     )  # fmt: skip
     assert proc.returncode == 1
     said = " ".join(proc.stdout.split())
