@@ -184,7 +184,10 @@ async def arun_step(
                 try:
                     reply = await bound.ainvoke(messages, config=config)
                 except FatalModelError as exc:
-                    return StepOutcome(run.finish(FAILED, error=str(exc)), usage, fatal=str(exc))
+                    # Marked: `planexec resume` continues a step that failed the run this way
+                    # from its journaled turns (app/runs/runner.py).
+                    result = {**run.finish(FAILED, error=str(exc)), "fatal": True}
+                    return StepOutcome(result, usage, fatal=str(exc))
                 except Exception as exc:  # provider trouble is a result the replanner can act on
                     return StepOutcome(run.finish(FAILED, error=_describe_model_error(exc)), usage)
                 turn_usage = usage_of_call("executor", reply, model_name)

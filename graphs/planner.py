@@ -237,6 +237,9 @@ async def _start(
     )
     if "status" in batch_update:  # a fatal step error
         update.update(status=batch_update["status"], reason=batch_update["reason"])
+        # Steps a budget stopped beside it keep the mark that their paid turns are counted:
+        # a resume continues them from their turns (app/runs/runner.py).
+        update["counted_turns"] = batch.counted
     elif batch.budget_hit is not None:
         # A budget reached while the plan streamed ends the run here, as the executor would:
         # the steps it stopped mid-way have their turns in this node's journal.

@@ -143,14 +143,14 @@ def resume_run(
         return _drive(graph, {"goal": record["goal"]}, thread_id, ctx, on_event)
     if snapshot.values.get("status") == BUDGET_EXCEEDED and budgets:
         # Back to the executor; if the budget is still reached it ends the run again at once.
-        graph.update_state(
-            _config(thread_id),
-            {"status": RUNNING, "reason": "", "context": asdict(ctx)},  # nodes read it there
-            as_node="executor",
-        )
+        # A step whose model failed beside the budget stop goes on from its turns too.
+        values = snapshot.values
+        update = _reopen_steps(persistence, thread_id, values, values.get("budget_scope", ""))
+        update.update(status=RUNNING, reason="", context=asdict(ctx))  # nodes read it there
+        graph.update_state(_config(thread_id), update, as_node="executor")
         return _drive(graph, None, thread_id, ctx, on_event)
     if reopen_failed and snapshot.values.get("status") == FAILED:
-        graph_input = _reopen_failed(persistence, thread_id, record)
+        graph_input = _reopen_failed(persistence, thread_id, ctx)
         if graph_input is not _NOT_REOPENED:
             return _drive(graph, graph_input, thread_id, ctx, on_event)
     # Finished is a status, not an empty `next`: a node that completed just before the process
@@ -167,16 +167,18 @@ def resume_run(
 _NOT_REOPENED = object()
 
 
-def _reopen_failed(persistence: Persistence, thread_id: str, record: dict[str, Any]) -> Any:
+def _reopen_failed(persistence: Persistence, thread_id: str, ctx: Context) -> Any:
     """A run that failed (a model that could not be reached, output it could not use, a step
     that could not run) goes on from the node that failed, with everything before it kept: the
-    finished steps, their results, the usage paid. Returns the input to go on with (None: from
-    the checkpoint as reopened here; the goal: the planner failed before it planned or paid),
-    or _NOT_REOPENED when the failure came from no node. ValueError when it cannot go on."""
+    finished steps, their results, the usage paid, under `ctx` (budgets raised on this resume
+    included). Returns the input to go on with (None: from the checkpoint as reopened here; the
+    goal: the planner failed before it planned or paid), or _NOT_REOPENED when the failure came
+    from no node. ValueError when it cannot go on."""
     graph, config = persistence.graph, _config(thread_id)
     latest, before, node = _failed_node(graph, config)
     failed = latest.values
-    reopen: dict[str, Any] = {"status": RUNNING, "reason": "", "response": ""}
+    # The nodes read the context from the state: budgets raised on this resume go in there.
+    reopen = {"status": RUNNING, "reason": "", "response": "", "context": asdict(ctx)}
     if node == "replanner":
         # The failed review is not a review (its usage, if any was paid, stays counted): what
         # was news before it is news again, and the next review has its number.
@@ -184,14 +186,18 @@ def _reopen_failed(persistence: Persistence, thread_id: str, record: dict[str, A
             reopen[key] = before.values.get(key, 0)
         update, as_node = {**reopen, "batch_cut": False}, "executor"  # executor -> replanner
     elif node in ("executor", "planner") and failed.get("plan"):
-        update, as_node = _reopen_steps(persistence, thread_id, before, node, failed), "executor"
-        update.update(reopen)
+        task = next((t.id for t in before.tasks if t.name == node), "")
+        scope = (before.values.get("budget_scope") if node == "executor" else "") or task
+        update = {**_reopen_steps(persistence, thread_id, failed, scope), **reopen}
+        as_node = "executor"
     elif node == "planner":
         if problem := reopen_problem(persistence, thread_id):
             raise ValueError(problem)
         update, as_node = None, ""  # nothing was paid or run: plan from the goal
     else:
         return _NOT_REOPENED
+    # The record as it is now (a budget raised on this resume is in it already), not finished.
+    record = run_record(persistence, thread_id)
     reopened = {k: v for k, v in record.items() if k not in ("final_status", "finished_at")}
     persistence.store.put(RUNS_NAMESPACE, thread_id, reopened, index=False)
     if update is None:
@@ -230,25 +236,32 @@ def reopen_problem(persistence: Persistence, thread_id: str) -> str:
 
 
 def _reopen_steps(
-    persistence: Persistence, thread_id: str, before: Any, node: str, failed: dict[str, Any]
+    persistence: Persistence, thread_id: str, values: dict[str, Any], scope: str
 ) -> dict[str, Any]:
-    """The update that sends a run a step failed back to the executor (through the edge a batch
-    cut short takes), continuing the failed node execution's journal as a budget resume does
-    (`budget_scope`): the steps that finished keep their results; the step whose failure ended
-    the run loses its result and goes on from its journaled turns, so a tool call it made is
-    not made again and its paid turns are not counted twice (`counted_turns`)."""
-    task = next((t.id for t in before.tasks if t.name == node), "")
-    scope = (before.values.get("budget_scope") if node == "executor" else "") or task
-    journal = StepJournal(persistence.store, thread_id, failed.get("run_id", ""), scope)
-    results, why = failed.get("results", {}), failed.get("reason")
-    fatal = [k for k, r in results.items() if r.get("status") == FAILED and r.get("error") == why]
-    counted = dict(failed.get("counted_turns") or {})
+    """The update that sends a run back to the executor (through the edge a batch cut short
+    takes), continuing the node execution `scope`'s journal as a budget resume does
+    (`budget_scope`): the steps that finished keep their results; each step whose model failed
+    the run (`fatal`) loses its result and goes on from its journaled turns, so a tool call it
+    made is not made again and its paid turns are not counted twice (`counted_turns`). When a
+    failure or surprise the replanner has not seen is among the results, it goes there first,
+    as the run would have: no new step starts before it has looked."""
+    results = values.get("results", {})
+    fatal = [k for k, r in results.items() if r.get("fatal")]
+    update: dict[str, Any] = {"batch_cut": True, "budget_scope": scope}
+    if not fatal:
+        return update
+    journal = StepJournal(persistence.store, thread_id, values.get("run_id", ""), scope)
+    counted = dict(values.get("counted_turns") or {})
     for step_id in fatal:
         for key in journal.forget_result(step_id):
             counted[key] = journal.model_turns_of(key)
-    update: dict[str, Any] = {"batch_cut": True, "budget_scope": scope, "counted_turns": counted}
-    if fatal:
-        update["results"] = {**RESET, **{k: r for k, r in results.items() if k not in fatal}}
+    kept = {k: r for k, r in results.items() if k not in fatal}
+    seen = values.get("reviewed_at", 0.0)
+    news = any(
+        (r.get("status") != DONE or r.get("surprise")) and r.get("finished_at", 0) >= seen
+        for r in kept.values()
+    )
+    update.update(batch_cut=not news, counted_turns=counted, results={**RESET, **kept})
     return update
 
 

@@ -170,3 +170,85 @@ def test_the_live_view_says_how_to_go_on_after_a_failure(tmp_path: Path) -> None
     said = " ".join(proc.stdout.split())
     # With the --db it needs: from another folder, `planexec resume f1` would not find it.
     assert f"go on from there with: planexec resume f1 --db {tmp_path / 'runs.sqlite'}" in said
+
+
+def _write(line: str) -> dict:
+    return {"tool_calls": [{"name": "write_file", "args": {**LOG, "content": line}}]}
+
+
+def _steps_script(steps: list[dict], executor: dict, replanner: list) -> dict:
+    return {
+        "name": "resume_failed",
+        "goal": "Log lines.",
+        "tools": ["write_file"],
+        "planner": {"steps": steps},
+        "executor": executor,
+        "replanner": replanner,
+    }
+
+
+def test_budgets_raised_on_the_resume_of_a_failed_run_apply_and_are_kept(tmp_path: Path) -> None:
+    steps = [
+        {"id": "s1", "description": "Log s1."},
+        {"id": "s2", "description": "Log s2."},
+        {"id": "s3", "description": "Log s3.", "depends_on": ["s1", "s2"]},
+    ]
+    fixed = {
+        "s1": [_write("s1\n"), {"content": "ok"}],
+        "s2": [_write("s2\n"), {"content": "ok"}],
+        "s3": [_write("s3\n"), {"content": "ok"}],
+    }
+    broken = {**fixed, "s2": [_write("s2\n")]}  # s2 wrote, then its model failed
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps(_steps_script(steps, broken, [FINISH])), encoding="utf-8")
+    db = str(tmp_path / "runs.sqlite")
+    code, _ = run_json(
+        "run", "go", "--scenario", str(scenario), "--thread", "f1", "--db", db,
+        "--workspace", str(tmp_path / "ws"), "--max-tool-calls", "3", cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 1
+    scenario.write_text(json.dumps(_steps_script(steps, fixed, [FINISH])), encoding="utf-8")
+
+    code, events = run_json("resume", "f1", "--db", db, "--max-tool-calls", "20", cwd=tmp_path)
+    assert code == 0, events[-1]  # s3's call is the third: its next turn is past the old 3
+    shown = json.loads(run_cli("show", "f1", "--db", db, "--json", cwd=tmp_path).stdout)
+    assert shown["context"]["max_total_tool_calls"] == 20
+    assert sorted((tmp_path / "ws" / "log.txt").read_text().splitlines()) == ["s1", "s2", "s3"]
+
+
+def test_every_step_whose_model_failed_goes_on_and_news_reaches_the_replanner_first(
+    tmp_path: Path,
+) -> None:
+    """s1 and s2 both wrote and then lost their model; s3 failed with a quota error (news)
+    beside them; s4 had not started. The resume continues s1 and s2 from their turns only after
+    the replanner saw s3's failure (here it stops the run): s4 never starts."""
+    steps = [
+        {"id": "s1", "description": "Log s1."},
+        {"id": "s2", "description": "Log s2."},
+        {"id": "s3", "description": "Log s3."},
+        {"id": "s4", "description": "Log s4."},
+    ]
+    quota = [{"error": "quota", "message": "You exceeded your current quota"}]
+    fixed = {
+        "s1": [_write("s1\n"), {"content": "ok"}],
+        "s2": [_write("s2\n"), {"content": "ok"}],
+        "s3": quota,
+        "s4": [_write("s4\n"), {"content": "ok"}],
+    }
+    broken = {**fixed, "s1": [_write("s1\n")], "s2": [_write("s2\n")]}
+    stop = {"action": "finish", "reason": "s3 failed", "response": "Stopped: s3 failed."}
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps(_steps_script(steps, broken, [stop])), encoding="utf-8")
+    db = str(tmp_path / "runs.sqlite")
+    code, _ = run_json(
+        "run", "go", "--scenario", str(scenario), "--thread", "f1", "--db", db,
+        "--workspace", str(tmp_path / "ws"), "--max-concurrency", "3", cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 1
+    scenario.write_text(json.dumps(_steps_script(steps, fixed, [stop])), encoding="utf-8")
+
+    code, events, shown = _resume(tmp_path, db)
+    assert code == 0, events[-1]
+    assert "s4" not in started_ids(events)
+    assert shown["response"] == "Stopped: s3 failed."
+    assert sorted((tmp_path / "ws" / "log.txt").read_text().splitlines()) == ["s1", "s2"]
