@@ -252,3 +252,36 @@ def test_every_step_whose_model_failed_goes_on_and_news_reaches_the_replanner_fi
     assert "s4" not in started_ids(events)
     assert shown["response"] == "Stopped: s3 failed."
     assert sorted((tmp_path / "ws" / "log.txt").read_text().splitlines()) == ["s1", "s2"]
+
+
+def test_turns_paid_before_a_failure_beside_a_budget_stop_are_counted_once(
+    tmp_path: Path,
+) -> None:
+    """While the plan streams, s1 and s3 make their calls and reach --max-tool-calls 2 (they
+    stop mid-way, their first turns paid and counted) and s2's model fails: the run fails. The
+    resume with a raised budget replays s1's and s3's first turns: not counted again."""
+    steps = [
+        {"id": "s1", "description": "Log s1."},
+        {"id": "s2", "description": "Log s2."},
+        {"id": "s3", "description": "Log s3."},
+        {"id": "s4", "description": "Log s4.", "depends_on": ["s1", "s2", "s3"]},
+    ]
+    fixed = {k: [_write(f"{k}\n"), {"content": "ok"}] for k in ("s1", "s2", "s3", "s4")}
+    broken = {**fixed, "s2": []}
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps(_steps_script(steps, broken, [FINISH])), encoding="utf-8")
+    db = str(tmp_path / "runs.sqlite")
+    code, _ = run_json(
+        "run", "go", "--scenario", str(scenario), "--thread", "f1", "--db", db,
+        "--workspace", str(tmp_path / "ws"), "--max-tool-calls", "2", cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 1
+    scenario.write_text(json.dumps(_steps_script(steps, fixed, [FINISH])), encoding="utf-8")
+
+    code, events = run_json("resume", "f1", "--db", db, "--max-tool-calls", "20", cwd=tmp_path)
+    assert code == 0, events[-1]
+    shown = json.loads(run_cli("show", "f1", "--db", db, "--json", cwd=tmp_path).stdout)
+    assert shown["usage"]["executor"]["calls"] == 8, "two paid turns per step, each once"
+    assert sorted((tmp_path / "ws" / "log.txt").read_text().splitlines()) == [
+        "s1", "s2", "s3", "s4"
+    ]  # fmt: skip
