@@ -187,6 +187,23 @@ def _steps_script(steps: list[dict], executor: dict, replanner: list) -> dict:
     }
 
 
+def _fail_then_fix(
+    tmp_path: Path, steps: list[dict], broken: dict, fixed: dict, replanner: list, *options: str
+) -> str:
+    """Run `steps` with the `broken` executor turns (the run fails), then write the `fixed`
+    ones into the scenario, as a user fixes the cause before resuming. Returns the database."""
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps(_steps_script(steps, broken, replanner)), encoding="utf-8")
+    db = str(tmp_path / "runs.sqlite")
+    code, _ = run_json(
+        "run", "go", "--scenario", str(scenario), "--thread", "f1", "--db", db,
+        "--workspace", str(tmp_path / "ws"), *options, cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 1
+    scenario.write_text(json.dumps(_steps_script(steps, fixed, replanner)), encoding="utf-8")
+    return db
+
+
 def test_budgets_raised_on_the_resume_of_a_failed_run_apply_and_are_kept(tmp_path: Path) -> None:
     steps = [
         {"id": "s1", "description": "Log s1."},
@@ -199,15 +216,7 @@ def test_budgets_raised_on_the_resume_of_a_failed_run_apply_and_are_kept(tmp_pat
         "s3": [_write("s3\n"), {"content": "ok"}],
     }
     broken = {**fixed, "s2": [_write("s2\n")]}  # s2 wrote, then its model failed
-    scenario = tmp_path / "scenario.json"
-    scenario.write_text(json.dumps(_steps_script(steps, broken, [FINISH])), encoding="utf-8")
-    db = str(tmp_path / "runs.sqlite")
-    code, _ = run_json(
-        "run", "go", "--scenario", str(scenario), "--thread", "f1", "--db", db,
-        "--workspace", str(tmp_path / "ws"), "--max-tool-calls", "3", cwd=tmp_path,
-    )  # fmt: skip
-    assert code == 1
-    scenario.write_text(json.dumps(_steps_script(steps, fixed, [FINISH])), encoding="utf-8")
+    db = _fail_then_fix(tmp_path, steps, broken, fixed, [FINISH], "--max-tool-calls", "3")
 
     code, events = run_json("resume", "f1", "--db", db, "--max-tool-calls", "20", cwd=tmp_path)
     assert code == 0, events[-1]  # s3's call is the third: its next turn is past the old 3
@@ -237,15 +246,7 @@ def test_every_step_whose_model_failed_goes_on_and_news_reaches_the_replanner_fi
     }
     broken = {**fixed, "s1": [_write("s1\n")], "s2": [_write("s2\n")]}
     stop = {"action": "finish", "reason": "s3 failed", "response": "Stopped: s3 failed."}
-    scenario = tmp_path / "scenario.json"
-    scenario.write_text(json.dumps(_steps_script(steps, broken, [stop])), encoding="utf-8")
-    db = str(tmp_path / "runs.sqlite")
-    code, _ = run_json(
-        "run", "go", "--scenario", str(scenario), "--thread", "f1", "--db", db,
-        "--workspace", str(tmp_path / "ws"), "--max-concurrency", "3", cwd=tmp_path,
-    )  # fmt: skip
-    assert code == 1
-    scenario.write_text(json.dumps(_steps_script(steps, fixed, [stop])), encoding="utf-8")
+    db = _fail_then_fix(tmp_path, steps, broken, fixed, [stop], "--max-concurrency", "3")
 
     code, events, shown = _resume(tmp_path, db)
     assert code == 0, events[-1]
@@ -268,15 +269,7 @@ def test_turns_paid_before_a_failure_beside_a_budget_stop_are_counted_once(
     ]
     fixed = {k: [_write(f"{k}\n"), {"content": "ok"}] for k in ("s1", "s2", "s3", "s4")}
     broken = {**fixed, "s2": []}
-    scenario = tmp_path / "scenario.json"
-    scenario.write_text(json.dumps(_steps_script(steps, broken, [FINISH])), encoding="utf-8")
-    db = str(tmp_path / "runs.sqlite")
-    code, _ = run_json(
-        "run", "go", "--scenario", str(scenario), "--thread", "f1", "--db", db,
-        "--workspace", str(tmp_path / "ws"), "--max-tool-calls", "2", cwd=tmp_path,
-    )  # fmt: skip
-    assert code == 1
-    scenario.write_text(json.dumps(_steps_script(steps, fixed, [FINISH])), encoding="utf-8")
+    db = _fail_then_fix(tmp_path, steps, broken, fixed, [FINISH], "--max-tool-calls", "2")
 
     code, events = run_json("resume", "f1", "--db", db, "--max-tool-calls", "20", cwd=tmp_path)
     assert code == 0, events[-1]
