@@ -209,6 +209,8 @@ def _reopen_failed(persistence: Persistence, thread_id: str, ctx: Context) -> An
 def _failed_node(graph: CompiledStateGraph, config: dict[str, Any]) -> tuple[Any, Any, str]:
     """(the failed checkpoint, the one its failing node started from, that node's name)."""
     history = list(graph.get_state_history(config, limit=2))  # the failed one, then before it
+    if not history:  # recorded, never started: nothing failed
+        return SimpleNamespace(values={}, next=()), None, ""
     latest = history[0]
     # Killed after the failing node's writes but before its checkpoint: the node is pending.
     before = latest if latest.next else (history[1] if len(history) == 2 else None)

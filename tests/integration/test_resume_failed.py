@@ -278,3 +278,19 @@ def test_turns_paid_before_a_failure_beside_a_budget_stop_are_counted_once(
     assert sorted((tmp_path / "ws" / "log.txt").read_text().splitlines()) == [
         "s1", "s2", "s3", "s4"
     ]  # fmt: skip
+
+
+def test_a_recorded_run_that_never_started_is_resumed_from_its_goal(tmp_path: Path) -> None:
+    """`run --queue` records a run and starts nothing (so does a Ctrl-C while a run is being
+    recorded); `resume` starts it. The failed-run check read a checkpoint that was not there."""
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps(_script([FINISH])), encoding="utf-8")
+    db = str(tmp_path / "runs.sqlite")
+    queued = run_cli(
+        "run", "go", "--scenario", str(scenario), "--thread", "q1", "--db", db, "--queue",
+        "--workspace", str(tmp_path / "ws"), cwd=tmp_path,
+    )  # fmt: skip
+    assert queued.returncode == 0, queued.stderr
+    code, events = run_json("resume", "q1", "--db", db, cwd=tmp_path)
+    assert code == 0, events[-1:]
+    assert (tmp_path / "ws" / "log.txt").read_text() == "s1\ns2\n"
