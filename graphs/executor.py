@@ -427,9 +427,9 @@ def _as_tool_message(answer: Any, name: str, call_id: str) -> ToolMessage:
     if not isinstance(answer, ToolMessage):  # a tool that returns a Command or raw value
         answer = ToolMessage(content=str(answer), tool_call_id=call_id, name=name)
     content = answer.content
-    if not isinstance(content, str):  # content blocks (MCP): counted as the JSON they are
-        content = json.dumps(content, default=str)
     update: dict[str, Any] = {}
+    if not isinstance(content, str):  # content blocks (MCP): text once, here, as JSON
+        update["content"] = content = json.dumps(content, default=str)
     if len(content) > MAX_TOOL_OUTPUT_CHARS:
         shown = MAX_TOOL_OUTPUT_CHARS
         note = f"\n[cut: tool {name} answered {len(content)} characters; the first {shown} shown]"

@@ -714,7 +714,8 @@ def _queue_existing(db: str | None, thread_id: str) -> int:
         if status in runner.FINAL or status == runner.PAUSED:
             hint = {
                 "paused": f"; answer it with `planexec approve {thread_id}`",
-                "failed": f"; `planexec resume {thread_id}` (no --queue) tries it again here",
+                "failed": f"; `{_resume_command(persistence, thread_id)}` (no --queue) tries "
+                "it again here",
             }.get(status, "")
             raise ValueError(
                 f"run {thread_id!r} is {status}: there is nothing for a worker to do{hint}"

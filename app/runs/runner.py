@@ -198,8 +198,7 @@ def _reopen_failed(persistence: Persistence, thread_id: str, ctx: Context) -> An
         return _NOT_REOPENED
     # The record as it is now (a budget raised on this resume is in it already), not finished.
     record = run_record(persistence, thread_id)
-    reopened = {k: v for k, v in record.items() if k not in ("final_status", "finished_at")}
-    persistence.store.put(RUNS_NAMESPACE, thread_id, reopened, index=False)
+    persistence.store.put(RUNS_NAMESPACE, thread_id, _unfinished(record), index=False)
     if update is None:
         return {"goal": record["goal"]}
     graph.update_state(config, update, as_node=as_node)
@@ -280,10 +279,14 @@ def _with_budgets(
         raise ValueError(f"not budget fields: {', '.join(sorted(unknown))}")
     ctx = dataclasses.replace(ctx, **budgets)
     check_models(ctx)  # e.g. a cost budget on a model with no known price
-    record = {k: v for k, v in record.items() if k not in ("final_status", "finished_at")}
-    record["context"] = asdict(ctx)
+    record = {**_unfinished(record), "context": asdict(ctx)}
     persistence.store.put(RUNS_NAMESPACE, thread_id, record, index=False)
     return ctx
+
+
+def _unfinished(record: dict[str, Any]) -> dict[str, Any]:
+    """A run's record without its final status: it goes on, so workers must not skip it."""
+    return {k: v for k, v in record.items() if k not in ("final_status", "finished_at")}
 
 
 def answer_approval(

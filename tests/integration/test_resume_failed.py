@@ -61,6 +61,10 @@ def test_a_run_whose_replanner_failed_goes_on_with_its_steps_kept(tmp_path: Path
     bad = {"attempts": [{"raw": "not json"}] * 3}
     scenario, db, code, events = _run(tmp_path, _script([bad]))
     assert code == 1 and "replanner output invalid after 3 attempts" in events[-1]["reason"]
+    # Workers do not retry failures: --queue refuses, saying what does.
+    queued = run_cli("resume", "f1", "--db", db, "--queue", cwd=tmp_path)
+    assert queued.returncode == 4
+    assert f"`planexec resume f1 --db {db}` (no --queue)" in " ".join(queued.stderr.split())
     scenario.write_text(json.dumps(_script([FINISH])), encoding="utf-8")
 
     code, events, shown = _resume(tmp_path, db)
