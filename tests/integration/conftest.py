@@ -54,6 +54,7 @@ MCP_MATH_STDIO = {
     "args": [str(REPO / "tests" / "mcp_math_server.py"), "stdio"],
 }
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+SERVER_CEILINGS = "max_concurrency=64,model_timeout_s=600"
 _SERVER_KEY = pytest.StashKey["LangGraphServer"]()
 
 
@@ -78,6 +79,9 @@ def server_env() -> dict[str, str]:
         LANGGRAPH_NO_VERSION_CHECK="true",  # langgraph_api/cli.py: no PyPI version lookup
         # The deployment's MCP servers (tools/mcp.py): runs that name mcp:math get its tools.
         PLANEXEC_MCP_SERVERS=json.dumps({"math": MCP_MATH_STDIO}),
+        # Ceilings above every value the server tests ask for (app/limits.py): a caller asking
+        # for more is refused (tests/integration/test_context_entry_points.py).
+        PLANEXEC_CEILINGS=SERVER_CEILINGS,
     )
     return env
 

@@ -11,6 +11,7 @@ import pytest
 from langgraph_sdk.client import SyncLangGraphClient
 
 from tests.helpers import clean_env, run_cli
+from tests.integration.conftest import SERVER_CEILINGS
 from tests.integration.test_langgraph_server import (  # noqa: F401 (fixtures)
     GOAL,
     GRAPH_ID,
@@ -136,3 +137,35 @@ def test_an_mcp_tool_of_the_deployment_runs_over_the_server(
     assert run.errors == [] and run.state["status"] == "done", run.state.get("reason")
     assert run.state["results"]["s1"]["result"] == "42"
     assert [c["name"] for c in run.state["results"]["s1"]["tool_calls"]] == ["math_add"]
+
+
+def test_the_server_refuses_a_context_above_its_ceilings_before_the_planner(
+    client: SyncLangGraphClient, new_thread: Callable[[], str], tmp_path: Path
+) -> None:
+    assert "max_concurrency=64" in SERVER_CEILINGS
+    ctx = scripted_context(tmp_path / "ws", max_concurrency=100_000)
+    run = stream_run(client, new_thread(), GOAL, ctx)
+
+    assert run.errors == []
+    assert run.state["status"] == "failed"
+    assert "max_concurrency 100000 is above 64" in run.state["reason"]
+    assert "planner" not in run.state.get("usage", {}), "the planner was paid for"
+
+
+def test_a_paused_runs_context_edited_past_a_ceiling_is_refused_over_the_server(
+    client: SyncLangGraphClient, new_thread: Callable[[], str], tmp_path: Path
+) -> None:
+    """The server's update_state can rewrite a paused run's recorded context; the approval
+    node checks it again before any step runs."""
+    assert "model_timeout_s=600" in SERVER_CEILINGS
+    thread_id = new_thread()
+    start_paused(client, thread_id, tmp_path)
+    recorded = client.threads.get_state(thread_id)["values"]["context"]
+    client.threads.update_state(thread_id, {"context": {**recorded, "model_timeout_s": 86400}})
+
+    answer(client, thread_id, None, {"action": "approve"})
+
+    values = client.threads.get_state(thread_id)["values"]
+    assert values["status"] == "failed"
+    assert "model_timeout_s 86400 is above 600" in values["reason"]
+    assert not values.get("results"), "a step ran"

@@ -12,7 +12,7 @@ from langgraph.store.memory import InMemoryStore
 from langgraph.types import Command
 
 from app.context import Context
-from app.limits import ServerLimits, context_problems
+from app.limits import LimitRefused, ServerLimits, context_problems, enforce
 from graphs.plan_execute import build_graph
 from tests.helpers import clean_env, of_kind, run_cli
 from tests.scripted_runs import write_scenario
@@ -243,3 +243,107 @@ def test_an_empty_database_list_allows_no_database(monkeypatch, tmp_path: Path) 
     assert values["status"] == "failed"
     assert "PLANEXEC_SQL_DATABASES" in values["reason"]
     assert "s3cr3t" not in repr(values)
+
+
+# --- Ceilings (PLANEXEC_CEILINGS): the most a context may ask of its caps, budgets, timeouts ---
+
+
+def _ceilings(monkeypatch, raw: str, **defaults: str) -> ServerLimits:
+    monkeypatch.setenv("PLANEXEC_CEILINGS", raw)
+    for name, value in defaults.items():
+        monkeypatch.setenv(f"PLANEXEC_{name.upper()}", value)
+    return ServerLimits.from_env()
+
+
+def test_a_context_above_a_ceiling_is_refused_and_one_at_it_is_not(monkeypatch) -> None:
+    limits = _ceilings(
+        monkeypatch,
+        "max_concurrency=8, model_timeout_s=30",
+        max_concurrency="8",
+        model_timeout_s="30",
+    )
+    assert limits.ceilings == (("max_concurrency", 8.0), ("model_timeout_s", 30.0))
+    assert context_problems(Context.of(max_concurrency=8, model_timeout_s=30.0), limits) == []
+    problems = context_problems(Context.of(max_concurrency=9, model_timeout_s=30.5), limits)
+    assert problems == [
+        "max_concurrency 9 is above 8, the most this server allows (PLANEXEC_CEILINGS); ask "
+        "for 8 or less",
+        "model_timeout_s 30.5 is above 30, the most this server allows (PLANEXEC_CEILINGS); "
+        "ask for 30 or less",
+    ]
+
+
+def test_under_a_budget_ceiling_no_limit_is_the_most_not_the_least(monkeypatch) -> None:
+    """A budget of 0 means no limit: a caller asking for 0 under a $0.50 ceiling asks for more
+    than the ceiling, not less."""
+    limits = _ceilings(monkeypatch, "max_cost_usd=0.5", max_cost_usd="0.25")
+    assert context_problems(Context.of(max_cost_usd=0.5), limits) == []
+    (problem,) = context_problems(Context.of(max_cost_usd=0.0), limits)
+    assert problem.startswith("max_cost_usd 0 (no limit) is above 0.5")
+    # max_replans=0 allows no revision: there 0 is the least, and stays allowed.
+    limits = _ceilings(monkeypatch, "max_replans=2", max_replans="2")
+    assert context_problems(Context.of(max_replans=0), limits) == []
+    assert context_problems(Context.of(max_replans=3), limits)
+
+
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        ("max_concurrency", "entry 'max_concurrency' is not NAME=VALUE"),
+        ("workspace=/", "entry 'workspace=/' is not NAME=VALUE"),
+        ("max_steps=2.5", "'max_steps' from PLANEXEC_CEILINGS must be an integer"),
+        ("max_steps=0", "greater than or equal to 1"),
+        ("max_cost_usd=nan", "must be a number, got nan"),
+        ("max_cost_usd=lots", "PLANEXEC_CEILINGS max_cost_usd='lots' is not a number"),
+        ("max_cost_usd=0", "max_cost_usd=0 would allow no limit"),
+        # A run that sets nothing would be refused: the operator must lower the default too.
+        ("max_concurrency=8", "set PLANEXEC_MAX_CONCURRENCY to 8 or less as well"),
+        ("max_wall_seconds=60", "by default (0 (no limit)): set PLANEXEC_MAX_WALL_SECONDS"),
+    ],
+)
+def test_a_ceiling_that_cannot_be_read_refuses_every_run(monkeypatch, raw: str, said: str) -> None:
+    """Fail closed: a misspelt ceiling that silently did not apply would widen the limit."""
+    monkeypatch.setenv("PLANEXEC_CEILINGS", raw)
+    with pytest.raises(LimitRefused) as refused:
+        enforce(_ctx())
+    assert said in str(refused.value)
+    assert "limits cannot be read, so no run may start" in str(refused.value)
+
+
+def test_a_run_above_a_ceiling_ends_before_the_planner_is_paid(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("PLANEXEC_CEILINGS", "max_steps=20,max_total_tool_calls=50")
+    monkeypatch.setenv("PLANEXEC_MAX_TOTAL_TOOL_CALLS", "50")
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    config = {"configurable": {"thread_id": "t"}}
+    spec = f"scripted:{write_scenario(tmp_path, SCRIPT)}"
+    ctx = Context.every_role(spec, tools=["read_file"], workspace=str(tmp_path / "ws"))
+    ctx.max_steps = 1000
+    list(graph.stream({"goal": "g"}, config, context=ctx))
+    values = graph.get_state(config).values
+    assert values["status"] == "failed"
+    assert "max_steps 1000 is above 20" in values["reason"]
+    assert values.get("usage", {}).get("planner", {}).get("calls", 0) == 0
+
+
+def test_a_budget_lifted_mid_run_past_its_ceiling_is_refused_by_the_executor(
+    monkeypatch, tmp_path
+) -> None:
+    """A state edit (as the server's update_state allows) cannot take off a budget the server
+    caps: the recorded context is checked again before the steps run."""
+    monkeypatch.setenv("PLANEXEC_CEILINGS", "max_cost_usd=1")
+    monkeypatch.setenv("PLANEXEC_MAX_COST_USD", "1")
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    config = {"configurable": {"thread_id": "t"}}
+    spec = f"scripted:{write_scenario(tmp_path, SCRIPT)}"
+    ctx = Context.every_role(
+        spec, tools=["read_file"], workspace=str(tmp_path / "ws"), stream_plan=False
+    )
+    list(graph.stream({"goal": "g"}, config, context=ctx, interrupt_before=["executor"]))
+    recorded = dict(graph.get_state(config).values["context"])
+    assert recorded["max_cost_usd"] == 1.0, "the server's default was recorded"
+    graph.update_state(config, {"context": {**recorded, "max_cost_usd": 0.0}})
+    list(graph.stream(None, config))
+    values = graph.get_state(config).values
+    assert values["status"] == "failed"
+    assert "max_cost_usd 0 (no limit) is above 1" in values["reason"]
+    assert not values.get("results"), "no step ran"
