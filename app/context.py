@@ -141,7 +141,10 @@ class Context:
     )
     max_wall_seconds: Limit = field(
         default=0.0,
-        metadata={"description": "Run budget: seconds since the run started; 0 = no limit."},
+        metadata={
+            "description": "Run budget: seconds the run has worked since it started (waits for "
+            "a plan approval or for a resume after a stop are left out); 0 = no limit."
+        },
     )
     max_total_tool_calls: Count = field(
         default=0, metadata={"description": "Run budget: tool calls of all steps; 0 = no limit."}

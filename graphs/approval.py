@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.tools import BaseTool
+from langgraph.config import get_config
 from langgraph.graph import END
 from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
@@ -32,6 +33,7 @@ from app.context import Context
 from app.limits import LimitRefused
 from graphs import events
 from graphs.planner import revise_plan
+from graphs.run_clock import paused_after, waited_in_node
 from graphs.run_context import run_context
 from graphs.schemas import PlanStep, plan_problems
 from graphs.state import FAILED, REJECTED, State, is_done, remaining_steps
@@ -75,12 +77,14 @@ def _approve(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
     }
     events.emit(runtime.stream_writer, events.PAUSED, steps=request["steps"], error=error)
     answer = interrupt(request)
+    # The wait for the answer is not working time: the wall-clock budget leaves it out.
+    paused = {"paused_seconds": paused_after(state, waited_in_node(get_config()))}
     outcome, error = _apply(answer, plan, results, done_ids, ctx.max_steps, tools)
     if outcome is None:
         if len(error) > MAX_ERROR_CHARS:
             error = error[: MAX_ERROR_CHARS - 3] + "..."
-        return Command(goto="approval", update={"approval_error": error})
-    update = {**(outcome.update or {}), "approval_error": ""}
+        return Command(goto="approval", update={"approval_error": error, **paused})
+    update = {**(outcome.update or {}), "approval_error": "", **paused}
     if outcome.goto == END:
         events.emit(
             runtime.stream_writer, events.FINISHED, status=REJECTED, reason=update.get("reason", "")

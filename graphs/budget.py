@@ -42,7 +42,9 @@ class Spend:
         self._lock = threading.Lock()
         self.usage: dict[str, dict[str, Any]] = dict(state.get("usage") or {})
         self.tool_calls = tool_calls_of(state.get("results") or {})
-        self.started_at = float(state.get("started_at") or time.time())
+        # Working time: the waits for a person or a resume do not count (graphs/run_clock.py).
+        started_at = float(state.get("started_at") or time.time())
+        self.started_at = started_at + float(state.get("paused_seconds") or 0.0)
 
     def add_model(self, usage: dict[str, dict[str, Any]]) -> None:
         with self._lock:

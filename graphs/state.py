@@ -82,6 +82,10 @@ class State(TypedDict, total=False):
     """running, done, failed, replan_limit, rejected or budget_exceeded."""
     started_at: float
     """When the planner started this run (Unix time): the wall-clock budget counts from it."""
+    paused_seconds: float
+    """Seconds the run waited for a person (plan approval) or for `planexec resume` after a
+    budget or a failure stopped it: the wall-clock budget does not count them
+    (graphs/run_clock.py)."""
     budget: dict[str, Any]
     """The budget hit, when status is budget_exceeded: {budget, limit, spent}."""
     budget_scope: str

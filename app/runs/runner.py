@@ -20,6 +20,7 @@ from app.pricing import price_known
 from app.runs.persistence import Persistence
 from graphs.budget import BUDGET_FIELDS
 from graphs.journal import StepJournal
+from graphs.run_clock import paused_after, waited_since
 from graphs.state import (
     BUDGET_EXCEEDED,
     DONE,
@@ -147,6 +148,8 @@ def resume_run(
         values = snapshot.values
         update = _reopen_steps(persistence, thread_id, values, values.get("budget_scope", ""))
         update.update(status=RUNNING, reason="", context=asdict(ctx))  # nodes read it there
+        # The time it stood stopped is not working time (graphs/run_clock.py).
+        update["paused_seconds"] = paused_after(values, waited_since(snapshot.created_at))
         graph.update_state(_config(thread_id), update, as_node="executor")
         return _drive(graph, None, thread_id, ctx, on_event)
     if reopen_failed and snapshot.values.get("status") == FAILED:
@@ -178,7 +181,14 @@ def _reopen_failed(persistence: Persistence, thread_id: str, ctx: Context) -> An
     latest, before, node = _failed_node(graph, config)
     failed = latest.values
     # The nodes read the context from the state: budgets raised on this resume go in there.
-    reopen = {"status": RUNNING, "reason": "", "response": "", "context": asdict(ctx)}
+    # The time it stood failed is not working time (graphs/run_clock.py).
+    reopen = {
+        "status": RUNNING,
+        "reason": "",
+        "response": "",
+        "context": asdict(ctx),
+        "paused_seconds": paused_after(failed, waited_since(getattr(latest, "created_at", None))),
+    }
     if node == "replanner":
         # The failed review is not a review (its usage, if any was paid, stays counted): what
         # was news before it is news again, and the next review has its number.

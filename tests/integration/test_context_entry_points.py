@@ -75,6 +75,8 @@ def test_an_approval_answered_without_a_context_uses_the_runs_own(
     values = client.threads.get_state(thread_id)["values"]
     assert values["status"] == "done", values.get("reason")
     assert values["context"]["planner_model"].startswith("scripted:")
+    # The server's checkpoint ids carry their time: the waits were measured (graphs/run_clock.py).
+    assert values["paused_seconds"] > 0
 
 
 def one_tool_call(tmp_path: Path, tool: str, args: dict, tools: list[str]) -> dict:

@@ -1,0 +1,110 @@
+"""The wall-clock budget counts working time (graphs/run_clock.py): a wait for a person's
+approval, or for `planexec resume` after a budget or a failure stopped the run, is left out."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from langgraph.checkpoint.base.id import uuid6
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.store.memory import InMemoryStore
+from langgraph.types import Command
+
+from app.context import Context
+from graphs.plan_execute import build_graph
+from graphs.run_clock import checkpoint_time, waited_since
+from tests.scripted_runs import write_scenario
+
+WAIT_S = 1.3  # longer than the runs' wall budget of 1 s; the runs themselves take milliseconds
+LOG = {"path": "log.txt", "append": True}
+
+
+def _script(s1: list) -> dict:
+    return {
+        "name": "run_clock",
+        "goal": "g",
+        "tools": ["write_file"],
+        "planner": {"steps": [{"id": "s1", "description": "Log it."}]},
+        "executor": {"s1": s1},
+        "replanner": [{"action": "finish", "reason": "done", "response": "logged"}],
+    }
+
+
+def _write() -> dict:
+    return {"tool_calls": [{"name": "write_file", "args": {**LOG, "content": "s1\n"}}]}
+
+
+def test_a_checkpoint_id_says_when_it_was_made() -> None:
+    made = checkpoint_time(str(uuid6(clock_seq=7)))  # how LangGraph names checkpoints
+    assert made is not None and abs(made - time.time()) < 1.0
+    assert checkpoint_time(str(uuid.uuid4())) is None, "a random id has no time"
+    assert checkpoint_time("not-a-uuid") is None
+    assert waited_since("not a time") == 0.0
+    ten_ago = datetime.fromtimestamp(time.time() - 10, UTC).isoformat()
+    assert 10 <= waited_since(ten_ago) < 11  # a StateSnapshot's created_at
+
+
+def test_a_wait_for_plan_approval_is_not_working_time(tmp_path: Path) -> None:
+    """A person who takes longer than max_wall_seconds to approve: before, the run ended
+    budget_exceeded the moment they said yes, with no step run."""
+    spec = f"scripted:{write_scenario(tmp_path, _script([_write(), {'content': 'ok'}]))}"
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    config = {"configurable": {"thread_id": "t"}}
+    ctx = Context.every_role(
+        spec, tools=["write_file"], workspace=str(tmp_path / "ws"), approve_plan=True,
+        max_wall_seconds=1.0,
+    )  # fmt: skip
+    list(graph.stream({"goal": "g"}, config, context=ctx))
+    assert graph.get_state(config).interrupts, "paused for approval"
+    time.sleep(WAIT_S)
+    list(graph.stream(Command(resume={"action": "approve"}), config, context=ctx))
+    values = graph.get_state(config).values
+    assert values["status"] == "done", values.get("reason")
+    assert WAIT_S <= values["paused_seconds"] < WAIT_S + 1.0
+
+
+def test_the_time_a_stopped_run_stood_is_not_working_time(tmp_path: Path) -> None:
+    """A run a tool-call budget stopped, resumed with a raised budget after longer than its
+    wall budget: it goes on. A resume without a raised budget is not a wait that is left out
+    (the run stops again at once)."""
+    from app.runs import runner
+    from app.runs.persistence import open_persistence
+
+    spec = f"scripted:{write_scenario(tmp_path, _script([_write(), {'content': 'ok'}]))}"
+    ctx = Context.every_role(
+        spec, tools=["write_file"], workspace=str(tmp_path / "ws"), max_total_tool_calls=1,
+        max_wall_seconds=1.0,
+    )  # fmt: skip
+    with open_persistence(str(tmp_path / "runs.sqlite")) as persistence:
+        first = runner.start_run(persistence, "g", ctx, "t1")
+        assert first["budget"]["budget"] == "max_total_tool_calls", first.get("reason")
+        time.sleep(WAIT_S)
+        done = runner.resume_run(persistence, "t1", budgets={"max_total_tool_calls": 10})
+    assert done["status"] == "done", done.get("reason")
+    assert done["paused_seconds"] >= WAIT_S
+
+
+def test_the_time_a_failed_run_stood_is_not_working_time(tmp_path: Path) -> None:
+    """s1's model failed after its write; the scenario is fixed and the run resumed after
+    longer than its wall budget: it goes on from s1's journaled turns."""
+    from app.runs import runner
+    from app.runs.persistence import open_persistence
+
+    path = write_scenario(tmp_path, _script([_write()]))  # no answer turn: the model fails
+    ctx = Context.every_role(
+        f"scripted:{path}", tools=["write_file"], workspace=str(tmp_path / "ws"),
+        max_wall_seconds=1.0,
+    )  # fmt: skip
+    with open_persistence(str(tmp_path / "runs.sqlite")) as persistence:
+        first = runner.start_run(persistence, "g", ctx, "t1")
+        assert first["status"] == "failed", first.get("reason")
+        path.write_text(json.dumps(_script([_write(), {"content": "ok"}])), encoding="utf-8")
+        time.sleep(WAIT_S)
+        done = runner.resume_run(persistence, "t1", reopen_failed=True)
+    assert done["status"] == "done", done.get("reason")
+    assert (tmp_path / "ws" / "log.txt").read_text() == "s1\n", "the write was made again"
+    assert done["paused_seconds"] >= WAIT_S
