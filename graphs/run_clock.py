@@ -40,9 +40,11 @@ def checkpoint_time(checkpoint_id: str) -> float | None:
 def waited_in_node(config: dict[str, Any]) -> float:
     """Seconds since the checkpoint the running node started from (0 if unknown): in a node
     resumed after an `interrupt`, the time its question waited for an answer."""
-    started = config.get("configurable", {}).get("checkpoint_map", {}).get("")
-    made = checkpoint_time(started) if started else None
-    return max(0.0, time.time() - made) if made is not None else 0.0
+    # One checkpoint per graph level (the run's graph inside a user's graph has two): the
+    # latest made is this node's own graph's, the one its question waited at.
+    ids = (config.get("configurable", {}).get("checkpoint_map") or {}).values()
+    made = [t for t in map(checkpoint_time, ids) if t is not None]
+    return max(0.0, time.time() - max(made)) if made else 0.0
 
 
 def waited_since(created_at: str | None) -> float:
