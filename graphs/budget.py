@@ -11,6 +11,7 @@ The per-step deadline is not a run budget: a step past it fails, and the replann
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any
@@ -43,8 +44,9 @@ class Spend:
         self.usage: dict[str, dict[str, Any]] = dict(state.get("usage") or {})
         self.tool_calls = tool_calls_of(state.get("results") or {})
         # Working time: the waits for a person or a resume do not count (graphs/run_clock.py).
-        started_at = float(state.get("started_at") or time.time())
-        self.started_at = started_at + float(state.get("paused_seconds") or 0.0)
+        # A state edit could make either number nan, which no `>=` check would ever reach.
+        started_at = _finite(state.get("started_at")) or time.time()
+        self.started_at = started_at + max(0.0, _finite(state.get("paused_seconds")))
 
     def add_model(self, usage: dict[str, dict[str, Any]]) -> None:
         with self._lock:
@@ -82,6 +84,15 @@ class Spend:
             if limit and value is not None and value >= limit:
                 return {"budget": name, "limit": limit, "spent": spent}
         return None
+
+
+def _finite(value: Any) -> float:
+    """`value` as a finite number, 0.0 for anything else (None, nan, inf, not a number)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
 
 
 def describe(hit: dict[str, Any]) -> str:

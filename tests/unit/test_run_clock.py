@@ -122,3 +122,16 @@ def test_the_time_a_failed_run_stood_is_not_working_time(tmp_path: Path) -> None
     assert done["status"] == "done", done.get("reason")
     assert (tmp_path / "ws" / "log.txt").read_text() == "s1\n", "the write was made again"
     assert done["paused_seconds"] >= WAIT_S
+
+
+def test_a_clock_edited_to_nan_still_stops_the_run() -> None:
+    """nan passes no `>=` check: a state edit that made the clock nan would switch the wall
+    budget off. Such a clock counts from now, with no waits."""
+    from graphs.budget import Spend
+
+    ctx = Context.of(max_wall_seconds=5.0)
+    for started, paused in [(float("nan"), 0.0), (time.time() - 10, float("nan")), ("x", -50)]:
+        spent = Spend(ctx, {"started_at": started, "paused_seconds": paused})
+        assert spent.spent()["wall_seconds"] == spent.spent()["wall_seconds"], "nan"
+    hit = Spend(ctx, {"started_at": time.time() - 10, "paused_seconds": float("nan")}).exceeded()
+    assert hit is not None and hit["budget"] == "max_wall_seconds"
