@@ -55,6 +55,10 @@ OUTPUT_PREVIEW_CHARS = 500
 # body is the largest), but an MCP server or an import-path tool can answer with anything, and
 # the answer is journaled, checkpointed and sent to a model.
 MAX_TOOL_OUTPUT_CHARS = 1_100_000
+# A step's error or surprise is cut here: what went wrong is said at the start, and a tool that
+# raises with its whole answer in the message (an MCP tool's error result) would otherwise put
+# megabytes into the step's result, its events, the journal and the model's next turn.
+MAX_ERROR_CHARS = 4_000
 EMPTY_OUTPUTS = ("", "[]", "{}", "null", "none")
 
 
@@ -287,7 +291,9 @@ class _StepRun:
         natively and a sync one in a worker thread, so the event loop never blocks."""
         name, args, call_id = call["name"], call.get("args", {}), call.get("id") or ""
         if name == flag_surprise.name:
-            self.surprise = str(args.get("reason", "")) or "the executor flagged a surprise"
+            self.surprise = (
+                cut_error(str(args.get("reason", ""))) or "the executor flagged a surprise"
+            )
             # .func, not .invoke(args): malformed arguments must not raise out of the step.
             return ToolMessage(
                 content=flag_surprise.func(self.surprise), tool_call_id=call_id, name=name
@@ -342,7 +348,8 @@ class _StepRun:
                 # error), so a resume does not send it again.
                 error = exc_text = why
             else:
-                error, exc_text = f"tool {name} failed: {exc}", str(exc)
+                exc_text = str(exc)
+                error = cut_error(f"tool {name} failed: {exc_text}")
             answer = ToolMessage(
                 content=exc_text[:OUTPUT_PREVIEW_CHARS], tool_call_id=call_id, status="error"
             )
@@ -408,13 +415,20 @@ class _StepRun:
             "description": self.step["description"],
             "status": status,
             "result": text,
-            "error": error,
-            "surprise": self.surprise,
+            "error": cut_error(error),
+            "surprise": cut_error(self.surprise),
             "attempts": self.step.get("attempt", 1),
             "tool_calls": self.calls,
             "started_at": self.started_at,
             "finished_at": time.time(),
         }
+
+
+def cut_error(text: str) -> str:
+    """An error or surprise of at most MAX_ERROR_CHARS (plus a note saying it was cut)."""
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    return text[:MAX_ERROR_CHARS] + f" ... [cut: {len(text)} characters in all]"
 
 
 def _tool_call(name: str, args: dict[str, Any], call_id: str) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """LangChain tools a user would keep in their own package, named by import path in tests."""
 
-from langchain_core.tools import BaseTool, tool
+from langchain_core.tools import BaseTool, ToolException, tool
 
 
 @tool
@@ -90,6 +90,12 @@ stall_class = StallTool()
 def empty_next() -> str:
     """Take the next item of an empty iterator: raises StopIteration."""
     return next(iter([]))
+
+
+@tool
+def fail_loudly(chars: int) -> str:
+    """Raise with a message of `chars` characters, as an MCP tool's error result arrives."""
+    raise ToolException("e" * chars)
 
 
 @tool(response_format="content_and_artifact")
