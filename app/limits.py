@@ -187,6 +187,9 @@ def context_problems(ctx: Context, limits: ServerLimits | None = None) -> list[s
                 f"sql_database {ctx.sql_database!r} is not one this server allows "
                 f"(PLANEXEC_SQL_DATABASES: {allowed})"
             )
+    if not problems:  # after the scenario paths were checked: pricing a scenario reads it
+        if unpriced := _cost_budget_problem(ctx):
+            problems.append(unpriced)
     for name, ceiling in limits.ceilings:
         value = getattr(ctx, name)
         if _exceeds(name, value, ceiling):
@@ -195,6 +198,17 @@ def context_problems(ctx: Context, limits: ServerLimits | None = None) -> list[s
                 f"allows (PLANEXEC_CEILINGS); ask for {_shown(ceiling)} or less"
             )
     return problems
+
+
+def _cost_budget_problem(ctx: Context) -> str:
+    # A cost budget on a model with no known price counts nothing (its cost is None): a server
+    # caller could name one and spend without end, under any max_cost_usd ceiling too.
+    from app.pricing import cost_budget_problem
+
+    try:
+        return cost_budget_problem(ctx)
+    except Exception:  # a scenario that cannot be read: loading its model says why, unpaid
+        return ""
 
 
 def _scripted_problem(field: str, name: str, limits: ServerLimits) -> str | None:

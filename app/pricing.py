@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from importlib.metadata import version
+from typing import Any
 
 PRICES_AS_OF = f"genai-prices {version('genai-prices')}"
 PRICES_SOURCE = "pydantic genai-prices (bundled price data)"
@@ -72,3 +73,30 @@ def _known(provider: str | None, name: str) -> bool:
     except LookupError:
         return False
     return True
+
+
+def cost_budget_problem(ctx: Any) -> str:
+    """Why `ctx` (a Context) cannot keep its cost budget ("" when it can, or has none): a role's
+    model has no known price, so its calls would cost None and the budget could not count
+    them. Checked before any model is paid for, by the CLI and by every node (app/limits.py)."""
+    if not ctx.max_cost_usd:
+        return ""
+    for spec in dict.fromkeys((ctx.planner_model, ctx.executor_model, ctx.replanner_model)):
+        unpriced = [m for m in priced_as(spec) if not price_known(m)]
+        if unpriced:
+            shown = spec if unpriced == [spec] else f"{spec} (priced as {', '.join(unpriced)})"
+            return (
+                f"model {shown} has no known price, so a cost budget (max_cost_usd="
+                f"{ctx.max_cost_usd}) cannot be kept; use a priced model or drop the cost budget"
+            )
+    return ""
+
+
+def priced_as(spec: str) -> list[str]:
+    """The models whose prices `spec`'s calls cost: a scenario's stand-ins for scripted ones."""
+    provider, _, name = spec.partition(":")
+    if provider != "scripted":
+        return [spec]
+    from app.scripted.scenarios import load_scenario
+
+    return list(load_scenario(name).stands_for.values())

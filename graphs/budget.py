@@ -30,9 +30,26 @@ BUDGET_FIELDS = tuple(BUDGET_OPTIONS)
 
 def tool_calls_of(results: dict[str, dict[str, Any]]) -> int:
     """Tool calls made by the steps that have a result (latest attempt each)."""
-    return sum(
-        int(r.get("tool_calls_made", len(r.get("tool_calls", [])))) for r in results.values()
-    )
+    return sum(_calls_of(r) for r in results.values())
+
+
+def tool_calls_spent(state: dict[str, Any]) -> int:
+    """Tool calls the run has made: its steps' (latest attempt each), and those of the steps
+    that ran while a plan streamed but were discarded with it (graphs/planner.py `_discard`):
+    their calls were made, so they count against the budget like any other."""
+    discarded = [
+        r
+        for entry in state.get("history") or []
+        if isinstance(entry, dict) and entry.get("action") == "discarded"
+        for r in entry.get("results") or []
+        if isinstance(r, dict)
+    ]
+    return tool_calls_of(state.get("results") or {}) + sum(map(_calls_of, discarded))
+
+
+def _calls_of(result: dict[str, Any]) -> int:
+    # Never below 0: an edited state must not buy calls back.
+    return max(0, int(_finite(result.get("tool_calls_made", len(result.get("tool_calls", []))))))
 
 
 class Spend:
@@ -42,7 +59,7 @@ class Spend:
         self._ctx = ctx
         self._lock = threading.Lock()
         self.usage: dict[str, dict[str, Any]] = dict(state.get("usage") or {})
-        self.tool_calls = tool_calls_of(state.get("results") or {})
+        self.tool_calls = tool_calls_spent(state)
         # Working time: the waits for a person or a resume do not count (graphs/run_clock.py).
         # A state edit could make either number nan, which no `>=` check would ever reach.
         started_at = _finite(state.get("started_at")) or time.time()
@@ -58,7 +75,15 @@ class Spend:
 
     def spent(self) -> dict[str, Any]:
         with self._lock:
-            total = total_usage(self.usage)
+            # Each role's figures as counted, never below 0: an edited state must not buy
+            # tokens or dollars back for the other roles.
+            total = total_usage(
+                {
+                    role: {k: max(0, v) if isinstance(v, int | float) else v for k, v in u.items()}
+                    for role, u in self.usage.items()
+                    if isinstance(u, dict)
+                }
+            )
             return {
                 "total_tokens": total["input_tokens"] + total["output_tokens"],
                 "cost_usd": total["cost_usd"],
@@ -80,8 +105,10 @@ class Spend:
         }
         for name, limit in limits.items():
             value = measured[name]
-            # An unknown cost (None) cannot be checked: check_models refuses such models up front.
-            if limit and value is not None and value >= limit:
+            # An unknown cost (None) cannot be kept under a budget: models with no known price
+            # are refused up front (app/pricing.py), so one here is a usage record edited or
+            # gone wrong, and the budget counts as reached rather than switched off.
+            if limit and (value is None or value >= limit):
                 return {"budget": name, "limit": limit, "spent": spent}
         return None
 

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from app.models import ModelConfigError, check_model
-from app.pricing import price_known
+from app.pricing import cost_budget_problem
 from app.runs.persistence import Persistence
 from graphs.budget import BUDGET_FIELDS
 from graphs.journal import StepJournal
@@ -61,25 +61,10 @@ def new_thread_id() -> str:
 def check_models(ctx: Context) -> None:
     """Fail before any model is paid for if one of the roles cannot be loaded, or, with a cost
     budget, has no known price (a budget that cannot be counted is no budget)."""
-    for spec in {ctx.planner_model, ctx.executor_model, ctx.replanner_model}:
+    for spec in dict.fromkeys((ctx.planner_model, ctx.executor_model, ctx.replanner_model)):
         check_model(spec)
-        unpriced = [m for m in _priced_as(spec) if not price_known(m)] if ctx.max_cost_usd else []
-        if unpriced:
-            shown = spec if unpriced == [spec] else f"{spec} (priced as {', '.join(unpriced)})"
-            raise ModelConfigError(
-                f"model {shown} has no known price, so a cost budget (max_cost_usd="
-                f"{ctx.max_cost_usd}) cannot be kept; use a priced model or drop the cost budget"
-            )
-
-
-def _priced_as(spec: str) -> list[str]:
-    """The models whose prices `spec`'s calls cost: a scenario's stand-ins for scripted ones."""
-    provider, _, name = spec.partition(":")
-    if provider != "scripted":
-        return [spec]
-    from app.scripted.scenarios import load_scenario
-
-    return list(load_scenario(name).stands_for.values())
+    if problem := cost_budget_problem(ctx):
+        raise ModelConfigError(problem)
 
 
 def _config(thread_id: str) -> dict[str, Any]:

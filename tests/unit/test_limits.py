@@ -347,3 +347,24 @@ def test_a_budget_lifted_mid_run_past_its_ceiling_is_refused_by_the_executor(
     assert values["status"] == "failed"
     assert "max_cost_usd 0 (no limit) is above 1" in values["reason"]
     assert not values.get("results"), "no step ran"
+
+
+def test_a_cost_budget_on_an_unpriced_model_is_refused_by_the_graph(tmp_path: Path) -> None:
+    """The CLI refused it up front; a server caller reaches the graph directly, and a model with
+    no known price costs None, which no budget (or max_cost_usd ceiling) could count."""
+    unpriced = {role: "acme:mystery-1" for role in ("planner", "executor", "replanner")}
+    spec = f"scripted:{write_scenario(tmp_path, {**SCRIPT, 'stands_for': unpriced})}"
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    config = {"configurable": {"thread_id": "t"}}
+    ctx = Context.every_role(
+        spec, tools=["read_file"], workspace=str(tmp_path / "ws"), max_cost_usd=0.01
+    )
+    list(graph.stream({"goal": "g"}, config, context=ctx))
+    values = graph.get_state(config).values
+    assert values["status"] == "failed"
+    assert "acme:mystery-1) has no known price" in values["reason"]
+    assert values.get("usage", {}).get("planner", {}).get("calls", 0) == 0
+    # Without a cost budget the same models run.
+    ctx.max_cost_usd = 0.0
+    list(graph.stream({"goal": "g"}, {"configurable": {"thread_id": "u"}}, context=ctx))
+    assert graph.get_state({"configurable": {"thread_id": "u"}}).values["status"] == "done"

@@ -287,3 +287,32 @@ def test_a_budget_stop_killed_before_its_checkpoint_still_counts_the_paid_turn(
     assert again["status"] == "budget_exceeded", again.get("reason")
     assert again["usage"]["executor"]["calls"] == 1, "the paid turn went uncounted"
     assert (tmp_path / "ws" / "log.txt").read_text() == "paid\n", "the call was made again"
+
+
+def test_tool_calls_of_steps_discarded_with_a_retried_plan_count(tmp_path: Path) -> None:
+    """The planner's first reply is refused after its s1 started (while the plan streamed) and
+    made its call; the retry's steps make two more, and s3, from a revision, the fourth: the
+    budget, which stops s3 before its answer. Its executor visit counted from the state's
+    results alone, which hold no discarded step: it saw three calls, and the run finished."""
+    bad = {"steps": [{"id": "s1", "description": "Add."}, {"id": "s2", "depends_on": ["nope"],
+                                                            "description": "Add."}]}  # fmt: skip
+    good = {
+        "steps": [
+            {"id": "s1", "description": "Add one and one."},
+            {"id": "s2", "description": "Add two and two."},
+        ]
+    }
+    path = scenario(
+        tmp_path,
+        planner={"attempts": [bad, good]},
+        executor={"s1": calc("1+1"), "s2": calc("2+2"), "s3": calc("3+3")},
+        replanner=[
+            {"action": "replan", "reason": "more", "steps": [{"id": "s3", "description": "Add."}]},
+            FINISH,
+        ],
+    )
+    r = run_scenario(tmp_path, path, max_total_tool_calls=4)
+    assert [e["step_id"] for e in r.of_kind("step_discarded")] == ["s1"]
+    assert r.state["status"] == "budget_exceeded", r.state.get("reason")
+    assert r.state["budget"]["spent"]["tool_calls"] == 4
+    assert "s3" not in r.state["results"], "s3 finished past the budget"

@@ -135,3 +135,28 @@ def test_a_clock_edited_to_nan_still_stops_the_run() -> None:
         assert spent.spent()["wall_seconds"] == spent.spent()["wall_seconds"], "nan"
     hit = Spend(ctx, {"started_at": time.time() - 10, "paused_seconds": float("nan")}).exceeded()
     assert hit is not None and hit["budget"] == "max_wall_seconds"
+
+
+@pytest.mark.parametrize(
+    ("budget", "state"),
+    [
+        # A negative figure in one role bought back the other roles' tokens, and a negative
+        # step's tool calls the others' calls.
+        (
+            {"max_total_tokens": 1000},
+            {"usage": {"planner": {"input_tokens": 2000}, "x": {"input_tokens": -(10**9)}}},
+        ),
+        (
+            {"max_total_tool_calls": 3},
+            {"results": {"s1": {"tool_calls_made": 5}, "zz": {"tool_calls_made": -(10**6)}}},
+        ),
+        # A role with no cost makes the total unknown, and an unknown cost switched the cost
+        # budget off; it now counts as reached.
+        ({"max_cost_usd": 0.01}, {"usage": {"x": {"calls": 0}}}),
+    ],
+)
+def test_edited_spend_figures_do_not_lift_a_budget(budget: dict, state: dict) -> None:
+    from graphs.budget import Spend
+
+    hit = Spend(Context.of(**budget), {**state, "started_at": time.time()}).exceeded()
+    assert hit is not None and hit["budget"] == next(iter(budget))
