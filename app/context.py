@@ -239,6 +239,13 @@ def restore_context(values: dict[str, Any]) -> Context:
     return ctx
 
 
+def replaced(ctx: Context, **changes: Any) -> Context:
+    """`ctx` with `changes`, every other field exactly as it is. Not `dataclasses.replace`: that
+    runs `__post_init__` again, which fills every field still at its default from PLANEXEC_*,
+    so a recorded run resumed with a raised budget took the resuming shell's settings."""
+    return restore_context({**{f.name: getattr(ctx, f.name) for f in fields(Context)}, **changes})
+
+
 def _default_of(f: Any) -> Any:
     return f.default_factory() if callable(f.default_factory) else f.default
 

@@ -10,7 +10,6 @@ Exit codes (also in README.md):
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import math
@@ -653,7 +652,9 @@ def _absolute_paths(ctx: Context) -> Context:
             path.suffix in (".json", ".yaml", ".yml") or path.exists()
         ):
             changes[role] = f"scripted:{scenario_path(name)}"
-    return dataclasses.replace(ctx, **changes)
+    from app.context import replaced
+
+    return replaced(ctx, **changes)
 
 
 @app.command()
@@ -678,13 +679,13 @@ def resume(
     def go() -> int:
         if queue:
             return _queue_existing(db, thread_id)
-        from app.context import restore_context
+        from app.context import replaced, restore_context
         from app.runs.persistence import open_persistence
         from app.runs.worker import holding_run
 
         with open_persistence(db) as persistence, holding_run(persistence, thread_id):
             ctx = restore_context(runner.run_record(persistence, thread_id)["context"])
-            runner.check_models(dataclasses.replace(ctx, **budgets))
+            runner.check_models(replaced(ctx, **budgets))
             if problem := runner.reopen_problem(persistence, thread_id):
                 raise ValueError(problem)
             if runner.run_state(persistence, thread_id)["status"] == runner.PAUSED:

@@ -6,7 +6,6 @@ goal and Context) so `resume` runs with the same configuration and `runs` can li
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import secrets
 import time
@@ -272,7 +271,9 @@ def _with_budgets(
     unknown = set(budgets) - {*BUDGET_FIELDS, "step_deadline_seconds"}
     if unknown:
         raise ValueError(f"not budget fields: {', '.join(sorted(unknown))}")
-    ctx = dataclasses.replace(ctx, **budgets)
+    from app.context import replaced
+
+    ctx = replaced(ctx, **budgets)
     check_models(ctx)  # e.g. a cost budget on a model with no known price
     record = {**_unfinished(record), "context": asdict(ctx)}
     persistence.store.put(RUNS_NAMESPACE, thread_id, record, index=False)

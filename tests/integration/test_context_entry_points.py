@@ -171,3 +171,19 @@ def test_a_paused_runs_context_edited_past_a_ceiling_is_refused_over_the_server(
     assert values["status"] == "failed"
     assert "model_timeout_s 86400 is above 600" in values["reason"]
     assert not values.get("results"), "a step ran"
+
+
+def test_an_explicit_option_equal_to_the_default_wins_over_the_environment(
+    tmp_path: Path,
+) -> None:
+    """`--max-concurrency 16` (the default) in a shell with PLANEXEC_MAX_CONCURRENCY=3: the
+    option wins. The CLI's copy that made the paths absolute filled fields at their default
+    from the environment again."""
+    env = {**clean_env(), "PLANEXEC_MAX_CONCURRENCY": "3", "PLANEXEC_MAX_REPLANS": "1"}
+    db = str(tmp_path / "r.sqlite")
+    args = ("demo", "--thread", "e1", "--db", db, "--workspace", str(tmp_path / "ws"))
+    proc = run_cli(*args, "--max-concurrency", "16", "--json", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(run_cli("show", "e1", "--db", db, "--json", cwd=tmp_path).stdout)
+    assert shown["context"]["max_concurrency"] == 16
+    assert shown["context"]["max_replans"] == 1, "a field not given still comes from the shell"

@@ -316,3 +316,27 @@ def test_tool_calls_of_steps_discarded_with_a_retried_plan_count(tmp_path: Path)
     assert r.state["status"] == "budget_exceeded", r.state.get("reason")
     assert r.state["budget"]["spent"]["tool_calls"] == 4
     assert "s3" not in r.state["results"], "s3 finished past the budget"
+
+
+def test_a_resume_with_a_raised_budget_keeps_the_runs_other_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`resume --max-…` from a shell with other PLANEXEC_* settings: the budget changes, and
+    nothing else. A copy made with dataclasses.replace filled every field at its default from
+    that shell again (max_replans 0 there ended the resumed run at its first revision)."""
+    from app.runs import runner
+    from app.runs.persistence import open_persistence
+
+    ctx = _one_call_allowed(tmp_path, "logged: {last_tool_result}")
+    with open_persistence(str(tmp_path / "runs.sqlite")) as persistence:
+        assert runner.start_run(persistence, "g", ctx, "t1")["status"] == "budget_exceeded"
+        monkeypatch.setenv("PLANEXEC_MAX_REPLANS", "0")
+        monkeypatch.setenv("PLANEXEC_MAX_CONCURRENCY", "3")
+        monkeypatch.setenv("PLANEXEC_TOOL_TIMEOUT_S", "77")
+        done = runner.resume_run(persistence, "t1", budgets={"max_total_tool_calls": 10})
+        recorded = runner.run_record(persistence, "t1")["context"]
+    assert done["status"] == "done", done.get("reason")
+    assert recorded["max_total_tool_calls"] == 10
+    assert (recorded["max_replans"], recorded["max_concurrency"]) == (5, 16)
+    assert recorded["tool_timeout_s"] == 300.0
+    assert done["context"]["max_concurrency"] == 16
