@@ -66,13 +66,15 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in "90s", "15m", "12h", "7d", "2w" (or a plain number of seconds)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
+    """Seconds in "90s", "15m", "12h", "7d", "2w". The unit is required: `prune --older-than 7`
+    read as 7 seconds removes nearly every finished run of someone who meant 7 days."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
     if not match:
         raise ValueError(
-            f"cannot read the duration {text!r}: write a number and a unit, e.g. 30m, 12h, 7d, 2w"
+            f"cannot read the duration {text!r}: write a number and a unit (s, m, h, d or w), "
+            "e.g. 30m, 12h, 7d, 2w"
         )
-    return float(match[1]) * _UNITS[match[2] or "s"]
+    return float(match[1]) * _UNITS[match[2]]
 
 
 def parse_since(text: str, now: float | None = None) -> float:

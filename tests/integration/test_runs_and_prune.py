@@ -161,6 +161,11 @@ def test_prune_removes_old_finished_runs_and_nothing_else(tmp_path: Path) -> Non
 
     refused = invoke("prune", "--older-than", "0s", "--status", "queued", "--db", db)
     assert refused.exit_code == 4 and "finished runs only" in refused.output
+    # A number alone is not read as seconds: someone who meant 7 days lost every run.
+    make_runs(db, tmp_path, done=["n1"], queued=[])
+    bare = invoke("prune", "--older-than", "7", "--db", db)
+    assert bare.exit_code == 4 and "a number and a unit" in bare.output
+    assert planexec_json("runs", "--db", db)["total"] >= 1, "nothing was removed"
 
 
 def test_runs_counts_only_done_steps_as_done() -> None:
