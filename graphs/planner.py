@@ -19,6 +19,7 @@ from langgraph.runtime import Runtime
 from pydantic import ValidationError
 
 from app.context import Context, resolve_context
+from app.limits import LimitRefused
 from app.models import describe_model_error, role_model
 from app.usage import merge_usage
 from graphs import events, plan_cache
@@ -99,6 +100,8 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
         # Built for their schemas: the planner is told each tool's arguments, and tool steps
         # are checked against them. Off the event loop: it makes folders.
         tools = {t.name: t for t in await asyncio.to_thread(tools_for_run, ctx, extra)}
+    except LimitRefused as exc:  # the server's limits (checked first by tools_for_run)
+        return _fail(runtime, str(exc))
     except Exception as exc:  # configuration trouble (e.g. a workspace that cannot be made)
         return _fail(runtime, f"tool setup failed: {exc}")
     try:
