@@ -680,10 +680,9 @@ def resume(
         if queue:
             return _queue_existing(db, thread_id)
         from app.context import replaced, restore_context
-        from app.runs.persistence import open_persistence
         from app.runs.worker import holding_run
 
-        with open_persistence(db) as persistence, holding_run(persistence, thread_id):
+        with _existing_database(db, thread_id) as persistence, holding_run(persistence, thread_id):
             ctx = restore_context(runner.run_record(persistence, thread_id)["context"])
             runner.check_models(replaced(ctx, **budgets))
             if problem := runner.reopen_problem(persistence, thread_id):
@@ -707,10 +706,9 @@ def resume(
 
 def _queue_existing(db: str | None, thread_id: str) -> int:
     """`resume --queue`: hand an interrupted (e.g. killed) run to the workers."""
-    from app.runs.persistence import open_persistence
     from app.runs.worker import enqueue
 
-    with open_persistence(db) as persistence:
+    with _existing_database(db, thread_id) as persistence:
         status = runner.run_state(persistence, thread_id)["status"]
         if status in runner.FINAL or status == runner.PAUSED:
             hint = {
@@ -746,10 +744,9 @@ def approve_cmd(
             answer = {"action": "reject", "reason": reject}
         elif edit:
             answer = {"action": "edit", "steps": load_steps_file(edit)}
-        from app.runs.persistence import open_persistence
         from app.runs.worker import holding_run
 
-        with open_persistence(db) as persistence, holding_run(persistence, thread_id):
+        with _existing_database(db, thread_id) as persistence, holding_run(persistence, thread_id):
             status = runner.run_state(persistence, thread_id)["status"]
             if status != runner.PAUSED:
                 raise ValueError(f"run {thread_id!r} is not waiting for approval ({status})")

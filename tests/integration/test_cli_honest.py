@@ -260,11 +260,12 @@ def test_a_corrupt_or_locked_database_is_an_error_line_not_a_traceback(tmp_path:
         assert "database error: DatabaseError: database disk image is malformed" in proc.stderr
 
 
-def test_runs_and_show_create_no_files(tmp_path: Path) -> None:
+def test_commands_about_an_existing_run_create_no_files(tmp_path: Path) -> None:
     runs = run_cli("runs", cwd=tmp_path)
     assert runs.returncode == 0 and "no runs yet at .planexec/planexec.sqlite" in runs.stdout
-    show = run_cli("show", "t", cwd=tmp_path)
-    assert show.returncode == EXIT_CONFIG and "no run with thread id 't'" in show.stderr
+    for args in (("show", "t"), ("resume", "t"), ("resume", "t", "--queue"), ("approve", "t")):
+        proc = run_cli(*args, cwd=tmp_path)
+        assert proc.returncode == EXIT_CONFIG and "no run with thread id 't'" in proc.stderr, args
     report = run_cli("report", "t", "--db", "sqlite:///sub/r.sqlite", cwd=tmp_path)
     assert report.returncode == EXIT_CONFIG
     assert list(tmp_path.iterdir()) == []
