@@ -278,6 +278,8 @@ def _problem(
     error = exc.errors()[0]
     where = "".join(f"[{p!r}]" for p in error["loc"])
     expected = _type_name(adapter)
+    if error["type"] in _RANGE_ERRORS:  # the right type, out of range: say the range
+        expected = f"{expected} in range"
     shown = repr(value)
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
     hint = ""
@@ -287,6 +289,9 @@ def _problem(
         f"Context field {name!r}{' from ' + source if source else ''} must be {expected}, "
         f"got {shown}: {error['msg']}{' at ' + where if where else ''}{hint}"
     )
+
+
+_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
 
 def _type_name(adapter: TypeAdapter[Any]) -> str:

@@ -25,9 +25,13 @@ def _escape_char(match: re.Match[str]) -> str:
 
 
 def one_line(text: Any, limit: int | None = None) -> str:
-    """`text` made visible, its whitespace runs (newlines too) collapsed to one space."""
+    """`text` made visible, its whitespace runs (newlines too) collapsed to one space; with
+    `limit`, at most that many characters, a cut one ending in "…" (a cut number must not read
+    as a smaller one: "ask for 12" of "ask for 120")."""
     line = " ".join(visible(text).split())
-    return line if limit is None else line[:limit]
+    if limit is None or len(line) <= limit:
+        return line
+    return line[: max(0, limit - 1)] + "…"
 
 
 def plain(text: Any, style: str = "") -> Text:

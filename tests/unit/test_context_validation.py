@@ -33,6 +33,11 @@ def no_planexec_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"approve_plan": "yes"}, "Context field 'approve_plan' must be true or false"),
         ({"model_timeout_s": "fast"}, "Context field 'model_timeout_s' must be a number"),
         ({"workspace": 7}, "Context field 'workspace' must be a string, got 7"),
+        # A number out of range is not "must be a number": the message says the range.
+        (
+            {"tool_timeout_s": 0},
+            "'tool_timeout_s' must be a number in range, got 0: Input should be greater than 0",
+        ),
     ],
 )
 def test_a_wrong_type_is_refused_naming_the_field(values: dict, message: str) -> None:

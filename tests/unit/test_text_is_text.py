@@ -297,3 +297,10 @@ def test_the_default_report_file_stays_in_the_current_folder(thread_id: str, nam
     from app.cli.report import default_report_path
 
     assert str(default_report_path(thread_id)) == name
+
+
+def test_a_line_cut_to_its_limit_says_so() -> None:
+    """A plain-output reason cut at its limit ended "ask for 12" where it said 120."""
+    assert one_line("ask for 120", 10) == "ask for 1…"
+    assert one_line("ask for 120", 11) == "ask for 120"
+    assert one_line("a\n\tb", 5) == "a b"
