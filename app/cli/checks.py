@@ -34,7 +34,23 @@ def input_problems(goal: str, ctx: Context) -> list[str]:
             problems.append(
                 f"the SQL database {str(sql)!r} is not a file; give --sql-database an SQLite file"
             )
+        elif not _looks_like_sqlite(sql):
+            problems.append(
+                f"the SQL database {str(sql)!r} is not an SQLite file (its first bytes are not "
+                "SQLite's header); give --sql-database an SQLite file"
+            )
     return problems
+
+
+def _looks_like_sqlite(path: Path) -> bool:
+    """An SQLite database file: its header, or empty (SQLite reads an empty file as an empty
+    database). Unreadable files pass: the tool then says why it cannot open them."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(16)
+    except OSError:
+        return True
+    return head in (b"", b"SQLite format 3\x00")
 
 
 def _limit_problems(ctx: Context) -> list[str]:

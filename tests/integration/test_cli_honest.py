@@ -133,6 +133,7 @@ def test_help_keeps_the_env_note_and_the_demo_its_surprise_prefix(tmp_path: Path
         (("g", "--workspace", "a_file"), "is a file; give --workspace a folder"),
         (("g", "--sql-database", "missing.sqlite"), "is not a file"),
         (("g", "--sql-database", "."), "is not a file"),  # a folder is not a database
+        (("g", "--sql-database", "a_file"), "/a_file' is not an SQLite file"),
         (("g", "--db", "mysql://u@h/db"), "unsupported database"),
         (("g", "--db", "sqlite://x"), "sqlite:////absolute/path"),
         (("g", "--scenario", "no-such-scenario"), "no scenario named"),
