@@ -117,10 +117,9 @@ def _apply(
         }
         return Command(goto=END, update=update), ""
     if action == "edit":
-        try:
-            steps = [PlanStep.model_validate(s) for s in answer.get("steps") or []]
-        except (ValidationError, TypeError, AttributeError) as exc:
-            return None, f"the edited steps do not match the step format: {exc}"
+        steps, problems = _edited_steps(answer.get("steps") or [])
+        if problems:
+            return None, "the edited steps do not match the step format: " + "; ".join(problems)
         problems = plan_problems(steps, max_steps=max_steps, completed=done_ids, tools=tools)
         if problems:
             return None, "the edited plan was refused: " + "; ".join(problems)
@@ -131,6 +130,23 @@ def _apply(
         f"unknown answer {answer!r}: resume with action 'approve', 'edit' (with steps) or "
         "'reject' (with a reason)"
     )
+
+
+def _edited_steps(raw: Any) -> tuple[list[PlanStep], list[str]]:
+    """An edit's steps, or one line per problem ("step 2 (s3): description: Input should be a
+    valid string"), without pydantic's input dumps and documentation links."""
+    if not isinstance(raw, list):
+        return [], [f"'steps' must be a list of steps, got {type(raw).__name__}"]
+    steps, problems = [], []
+    for n, item in enumerate(raw, 1):
+        name = f" ({str(item.get('id'))[:40]})" if isinstance(item, dict) and "id" in item else ""
+        try:
+            steps.append(PlanStep.model_validate(item))
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False, include_input=False):
+                where = ".".join(str(p) for p in error["loc"]) or "the step"
+                problems.append(f"step {n}{name}: {where}: {error['msg']}")
+    return steps, problems
 
 
 def _entry(action: str, reason: str = "", steps: list | None = None) -> dict[str, Any]:

@@ -49,7 +49,9 @@ def load_steps_file(path: Path) -> list[dict[str, Any]]:
         else:
             data = yaml.load(text, Loader=_NoAliasLoader)  # a safe loader without aliases
     except (UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
-        raise ValueError(f"cannot read steps from {shown}: {exc}") from None
+        # YAML names its input "<unicode string>": the file is what the person knows.
+        said = str(exc).replace('"<unicode string>"', shown)
+        raise ValueError(f"cannot read steps from {shown}: {said}") from None
     except RecursionError:
         raise ValueError(f"cannot read steps from {shown}: it is nested too deeply") from None
     steps = data.get("steps") if isinstance(data, dict) else data

@@ -100,6 +100,13 @@ def test_an_invalid_edit_or_answer_is_refused_and_the_run_stays_paused(tmp_path:
     assert "unknown step 'y'" in run.request["error"]
     run.answer({"action": "edit", "steps": [{"description": "no id"}]})
     assert "do not match the step format" in run.request["error"]
+    # One line per problem, naming the step, without pydantic's input dump and links.
+    run.answer({"action": "edit", "steps": [{"id": "s1", "description": "d"}, {"id": "x9",
+                                            "description": 5}]})  # fmt: skip
+    error = run.request["error"]
+    assert error.endswith("step 2 (x9): description: Input should be a valid string"), error
+    run.answer({"action": "edit", "steps": "s1"})
+    assert "'steps' must be a list of steps, got str" in run.request["error"]
     run.answer("maybe")
     assert "unknown answer 'maybe'" in run.request["error"]
     # An answer that names no action is no approval (a caller's empty or half-built answer).

@@ -59,3 +59,12 @@ def test_size_and_depth_are_capped(tmp_path: Path) -> None:
     deep.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ValueError, match="nested too deeply|cannot read steps"):
         load_steps_file(deep)
+
+
+def test_a_yaml_error_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "cut.yaml"
+    path.write_text("- id: s9\n  description: [unclosed\n")
+    with pytest.raises(ValueError) as refused:
+        load_steps_file(path)
+    assert f"in '{path}', line 2, column 16" in str(refused.value)
+    assert "<unicode string>" not in str(refused.value)
