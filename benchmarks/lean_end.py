@@ -31,7 +31,9 @@ def overhead(system: str, task: str, schema: type) -> tuple[int, int, int]:
 
 
 def measure() -> dict[str, tuple[int, int, int]]:
-    """(prompt, schema, total) tokens of the full replanner call and of the lean end call."""
+    """(prompt, schema, total) tokens of the full replanner call, of the lean end call (JSON
+    plan format, with its decision schema, and plan lines, the default, with none), and of the
+    planner's fixed prompt (plan lines, no tools listed, goal empty)."""
     full = overhead(
         render("replanner", max_steps=12, tools=""),
         render(
@@ -50,7 +52,22 @@ def measure() -> dict[str, tuple[int, int, int]]:
         render("replanner_end_task", goal="", results="", review=1),
         EndDecision,
     )
-    return {"full replanner (surprises)": full, "lean end (plan exhausted)": lean}
+    lean_lines = _no_schema(
+        render("replanner_end_lines", dependency_chars=DEPENDENCY_CHARS),
+        render("replanner_end_task", goal="", results="", review=1),
+    )
+    planner = _no_schema(render("planner", max_steps=12, tools=""), "")
+    return {
+        "full replanner (surprises)": full,
+        "lean end (plan exhausted)": lean,
+        "lean end, plan lines (default)": lean_lines,
+        "planner, plan lines (default)": planner,
+    }
+
+
+def _no_schema(system: str, task: str) -> tuple[int, int, int]:
+    # prompt: the system prompt's own tokens; total: the whole request, goal and results empty.
+    return count_text(system), 0, count_messages([SystemMessage(system), HumanMessage(task)])
 
 
 def main() -> None:
@@ -58,8 +75,9 @@ def main() -> None:
     print(f"{'call':<34}{'prompt':>8}{'schema':>8}{'total':>8}")
     for name, (prompt, schema, total) in rows.items():
         print(f"{name:<34}{prompt:>8}{schema:>8}{total:>8}")
-    full, lean = (total for _, _, total in rows.values())
+    full, lean = rows["full replanner (surprises)"][2], rows["lean end (plan exhausted)"][2]
     print(f"lean end / full: {lean / full:.2f}")
+    print("prompt: both messages for the first two rows, the system prompt alone for the others")
 
 
 if __name__ == "__main__":

@@ -193,7 +193,7 @@ def overhead_table(workdir: Path, reps: int) -> bool:
     return ok
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one run per measurement")
     args = parser.parse_args()
@@ -202,7 +202,8 @@ def main() -> None:
         ok = latency_table(Path(tmp), reps)
         ok &= overhead_table(Path(tmp), 1 if args.quick else 5)
     print("\ntargets met" if ok else "\nTARGETS MISSED")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -780,7 +780,7 @@ def worker(
     ] = 4.0,
     heartbeat: Annotated[
         float | None,
-        typer.Option(help="PostgreSQL: seconds between heartbeats [default: stalled-after / 4]."),
+        typer.Option(help="PostgreSQL: seconds between heartbeats (default: stalled-after / 4)"),
     ] = None,
     stalled_check: Annotated[
         float, typer.Option(help="PostgreSQL: look for dead workers' runs every this many seconds.")
