@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from app.context import Context
 from app.limits import LimitRefused
 from graphs import events
+from graphs.budget import Spend, describe
 from graphs.planner import revise_plan
 from graphs.run_clock import paused_after, waited_in_node
 from graphs.run_context import run_context
@@ -65,6 +66,11 @@ def _approve(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
     plan, results = state.get("plan", []), state.get("results", {})
     done_ids = [s["id"] for s in plan if is_done(s["id"], results)]
     error = state.get("approval_error", "")
+    # A budget the run has used up already (the planner's time against a small wall budget):
+    # the person is told before answering; an approval then ends the run budget_exceeded, and
+    # `resume` with a raised budget runs the approved plan.
+    hit = Spend(ctx, state).exceeded()
+    budget = f"approving ends the run at once: {describe(hit)}" if hit else ""
     request = {
         "kind": APPROVAL_KIND,
         "goal": state.get("goal", ""),
@@ -72,10 +78,13 @@ def _approve(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
         "completed": done_ids,
         "replans": state.get("replans", 0),
         "error": error,
+        "budget": budget,
         "answers": 'approve: {"action": "approve"}; edit: {"action": "edit", "steps": '
         '[...]}; reject: {"action": "reject", "reason": "..."}',
     }
-    events.emit(runtime.stream_writer, events.PAUSED, steps=request["steps"], error=error)
+    events.emit(
+        runtime.stream_writer, events.PAUSED, steps=request["steps"], error=error, budget=budget
+    )
     answer = interrupt(request)
     # The wait for the answer is not working time: the wall-clock budget leaves it out.
     paused = {"paused_seconds": paused_after(state, waited_in_node(get_config()))}

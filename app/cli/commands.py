@@ -351,6 +351,8 @@ def _show_approval_request(request: dict[str, Any]) -> None:
         console.print(plain(f"completed steps (kept): {', '.join(request['completed'])}"))
     if request.get("error"):
         console.print(plain(request["error"], style="red"))
+    if request.get("budget"):
+        console.print(plain(request["budget"], style="yellow"))
 
 
 def _ask_approval(request: dict[str, Any]) -> dict[str, Any]:

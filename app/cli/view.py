@@ -274,6 +274,7 @@ def event_line(event: dict[str, Any]) -> str:
         line = f"replanner: continue ({event.get('reason', '')})"
     elif kind == "paused":
         line = "paused for plan approval" + (f": {event['error']}" if event.get("error") else "")
+        line += f" ({event['budget']})" if event.get("budget") else ""
     elif kind == "plan_cache":
         line = f"plan cache {event.get('action')} ({event.get('template')}): {event.get('reason')}"
     elif kind == "finished":

@@ -160,3 +160,27 @@ def test_edited_spend_figures_do_not_lift_a_budget(budget: dict, state: dict) ->
 
     hit = Spend(Context.of(**budget), {**state, "started_at": time.time()}).exceeded()
     assert hit is not None and hit["budget"] == next(iter(budget))
+
+
+def test_a_person_is_told_when_the_budget_is_used_up_before_they_answer(tmp_path: Path) -> None:
+    """The planner alone used the wall budget: the pause says so, and approving ends the run
+    budget_exceeded, resumable with a raised budget, instead of surprising the person."""
+    spec = f"scripted:{write_scenario(tmp_path, _script([_write(), {'content': 'ok'}]))}"
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    config = {"configurable": {"thread_id": "t"}}
+    ctx = Context.every_role(
+        spec, tools=["write_file"], workspace=str(tmp_path / "ws"), approve_plan=True,
+        max_total_tokens=1,
+    )  # fmt: skip
+    events = list(graph.stream({"goal": "g"}, config, context=ctx, stream_mode="custom"))
+    (paused,) = [e for e in events if e["event"] == "paused"]
+    assert paused["budget"].startswith("approving ends the run at once: budget max_total_tokens")
+    request = graph.get_state(config).interrupts[0].value
+    assert request["budget"] == paused["budget"]
+    list(graph.stream(Command(resume={"action": "approve"}), config, context=ctx))
+    assert graph.get_state(config).values["status"] == "budget_exceeded"
+    # Within its budget, the pause says nothing of it.
+    ctx.max_total_tokens = 10**6
+    config = {"configurable": {"thread_id": "u"}}
+    events = list(graph.stream({"goal": "g"}, config, context=ctx, stream_mode="custom"))
+    assert [e["budget"] for e in events if e["event"] == "paused"] == [""]
