@@ -218,6 +218,7 @@ async def _start(
         "replanner_calls": 0,
         "reviewed_done": 0,
         "reviewed_at": 0.0,
+        "paused_seconds": 0.0,
         "batch_cut": False,
         "budget_scope": "",
         "counted_turns": {},
@@ -475,4 +476,5 @@ def _fail(runtime: Runtime[Context], reason: str, usage: dict | None = None) -> 
         "results": RESET,
         "history": [RESET],
         "usage": {**RESET, **(usage or {})},
+        "paused_seconds": 0.0,
     }

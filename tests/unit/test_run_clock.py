@@ -184,3 +184,48 @@ def test_a_person_is_told_when_the_budget_is_used_up_before_they_answer(tmp_path
     config = {"configurable": {"thread_id": "u"}}
     events = list(graph.stream({"goal": "g"}, config, context=ctx, stream_mode="custom"))
     assert [e["budget"] for e in events if e["event"] == "paused"] == [""]
+
+
+def test_a_new_run_on_the_thread_starts_with_no_waits(tmp_path: Path) -> None:
+    """A second goal on the same thread (as in Studio) inherited the first run's waits, and
+    with them a longer wall budget (run after run, past any ceiling)."""
+    spec = f"scripted:{write_scenario(tmp_path, _script([_write(), {'content': 'ok'}]))}"
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    config = {"configurable": {"thread_id": "t"}}
+    ctx = Context.every_role(
+        spec, tools=["write_file"], workspace=str(tmp_path / "ws"), approve_plan=True
+    )
+    list(graph.stream({"goal": "g"}, config, context=ctx))
+    time.sleep(0.2)
+    list(graph.stream(Command(resume={"action": "approve"}), config, context=ctx))
+    assert graph.get_state(config).values["paused_seconds"] >= 0.2
+    ctx.approve_plan = False
+    second = graph.invoke({"goal": "g2"}, config, context=ctx)
+    assert second["status"] == "done" and second["paused_seconds"] == 0.0
+
+
+def test_waits_add_up_across_an_approval_and_a_stop(tmp_path: Path) -> None:
+    """Each wait adds to the ones before (an approval, then a budget stop), a refused answer's
+    wait included, and a clock running behind is no wait."""
+    from app.runs import runner
+    from app.runs.persistence import open_persistence
+
+    spec = f"scripted:{write_scenario(tmp_path, _script([_write(), {'content': 'ok'}]))}"
+    ctx = Context.every_role(
+        spec, tools=["write_file"], workspace=str(tmp_path / "ws"), approve_plan=True,
+        max_total_tool_calls=1, max_wall_seconds=BUDGET_S,
+    )  # fmt: skip
+    with open_persistence(str(tmp_path / "runs.sqlite")) as persistence:
+        first = runner.start_run(persistence, "g", ctx, "t1")
+        assert first["status"] == "paused"
+        time.sleep(WAIT_S)
+        refused = runner.answer_approval(persistence, "t1", {"action": "edit", "steps": []})
+        assert refused["status"] == "paused", "an empty edit is refused"
+        stopped = runner.answer_approval(persistence, "t1", {"action": "approve"})
+        assert stopped["budget"]["budget"] == "max_total_tool_calls", stopped.get("reason")
+        time.sleep(WAIT_S)
+        done = runner.resume_run(persistence, "t1", budgets={"max_total_tool_calls": 10})
+    assert done["status"] == "done", done.get("reason")
+    assert done["paused_seconds"] >= 2 * WAIT_S
+    ahead = datetime.fromtimestamp(time.time() + 10, UTC).isoformat()
+    assert waited_since(ahead) == 0.0
