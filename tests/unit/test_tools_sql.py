@@ -313,6 +313,11 @@ def test_a_long_cell_is_cut_with_an_ellipsis(sql_query) -> None:
         "SELECT format('%*d', -2000000000, 1)",
         "SELECT printf('%d %.99999999999999999999c', 1, 'x')",
         "SELECT printf(name || '%5000s', 'x') FROM customers",
+        # The arguments a check reads must be the ones SQLite reads: after a conversion (its
+        # argument taken), after %n (none taken), and a width that is the last argument.
+        "SELECT printf('%d%.*c', 1, 2147483647, 'x')",
+        "SELECT printf('%n%.*c', 2147483647, 'x')",
+        "SELECT printf('%*d', 2000000000)",
     ],
 )
 def test_printf_cannot_loop_inside_one_call_past_the_time_limit(sql_query, query: str) -> None:
@@ -352,3 +357,17 @@ def test_the_file_is_opened_read_only_even_without_the_authorizer(database: Path
     finally:
         conn.close()
     assert count_orders(database) == 3
+
+
+def test_printf_output_is_held_to_the_length_limit() -> None:
+    """Every width may be under 1000 and a format may hold thousands of them: the private
+    connection that formats has the tool's length limit too."""
+    import sqlite3
+
+    from tools.sql_printf import install
+
+    conn = sqlite3.connect(":memory:")
+    install(conn, 1000, lambda why: None)
+    assert len(conn.execute("SELECT printf('%500c%499c', 'a', 'b')").fetchone()[0]) == 999
+    # SQLite's printf gives NULL for output past the length limit.
+    assert conn.execute("SELECT printf('%1000c%1000c', 'a', 'b')").fetchone()[0] is None
