@@ -387,3 +387,42 @@ def test_a_cost_budget_on_an_unpriced_model_is_refused_by_the_graph(tmp_path: Pa
     ctx.max_cost_usd = 0.0
     list(graph.stream({"goal": "g"}, {"configurable": {"thread_id": "u"}}, context=ctx))
     assert graph.get_state({"configurable": {"thread_id": "u"}}).values["status"] == "done"
+
+
+def test_a_default_that_cannot_be_read_refuses_every_run(monkeypatch) -> None:
+    """The ceilings are checked against the defaults; a default that cannot be read must not
+    drop the ceilings (a caller who set that field would then have none)."""
+    ctx = Context.of(max_steps=3, max_concurrency=9)  # a server caller's, set in full
+    monkeypatch.setenv("PLANEXEC_CEILINGS", "max_concurrency=4")
+    monkeypatch.setenv("PLANEXEC_MAX_CONCURRENCY", "4")
+    monkeypatch.setenv("PLANEXEC_MAX_STEPS", "lots")
+    with pytest.raises(LimitRefused, match="limits cannot be read.*PLANEXEC_MAX_STEPS"):
+        enforce(ctx)
+
+
+def _documented_ceiling_fields() -> list[str]:
+    """The fields docs/security.md says PLANEXEC_CEILINGS takes."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| `PLANEXEC_CEILINGS`"))
+    names = row.split("over ", 1)[1].split(". Under", 1)[0]
+    return [n.strip(" `") for n in names.split(",")]
+
+
+@pytest.mark.parametrize("name", _documented_ceiling_fields())
+def test_every_documented_ceiling_bounds_its_field(monkeypatch, name: str) -> None:
+    from dataclasses import fields
+
+    from app.context import _default_of
+
+    default = next(_default_of(f) for f in fields(Context) if f.name == name)
+    ceiling = max(1, int(default)) if isinstance(default, int) else max(1.0, default)
+    monkeypatch.setenv("PLANEXEC_CEILINGS", f"{name}={ceiling}")
+    monkeypatch.setenv(f"PLANEXEC_{name.upper()}", str(ceiling))
+    limits = ServerLimits.from_env()
+    assert context_problems(Context.of(**{name: ceiling}), limits) == []
+    above = ceiling + 1 if isinstance(ceiling, int) else ceiling * 2
+    (problem,) = context_problems(Context.of(**{name: above}), limits)
+    assert problem.startswith(f"{name} ")
+    if default == 0:  # a budget or deadline: 0 is "no limit", the most of all
+        (problem,) = context_problems(Context.of(**{name: type(default)(0)}), limits)
+        assert "0 (no limit) is above" in problem
