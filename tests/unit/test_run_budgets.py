@@ -340,3 +340,31 @@ def test_a_resume_with_a_raised_budget_keeps_the_runs_other_settings(
     assert (recorded["max_replans"], recorded["max_concurrency"]) == (5, 16)
     assert recorded["tool_timeout_s"] == 300.0
     assert done["context"]["max_concurrency"] == 16
+
+
+def test_resume_takes_budget_fields_only_and_a_plain_resume_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    """`resume_run(budgets=...)` replaces budgets (the step deadline among them), never another
+    field of the recorded run; a resume of a budget stop with no raised budget goes nowhere:
+    no checkpoint is written and the stopped steps' journal is left as it was."""
+    from app.runs import runner
+    from app.runs.persistence import open_persistence
+
+    ctx = _one_call_allowed(tmp_path, "logged: {last_tool_result}")
+    with open_persistence(str(tmp_path / "runs.sqlite")) as persistence:
+        assert runner.start_run(persistence, "g", ctx, "t1")["status"] == "budget_exceeded"
+        with pytest.raises(ValueError, match="not budget fields: workspace"):
+            runner.resume_run(persistence, "t1", budgets={"workspace": "/"})
+        config = {"configurable": {"thread_id": "t1"}}
+        before = len(list(persistence.graph.get_state_history(config)))
+        again = runner.resume_run(persistence, "t1")
+        assert again["status"] == "budget_exceeded"
+        assert len(list(persistence.graph.get_state_history(config))) == before
+        done = runner.resume_run(
+            persistence, "t1", budgets={"max_total_tool_calls": 10, "step_deadline_seconds": 5.0}
+        )
+        recorded = runner.run_record(persistence, "t1")["context"]
+    assert done["status"] == "done", done.get("reason")
+    assert recorded["step_deadline_seconds"] == 5.0
+    assert recorded["workspace"] == str(tmp_path / "ws")
