@@ -259,6 +259,23 @@ def test_every_step_whose_model_failed_goes_on_and_news_reaches_the_replanner_fi
     assert sorted((tmp_path / "ws" / "log.txt").read_text().splitlines()) == ["s1", "s2"]
 
 
+def test_two_steps_whose_model_failed_both_go_on_from_their_turns(tmp_path: Path) -> None:
+    """s1 and s2 both wrote and then lost their model: the resume continues each from its
+    journaled turns (neither write is made again) and the run finishes."""
+    steps = [{"id": "s1", "description": "Log s1."}, {"id": "s2", "description": "Log s2."}]
+    fixed = {"s1": [_write("s1\n"), {"content": "ok"}], "s2": [_write("s2\n"), {"content": "ok"}]}
+    broken = {"s1": [_write("s1\n")], "s2": [_write("s2\n")]}
+    db = _fail_then_fix(tmp_path, steps, broken, fixed, [FINISH])
+
+    code, events, shown = _resume(tmp_path, db)
+    assert code == 0, events[-1]
+    assert sorted((tmp_path / "ws" / "log.txt").read_text().splitlines()) == ["s1", "s2"]
+    for step_id in ("s1", "s2"):
+        result = shown["results"][step_id]
+        assert result["status"] == "done", step_id
+        assert result["tool_calls_made"] == 1, step_id
+
+
 def test_turns_paid_before_a_failure_beside_a_budget_stop_are_counted_once(
     tmp_path: Path,
 ) -> None:
