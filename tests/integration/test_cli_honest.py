@@ -101,6 +101,7 @@ def test_hostile_model_text_is_printed_as_given_by_run_show_and_runs(tmp_path: P
         (("worker", "--db", "memory://", "--idle-exit", "-1"), {}, "give 0 or more seconds"),
         (("worker", "--db", "memory://", "--heartbeat", "nan"), {}, "--heartbeat is nan"),
         (("worker", "--db", "memory://", "--stalled-check", "nan"), {}, "--stalled-check is nan"),
+        (("worker", "--db", "memory://", "--grace", "inf"), {}, "--grace is inf"),
     ],
 )
 def test_hostile_input_in_errors_is_printed_as_given(
@@ -373,3 +374,20 @@ def test_c1_controls_and_bidi_overrides_are_escaped_by_run_show_and_the_approval
     assert f"result {visible(HOSTILE)} {shown}" in run.stdout
     assert "plan waiting for approval" in paused.stdout
     assert f"{visible(HOSTILE)} {shown}" in paused.stdout  # the step's description, as given
+
+
+def test_a_budget_stop_names_the_option_that_raises_it_and_a_memory_run_offers_no_resume(
+    tmp_path: Path,
+) -> None:
+    scenario = str(instant_demo(tmp_path))
+    db = str(tmp_path / "runs.sqlite")
+    base = ("run", "g", "--scenario", scenario, "--max-tool-calls", "1")
+    wide = {**clean_env(), "COLUMNS": "400"}
+    stopped = run_cli(*base, "--thread", "b1", "--db", db, cwd=tmp_path, env=wide)
+    assert stopped.returncode == 6, stopped.stderr
+    said = " ".join((stopped.stdout + stopped.stderr).split())
+    hint = f"Raise the budget and go on with: planexec resume b1 --db {db} --max-tool-calls N"
+    assert hint in said
+    in_memory = run_cli(*base, "--db", "memory://", cwd=tmp_path, env=wide)
+    assert in_memory.returncode == 6
+    assert "go on with" not in in_memory.stdout + in_memory.stderr, "nothing was kept"
