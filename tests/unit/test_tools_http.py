@@ -58,6 +58,15 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
         RECEIVED.append((self.path, length))
+        # Redirects, which http_request reports and does not follow.
+        redirects = {"/moved": (302, "/hello"), "/temporary": (307, "/ok")}
+        if self.path in redirects:
+            status, location = redirects[self.path]
+            self.send_response(status)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         routes = {
             "/ok": (200, "application/json", b'{"ok": true}'),
             "/bad-request": (400, "text/plain", b"missing field 'name'"),
@@ -244,3 +253,13 @@ def test_asks_for_the_body_uncompressed(http_get, server: str) -> None:
     """The size cap and the text check read the bytes as sent: a compressed body would be
     gibberish to both (and a small one can unpack to gigabytes), so none is accepted."""
     assert http_get.invoke({"url": f"{server}/compressible"}).endswith("\n\nplain words")
+
+
+def test_http_request_reports_a_redirect_and_does_not_follow_it(http_request, server: str) -> None:
+    """A write is sent once, to the address the step named: a redirect is the answer (the
+    model may ask again there), never a second request, with or without the body."""
+    for path, status in (("/moved", 302), ("/temporary", 307)):
+        RECEIVED.clear()
+        answer = http_request.invoke({"method": "POST", "url": f"{server}{path}", "body": {}})
+        assert answer.startswith(f"HTTP {status} {server}{path}")
+        assert [p for p, _ in RECEIVED] == [path]
