@@ -129,6 +129,9 @@ def test_call_arguments_are_literals_positional_in_the_tools_order_or_named() ->
         "headers": {"k": [1, True, None, None]},
     }
     assert parse_plan_text("y = fetch()", params=params)[0].args == {}
+    # An object whose keys are not the tool's parameters is a value, not the JSON form.
+    (step,) = parse_plan_text('t = write_json({"a": 1})', params={"write_json": ["data"]})
+    assert step.args == {"data": {"a": 1}}
     assert parse_plan_text('y = other(a="${x.b}")', ["x"])[0].depends_on == ["x"]
 
 

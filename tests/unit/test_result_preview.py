@@ -60,3 +60,32 @@ def test_text_of_exactly_the_limit_is_whole() -> None:
         assert preview(text, len(text)) == (text, "whole")
         assert preview(text, len(text), fill=True) == (text, "whole")
         assert preview(text, len(text) - 1)[1] != "whole"
+
+
+def test_a_json_result_too_long_to_parse_shows_its_start() -> None:
+    """Past MAX_PARSE_CHARS a result is not parsed (parsing megabytes for a 300-character
+    preview costs more than it shows)."""
+    from graphs.result_preview import MAX_PARSE_CHARS
+
+    text = json.dumps(["x" * 100] * (MAX_PARSE_CHARS // 100))
+    assert len(text) > MAX_PARSE_CHARS
+    assert preview(text, 300) == (text[:300], "start")
+
+
+def test_an_empty_container_at_the_depth_limit_is_kept() -> None:
+    """Only a container with something in it is cut to … at the depth limit."""
+    shown, how = preview(json.dumps({"a": {"b": {"c": [], "d": {}}}, "pad": "x" * 500}), 300)
+    assert how == "outline"
+    assert '"c":[]' in shown and '"d":{}' in shown
+
+
+def test_fill_gives_the_strings_the_most_that_fits() -> None:
+    """The search for the longest string cut that fits must not stop short of it."""
+    value = {"a": "x" * 3000, "b": "y" * 3000}
+    for limit in (200, 301, 999, 1500):
+        shown, _ = preview(json.dumps(value), limit, fill=True)
+        assert len(shown) <= limit
+        # Every string one character longer than shown would not fit.
+        kept = len(json.loads(shown)["a"].rstrip(CUT))
+        wider = {k: v[: kept + 1] + CUT for k, v in value.items()}
+        assert len(json.dumps(wider, ensure_ascii=False, separators=(",", ":"))) > limit, limit
