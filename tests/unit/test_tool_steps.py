@@ -425,6 +425,9 @@ def test_unresolvable_references_raise_with_the_reference(ref: str, message: str
 def test_resolved_arguments_are_bounded() -> None:
     with pytest.raises(RefError, match="the limit is"):
         resolve_args({"x": "${s1} ${s1}"}, {"s1": "x" * 150_000})
+    # Counted as they are sent, JSON escapes included: 60,000 characters that escape to six.
+    with pytest.raises(RefError, match="the limit is"):
+        resolve_args({"x": "${s1}"}, {"s1": "\x01" * 60_000})
 
 
 def test_many_references_to_a_long_result_are_refused_before_they_are_joined() -> None:
