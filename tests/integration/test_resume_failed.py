@@ -126,6 +126,15 @@ def test_a_planner_that_failed_after_it_was_paid_is_not_planned_afresh(tmp_path:
     proc = run_cli("resume", "f1", "--db", db, cwd=tmp_path)
     assert proc.returncode == 4
     assert "failed in its planner after paying for it" in " ".join(proc.stderr.split())
+    # The live view's hint says so too, rather than "fix it and resume".
+    live = run_cli(
+        "run", "go", "--scenario", str(scenario), "--thread", "f2", "--db", db, "--workspace",
+        str(tmp_path / "ws"), "--plan-format", "json", cwd=tmp_path,
+        env={**clean_env(), "COLUMNS": "400"},
+    )  # fmt: skip
+    said = " ".join((live.stdout + live.stderr).split())
+    assert live.returncode == 1 and "Start it again as a new run" in said
+    assert "Fix what failed" not in said
 
 
 def test_a_planner_whose_endpoint_was_down_plans_once_it_is_back(tmp_path: Path) -> None:
