@@ -277,7 +277,9 @@ def test_a_step_the_killed_planners_final_plan_dropped_is_reported_and_paid_once
         "goal": "Look up, then log.",
         "tools": ["write_file"],
         "latency": {"planner": 0.05, "replanner": 0.05, "executor": 0.01},
-        "token_latency": {"planner": 0.02},
+        # Slow enough that the first reply's s1 starts and finishes before that reply is
+        # found invalid, on a loaded machine too.
+        "token_latency": {"planner": 0.05},
         "planner": {"attempts": [bad, good]},
         "executor": {
             "s1": [{"content": "one"}],
@@ -344,10 +346,11 @@ def test_a_replayed_plan_keeps_the_wall_clock_budget_of_the_run_it_started(
     tmp_path: Path,
 ) -> None:
     """The wall-clock budget counts from when the planner started the run, not from a resume
-    of its node: 4 s after a run with --max-seconds 3 started, s2 must not start."""
+    of its node: 9 s after a run with --max-seconds 8 started, s2 must not start. (8 s: the
+    run must reach its kill point inside the budget on a loaded machine too.)"""
     started = time.time()
-    _, _, db = _planner_killed_after_its_plan(tmp_path, "--max-seconds", "3")
-    time.sleep(max(0.0, started + 4 - time.time()))
+    _, _, db = _planner_killed_after_its_plan(tmp_path, "--max-seconds", "8")
+    time.sleep(max(0.0, started + 9 - time.time()))
     code, resumed = run_json("resume", "k1", "--db", db, cwd=tmp_path)
     [result] = of_kind(resumed, "result")
     assert result["status"] == "budget_exceeded", result
