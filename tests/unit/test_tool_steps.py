@@ -352,6 +352,41 @@ def test_a_reference_excuses_every_branch_of_a_union_and_names_a_step_exactly(
     ]
 
 
+def test_a_reference_excuses_a_whole_schema_check_that_reads_it(tmp_path: Path) -> None:
+    """A schema validator over the whole arguments (its errors are at no field) sees the
+    reference's text, not its value: its error is the reference's too. A literal that fails
+    it is still refused."""
+    from pydantic import BaseModel, model_validator
+
+    class Pair(BaseModel):
+        low: int
+        high: int
+
+        @model_validator(mode="before")
+        @classmethod
+        def ordered(cls, data: dict) -> dict:
+            if not all(isinstance(data.get(k), int) for k in ("low", "high")):
+                raise ValueError("low and high must be numbers")
+            if data["low"] > data["high"]:
+                raise ValueError("low must not be above high")
+            return data
+
+    def span(low: int, high: int) -> str:
+        """Span."""
+        return str(high - low)
+
+    tool = StructuredTool.from_function(span, args_schema=Pair)
+    tools = {**calculator_tools(tmp_path), "span": tool}
+    steps = [
+        PlanStep(id="s1", description="Count."),
+        PlanStep(id="s2", tool="span", args={"low": "${s1}", "high": 9}, depends_on=["s1"]),
+    ]
+    assert plan_problems(steps, max_steps=12, tools=tools) == []
+    bad = [PlanStep(id="s1", tool="span", args={"low": 5, "high": 1})]
+    (problem,) = plan_problems(bad, max_steps=12, tools=tools)
+    assert "low must not be above high" in problem
+
+
 def test_invalid_tool_steps_go_back_to_the_planner(tmp_path: Path) -> None:
     bad = {"steps": [calc_step("s1", "${s9} + 1")]}
     good = {"steps": [calc_step("s1", "1 + 1")]}
