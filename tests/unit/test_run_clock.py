@@ -42,6 +42,11 @@ def _write() -> dict:
     return {"tool_calls": [{"name": "write_file", "args": {**LOG, "content": "s1\n"}}]}
 
 
+def _logging_scenario(tmp_path: Path) -> str:
+    """The model spec of a run whose one step writes a line, then answers."""
+    return f"scripted:{write_scenario(tmp_path, _script([_write(), {'content': 'ok'}]))}"
+
+
 @pytest.fixture(autouse=True, scope="module")
 def warm(tmp_path_factory: pytest.TempPathFactory) -> None:
     """One run first, so the timed runs do not pay for loading the tokenizer and the tools."""
@@ -65,7 +70,7 @@ def test_a_checkpoint_id_says_when_it_was_made() -> None:
 def test_a_wait_for_plan_approval_is_not_working_time(tmp_path: Path) -> None:
     """A person who takes longer than max_wall_seconds to approve: before, the run ended
     budget_exceeded the moment they said yes, with no step run."""
-    spec = f"scripted:{write_scenario(tmp_path, _script([_write(), {'content': 'ok'}]))}"
+    spec = _logging_scenario(tmp_path)
     graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
     config = {"configurable": {"thread_id": "t"}}
     ctx = Context.every_role(
@@ -88,7 +93,7 @@ def test_the_time_a_stopped_run_stood_is_not_working_time(tmp_path: Path) -> Non
     from app.runs import runner
     from app.runs.persistence import open_persistence
 
-    spec = f"scripted:{write_scenario(tmp_path, _script([_write(), {'content': 'ok'}]))}"
+    spec = _logging_scenario(tmp_path)
     ctx = Context.every_role(
         spec, tools=["write_file"], workspace=str(tmp_path / "ws"), max_total_tool_calls=1,
         max_wall_seconds=BUDGET_S,
@@ -165,7 +170,7 @@ def test_edited_spend_figures_do_not_lift_a_budget(budget: dict, state: dict) ->
 def test_a_person_is_told_when_the_budget_is_used_up_before_they_answer(tmp_path: Path) -> None:
     """The planner alone used the wall budget: the pause says so, and approving ends the run
     budget_exceeded, resumable with a raised budget, instead of surprising the person."""
-    spec = f"scripted:{write_scenario(tmp_path, _script([_write(), {'content': 'ok'}]))}"
+    spec = _logging_scenario(tmp_path)
     graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
     config = {"configurable": {"thread_id": "t"}}
     ctx = Context.every_role(
@@ -189,7 +194,7 @@ def test_a_person_is_told_when_the_budget_is_used_up_before_they_answer(tmp_path
 def test_a_new_run_on_the_thread_starts_with_no_waits(tmp_path: Path) -> None:
     """A second goal on the same thread (as in Studio) inherited the first run's waits, and
     with them a longer wall budget (run after run, past any ceiling)."""
-    spec = f"scripted:{write_scenario(tmp_path, _script([_write(), {'content': 'ok'}]))}"
+    spec = _logging_scenario(tmp_path)
     graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
     config = {"configurable": {"thread_id": "t"}}
     ctx = Context.every_role(
@@ -210,7 +215,7 @@ def test_waits_add_up_across_an_approval_and_a_stop(tmp_path: Path) -> None:
     from app.runs import runner
     from app.runs.persistence import open_persistence
 
-    spec = f"scripted:{write_scenario(tmp_path, _script([_write(), {'content': 'ok'}]))}"
+    spec = _logging_scenario(tmp_path)
     ctx = Context.every_role(
         spec, tools=["write_file"], workspace=str(tmp_path / "ws"), approve_plan=True,
         max_total_tool_calls=1, max_wall_seconds=BUDGET_S,
