@@ -81,10 +81,11 @@ def cost_budget_problem(ctx: Any) -> str:
     them. Checked before any model is paid for, by the CLI and by every node (app/limits.py)."""
     if not ctx.max_cost_usd:
         return ""
-    for spec in dict.fromkeys((ctx.planner_model, ctx.executor_model, ctx.replanner_model)):
-        unpriced = [m for m in priced_as(spec) if not price_known(m)]
-        if unpriced:
-            shown = spec if unpriced == [spec] else f"{spec} (priced as {', '.join(unpriced)})"
+    for role in ("planner", "executor", "replanner"):
+        spec = getattr(ctx, f"{role}_model")
+        priced = priced_as(spec, role)
+        if not price_known(priced):
+            shown = spec if priced == spec else f"{spec} (its {role} priced as {priced!r})"
             return (
                 f"model {shown} has no known price, so a cost budget (max_cost_usd="
                 f"{ctx.max_cost_usd}) cannot be kept; use a priced model or drop the cost budget"
@@ -92,11 +93,12 @@ def cost_budget_problem(ctx: Any) -> str:
     return ""
 
 
-def priced_as(spec: str) -> list[str]:
-    """The models whose prices `spec`'s calls cost: a scenario's stand-ins for scripted ones."""
+def priced_as(spec: str, role: str) -> str:
+    """The model whose price `spec`'s calls in `role` cost: for a scripted one, the scenario's
+    stand-in for that role ("" when it names none: such calls have no price)."""
     provider, _, name = spec.partition(":")
     if provider != "scripted":
-        return [spec]
+        return spec
     from app.scripted.scenarios import load_scenario
 
-    return list(load_scenario(name).stands_for.values())
+    return load_scenario(name).stands_for.get(role, "")

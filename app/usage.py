@@ -25,7 +25,8 @@ RESET_KEY = "__reset__"
 
 
 def usage_of_call(role: str, message: AIMessage, model: str) -> dict[str, dict[str, Any]]:
-    """One model call as a usage update for `role`, priced by the model that answered."""
+    """One model call as a usage update for `role`, priced by the model that answered (see
+    `_priced_by`)."""
     meta = message.usage_metadata or {}
     answered_by = (message.response_metadata or {}).get("model_name") or model
     input_tokens = int(meta.get("input_tokens", 0))
@@ -37,10 +38,27 @@ def usage_of_call(role: str, message: AIMessage, model: str) -> dict[str, dict[s
             "input_tokens": input_tokens,
             "cached_input_tokens": cached,
             "output_tokens": output_tokens,
-            "cost_usd": call_cost(answered_by, input_tokens, cached, output_tokens),
+            "cost_usd": call_cost(
+                _priced_by(answered_by, model), input_tokens, cached, output_tokens
+            ),
             "model": answered_by,
         }
     }
+
+
+def _priced_by(answered_by: str, model: str) -> str:
+    """The name a call is priced as: the model that answered, as its reply names it, with the
+    configured model's provider when the reply gives none ('llama-3.3-70b-versatile' from
+    'groq:...'); else, when the price list knows neither spelling (a proxy's 'openai/gpt-4o-mini'),
+    the configured model, whose price was checked before the run. An unknown price would leave
+    a cost budget nothing to count."""
+    from app.pricing import price_known
+
+    provider, sep, _ = model.partition(":")
+    candidates = [answered_by]
+    if sep and ":" not in answered_by:
+        candidates.insert(0, f"{provider}:{answered_by}")
+    return next((c for c in [*candidates, model] if price_known(c)), answered_by)
 
 
 def cached_input_tokens(usage_metadata: dict[str, Any]) -> int:

@@ -33,6 +33,7 @@ from app.context import Context
 from app.limits import LimitRefused
 from graphs import events
 from graphs.budget import Spend, describe
+from graphs.executor import cut_error  # a refusal quotes the answer: keep what a person needs
 from graphs.planner import revise_plan
 from graphs.run_clock import paused_after, waited_in_node
 from graphs.run_context import run_context
@@ -41,8 +42,6 @@ from graphs.state import FAILED, REJECTED, State, is_done, remaining_steps
 from graphs.tool_step import tools_for_run
 
 APPROVAL_KIND = "plan_approval"
-# A refusal reason quotes the answer (pydantic errors do): keep the part a person needs.
-MAX_ERROR_CHARS = 2_000
 
 
 def make_approve(extra_tools: Sequence[BaseTool] = ()) -> Callable[..., Command]:
@@ -90,8 +89,7 @@ def _approve(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
     paused = {"paused_seconds": paused_after(state, waited_in_node(get_config()))}
     outcome, error = _apply(answer, plan, results, done_ids, ctx.max_steps, tools)
     if outcome is None:
-        if len(error) > MAX_ERROR_CHARS:
-            error = error[: MAX_ERROR_CHARS - 3] + "..."
+        error = cut_error(error)
         return Command(goto="approval", update={"approval_error": error, **paused})
     update = {**(outcome.update or {}), "approval_error": "", **paused}
     if outcome.goto == END:
@@ -126,7 +124,9 @@ def _apply(
         }
         return Command(goto=END, update=update), ""
     if action == "edit":
-        steps, problems = _edited_steps(answer.get("steps") or [])
+        steps, problems = _edited_steps(
+            answer.get("steps") or [] if isinstance(answer, dict) else []
+        )
         if problems:
             return None, "the edited steps do not match the step format: " + "; ".join(problems)
         problems = plan_problems(steps, max_steps=max_steps, completed=done_ids, tools=tools)

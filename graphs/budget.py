@@ -126,6 +126,11 @@ def describe(hit: dict[str, Any]) -> str:
     """A budget hit as a sentence for `reason`."""
     spent = hit["spent"]
     cost = spent["cost_usd"]
+    if hit["budget"] == "max_cost_usd" and cost is None:  # no raised budget would help
+        return (
+            f"budget max_cost_usd={hit['limit']} cannot be kept: a call's cost is unknown (its "
+            "model has no known price). Resume without a cost budget, or with a priced model."
+        )
     return (
         f"budget {hit['budget']}={hit['limit']} reached; spent {spent['total_tokens']} tokens, "
         f"{'unknown' if cost is None else f'${cost:.4f}'} USD, {spent['tool_calls']} tool "

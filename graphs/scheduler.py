@@ -37,6 +37,7 @@ from langgraph._internal._runnable import RunnableCallable
 from langgraph.runtime import Runtime
 
 from app.context import Context
+from app.limits import LimitRefused
 from app.models import role_model, tools_for_model
 from app.usage import merge_usage
 from graphs import events
@@ -138,7 +139,7 @@ async def _execute(
         # Building tools makes folders and opens files: off the event loop.
         work = await asyncio.to_thread(step_work, ctx, state, extra, journal, spend)
     except Exception as exc:  # configuration trouble ends the run with its reason
-        reason = f"executor setup failed: {exc}"
+        reason = str(exc) if isinstance(exc, LimitRefused) else f"executor setup failed: {exc}"
         events.emit(runtime.stream_writer, events.FINISHED, status=FAILED, reason=reason)
         return {"status": FAILED, "reason": reason}
     batch = Batch(

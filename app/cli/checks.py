@@ -27,7 +27,7 @@ def input_problems(goal: str, ctx: Context) -> list[str]:
     if problem := planner_tools_problem(ctx):
         problems.append(f"--planner-tools / --max-planner-tool-calls cannot be used: {problem}")
     problems += workspace_problems(Path(ctx.workspace))
-    problems += _limit_problems(ctx)
+    problems += limit_problems(ctx)
     if ctx.sql_database:
         sql = Path(ctx.sql_database).expanduser()
         if not sql.is_file():
@@ -53,14 +53,14 @@ def _looks_like_sqlite(path: Path) -> bool:
     return head in (b"", b"SQLite format 3\x00")
 
 
-def _limit_problems(ctx: Context) -> list[str]:
+def limit_problems(ctx: Context) -> list[str]:
     """The server limits of this machine's environment (app/limits.py), which the planner would
     apply: refused here, before the run is recorded, the run is not left failed with a resume
     that cannot work (resume has no option for most of these settings)."""
     from app.limits import LimitsMisconfigured, context_problems
 
     try:
-        return [f"{p} (app/limits.py)" for p in context_problems(ctx)]
+        return context_problems(ctx)
     except LimitsMisconfigured as exc:
         return [f"this machine's limits cannot be read, so no run may start: {exc}"]
 

@@ -681,12 +681,17 @@ def resume(
     def go() -> int:
         if queue:
             return _queue_existing(db, thread_id)
+        from app.cli.checks import limit_problems
         from app.context import replaced, restore_context
         from app.runs.worker import holding_run
 
         with _existing_database(db, thread_id) as persistence, holding_run(persistence, thread_id):
             ctx = restore_context(runner.run_record(persistence, thread_id)["context"])
-            runner.check_models(replaced(ctx, **budgets))
+            raised = replaced(ctx, **budgets)
+            # Before a raised budget is recorded: past a ceiling it would fail every resume.
+            if problems := limit_problems(raised):
+                raise ValueError("; ".join(problems))
+            runner.check_models(raised)
             if problem := runner.reopen_problem(persistence, thread_id):
                 raise ValueError(problem)
             if runner.run_state(persistence, thread_id)["status"] == runner.PAUSED:

@@ -107,6 +107,8 @@ def test_an_invalid_edit_or_answer_is_refused_and_the_run_stays_paused(tmp_path:
     assert error.endswith("step 2 (x9): description: Input should be a valid string"), error
     run.answer({"action": "edit", "steps": "s1"})
     assert "'steps' must be a list of steps, got str" in run.request["error"]
+    run.answer("edit")  # a server caller's bare word: refused, not a crash of the node
+    assert "the plan has no steps" in run.request["error"]
     run.answer("maybe")
     assert "unknown answer 'maybe'" in run.request["error"]
     # An answer that names no action is no approval (a caller's empty or half-built answer).

@@ -381,7 +381,7 @@ def test_a_cost_budget_on_an_unpriced_model_is_refused_by_the_graph(tmp_path: Pa
     list(graph.stream({"goal": "g"}, config, context=ctx))
     values = graph.get_state(config).values
     assert values["status"] == "failed"
-    assert "acme:mystery-1) has no known price" in values["reason"]
+    assert "priced as 'acme:mystery-1') has no known price" in values["reason"]
     assert values.get("usage", {}).get("planner", {}).get("calls", 0) == 0
     # Without a cost budget the same models run.
     ctx.max_cost_usd = 0.0
@@ -426,3 +426,74 @@ def test_every_documented_ceiling_bounds_its_field(monkeypatch, name: str) -> No
     if default == 0:  # a budget or deadline: 0 is "no limit", the most of all
         (problem,) = context_problems(Context.of(**{name: type(default)(0)}), limits)
         assert "0 (no limit) is above" in problem
+
+
+def test_a_role_a_scenario_prices_as_nothing_is_refused_under_a_cost_budget(
+    tmp_path: Path,
+) -> None:
+    """The check priced a scenario's stand-ins, not each role's: a scenario naming none for its
+    executor passed, its executor's calls cost None, and the run stopped at once."""
+    from app.pricing import cost_budget_problem
+
+    partial = {"planner": "openai:gpt-4o", "replanner": "openai:gpt-4o"}
+    spec = f"scripted:{write_scenario(tmp_path, {**SCRIPT, 'stands_for': partial})}"
+    ctx = Context.every_role(spec, max_cost_usd=1.0)
+    assert "its executor priced as ''" in cost_budget_problem(ctx)
+    assert cost_budget_problem(Context.every_role(spec)) == ""
+
+
+def test_a_call_is_priced_by_the_reply_the_provider_and_then_the_configured_model() -> None:
+    """A reply's model name without the provider, or a proxy's spelling, must not make a call
+    cost None: a cost budget would stop the run at once, and raising it would not help."""
+    from langchain_core.messages import AIMessage
+
+    from app.pricing import cost_usd
+    from app.usage import usage_of_call
+
+    def cost(answered_by: str, model: str) -> float | None:
+        reply = AIMessage(
+            "",
+            response_metadata={"model_name": answered_by},
+            usage_metadata={"input_tokens": 1000, "output_tokens": 100, "total_tokens": 1100},
+        )
+        return usage_of_call("executor", reply, model)["executor"]["cost_usd"]
+
+    mini = cost_usd("openai:gpt-4o-mini", 1000, 100)
+    assert mini is not None
+    assert cost("openai/gpt-4o-mini", "openai:gpt-4o-mini") == mini  # a proxy's spelling
+    groq = cost_usd("groq:llama-3.3-70b-versatile", 1000, 100)
+    assert groq is not None
+    assert cost("llama-3.3-70b-versatile", "groq:llama-3.3-70b-versatile") == groq
+    # The reply's own model wins when it has a price (a dated snapshot, priced as itself).
+    assert cost("gpt-4o", "openai:gpt-4o-mini") == cost_usd("openai:gpt-4o", 1000, 100)
+    assert cost("mystery-1", "acme:mystery-1") is None
+
+
+def test_a_cost_budget_that_cannot_be_counted_says_so_not_to_raise_it() -> None:
+    from graphs.budget import Spend, describe
+
+    hit = Spend(Context.of(max_cost_usd=1.0), {"usage": {"x": {"calls": 1}}}).exceeded()
+    said = describe(hit)
+    assert "cannot be kept: a call's cost is unknown" in said and "Raise it" not in said
+
+
+def test_resume_refuses_a_budget_past_a_ceiling_before_recording_it(tmp_path: Path) -> None:
+    """Recorded first, a raised budget past the ceiling failed the run, and every later resume
+    with it, until one gave a budget under the ceiling."""
+    env = {
+        **clean_env(),
+        "PLANEXEC_CEILINGS": "max_total_tool_calls=100",
+        "PLANEXEC_MAX_TOTAL_TOOL_CALLS": "1",
+    }
+    db = str(tmp_path / "runs.sqlite")
+    run = run_cli("demo", "--thread", "d1", "--db", db, "--workspace", str(tmp_path / "ws"),
+                  cwd=tmp_path, env=env)  # fmt: skip
+    assert run.returncode == 6, run.stderr  # the tool-call budget of 1
+    over = run_cli("resume", "d1", "--db", db, "--max-tool-calls", "1000", cwd=tmp_path, env=env)
+    assert over.returncode == 4 and "max_total_tool_calls 1000 is above 100" in " ".join(
+        over.stderr.split()
+    )
+    shown = run_cli("show", "d1", "--db", db, "--json", cwd=tmp_path, env=env).stdout
+    assert json.loads(shown)["context"]["max_total_tool_calls"] == 1, "the refused one was kept"
+    done = run_cli("resume", "d1", "--db", db, "--max-tool-calls", "100", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
