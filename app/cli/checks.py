@@ -80,9 +80,10 @@ def workspace_problems(workspace: Path) -> list[str]:
     return []
 
 
-def check_workspace(workspace: Path) -> None:
-    """ValueError if `workspace` cannot be a folder (checked before the demo creates it)."""
-    problems = workspace_problems(workspace)
+def check_workspace(workspace: Path, thread_id: str | None = None) -> None:
+    """ValueError if `workspace` cannot be a folder, or `thread_id` (when given) cannot be a
+    thread: checked before the demo creates its workspace and database."""
+    problems = workspace_problems(workspace) + (thread_problems(thread_id) if thread_id else [])
     if problems:
         raise ValueError(problems[0])
 

@@ -539,7 +539,7 @@ def run(
                 from app.cli.checks import check_workspace
 
                 demo_ws = Path(workspace or DEMO_WORKSPACE).resolve()
-                check_workspace(demo_ws)
+                check_workspace(demo_ws, thread)
                 overrides["workspace"] = str(demo_ws)
                 overrides["sql_database"] = str(prepare_workspace(demo_ws))
         run_goal, cache_fields = templated_goal(goal, template, param or [], templates)
@@ -577,7 +577,7 @@ def demo(
         from app.scripted.scenarios import load_scenario
 
         extra = {"max_concurrency": max_concurrency} if max_concurrency else {}
-        check_workspace(workspace)
+        check_workspace(workspace, thread)
         ctx = demo_context(workspace.resolve(), **extra)
         return _start(load_scenario(DEMO_SCENARIO).goal, ctx, thread, db, as_json)
 

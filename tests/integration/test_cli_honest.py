@@ -262,6 +262,17 @@ def test_a_corrupt_or_locked_database_is_an_error_line_not_a_traceback(tmp_path:
         assert "database error: DatabaseError: database disk image is malformed" in proc.stderr
 
 
+def test_a_demo_with_a_bad_thread_id_creates_nothing(tmp_path: Path) -> None:
+    """The demo's workspace and shop database were made before the thread id was checked."""
+    for args in (
+        ("demo", "--thread", "a.b"),
+        ("run", "g", "--scenario", "demo", "--thread", "a.b"),
+    ):
+        proc = run_cli(*args, "--db", "memory://", cwd=tmp_path)
+        assert proc.returncode == EXIT_CONFIG and "contains '.'" in proc.stderr, args
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_commands_about_an_existing_run_create_no_files(tmp_path: Path) -> None:
     runs = run_cli("runs", cwd=tmp_path)
     assert runs.returncode == 0 and "no runs yet at .planexec/planexec.sqlite" in runs.stdout
