@@ -54,8 +54,13 @@ CEILING_FIELDS = (
     "step_deadline_seconds",
 )
 ZERO_IS_NO_LIMIT = frozenset(
-    {"max_total_tokens", "max_cost_usd", "max_wall_seconds", "max_total_tool_calls"}
-    | {"step_deadline_seconds"}
+    {
+        "max_total_tokens",
+        "max_cost_usd",
+        "max_wall_seconds",
+        "max_total_tool_calls",
+        "step_deadline_seconds",
+    }
 )
 
 

@@ -425,10 +425,12 @@ class _StepRun:
 
 
 def cut_error(text: str) -> str:
-    """An error or surprise of at most MAX_ERROR_CHARS (plus a note saying it was cut)."""
+    """An error or surprise of at most MAX_ERROR_CHARS, its note included, so a text cut once
+    (at the tool call) keeps its note and length when the step's result cuts it again."""
     if len(text) <= MAX_ERROR_CHARS:
         return text
-    return text[:MAX_ERROR_CHARS] + f" ... [cut: {len(text)} characters in all]"
+    note = f" ... [cut: {len(text)} characters in all]"
+    return text[: MAX_ERROR_CHARS - len(note)] + note
 
 
 def _tool_call(name: str, args: dict[str, Any], call_id: str) -> dict[str, Any]:

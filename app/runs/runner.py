@@ -132,8 +132,7 @@ def resume_run(
         values = snapshot.values
         update = _reopen_steps(persistence, thread_id, values, values.get("budget_scope", ""))
         update.update(status=RUNNING, reason="", context=asdict(ctx))  # nodes read it there
-        # The time it stood stopped is not working time (graphs/run_clock.py).
-        update["paused_seconds"] = paused_after(values, waited_since(snapshot.created_at))
+        update["paused_seconds"] = _paused_until_now(snapshot)
         graph.update_state(_config(thread_id), update, as_node="executor")
         return _drive(graph, None, thread_id, ctx, on_event)
     if reopen_failed and snapshot.values.get("status") == FAILED:
@@ -165,13 +164,12 @@ def _reopen_failed(persistence: Persistence, thread_id: str, ctx: Context) -> An
     latest, before, node = _failed_node(graph, config)
     failed = latest.values
     # The nodes read the context from the state: budgets raised on this resume go in there.
-    # The time it stood failed is not working time (graphs/run_clock.py).
     reopen = {
         "status": RUNNING,
         "reason": "",
         "response": "",
         "context": asdict(ctx),
-        "paused_seconds": paused_after(failed, waited_since(getattr(latest, "created_at", None))),
+        "paused_seconds": _paused_until_now(latest),
     }
     if node == "replanner":
         # The failed review is not a review (its usage, if any was paid, stays counted): what
@@ -197,6 +195,12 @@ def _reopen_failed(persistence: Persistence, thread_id: str, ctx: Context) -> An
         return {"goal": record["goal"]}
     graph.update_state(config, update, as_node=as_node)
     return None
+
+
+def _paused_until_now(snapshot: Any) -> float:
+    """The run's waits, with the time it has stood stopped since `snapshot`, its last
+    checkpoint: not working time (graphs/run_clock.py)."""
+    return paused_after(snapshot.values, waited_since(getattr(snapshot, "created_at", None)))
 
 
 def _failed_node(graph: CompiledStateGraph, config: dict[str, Any]) -> tuple[Any, Any, str]:

@@ -74,6 +74,7 @@ def test_a_tools_huge_error_is_cut_everywhere_it_goes(tmp_path: Path) -> None:
         assert error.startswith("tool fail_loudly failed: eeee"), step_id
         assert len(error) < MAX_ERROR_CHARS + 100
         assert error.endswith("characters in all]"), step_id
+        assert f"[cut: {len(f'tool fail_loudly failed: {big * chr(101)}')} characters" in error
     prompts = [t for role in ("executor", "replanner") for t in run.log.texts(role)]
     assert prompts and max(map(len, prompts)) < 5 * MAX_ERROR_CHARS, "what a model was sent"
     assert len(str(run.events)) < 10 * MAX_ERROR_CHARS
