@@ -14,8 +14,9 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -27,7 +28,14 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from app.models import FatalModelError
 from app.scripted.prompt_cache import PromptCache
 from app.scripted.scenarios import ExecutorTurn, Scenario, load_scenario, pick_attempt
-from app.scripted.streaming import Delta, deltas, total_wait
+from app.scripted.streaming import (
+    Delta,
+    StreamDropped,
+    StreamDrops,
+    cut_at,
+    deltas,
+    total_wait,
+)
 from app.scripted.tokens import prompt_tokens, usage_metadata
 from graphs.plan_text import MORE_STEPS, format_end_text, format_plan_text
 from graphs.tool_step import params_of_description
@@ -35,6 +43,8 @@ from prompts.untrusted import unwrap
 
 # Prompt prefixes seen per (run, model it stands for): the provider-side cache a run would hit.
 RUN_PROMPT_CACHE = PromptCache()
+# Streams cut so far, per run and reply (PlanReply.drop_at).
+RUN_DROPS = StreamDrops()
 
 
 class ScriptError(FatalModelError):
@@ -136,6 +146,10 @@ class Played:
     first_token: float
     per_token: float = 0.0
     error: Exception | None = None
+    drop_at: float | None = None
+    """The share of a streamed reply after which its connection drops, when it drops this
+    time (decided when the stream starts: `drops_now`)."""
+    drops_now: Callable[[], bool] | None = None
 
     @property
     def total(self) -> float:
@@ -150,6 +164,12 @@ class Played:
         assert self.reply is not None
         return self.reply
 
+    def cut(self, pieces: int) -> int | None:
+        """Where a stream of `pieces` is cut this time (how many arrive), or None."""
+        if self.drop_at is None or self.drops_now is None or not self.drops_now():
+            return None
+        return cut_at(pieces, self.drop_at)
+
     def chunks(self) -> Iterator[tuple[Delta, ChatGenerationChunk]]:
         """The reply as LangChain chunks, each with the wait before it; the last carries the
         usage. A scripted error is raised after the time to the first token."""
@@ -158,7 +178,10 @@ class Played:
             raise self.error
         reply = self.result()
         pieces = deltas(reply, self.first_token, self.per_token)
+        cut = self.cut(len(pieces))
         for i, delta in enumerate(pieces):
+            if i == cut:
+                raise StreamDropped(f"scripted: the stream dropped after {i} of {len(pieces)}")
             calls = []
             if delta.call_index is not None:
                 calls.append(
@@ -228,6 +251,7 @@ def prepare(
     meta: dict[str, Any] | None = None,
     prompt_cache: PromptCache | None = RUN_PROMPT_CACHE,
     structured: bool | None = None,
+    drops: StreamDrops = RUN_DROPS,
 ) -> Played:
     """The scenario's reply to `messages`, with token usage, and how long it takes (not waited).
 
@@ -235,7 +259,8 @@ def prepare(
     the model the role stands for; None leaves them 0 (the server keeps its own cache).
     `structured` says whether the schema was asked for (a response_format or a forced schema
     tool); None: when one of `tools` is a planexec schema. A plan not asked for as a schema is
-    written as plan lines (graphs/plan_text.py), as the planner's prompt then asks."""
+    written as plan lines (graphs/plan_text.py), as the planner's prompt then asks. `drops`
+    counts the streams a reply's `drop_at` cut, scoped like the prompt cache."""
     script = load_scenario(scenario)
     meta = ask_of(messages, meta)
     role = meta.get("planexec_role")
@@ -264,7 +289,13 @@ def prepare(
         "model_name": stands_for,
         "scenario": script.name,
     }
-    return Played(reply, latency, per_token)
+    played = Played(reply, latency, per_token)
+    planned = pick_attempt(script.planner, turn) if role == "planner" else None
+    if planned is not None and planned.drop_at is not None:
+        key = (str(meta.get("thread_id", "")), script.name, "planner", str(turn))
+        played.drop_at = planned.drop_at
+        played.drops_now = partial(drops.take, key, planned.drops)
+    return played
 
 
 _SCHEMA_TOOLS = {"Plan", "ReplanDecision"}  # graphs/schemas.py's titles, as the model sees them

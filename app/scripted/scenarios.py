@@ -64,6 +64,20 @@ class PlanReply(_Strict):
         "the next reply; '{last_tool_result}' in a later reply's steps is the last one's output.",
     )
     latency: float | None = None
+    drop_at: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Streamed: the connection drops once this share of the reply has arrived, "
+        "as when a provider's stream is cut (a transient error: the node is tried again). An "
+        "unstreamed call is answered whole.",
+    )
+    drops: int | None = Field(
+        default=None,
+        ge=1,
+        description="With drop_at: how many streamed calls of this reply drop (per run; per "
+        "server for serve-scenario), the later ones stream whole. Every call when unset.",
+    )
 
 
 class ReplanReply(_Strict):

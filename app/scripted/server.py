@@ -29,7 +29,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -57,7 +57,7 @@ from app.scripted.chat_model import (
 )
 from app.scripted.prompt_cache import PromptCache
 from app.scripted.scenarios import load_scenario
-from app.scripted.streaming import deltas
+from app.scripted.streaming import StreamDropped, StreamDrops, deltas
 from app.scripted.tokens import prompt_tokens, usage_metadata
 
 # The reply "bad JSON" mode sends: valid JSON that matches neither Plan nor ReplanDecision.
@@ -103,6 +103,7 @@ class _Ledger:
     usage: dict[str, dict[str, int]] = field(default_factory=dict)
     # Prompt prefixes sent so far, per model asked for: what OpenAI's prompt cache would hold.
     prompt_cache: PromptCache = field(default_factory=PromptCache)
+    drops: StreamDrops = field(default_factory=StreamDrops)
 
     def next_request(self) -> int:
         with self.lock:
@@ -159,6 +160,7 @@ class _Ledger:
             self.kinds.clear()
             self.usage.clear()
             self.prompt_cache.clear()
+            self.drops.clear()
 
 
 class RequestError(ValueError):
@@ -262,7 +264,9 @@ def create_app(scenario: str, *, faults: ServerFaults | None = None) -> Starlett
             played = (
                 bad_json_reply(call, ledger.prompt_cache)
                 if bad
-                else await run_in_threadpool(reply_to, scenario, call, ledger.prompt_cache)
+                else await run_in_threadpool(
+                    reply_to, scenario, call, ledger.prompt_cache, ledger.drops
+                )
             )
             if played.error is not None or not call.stream:
                 # asyncio.sleep: a client that hangs up or a server shutting down stops waiting.
@@ -306,9 +310,12 @@ def create_app(scenario: str, *, faults: ServerFaults | None = None) -> Starlett
         if call.stream:
             # Each chunk is sent when the simulated model has 'generated' it (time to the first
             # token, then its share of the per-token time), as a real endpoint streams.
-            chunks = stream_chunks(reply, call.model, usage, call.include_usage)
+            chunks = list(stream_chunks(reply, call.model, usage, call.include_usage))
+            # A reply scripted to drop (drop_at) ends mid-stream, without `[DONE]`: the
+            # connection is closed as a provider's would be when it fails.
+            cut = played.cut(len(chunks))
             return StreamingResponse(
-                _sse(chunks, played.first_token, played.total - played.first_token),
+                _sse(chunks[:cut], played.first_token, played.total - played.first_token, cut),
                 media_type="text/event-stream",
                 headers={"cache-control": "no-cache"},
             )
@@ -543,14 +550,26 @@ def _text(content: Any, index: int) -> str:
 # replies ----------------------------------------------------------------------------------------
 
 
-def reply_to(scenario: str, call: ChatCall, prompt_cache: PromptCache | None = None) -> Played:
-    """The scenario's reply to `call` and its timing (not waited for).
+def reply_to(
+    scenario: str,
+    call: ChatCall,
+    prompt_cache: PromptCache | None = None,
+    drops: StreamDrops | None = None,
+) -> Played:
+    """The scenario's reply to `call` and its timing (not waited for). `drops` counts the
+    streams this server cut (a reply's `drop_at`).
 
     Replies this server injected (bad JSON) are hidden from the scenario, which does not know
     about them, but are counted in the prompt tokens like every other message."""
     seen = [m for m in call.messages if not _injected(m)]
     played = prepare(
-        scenario, seen, play_tools(call), meta=None, prompt_cache=None, structured=call.structured
+        scenario,
+        seen,
+        play_tools(call),
+        meta=None,
+        prompt_cache=None,
+        structured=call.structured,
+        drops=drops if drops is not None else StreamDrops(),
     )
     if played.reply is not None:
         _count_usage(played.reply, call, prompt_cache)
@@ -705,10 +724,16 @@ def stream_chunks(
         yield {**base, "choices": [], "usage": usage}
 
 
-async def _sse(chunks: Iterator[dict[str, Any]], first_token: float, generation: float) -> Any:
+async def _sse(
+    chunks: Iterable[dict[str, Any]],
+    first_token: float,
+    generation: float,
+    cut: int | None = None,
+) -> Any:
     """Server-sent events, each chunk after its simulated generation time: `first_token` before
     the first, then `generation` seconds split over the chunks by their share of the text (so
-    the whole stream takes exactly as long as the unstreamed reply)."""
+    the whole stream takes exactly as long as the unstreamed reply). With `cut`, the stream
+    breaks off after the chunks given (uvicorn closes the connection mid-response)."""
     items = list(chunks)
     sizes = [len(_delta_text(i)) for i in items]
     total = sum(sizes) or 1
@@ -717,6 +742,8 @@ async def _sse(chunks: Iterator[dict[str, Any]], first_token: float, generation:
         if wait > 0:
             await asyncio.sleep(wait)
         yield f"data: {json.dumps(item)}\n\n"
+    if cut is not None:
+        raise StreamDropped(f"scripted: the stream dropped after {cut} chunks")
     yield "data: [DONE]\n\n"
 
 

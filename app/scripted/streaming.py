@@ -10,6 +10,8 @@ the pieces add up to exactly the unstreamed call's time.
 from __future__ import annotations
 
 import json
+import math
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -61,3 +63,34 @@ def total_wait(reply: AIMessage, first_token: float, per_token: float) -> float:
 
 def _pieces(text: str) -> Iterator[str]:
     return (text[i : i + PIECE_CHARS] for i in range(0, len(text), PIECE_CHARS))
+
+
+class StreamDropped(ConnectionError):
+    """A scripted stream cut mid-way (`PlanReply.drop_at`): transient, like a dropped connection."""
+
+
+class StreamDrops:
+    """How many times each dropping reply has dropped, so that only its first `drops` streamed
+    calls are cut. Thread-safe: parallel runs and the server's requests share one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, ...], int] = {}
+
+    def take(self, key: tuple[str, ...], times: int | None) -> bool:
+        """Whether the call of `key` drops now (and count it)."""
+        with self._lock:
+            seen = self._seen.get(key, 0)
+            if times is not None and seen >= times:
+                return False
+            self._seen[key] = seen + 1
+            return True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+
+def cut_at(pieces: int, share: float) -> int:
+    """How many of a stream's `pieces` arrive before it drops at `share`: never all of them."""
+    return max(0, min(pieces - 1, math.ceil(pieces * share)))

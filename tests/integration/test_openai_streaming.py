@@ -139,3 +139,57 @@ def test_a_run_over_http_starts_steps_while_the_plan_streams(
     served = server.usage()["usage"]
     assert state["usage"]["planner"]["output_tokens"] == served["planner"]["completion_tokens"]
     assert state["usage"]["planner"]["input_tokens"] == served["planner"]["prompt_tokens"]
+
+
+def test_a_plan_stream_the_server_cuts_is_asked_again_over_http(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server closes the connection mid-stream, after s1's line (no `[DONE]`), once:
+    langchain-openai raises a connection error, the planner node runs again, and s1, which
+    started from the cut stream, writes its line once."""
+    log = lambda line: {  # noqa: E731
+        "tool_calls": [
+            {"name": "write_file", "args": {"path": "log.txt", "append": True, "content": line}}
+        ]
+    }
+    long = "Log s2, with a description long enough that its line arrives well after s1's."
+    script = {
+        "name": "http_drop",
+        "goal": "Log two lines.",
+        "tools": ["write_file"],
+        "token_latency": {"planner": 0.02},
+        "planner": {
+            "steps": [{"id": "s1", "description": "Log s1."}, {"id": "s2", "description": long}],
+            "drop_at": 0.8,
+            "drops": 1,
+        },
+        "executor": {
+            "s1": [log("s1\n"), {"content": "logged s1"}],
+            "s2": [log("s2\n"), {"content": "logged s2"}],
+        },
+        "replanner": [{"action": "finish", "reason": "done", "response": "Both logged."}],
+    }
+    (tmp_path / "drop.json").write_text(json.dumps(script), encoding="utf-8")
+    for key in [k for k in os.environ if k.startswith(("OPENAI_", "PLANEXEC_"))]:
+        monkeypatch.delenv(key)
+    with serving(str(tmp_path / "drop.json")) as running:
+        monkeypatch.setenv("OPENAI_BASE_URL", running.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "not-needed")
+        ctx = Context.of(
+            planner_model="openai:gpt-4o",
+            executor_model="openai:gpt-4o-mini",
+            replanner_model="openai:gpt-4o",
+            tools=["write_file"],
+            workspace=str(tmp_path / "ws"),
+        )
+        graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+        config = {"configurable": {"thread_id": "http-drop"}}
+        events = list(graph.stream({"goal": "g"}, config, context=ctx, stream_mode="custom"))
+        served = running.usage()["usage"]
+    state = graph.get_state(config).values
+
+    assert state["status"] == "done", state.get("reason")
+    assert (tmp_path / "ws" / "log.txt").read_text() == "s1\ns2\n"
+    assert served["planner"]["calls"] == 2, "the cut stream, then the whole one"
+    assert [e["step_id"] for e in events if e["event"] == "step_started"].count("s1") == 1
+    assert state["usage"]["planner"]["calls"] == 1, "a cut stream reports no usage"

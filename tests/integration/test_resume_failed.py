@@ -324,3 +324,34 @@ def test_a_recorded_run_that_never_started_is_resumed_from_its_goal(tmp_path: Pa
     code, events = run_json("resume", "q1", "--db", db, cwd=tmp_path)
     assert code == 0, events[-1:]
     assert (tmp_path / "ws" / "log.txt").read_text() == "s1\ns2\n"
+
+
+def test_a_planner_whose_stream_dropped_after_a_tool_step_ran_is_not_planned_afresh(
+    tmp_path: Path,
+) -> None:
+    """The plan's stream is cut on every node attempt after s1, a tool step, started: no model
+    reply was whole, so no usage is recorded, but s1 wrote its line. A fresh plan would write
+    it again: refused, as for a paid planner."""
+    s1 = {
+        "id": "s1",
+        "description": "Log s1.",
+        "tool": "write_file",
+        "args": {**LOG, "content": "s1\n"},
+    }
+    s2 = {
+        "id": "s2",
+        "description": "Log s2, a description long enough to arrive late.",
+        "depends_on": ["s1"],
+    }
+    planner = {"steps": [s1, s2], "drop_at": 0.8}
+    script = {**_script([FINISH], planner=planner), "token_latency": {"planner": 0.02}}
+    _, db, code, events = _run(tmp_path, script)
+    assert code == 1 and "the stream dropped" in events[-1]["reason"]
+    assert (tmp_path / "ws" / "log.txt").read_text() == "s1\n"
+    shown = json.loads(run_cli("show", "f1", "--db", db, "--json", cwd=tmp_path).stdout)
+    assert not shown["usage"], "no reply was whole: nothing recorded as paid"
+
+    proc = run_cli("resume", "f1", "--db", db, cwd=tmp_path)
+    assert proc.returncode == 4
+    assert "failed in its planner after paying for it" in " ".join(proc.stderr.split())
+    assert (tmp_path / "ws" / "log.txt").read_text() == "s1\n", "s1 not written again"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -407,3 +408,83 @@ def test_editing_a_step_that_already_ran_while_streaming_runs_it_again(tmp_path:
     state = graph.get_state(config).values
     assert state["results"]["s1"]["description"] == "Look up item s1 again, in euros."
     assert state["status"] == "done"
+
+
+# a stream cut mid-way ---------------------------------------------------------------------------
+
+
+def _logging_plan(drops: int | None) -> dict[str, Any]:
+    """Two independent steps that each append a line; the plan's stream is cut at 80% (s1's
+    line has arrived and s1 has started, s2's has not), on its first `drops` calls."""
+    log = lambda line: {  # noqa: E731
+        "tool_calls": [
+            {"name": "write_file", "args": {"path": "log.txt", "append": True, "content": line}}
+        ]
+    }
+    long = "Log s2, with a description long enough that its line arrives well after s1's."
+    planner = {"steps": [step("s1", text="Log s1."), step("s2", text=long)], "drop_at": 0.8}
+    return scenario(
+        {**planner, **({"drops": drops} if drops else {})},
+        {"s1": [log("s1\n"), answer("logged s1")[0]], "s2": [log("s2\n"), answer("logged s2")[0]]},
+        tools=["write_file"],
+        token_latency={"planner": 0.02},
+    )
+
+
+def test_a_plan_whose_stream_drops_is_asked_again_and_its_started_step_runs_once(
+    tmp_path: Path,
+) -> None:
+    """A dropped connection is transient: LangGraph's RetryPolicy runs the planner node again,
+    in the same task, so s1 (started from the cut stream, same definition) keeps its journaled
+    result and its line is written once."""
+    path = write_scenario(tmp_path, _logging_plan(drops=1))
+    r = run_scenario(tmp_path, path, thread_id=f"drop-{uuid.uuid4().hex}")
+
+    assert r.state["status"] == "done", r.state.get("reason")
+    assert (tmp_path / "ws" / "log.txt").read_text() == "s1\ns2\n", "s1's write made once"
+    assert r.calls("executor") == 4, "s1's two turns were not paid again"
+    assert not r.of_kind("step_discarded")
+
+
+def test_a_plan_whose_stream_drops_every_time_fails_and_reports_its_started_step(
+    tmp_path: Path,
+) -> None:
+    path = write_scenario(tmp_path, _logging_plan(drops=None))
+    r = run_scenario(tmp_path, path, thread_id=f"drop-{uuid.uuid4().hex}")
+
+    assert r.state["status"] == "failed"
+    assert "the stream dropped" in r.state["reason"]
+    assert "1 step(s) that had started were discarded" in r.state["reason"]
+    assert (tmp_path / "ws" / "log.txt").read_text() == "s1\n", "three node attempts, one write"
+    assert [e["step_id"] for e in r.of_kind("step_discarded")] == ["s1"]
+    assert r.results == {}
+
+
+def test_a_scripted_drop_cuts_only_streams_and_only_as_often_as_asked(tmp_path: Path) -> None:
+    from app.scripted.chat_model import prepare
+    from app.scripted.streaming import StreamDropped, StreamDrops
+
+    planner = {"steps": [step("s1"), step("s2")], "drop_at": 0.5, "drops": 2}
+    path = write_scenario(tmp_path, scenario(planner, {}))
+    messages = [SystemMessage("You are the planner"), HumanMessage("g")]
+    drops = StreamDrops()
+
+    def streamed(thread: str) -> tuple[int, bool]:
+        played = prepare(
+            str(path), messages, [], {"planexec_role": "planner", "thread_id": thread}, drops=drops
+        )
+        pieces = []
+        try:
+            pieces.extend(chunk for _, chunk in played.chunks())
+        except StreamDropped:
+            return len(pieces), True
+        return len(pieces), False
+
+    whole = prepare(
+        str(path), messages, [], {"planexec_role": "planner", "thread_id": "a"}, drops=drops
+    )
+    assert whole.result().content, "an unstreamed call is answered whole, and uses no drop"
+    first, second, third = streamed("a"), streamed("a"), streamed("a")
+    assert first[1] and second[1] and not third[1], "the first two streams drop, the third not"
+    assert 0 < first[0] < third[0] and abs(first[0] - third[0] / 2) <= 1, "cut at half"
+    assert streamed("b")[1], "another run's count is its own"
