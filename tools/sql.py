@@ -8,8 +8,9 @@ Three layers, because each one alone has gaps:
    file), and `WITH ... DELETE` passes the text check.
 
 Time and size: a progress handler stops a query after QUERY_TIMEOUT_S, no value may exceed
-1 MB, and printf/format, which can loop for minutes inside one call where the handler never
-runs, have their widths bounded (tools/sql_printf.py).
+1 MB, and the functions that can loop for seconds or minutes inside one call, where the handler
+never runs, are replaced: printf/format have their widths bounded (tools/sql_printf.py), instr,
+replace and the trims with a character set take linear time (tools/sql_linear.py).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field
 
-from tools import sql_printf
+from tools import sql_linear, sql_printf
 from tools.settings import ToolSettings
 
 MAX_ROWS_SHOWN = 200
@@ -80,7 +82,7 @@ class _DenialRecorder:
 
     def __init__(self) -> None:
         self.denied: tuple[int, str] | None = None
-        self.printf_refused = ""  # why printf/format refused (tools/sql_printf.py), if it did
+        self.refused = ""  # why printf or replace refused (sql_printf.py, sql_linear.py), if so
 
     def __call__(self, action: int, arg1: Any, arg2: Any, db_name: Any, trigger: Any) -> int:
         verdict = read_only_authorizer(action, arg1, arg2, db_name, trigger)
@@ -110,11 +112,9 @@ def run_query(settings: ToolSettings, query: str) -> tuple[str, dict[str, Any]]:
         # Count the rest without keeping it, so the model learns how much was cut.
         total = len(rows) + sum(1 for _ in cursor)
     except sqlite3.Error as exc:
-        if recorder.printf_refused:
-            raise ToolException(
-                f"sql_query refused '{_shorten(query)}': {recorder.printf_refused}. Format with "
-                "round() or smaller widths."
-            ) from None
+        if recorder.refused:
+            refusal = f"sql_query refused '{_shorten(query)}': {recorder.refused}"
+            raise ToolException(refusal) from None
         raise _translate_error(exc, query, recorder.denied) from None
     finally:
         conn.close()
@@ -176,10 +176,14 @@ def _connect_read_only(database: Path, authorizer: _DenialRecorder) -> sqlite3.C
     # One short query can ask for gigabytes (randomblob(4e8)); no value may exceed 1 MB.
     conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
 
-    def refused(why: str) -> None:
-        authorizer.printf_refused = why
+    def refused(hint: str) -> Callable[[str], None]:
+        def record(why: str) -> None:
+            authorizer.refused = f"{why}. {hint}"
 
-    sql_printf.install(conn, MAX_VALUE_BYTES, on_refused=refused)
+        return record
+
+    sql_printf.install(conn, MAX_VALUE_BYTES, refused("Format with round() or smaller widths."))
+    sql_linear.install(conn, MAX_VALUE_BYTES, refused("Select less, or replace in parts."))
     deadline = time.monotonic() + QUERY_TIMEOUT_S
     # A non-zero return aborts the query ("interrupted"); stops runaway cross joins.
     conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)

@@ -371,3 +371,76 @@ def test_printf_output_is_held_to_the_length_limit() -> None:
     assert len(conn.execute("SELECT printf('%500c%499c', 'a', 'b')").fetchone()[0]) == 999
     # SQLite's printf gives NULL for output past the length limit.
     assert conn.execute("SELECT printf('%1000c%1000c', 'a', 'b')").fetchone()[0] is None
+
+
+LONG_A = "replace(hex(zeroblob({n})), '0', 'a')"  # 2n characters 'a', made inside SQLite
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        f"SELECT instr({LONG_A.format(n=499000)}, {LONG_A.format(n=200000)} || 'b') AS i",
+        f"SELECT length(replace({LONG_A.format(n=499000)}, {LONG_A.format(n=200000)} || 'b', 'x'))"
+        " AS i",
+        f"SELECT instr(CAST({LONG_A.format(n=499000)} AS BLOB), "
+        f"CAST({LONG_A.format(n=200000)} || 'b' AS BLOB)) AS i",
+        # Every character of the text is in the set, found at its end (all trimmed): 11.5 s
+        # at a tenth of these sizes.
+        f"SELECT length(ltrim({LONG_A.format(n=499000)}, "
+        f"replace(hex(zeroblob(25000)), '0', 'b') || 'a')) AS i",
+        f"SELECT length(trim({LONG_A.format(n=499000)}, "
+        f"replace(hex(zeroblob(25000)), '0', 'b') || 'c')) AS i",
+    ],
+)
+def test_string_functions_of_long_values_take_linear_time(sql_query, query: str) -> None:
+    """SQLite loops inside one call, where the progress handler never runs: the instr and
+    replace took 7-8 s of one query's 10 s, the trims minutes (tools/sql_linear.py). The
+    answers stay SQLite's: no match (0), or the unchanged length."""
+    started = time.monotonic()
+    text = sql_query.invoke({"query": query})
+    assert time.monotonic() - started < 2.0
+    assert text in ("i\n0", "i\n998000")
+
+
+def test_the_linear_string_functions_answer_as_sqlites_own(database: Path) -> None:
+    """The same answers as SQLite's built-in functions, for texts, blobs, numbers, NULLs,
+    empty needles and text beyond ASCII (instr counts characters, or bytes of blobs; a trim's
+    set is of characters)."""
+    from tools import sql_linear
+
+    values = [
+        "héllo wörld", "ö", "wö", "", "l", "lo", None, 3.5, 12, ".", "5", b"\x00\x01\x02\x01",
+        b"\x01", b"", "ü€𝄞ab€", "€", "𝄞a", b"\x02\x01", "HÉLLO",
+    ]  # fmt: skip
+    builtin = sqlite3.connect(":memory:")
+    ours = sqlite3.connect(":memory:")
+    sql_linear.install(ours, 1_000_000, on_refused=lambda why: None)
+    for x in values:
+        for y in values:
+            query = "SELECT instr(?, ?), typeof(instr(?, ?))"
+            args = (x, y, x, y)
+            assert ours.execute(query, args).fetchone() == builtin.execute(query, args).fetchone()
+            for z in ("€", "", 7, None, b"\x03"):
+                query = "SELECT replace(?, ?, ?), typeof(replace(?, ?, ?))"
+                args = (x, y, z, x, y, z)
+                got, want = (
+                    ours.execute(query, args).fetchone(),
+                    builtin.execute(query, args).fetchone(),
+                )
+                assert got == want, (x, y, z)
+            for trim in ("trim", "ltrim", "rtrim"):
+                query = f"SELECT {trim}(?, ?), typeof({trim}(?, ?))"
+                args = (x, y, x, y)
+                assert (
+                    ours.execute(query, args).fetchone() == builtin.execute(query, args).fetchone()
+                )
+
+
+def test_a_replace_too_big_for_the_limit_is_refused_before_it_is_built(sql_query) -> None:
+    """Each of 400,000 characters replaced by 500,000: Python's replace would build 200 GB before
+    SQLite's length limit saw the value. Refused from its size, saying why."""
+    query = f"SELECT length(replace({LONG_A.format(n=200000)}, 'a', {LONG_A.format(n=250000)}))"
+    started = time.monotonic()
+    with pytest.raises(ToolException, match="replace\\(\\) would make a value of over 1,000,000"):
+        sql_query.invoke({"query": query})
+    assert time.monotonic() - started < 2.0
