@@ -80,6 +80,9 @@ def _templatise_text(text: str, params: dict[str, str], where: str) -> str:
             if not _on_word_boundaries(text, start, end):
                 raise Ambiguous(f"{where}: parameter {name!r} ({value!r}) appears inside a word")
             spans.append((start, end, name))
+        # IGNORECASE misses variants whose case changes their length: "ß" written "SS".
+        if value and text.casefold().count(value.casefold()) > text.count(value):
+            raise Ambiguous(f"{where}: parameter {name!r} appears in another case than {value!r}")
     spans.sort()
     for (_, end_a, a), (start_b, _, b) in zip(spans, spans[1:], strict=False):
         if start_b < end_a:

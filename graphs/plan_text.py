@@ -32,7 +32,7 @@ import keyword
 import math
 import re
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from graphs.schemas import PlanStep
@@ -76,6 +76,7 @@ def parse_plan_text(
     are ids of steps already done (a revision's steps may refer to them); `params` each tool's
     parameter names, for positional arguments."""
     steps: list[PlanStep] = []
+    earlier = set(completed)  # grown line by line: a copy per line made long plans quadratic
     problems: list[str] = []
     # "\n" only, as LineStream splits: str.splitlines also breaks at U+2028 and friends, so a
     # step streamed (and started) from one line could be refused as two when the reply ends.
@@ -83,7 +84,8 @@ def parse_plan_text(
         if not line.strip() or _FENCE.match(line):
             continue
         try:
-            steps.append(parse_step_line(line, [*completed, *(s.id for s in steps)], params))
+            steps.append(parse_step_line(line, earlier, params))
+            earlier.add(steps[-1].id)
         except PlanTextError as exc:
             problems += [f"line {number}: {p}" for p in exc.problems]
     if problems:
@@ -91,7 +93,7 @@ def parse_plan_text(
     return steps
 
 
-def parse_step_line(line: str, earlier: Sequence[str], params: Params | None = None) -> PlanStep:
+def parse_step_line(line: str, earlier: Collection[str], params: Params | None = None) -> PlanStep:
     """One line as a step; `earlier` are the ids of the lines before it (what a reference may
     name), `params` each tool's parameter names. PlanTextError when the line is not a step."""
     shown = line if len(line) <= 120 else line[:117] + "..."
@@ -151,7 +153,9 @@ def _args(text: str | None, shown: str) -> dict[str, Any]:
     if text is None:
         return {}
     try:
-        args = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+        args = json.loads(
+            text, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_json_int
+        )
     except json.JSONDecodeError as exc:
         raise PlanTextError(
             [f"{shown!r}: the arguments are not a JSON object ({exc.msg})"]
@@ -166,6 +170,23 @@ def _args(text: str | None, shown: str) -> dict[str, Any]:
 def _no_constant(name: str) -> Any:
     # json.loads reads NaN and Infinity, which JSON does not have (PostgreSQL refuses them).
     raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
+
+
+def _bounded_int(value: int) -> int:
+    """`value` if a 64-bit integer: checkpoints are written with msgpack, which has no larger
+    ones (a model's 400-digit number would fail the run's next checkpoint write)."""
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"{str(value)[:40]}... is too large a number; write it as a string")
+    return value
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > 19:  # int() of thousands of digits is slow, then refused anyway
+        raise json.JSONDecodeError(f"{text[:40]}... is too large a number", text, 0)
+    try:
+        return _bounded_int(int(text))
+    except ValueError as exc:
+        raise json.JSONDecodeError(str(exc), text, 0) from None
 
 
 def _finite_float(text: str) -> float:
@@ -243,10 +264,12 @@ def _literal(node: ast.expr) -> Any:
     sign, number = 1, node
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
         sign, number = (-1 if isinstance(node.op, ast.USub) else 1), node.operand
-    if isinstance(number, ast.Constant) and type(number.value) in (int, float):
+    if isinstance(number, ast.Constant) and type(number.value) is float:
         if not math.isfinite(number.value):  # 1e999: JSON has no infinity; plans are stored as JSON
             raise ValueError(f"{ast.unparse(node)[:60]!r} is not a finite number")
         return sign * number.value
+    if isinstance(number, ast.Constant) and type(number.value) is int:
+        return _bounded_int(sign * number.value)
     if isinstance(node, ast.List | ast.Tuple):
         return [_literal(e) for e in node.elts]
     if isinstance(node, ast.Dict):
@@ -257,7 +280,7 @@ def _literal(node: ast.expr) -> Any:
     raise ValueError(f"{ast.unparse(node)[:60]!r} is not a literal value (quote a string)")
 
 
-def _referenced(args: dict[str, Any], earlier: Sequence[str]) -> list[str]:
+def _referenced(args: dict[str, Any], earlier: Collection[str]) -> list[str]:
     """The earlier steps `args` refer to, read as tool steps read them (tool_args.split_ref); a
     reference to no earlier step is left for the plan check to name (it is not a dependency)."""
     found = (split_ref(ref, earlier) for _, ref in references(args))
@@ -277,7 +300,7 @@ class LineStream:
     def __init__(self, params: Params | None = None) -> None:
         self._params = params
         self._done = 0  # characters of text already read
-        self._ids: list[str] = []
+        self._ids: set[str] = set()
         self._broken = False
 
     def feed(self, text: str) -> list[dict[str, Any]]:
@@ -291,10 +314,10 @@ class LineStream:
                 continue
             try:
                 step = parse_step_line(line, self._ids, self._params)
-            except PlanTextError:
+            except Exception:  # not a step (PlanTextError), or a line a check choked on
                 self._broken = True
                 break
-            self._ids.append(step.id)
+            self._ids.add(step.id)
             found.append(step.model_dump(exclude_none=True))
         return found
 
@@ -304,7 +327,7 @@ def format_plan_text(steps: Iterable[Mapping[str, Any]], params: Params | None =
     prompt writes. Dependencies a tool step's references already imply are not repeated;
     arguments are positional as far as `params` gives the tool's order, named after that."""
     lines = []
-    earlier: list[str] = []
+    earlier: set[str] = set()
     for step in steps:
         args = step.get("args") or {}
         implied = set(_referenced(args, earlier)) if step.get("tool") else set()
@@ -324,7 +347,7 @@ def format_plan_text(steps: Iterable[Mapping[str, Any]], params: Params | None =
             lines.append(f"{prefix} = {step['tool']}{body}")
         else:
             lines.append(f"{prefix}: {' '.join(str(step.get('description', '')).split())}")
-        earlier.append(step["id"])
+        earlier.add(step["id"])
     return "\n".join(lines)
 
 
@@ -357,8 +380,10 @@ def parse_end_text(
     answer itself, or a first line MORE STEPS and then step lines. EndDecision fields."""
     body = text.strip()
     first, _, rest = body.partition("\n")
+    if _FENCE.match(first):  # "```\nMORE STEPS\n...```": the lines are read past fences
+        first, _, rest = rest.strip().partition("\n")
     if first.strip().rstrip(":").upper() != MORE_STEPS:
-        return {"action": "finish", "response": body}
+        return {"action": "finish", "response": body}  # an answer keeps its fences
     steps = parse_plan_text(rest, completed, params)
     return {"action": "replan", "steps": [s.model_dump(exclude_none=True) for s in steps]}
 

@@ -36,6 +36,7 @@ from graphs.state import FAILED, RESET, RUNNING, State
 from graphs.structured import StructuredResult, acall_structured
 from graphs.tool_step import describe_tools, tool_params, tools_for_run
 from prompts import render
+from prompts.untrusted import goal_problem
 from tools import TOOL_NAMES, tool_names
 
 
@@ -92,6 +93,8 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
     goal = (state.get("goal") or "").strip()
     if not goal:
         return _fail(runtime, "the input has no goal: pass {'goal': '...'}")
+    if problem := goal_problem(goal):
+        return _fail(runtime, problem)
     try:  # MCP servers and import paths are reached here, before any model is paid for
         await asyncio.to_thread(_check_tool_names, ctx, extra)
     except ValueError as exc:

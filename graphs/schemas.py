@@ -117,6 +117,11 @@ def plan_problems(
                 problems.append(f"step {step.id!r} depends on unknown step {dep!r}")
     for step in steps:
         if step.tool:
+            if _too_large_number(step.args):
+                problems.append(
+                    f"step {step.id!r} has a number past 64 bits in its args; write it as a string"
+                )
+                continue
             problems += tool_step_problems(
                 step.id, step.tool, step.args or {}, step.depends_on, tools or {}
             )
@@ -200,32 +205,41 @@ def confined(steps: Sequence[PlanStep], plan_tools: set[str] | None) -> list[Pla
     ]
 
 
+def _too_large_number(value: Any) -> bool:
+    """Whether `value` holds an integer past 64 bits: checkpoints are msgpack, which has none, so
+    one in a plan would fail the run's next checkpoint write. (Nesting too deep for it fails
+    the check, which graphs/structured.py tells the model as a problem.)"""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return not -(2**63) <= value < 2**63
+    if isinstance(value, dict):
+        return any(_too_large_number(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_too_large_number(v) for v in value)
+    return False
+
+
 def _find_cycle(steps: Sequence[PlanStep]) -> list[str] | None:
     """One dependency cycle among `steps` as a path of ids, or None (self-loops are reported
-    separately)."""
-    deps = {s.id: [d for d in s.depends_on if d != s.id] for s in steps}
-    visiting: set[str] = set()
+    separately). Depth-first with a stack of its own: a model's chain of a few thousand steps
+    must not reach Python's recursion limit."""
+    ids = {s.id for s in steps}
+    deps = {s.id: [d for d in s.depends_on if d != s.id and d in ids] for s in steps}
     finished: set[str] = set()
-
-    def visit(node: str, path: list[str]) -> list[str] | None:
-        visiting.add(node)
-        path.append(node)
-        for dep in deps[node]:
-            if dep not in deps or dep in finished:
-                continue
-            if dep in visiting:
+    for start in deps:
+        if start in finished:
+            continue
+        path, on_path = [start], {start}
+        pending = [iter(deps[start])]  # per node on the path: the dependencies left to visit
+        while pending:
+            dep = next(pending[-1], None)
+            if dep is None:  # every dependency of the path's last node is done
+                finished.add(path[-1])
+                on_path.discard(path.pop())
+                pending.pop()
+            elif dep in on_path:
                 return path[path.index(dep) :] + [dep]
-            found = visit(dep, path)
-            if found:
-                return found
-        visiting.discard(node)
-        finished.add(node)
-        path.pop()
-        return None
-
-    for step_id in deps:
-        if step_id not in finished:
-            found = visit(step_id, [])
-            if found:
-                return found
+            elif dep not in finished:
+                path.append(dep)
+                on_path.add(dep)
+                pending.append(iter(deps[dep]))
     return None

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from graphs.planner_lookups import Lookups
 
 T = TypeVar("T", bound=BaseModel)
+MAX_PROBLEMS = 20  # told back to the model per rejected reply
+PROBLEM_CHARS = 400  # of each one: a plan line or a cycle of a thousand ids is quoted in part
 
 
 @dataclass
@@ -178,17 +180,22 @@ class _Conversation:
             except ValidationError as exc:
                 error = exc
         if error is not None and self.parse_text:
-            problems = [f"the reply could not be read: {error}"]
+            # A parser's list of problems (plan_text.PlanTextError) is summarized like a check's.
+            listed = getattr(error, "problems", None) or [str(error)]
+            problems = [f"the reply could not be read: {listed[0]}", *listed[1:]]
         elif error is not None:
             problems = [f"the reply does not match the {self.name} schema: {error}"]
         elif parsed is None:
             problems = [f"no {self.name} was returned; reply with the {self.name} tool"]
         else:
-            problems = self.validate(parsed)
+            try:
+                problems = self.validate(parsed)
+            except Exception as exc:  # a check that chokes on the reply: still the reply's problem
+                problems = [f"the reply could not be checked ({type(exc).__name__}); simplify it"]
         if not problems:
             self.out.value, self.out.error = parsed, ""
             return True
-        self.out.error = "; ".join(problems)
+        self.out.error = summarize(problems)
         self.messages += [raw, *_feedback(raw, self.out.error)]
         return False
 
@@ -203,6 +210,20 @@ class _Conversation:
             return {"raw": raw, "parsed": self.parse_text(str(raw.text)), "parsing_error": None}
         except ValueError as exc:
             return {"raw": raw, "parsed": None, "parsing_error": exc}
+        except Exception as exc:  # a parser bug must not end the run as the model's failure
+            error = ValueError(f"{type(exc).__name__} while reading it")
+            return {"raw": raw, "parsed": None, "parsing_error": error}
+
+
+def summarize(problems: list[str]) -> str:
+    """The problems told to the model (and, after the last retry, the run's reason): the first
+    MAX_PROBLEMS, each cut at PROBLEM_CHARS. A degenerate reply of 64 KB had 32,768 problems,
+    4.4 MB of text, which no context window holds and which the run's reason then kept."""
+    shown = [p if len(p) <= PROBLEM_CHARS else p[: PROBLEM_CHARS - 1] + "…" for p in problems]
+    text = "; ".join(shown[:MAX_PROBLEMS])
+    if len(problems) > MAX_PROBLEMS:
+        text += f"; and {len(problems) - MAX_PROBLEMS} more problem(s)"
+    return text
 
 
 def _json_schema(schema: type[BaseModel]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from typing import Any
 
 from langchain_core.tools import BaseTool
@@ -54,14 +54,15 @@ def _walk_refs(value: Any, loc: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ..
             yield from _walk_refs(item, (*loc, index))
 
 
-def split_ref(ref: str, ids: Iterable[str]) -> tuple[str, list[str]] | None:
-    """(step id, path) of `ref` given the step ids it may name, or None when it names none.
-    The longest id that fits wins, so ids holding dots still work."""
-    for step_id in sorted(ids, key=len, reverse=True):
-        if ref == step_id:
-            return step_id, []
-        if ref.startswith(step_id + "."):
-            return step_id, ref[len(step_id) + 1 :].split(".")
+def split_ref(ref: str, ids: Container[str]) -> tuple[str, list[str]] | None:
+    """(step id, path) of `ref` given the step ids it may name (a set or mapping: looked up,
+    not scanned), or None when it names none. The longest id that fits wins, so ids holding
+    dots still work: `ref` itself, then each part of it up to a dot, longest first."""
+    end = len(ref)
+    while end > 0:
+        if ref[:end] in ids:
+            return ref[:end], ref[end + 1 :].split(".") if end < len(ref) else []
+        end = ref.rfind(".", 0, end)
     return None
 
 
@@ -82,12 +83,13 @@ def tool_step_problems(
         ]
     problems: list[str] = []
     deps = list(depends_on)
+    known = set(deps)
     ref_locs: list[tuple[Any, ...]] = []
     for loc, ref in references(args):
         ref_locs.append(loc)
         if not ref.strip():
             problems.append(f"step {step_id!r} has an empty reference '${{}}'")
-        elif split_ref(ref, deps) is None:
+        elif split_ref(ref, known) is None:
             problems.append(
                 f"step {step_id!r} refers to '${{{ref}}}', but {ref.split('.')[0]!r} is not in "
                 f"its depends_on ({', '.join(deps) or 'none'}); add it there, or write $${{ for "
@@ -121,12 +123,15 @@ def _schema_problems(
     ]
     if problems or not isinstance(schema, type):
         return problems
+    # An error at a reference's location, inside it or around it: every prefix of each location
+    # (a set, so that thousands of errors and references are not compared pairwise).
+    refs, around = set(ref_locs), {r[:i] for r in ref_locs for i in range(len(r) + 1)}
     try:
         schema.model_validate(args)
     except ValidationError as exc:
         for error in exc.errors():
             loc = tuple(error["loc"])
-            if any(loc[: len(r)] == r or r[: len(loc)] == loc for r in ref_locs):
+            if loc in around or any(loc[:i] in refs for i in range(len(loc))):
                 continue
             at = ".".join(map(str, loc)) or "args"
             problems.append(f"{where} argument {at}: {error['msg']}")
@@ -135,9 +140,13 @@ def _schema_problems(
 
 def resolve_args(args: dict[str, Any], results: Mapping[str, str]) -> dict[str, Any]:
     """`args` with every reference replaced from `results` (dependency id -> result text).
-    RefError when a reference cannot be resolved or the resolved args are too large."""
-    resolved = _Resolver(results).resolve(args)
-    size = len(json.dumps(resolved, default=str))  # JSON escapes can make it longer still
+    RefError when a reference cannot be resolved or the resolved args are too large or too
+    deeply nested (a plan's or a result's JSON a few hundred levels deep)."""
+    try:
+        resolved = _Resolver(results).resolve(args)
+        size = len(json.dumps(resolved, default=str))  # JSON escapes can make it longer still
+    except RecursionError:
+        raise RefError("the arguments are nested too deeply with references filled in") from None
     if size > MAX_RESOLVED_CHARS:
         raise _too_large(size)
     return resolved
@@ -202,11 +211,16 @@ class _Resolver:
 def _parsed(step_id: str, ref: str, text: str) -> Any:
     try:
         return json.loads(text)
+    except RecursionError:
+        raise RefError(f"'${{{ref}}}': {step_id}'s result is JSON nested too deeply") from None
     except ValueError:
         raise RefError(
             f"'${{{ref}}}' follows a path into {step_id}'s result, which is not JSON: "
             f"{text[:120]!r}"
         ) from None
+
+
+_INDEX = re.compile(r"-?[0-9]{1,18}")  # a list index in a path: ASCII digits ("²" is a digit too)
 
 
 def _at_path(value: Any, step_id: str, ref: str, path: list[str]) -> Any:
@@ -216,7 +230,7 @@ def _at_path(value: Any, step_id: str, ref: str, path: list[str]) -> Any:
             value = value[key]
         elif (
             isinstance(value, list)
-            and key.lstrip("-").isdigit()
+            and _INDEX.fullmatch(key)
             and -len(value) <= int(key) < len(value)
         ):
             value = value[int(key)]

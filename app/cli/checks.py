@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.context import Context
+from prompts.untrusted import goal_problem
 from tools.registry import tool_names
 
 
@@ -18,6 +19,8 @@ def input_problems(goal: str, ctx: Context) -> list[str]:
     problems = []
     if not goal.strip():
         problems.append("the goal is empty: say what the agent should achieve")
+    elif problem := goal_problem(goal):
+        problems.append(problem)
     try:  # the planner's own check (MCP servers and import paths too), before it is paid for
         tool_names(ctx.tools)
     except ValueError as exc:

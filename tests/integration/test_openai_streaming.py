@@ -193,3 +193,49 @@ def test_a_plan_stream_the_server_cuts_is_asked_again_over_http(
     assert served["planner"]["calls"] == 2, "the cut stream, then the whole one"
     assert [e["step_id"] for e in events if e["event"] == "step_started"].count("s1") == 1
     assert state["usage"]["planner"]["calls"] == 1, "a cut stream reports no usage"
+
+
+def test_a_file_name_that_is_not_utf8_reaches_the_model_as_text_over_http(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python reads an undecodable file name as a lone surrogate, which no request can encode:
+    langchain-openai raised UnicodeEncodeError on the step's next call and the run failed. Data
+    blocks write it as U+FFFD."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "notes.txt").write_text("hi", encoding="utf-8")
+    with open(bytes(ws / "bad") + b"\xff.txt", "wb") as handle:
+        handle.write(b"hi")
+    script = {
+        "name": "http_surrogate",
+        "goal": "List the files.",
+        "tools": ["list_files"],
+        "planner": {"steps": [{"id": "s1", "description": "List the files."}]},
+        "executor": {
+            "s1": [
+                {"tool_calls": [{"name": "list_files", "args": {"path": "."}}]},
+                {"content": "{last_tool_result}"},
+            ]
+        },
+        "replanner": [{"action": "finish", "reason": "done", "response": "Listed."}],
+    }
+    (tmp_path / "surrogate.json").write_text(json.dumps(script), encoding="utf-8")
+    for key in [k for k in os.environ if k.startswith(("OPENAI_", "PLANEXEC_"))]:
+        monkeypatch.delenv(key)
+    with serving(str(tmp_path / "surrogate.json")) as running:
+        monkeypatch.setenv("OPENAI_BASE_URL", running.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "not-needed")
+        ctx = Context.of(
+            planner_model="openai:gpt-4o",
+            executor_model="openai:gpt-4o-mini",
+            replanner_model="openai:gpt-4o",
+            tools=["list_files"],
+            workspace=str(ws),
+        )
+        graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+        config = {"configurable": {"thread_id": "http-surrogate"}}
+        state = graph.invoke({"goal": "List the files."}, config, context=ctx)
+
+    assert state["status"] == "done", state.get("reason")
+    assert state["results"]["s1"]["status"] == "done", state["results"]["s1"]["error"]
+    assert state["results"]["s1"]["result"] == "bad\ufffd.txt\nnotes.txt"

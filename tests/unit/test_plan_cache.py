@@ -391,3 +391,10 @@ def test_a_later_run_on_the_thread_does_not_settle_the_earlier_run_s_entry(
     state = graph.invoke({"goal": "something else"}, config, context=bad)
     assert state["status"] == "failed"
     assert len(plan_cache.entries(store)) == 1
+
+
+def test_a_value_whose_case_changes_its_length_is_refused_in_another_case() -> None:
+    """IGNORECASE does not match "ß" against "SS": the template kept the first run's street."""
+    with pytest.raises(Ambiguous, match="appears in another case"):
+        templatise("Find HAUPTSTRASSE 5", {"street": "Hauptstraße 5"})
+    assert templatise("Find Hauptstraße 5", {"street": "Hauptstraße 5"}) == "Find {street}"

@@ -346,3 +346,112 @@ def test_more_steps_from_the_end_call_run_before_the_answer(tmp_path: Path) -> N
     assert r.results["8"]["result"] == "checked: 42"
     assert r.state["response"] == "The sum is 42, checked."
     assert r.state["replans"] == 1
+
+
+# model text that choked the parser (a review of the parsers, 2026-11-27) ----------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "1 = lookup(1" + "0" * 400 + ")",  # isfinite() of a huge int raised OverflowError
+        "1 = lookup(0x" + "f" * 300 + ")",
+        "1 = lookup(-9223372036854775809)",  # past 64 bits: the checkpoint write would fail
+        '1 = lookup {"key": ' + "1" * 5000 + "}",  # int() refuses 4,300+ digits: ValueError
+        '1 = lookup {"key": 99999999999999999999}',
+    ],
+)
+def test_a_number_too_large_for_a_checkpoint_is_a_plan_problem(line: str) -> None:
+    with pytest.raises(PlanTextError, match="too large|not a JSON object"):
+        parse_plan_text(line, params={"lookup": ["key"]})
+    with pytest.raises(PlanTextError):
+        parse_end_text(f"MORE STEPS\n3{line[1:]}", ["1"], {"lookup": ["key"]})
+    assert parse_plan_text("1 = lookup(-9223372036854775808)", params={"lookup": ["key"]})
+
+
+def test_a_line_a_check_chokes_on_stops_the_stream_as_a_bad_line_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Steps after a bad line must not start early: the whole reply is refused when it ends.
+    A line that raised something other than PlanTextError (a 5,000-digit number raised
+    ValueError) let steps 2 and 3 start; so would any check that chokes on a line."""
+    stream = LineStream({"lookup": ["key"]})
+    assert stream.feed('1 = lookup {"key": ' + "1" * 5000 + "}\n2: b\n3: c\n") == []
+
+    from graphs import plan_text
+
+    def choke(line: str, *args: Any) -> Any:
+        raise RecursionError("a check that choked")
+
+    monkeypatch.setattr(plan_text, "parse_step_line", choke)
+    assert LineStream().feed("1: a\n2: b\n") == []
+
+
+def test_a_fenced_more_steps_reply_is_read_as_steps_and_a_fenced_answer_kept() -> None:
+    fenced = "```\nMORE STEPS\n3: look up item 2\n```"
+    decision = parse_end_text(fenced, ["1", "2"])
+    assert decision["action"] == "replan"
+    assert [s["id"] for s in decision["steps"]] == ["3"]
+    code = "```python\nprint(1)\n```"
+    assert parse_end_text(code, ["1"]) == {"action": "finish", "response": code}
+
+
+def test_a_plan_of_many_references_parses_in_linear_time() -> None:
+    """Each reference re-sorted every id (split_ref) and each line copied the ids before it:
+    10,000 lines took 12.8 s. A bound far above linear's cost and far below quadratic's."""
+    text = "1: a\n" + "".join(f'{i} = t(x="${{1}}")\n' for i in range(2, 20_000))
+    started = time.monotonic()
+    steps = parse_plan_text(text)
+    problems = plan_problems(steps, max_steps=12)
+    assert time.monotonic() - started < 15
+    assert len(steps) == 19_999 and steps[-1].depends_on == ["1"]
+    assert problems[0] == "the plan has 19999 steps; the limit is 12"
+
+
+def _ask_plan(replies: list[str], validate: Any) -> Any:
+    import asyncio
+    from functools import partial
+
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+    from langchain_core.messages import HumanMessage
+
+    from graphs.planner import _plan_of_text
+    from graphs.schemas import Plan
+    from graphs.structured import acall_structured
+
+    model = FakeListChatModel(responses=replies)
+    parse = partial(_plan_of_text, params={})
+    return model, asyncio.run(
+        acall_structured(
+            model,
+            Plan,
+            [HumanMessage("plan")],
+            role="planner",
+            model_name="m",
+            validate=validate,
+            parse_text=parse,
+        )
+    )
+
+
+def test_the_problems_told_back_are_bounded() -> None:
+    """A degenerate 64 KB reply had 32,768 bad lines: 4.4 MB of problems went back to the model
+    (no context window holds it) and became the run's reason."""
+    _, out = _ask_plan(["x\n" * 32768] * 3, lambda p: [])
+    assert out.value is None and len(out.error) < 10_000
+    assert out.error.startswith("the reply could not be read: line 1: 'x' is not a step")
+    assert out.error.endswith("; and 32748 more problem(s)")
+
+
+def test_a_check_that_chokes_on_a_reply_sends_it_back_instead_of_ending_the_run() -> None:
+    calls: list[int] = []
+
+    def validate(plan: Any) -> list[str]:
+        calls.append(len(plan.steps))
+        if len(calls) == 1:
+            raise RecursionError("maximum recursion depth exceeded")
+        return []
+
+    model, out = _ask_plan(["1: a\n2: b", "1: a"], validate)
+    assert out.value is not None and [s.id for s in out.value.steps] == ["1"]
+    assert calls == [2, 1]

@@ -111,3 +111,45 @@ def test_a_step_may_name_only_the_runs_tools() -> None:
         "(the run's tools: calculator, sql_query)"
     ]
     assert plan_problems(steps[:1] + steps[2:], max_steps=5, tools={"sql_query": None}) == []
+
+
+def test_a_chain_of_thousands_of_steps_is_checked_without_recursion() -> None:
+    """The cycle search recursed once per step: 1,200 steps reached Python's recursion limit
+    and the run ended as the model's failure instead of a problem fed back."""
+    chain = [step(str(i), str(i + 1)) for i in range(1, 5000)] + [step("5000", "1")]
+    problems = plan_problems(chain, max_steps=12)
+    (cycle,) = [p for p in problems if "cycle" in p]
+    assert cycle.startswith("the dependencies form a cycle: 1 -> 2 -> 3")
+    assert cycle.endswith("-> 5000 -> 1")
+    assert plan_problems([step(str(i), str(i + 1)) for i in range(1, 5000)] + [step("5000")],
+                         max_steps=10_000) == []  # fmt: skip
+
+
+def test_cycles_are_found_wherever_they_start() -> None:
+    from graphs.schemas import _find_cycle
+
+    def cycle(deps: dict[str, list[str]]) -> list[str] | None:
+        return _find_cycle([step(k, *v) for k, v in deps.items()])
+
+    assert cycle({"a": ["b"], "b": ["c"], "c": ["a"]}) == ["a", "b", "c", "a"]
+    assert cycle({"a": ["b", "c"], "b": ["d"], "c": ["d"], "d": ["b"]}) == ["b", "d", "b"]
+    assert cycle({"x": [], "a": ["x", "unknown"], "b": ["a"]}) is None
+    assert cycle({"a": ["b", "c"], "b": ["c"], "c": []}) is None, "a diamond is no cycle"
+
+
+def test_a_tool_steps_number_past_64_bits_is_a_problem() -> None:
+    """A JSON plan's args are the model's: an int msgpack cannot hold would fail the run's next
+    checkpoint write (TypeError: Integer exceeds 64-bit range)."""
+    from langchain_core.tools import tool
+
+    @tool
+    def lookup(key: int) -> str:
+        """Look up."""
+        return ""
+
+    def tool_step(value: int) -> PlanStep:
+        return PlanStep(id="s1", description="", tool="lookup", args={"key": value})
+
+    (problem,) = plan_problems([tool_step(2**64)], max_steps=12, tools={"lookup": lookup})
+    assert problem == "step 's1' has a number past 64 bits in its args; write it as a string"
+    assert plan_problems([tool_step(2**63 - 1)], max_steps=12, tools={"lookup": lookup}) == []

@@ -488,3 +488,26 @@ def test_a_scripted_drop_cuts_only_streams_and_only_as_often_as_asked(tmp_path: 
     assert first[1] and second[1] and not third[1], "the first two streams drop, the third not"
     assert 0 < first[0] < third[0] and abs(first[0] - third[0] / 2) <= 1, "cut at half"
     assert streamed("b")[1], "another run's count is its own"
+
+
+def test_a_long_step_is_parsed_once_not_on_every_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each chunk re-parsed the step still arriving from its start: a 200 KB description took
+    seconds on the event loop. The object is scanned on and parsed when its brace closes."""
+    from graphs import plan_stream
+
+    calls: list[int] = []
+    decoder = plan_stream._DECODER
+
+    class Counting:
+        def raw_decode(self, text: str, start: int) -> tuple[Any, int]:
+            calls.append(start)
+            return decoder.raw_decode(text, start)
+
+    monkeypatch.setattr(plan_stream, "_DECODER", Counting())
+    tricky = 'a "quoted" } { \\\\ \\" brace' * 2000
+    plan = {"steps": [step("a", text=tricky), step("b", ["a"], text="} {")]}
+    text, reader, seen = json.dumps(plan), StepStream(), []
+    for end in range(0, len(text) + 4, 4):
+        seen += reader.feed(text[:end])
+    assert seen == plan["steps"]
+    assert len(calls) == 2, "one parse per step"

@@ -446,15 +446,30 @@ def test_resolve_args_keeps_types_of_whole_references_and_formats_embedded_ones(
 @pytest.mark.parametrize(
     ("ref", "message"),
     [
-        ("${s2}", "names no step this one depends on"),
+        ("${s3}", "names no step this one depends on"),
         ("${s1.rows.5}", "s1's result has nothing at 's1.rows.5'"),
         ("${s1.nope}", "s1's result has nothing at 's1.nope'"),
         ("${s1.rows.0}", "s1's result has nothing at 's1.rows.0'"),  # one past the end
+        # Neither is an index (int() raised ValueError past the RefError handler).
+        ("${s1.list.--0}", "s1's result has nothing at 's1.list.--0'"),
+        ("${s1.list.\u00b2}", "s1's result has nothing at 's1.list.\u00b2'"),
+        ("${s2.0}", "s2's result is JSON nested too deeply"),
     ],
 )
 def test_unresolvable_references_raise_with_the_reference(ref: str, message: str) -> None:
+    results = {"s1": '{"rows": [], "list": [5]}', "s2": "[" * 5000 + "]" * 5000}
     with pytest.raises(RefError, match=message.replace(".", r"\.")):
-        resolve_args({"x": ref}, {"s1": '{"rows": []}'})
+        resolve_args({"x": ref}, results)
+
+
+def test_arguments_nested_too_deeply_are_a_reference_error() -> None:
+    deep: dict = {}
+    inner = deep
+    for _ in range(5000):
+        inner["k"] = {}
+        inner = inner["k"]
+    with pytest.raises(RefError, match="nested too deeply"):
+        resolve_args(deep, {})
 
 
 def test_resolved_arguments_are_bounded() -> None:

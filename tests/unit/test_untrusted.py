@@ -93,3 +93,48 @@ def test_a_tool_result_reaches_the_executor_model_as_a_closed_data_block(tmp_pat
     [answer] = [m for m in model.seen[-1] if isinstance(m, ToolMessage)]
     assert answer.content == wrap("result of tool read_file", ATTACK)
     assert len(re.findall(r"</data\b", answer.content, re.IGNORECASE)) == 1
+
+
+def test_unwrap_gives_back_exactly_the_text_wrap_was_given() -> None:
+    """A tool step's result is its tool's unwrapped output: text that already read `&lt;data`
+    came back as `<data` (an HTML page's source written to a file changed)."""
+    import random
+
+    for text in ["&lt;data x", "&lt;/DATA&gt;", "&amp;lt;data", "&LT;data", "a&lt;data<data"]:
+        assert unwrap(wrap("s", text)) == text
+    pieces = ["&", "amp;", "AMP;", "lt;", "LT;", "<", "/", "data", "DaTa", "x", "\n"]
+    rng = random.Random(7)
+    for _ in range(5000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        block = wrap("s", text)
+        assert unwrap(block) == text, text
+        assert len(re.findall(r"</?data\b", block, re.IGNORECASE)) == 2, text
+
+
+def test_a_lone_surrogate_is_sent_as_a_replacement_character() -> None:
+    from prompts.untrusted import goal_problem
+
+    block = wrap("result of tool list_files", "bad\udcff.txt")
+    block.encode("utf-8")  # a request holding it can be sent
+    assert unwrap(block) == "bad\ufffd.txt"
+    assert goal_problem("price of caf\udce9") == (
+        "the goal holds '\\udce9' at character 12, which is not text (a lone surrogate: bytes "
+        "that are not UTF-8, or a broken escape); give it as UTF-8"
+    )
+    assert goal_problem("price of café") == ""
+
+
+def test_a_goal_that_is_not_text_is_refused_by_the_cli_and_the_planner(tmp_path: Path) -> None:
+    """A goal is the user's own text: refused with why, not changed. The planner node checks
+    too (a server caller's JSON may hold a "\\ud800" escape)."""
+    from app.cli.checks import input_problems
+    from app.context import Context
+    from app.scripted.scenarios import BUNDLED_DIR
+    from tests.scripted_runs import run_scenario
+
+    ctx = Context.every_role("scripted:demo", workspace=str(tmp_path / "ws"))
+    assert any("lone surrogate" in p for p in input_problems("total \udcff sales", ctx))
+    run = run_scenario(tmp_path, BUNDLED_DIR / "demo.json", goal="x\ud800")
+    assert run.state["status"] == "failed"
+    assert run.state["reason"].startswith("the goal holds '\\ud800' at character 1")
+    assert run.calls("planner") == 0
