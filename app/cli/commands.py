@@ -608,6 +608,7 @@ def _start(
 
             runner.submit_run(persistence, goal, ctx, thread_id)
             enqueue(persistence, thread_id)
+            runner.mark_queued(persistence, thread_id)  # after the job: see its docstring
             print(thread_id)
             return EXIT_DONE
         runner.ensure_new_thread(persistence, thread_id)  # before the live view starts
@@ -685,7 +686,10 @@ def resume(
         from app.context import replaced, restore_context
         from app.runs.worker import holding_run
 
-        with _existing_database(db, thread_id) as persistence, holding_run(persistence, thread_id):
+        with (
+            _existing_database(db, thread_id, writing=True) as persistence,
+            holding_run(persistence, thread_id),
+        ):
             ctx = restore_context(runner.run_record(persistence, thread_id)["context"])
             raised = replaced(ctx, **budgets)
             # Before a raised budget is recorded: past a ceiling it would fail every resume.
@@ -715,7 +719,7 @@ def _queue_existing(db: str | None, thread_id: str) -> int:
     """`resume --queue`: hand an interrupted (e.g. killed) run to the workers."""
     from app.runs.worker import enqueue
 
-    with _existing_database(db, thread_id) as persistence:
+    with _existing_database(db, thread_id, writing=True) as persistence:
         status = runner.run_state(persistence, thread_id)["status"]
         if status in runner.FINAL or status == runner.PAUSED:
             hint = {
@@ -727,6 +731,7 @@ def _queue_existing(db: str | None, thread_id: str) -> int:
                 f"run {thread_id!r} is {status}: there is nothing for a worker to do{hint}"
             )
         queued = enqueue(persistence, thread_id)
+        runner.mark_queued(persistence, thread_id)
     print(thread_id if queued else f"{thread_id} (queued already)")
     return EXIT_DONE
 
@@ -753,7 +758,10 @@ def approve_cmd(
             answer = {"action": "edit", "steps": load_steps_file(edit)}
         from app.runs.worker import holding_run
 
-        with _existing_database(db, thread_id) as persistence, holding_run(persistence, thread_id):
+        with (
+            _existing_database(db, thread_id, writing=True) as persistence,
+            holding_run(persistence, thread_id),
+        ):
             status = runner.run_state(persistence, thread_id)["status"]
             if status != runner.PAUSED:
                 raise ValueError(f"run {thread_id!r} is not waiting for approval ({status})")
@@ -1006,20 +1014,28 @@ def _report(db: str | None, thread_id: str, output: Path | None) -> int:
 
 
 @contextmanager
-def _existing_database(db: str | None, thread_id: str) -> Iterator[Persistence]:
-    """The database holding run `thread_id`, never created here (a missing one: exit 4)."""
-    from app.runs.persistence import NoDatabase, open_persistence
+def _existing_database(
+    db: str | None, thread_id: str, *, writing: bool = False
+) -> Iterator[Persistence]:
+    """The database holding run `thread_id`, never created here (a missing one: exit 4).
+    `writing`: the command goes on with the run, so a database it cannot write is refused
+    now (exit 4), not at the run's first checkpoint."""
+    from app.runs.persistence import NoDatabase, open_persistence, write_problem
 
     try:
         with open_persistence(db, create=False) as persistence:
+            if writing and (problem := write_problem(persistence)):
+                raise ValueError(problem)
             yield persistence
     except NoDatabase as exc:
         raise runner.RunNotFound(f"no run with thread id {thread_id!r}: {exc}") from exc
 
 
 def _stored_state(db: str | None, thread_id: str) -> dict[str, Any]:
+    from app.runs.listing import current_state
+
     with _existing_database(db, thread_id) as persistence:
-        return runner.run_state(persistence, thread_id)
+        return current_state(persistence, thread_id)
 
 
 @app.command("scenario-schema")

@@ -4,7 +4,7 @@ Records (one small store item per run) say when a run was created and, once it f
 final status: filtering and counting finished runs reads no checkpoint. Only unfinished runs
 (queued, running, interrupted, paused) and the runs on the page shown read their state. An
 unfinished run whose lock a process holds (a worker, a terminal) is `running`; otherwise its
-checkpoint decides between `queued` and `interrupted`.
+checkpoint and record decide between `queued` (a job was made) and `interrupted`.
 """
 
 from __future__ import annotations
@@ -52,14 +52,20 @@ def find_runs(
     return runs, len(matching)
 
 
+def current_state(persistence: Persistence, thread_id: str) -> dict[str, Any]:
+    """A run's state as `runs` shows it: `running` while a process holds it (its checkpoint
+    alone reads as interrupted or queued then)."""
+    state = runner.run_state(persistence, thread_id)
+    with run_locks(persistence) as locks:
+        state["status"] = _running_or(state["status"], locks, thread_id)
+    return state
+
+
 def _running_or(status: str, locks: RunLocks, thread_id: str) -> str:
     """A queued or interrupted run whose lock a process holds is running right now."""
     if status not in ("queued", "interrupted"):
         return status
-    if locks.try_acquire(thread_id):
-        locks.release(thread_id)
-        return status
-    return "running"
+    return "running" if locks.held(thread_id) else status
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

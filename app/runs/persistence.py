@@ -84,6 +84,28 @@ class Persistence:
         return redact(self.url)
 
 
+def write_problem(persistence: Persistence) -> str:
+    """Why this process cannot write the SQLite database ("" when it can, and for other kinds):
+    a run resumed from a read-only file read its checkpoint, started, and failed at its first
+    write. SQLite writes the file, its -wal and -shm files, and makes those in its folder."""
+    if persistence.url.startswith(("memory://", "postgresql://", "postgres://")):
+        return ""
+    from app.runs.worker import lock_dir  # the run locks' folder, beside the file
+
+    path = Path(persistence.url)
+    companions = [Path(f"{path}-wal"), Path(f"{path}-shm"), lock_dir(str(path))]
+    for file in (path, *companions):
+        if file.exists() and not os.access(file, os.W_OK):
+            return f"{str(file)!r} is read-only to this user; make it writable"
+    folder = path.parent
+    if not all(f.exists() for f in companions) and not os.access(folder, os.W_OK | os.X_OK):
+        return (
+            f"the database's folder {str(folder)!r} is read-only to this user (SQLite makes its "
+            "-wal and -shm files there, planexec its .locks folder); make it writable"
+        )
+    return ""
+
+
 def default_db_url() -> str:
     return os.environ.get("PLANEXEC_DB") or DEFAULT_DB
 

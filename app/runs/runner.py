@@ -124,6 +124,12 @@ def resume_run(
     check_models(ctx)
     graph = persistence.graph
     snapshot = graph.get_state(_config(thread_id))
+    if not snapshot.values and "final_status" in record:
+        raise RunNotFound(
+            f"run {thread_id!r} ended {record['final_status']} and its checkpoints are gone (a "
+            "`planexec prune` stopped part-way): there is nothing to resume; `planexec prune` "
+            "removes the rest"
+        )
     if not snapshot.values:  # killed before the first checkpoint: start over
         return _drive(graph, {"goal": record["goal"]}, thread_id, ctx, on_event)
     if snapshot.values.get("status") == BUDGET_EXCEEDED and budgets:
@@ -393,11 +399,27 @@ def run_state(persistence: Persistence, thread_id: str) -> dict[str, Any]:
             results[step_id] = {**result, "journaled": True}
     state["results"] = results
     if not snapshot.values:
-        state["status"] = "queued"  # recorded (planexec run --queue) but not started
+        state["status"] = _unstarted_status(record)
     elif state.get("status", RUNNING) == RUNNING:
         state["status"] = "interrupted"  # or running right now in another process
     state.setdefault("status", RUNNING)
     return state
+
+
+def _unstarted_status(record: dict[str, Any]) -> str:
+    """The status of a recorded run with no checkpoint: its final status if it had one (a prune
+    stopped between deleting the checkpoints and the record), `queued` once a job was made for
+    it (`mark_queued`), else `interrupted` (killed after it was recorded: `resume` starts it)."""
+    return record.get("final_status") or ("queued" if record.get("queued_at") else "interrupted")
+
+
+def mark_queued(persistence: Persistence, thread_id: str) -> None:
+    """Note in the run's record that a job was made for it: written after the job, so a run
+    whose queuing was cut short (killed between the record and the job) is not shown as
+    queued, which no worker would ever take, but as interrupted."""
+    record = run_record(persistence, thread_id)
+    record["queued_at"] = time.time()
+    persistence.store.put(RUNS_NAMESPACE, thread_id, record, index=False)
 
 
 def _restored(values: dict[str, Any]) -> Context:

@@ -72,10 +72,16 @@ def prunable(
     return [
         thread_id
         for thread_id, record in runner.run_records(persistence)
-        if "final_status" in record
+        if _prunable(record, cutoff, statuses)
+    ]
+
+
+def _prunable(record: dict, cutoff: float, statuses: Collection[str] | None) -> bool:
+    return (
+        "final_status" in record
         and record.get("finished_at", 0) <= cutoff
         and (not statuses or record["final_status"] in statuses)
-    ]
+    )
 
 
 def prune(
@@ -86,12 +92,18 @@ def prune(
 ) -> PruneReport:
     """Remove finished runs older than `older_than` seconds: checkpoints, journal, record."""
     report = PruneReport()
+    cutoff = time.time() - older_than
     with run_locks(persistence) as locks:
         for thread_id in prunable(persistence, older_than, statuses):
             if not locks.try_acquire(thread_id):
                 report.skipped_busy.append(thread_id)
                 continue
             try:
+                # Read again under the lock: listed as finished, the run may have been resumed
+                # since (and be interrupted now, or finished later than the cut-off).
+                record = persistence.store.get(runner.RUNS_NAMESPACE, thread_id)
+                if record is None or not _prunable(dict(record.value), cutoff, statuses):
+                    continue
                 report.checkpoint_bytes += checkpoint_bytes(persistence, thread_id)
                 journal = _journal_items(persistence, thread_id)
                 report.journal_entries += len(journal)

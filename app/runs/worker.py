@@ -45,6 +45,9 @@ EXIT_GRACE_EXPIRED = 75  # stopped with steps still running after --grace: they 
 class RunLocks(Protocol):
     def try_acquire(self, thread_id: str) -> bool: ...
     def release(self, thread_id: str) -> None: ...
+    def held(self, thread_id: str) -> bool:
+        """Whether another process holds the run now (a look: nothing is taken or made)."""
+        ...
 
 
 # Per schema: deployments (and concurrent test sessions) in two schemas of one database must not
@@ -79,6 +82,12 @@ class _PostgresLocks:
                 return True
             return False
 
+    def held(self, thread_id: str) -> bool:
+        if not self.try_acquire(thread_id):
+            return True
+        self.release(thread_id)
+        return False
+
     def release(self, thread_id: str) -> None:
         with self._guard:
             if thread_id in self._held:
@@ -99,12 +108,27 @@ class _FileLocks:
 
     def __init__(self, db_path: str) -> None:
         self._dir = lock_dir(db_path)
-        self._dir.mkdir(parents=True, exist_ok=True)
         self._held: dict[str, int] = {}
+
+    def held(self, thread_id: str) -> bool:
+        # Opened for reading, never created: `runs` and `show` work on a database they can
+        # only read. A file left by a holder that died is not locked: not held.
+        try:
+            fd = os.open(lock_file(self._dir, thread_id), os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     def try_acquire(self, thread_id: str) -> bool:
         if thread_id in self._held:
             return False
+        self._dir.mkdir(parents=True, exist_ok=True)
         path = lock_file(self._dir, thread_id)
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -125,8 +149,10 @@ class _FileLocks:
     def release(self, thread_id: str) -> None:
         fd = self._held.pop(thread_id, None)
         if fd is not None:
-            with suppress(FileNotFoundError):
-                os.unlink(lock_file(self._dir, thread_id))  # while locked: see the class doc
+            # While locked: see the class doc. A file that cannot be removed (its folder made
+            # read-only meanwhile) is only left behind: unlocked, it holds nothing.
+            with suppress(FileNotFoundError, PermissionError):
+                os.unlink(lock_file(self._dir, thread_id))
             os.close(fd)  # closing the descriptor releases the flock
 
     def close(self) -> None:
@@ -155,6 +181,10 @@ class _ProcessLocks:
                 return False
             self._held.add(thread_id)
             return True
+
+    def held(self, thread_id: str) -> bool:
+        with self._guard:
+            return thread_id in self._held
 
     def release(self, thread_id: str) -> None:
         with self._guard:

@@ -27,3 +27,61 @@ def test_a_schema_with_a_foreign_store_table_is_refused_and_left_unchanged() -> 
         with open_persistence(pg.url) as persistence:  # the other table is no reason to refuse
             persistence.store.put(("x",), "k", {"v": 1})
         assert {"store", "checkpoints", "orders"} <= pg.tables(pg.name)
+
+
+def test_a_run_in_a_database_this_user_cannot_write_is_refused_before_it_goes_on() -> None:
+    """resume read the checkpoint of a read-only SQLite file, started the run and failed at its
+    first write (exit 1). Now it is refused first (exit 4), saying which file; `show` and
+    `runs` still read it. Run as another user (root writes anything)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from tests.helpers import clean_env
+
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.fail("setpriv (util-linux) is needed to run this test as root")
+        as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    folder = Path(tempfile.mkdtemp(prefix="planexec-ro-", dir="/tmp"))
+    try:
+        folder.chmod(0o755)
+        db = folder / "runs.sqlite"
+        script = (
+            "import os, sys\n"
+            "from app.context import Context\n"
+            "from app.runs import runner\n"
+            "from app.runs.persistence import open_persistence\n"
+            "with open_persistence(sys.argv[1]) as p:\n"
+            "    runner.submit_run(p, 'go', Context.every_role('scripted:demo',"
+            " workspace=sys.argv[2]), 't')\n"
+            "    os._exit(0)  # as a kill: the -wal and -shm files stay\n"
+        )
+        subprocess.run([sys.executable, "-c", script, str(db), str(folder / "ws")], check=True)
+        assert Path(f"{db}-wal").exists()
+        for file in folder.iterdir():
+            file.chmod(0o444)
+        if not as_user:
+            folder.chmod(0o555)
+
+        def planexec(*args: str) -> subprocess.CompletedProcess[str]:
+            command = [*as_user, sys.executable, "-m", "app.cli.commands", *args]
+            env = {**clean_env(), "HOME": str(folder)}
+            return subprocess.run(
+                command, cwd=folder, env=env, capture_output=True, text=True, timeout=120
+            )
+
+        resumed = planexec("resume", "t", "--db", str(db))
+        assert resumed.returncode == 4, resumed.stderr
+        assert f"'{db}' is read-only to this user; make it writable" in resumed.stderr
+        shown = planexec("show", "t", "--db", str(db), "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert '"status": "interrupted"' in shown.stdout
+        assert planexec("runs", "--db", str(db)).returncode == 0
+    finally:
+        folder.chmod(0o755)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -191,3 +191,78 @@ def test_prune_of_a_database_that_is_not_there_makes_none(tmp_path: Path) -> Non
         assert proc.returncode == 0, proc.stderr
         assert "does not exist" in proc.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+# found by a review of races and process deaths (2026-11-27) ----------------------------------
+
+
+def test_prune_reads_a_run_again_under_its_lock_and_keeps_one_resumed_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prune listed a finished run, then took its lock and removed it, although a resume had
+    made it unfinished meanwhile (it was interrupted then, and `--status failed` removed it)."""
+    from app.runs import storage
+
+    db = str(tmp_path / "runs.sqlite")
+    make_runs(db, tmp_path, done=["a", "b"], queued=[])
+    listed = storage.prunable
+
+    def listed_then_resumed(persistence: Any, *args: Any) -> list[str]:
+        found = listed(persistence, *args)
+        record = runner.run_record(persistence, "a")  # `planexec resume a` starts now
+        persistence.store.put(runner.RUNS_NAMESPACE, "a", runner._unfinished(record))
+        return found
+
+    monkeypatch.setattr(storage, "prunable", listed_then_resumed)
+    with open_persistence(db) as persistence:
+        report = storage.prune(persistence, older_than=0)
+        assert report.runs == ["b"]
+        assert runner.run_record(persistence, "a")["goal"] == "go", "the resumed run is kept"
+
+
+def test_a_finished_run_whose_prune_stopped_half_way_is_never_run_again(tmp_path: Path) -> None:
+    """prune removes the checkpoints, then the record: killed between, it left a finished run's
+    record with no checkpoint, shown as `queued`, which `resume` (and a worker, after `resume
+    --queue`) started from scratch, repeating every side effect under new keys."""
+    db = str(tmp_path / "runs.sqlite")
+    make_runs(db, tmp_path, done=["a"], queued=[])
+    with open_persistence(db) as persistence:
+        persistence.checkpointer.delete_thread("a")  # where the prune was killed
+    assert planexec_json("show", "a", "--db", db)["status"] == "done"
+    for args in (("resume", "a"), ("resume", "a", "--queue")):
+        result = invoke(*args, "--db", db)
+        assert result.exit_code == 4, result.output
+        said = " ".join(result.output.split())
+        assert "done" in said and "nothing" in said
+    with open_persistence(db) as persistence:
+        assert persistence.checkpointer.get_tuple({"configurable": {"thread_id": "a"}}) is None
+    assert invoke("prune", "--older-than", "0s", "--db", db).exit_code == 0
+    assert invoke("show", "a", "--db", db).exit_code == 4, "the next prune finished it"
+
+
+def test_a_run_recorded_but_never_queued_reads_interrupted_not_queued(tmp_path: Path) -> None:
+    """`run --queue` killed between the record and the job left a run every listing called
+    queued, which no worker would ever take (and `runs --status interrupted` missed)."""
+    db = str(tmp_path / "runs.sqlite")
+    from app.context import Context
+
+    with open_persistence(db) as persistence:
+        ctx = Context.every_role(f"scripted:{FAST}", workspace=str(tmp_path / "ws"))
+        runner.submit_run(persistence, "go", ctx, "cut")  # killed before the job was made
+    assert planexec_json("show", "cut", "--db", db)["status"] == "interrupted"
+    interrupted = planexec_json("runs", "--db", db, "--status", "interrupted")["runs"]
+    assert [r["thread_id"] for r in interrupted] == ["cut"]
+    result = invoke("resume", "cut", "--queue", "--db", db)
+    assert result.exit_code == 0, result.output
+    assert planexec_json("show", "cut", "--db", db)["status"] == "queued"
+    make_runs(db, tmp_path, done=[], queued=["q"])
+    assert planexec_json("show", "q", "--db", db)["status"] == "queued"
+
+
+def test_show_says_running_while_a_process_holds_the_run(tmp_path: Path) -> None:
+    db = str(tmp_path / "runs.sqlite")
+    make_runs(db, tmp_path, done=[], queued=["q"])
+    with open_persistence(db) as persistence, holding_run(persistence, "q"):
+        shown = run_cli("show", "q", "--db", db, "--json", cwd=tmp_path)  # another process
+    assert json.loads(shown.stdout)["status"] == "running"
+    assert planexec_json("show", "q", "--db", db)["status"] == "queued"
