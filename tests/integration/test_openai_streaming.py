@@ -8,6 +8,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,31 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningS
         monkeypatch.setenv("OPENAI_BASE_URL", running.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", "not-needed")
         yield running
+
+
+@contextmanager
+def serving_script(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: dict[str, Any]
+) -> Iterator[RunningServer]:
+    """`planexec serve-scenario` playing `script`, with the OpenAI client pointed at it."""
+    path = tmp_path / f"{script['name']}.json"
+    path.write_text(json.dumps(script), encoding="utf-8")
+    for key in [k for k in os.environ if k.startswith(("OPENAI_", "PLANEXEC_"))]:
+        monkeypatch.delenv(key)
+    with serving(str(path)) as running:
+        monkeypatch.setenv("OPENAI_BASE_URL", running.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "not-needed")
+        yield running
+
+
+def openai_context(tools: list[str], workspace: Path) -> Context:
+    return Context.of(
+        planner_model="openai:gpt-4o",
+        executor_model="openai:gpt-4o-mini",
+        replanner_model="openai:gpt-4o",
+        tools=tools,
+        workspace=str(workspace),
+    )
 
 
 def planner_messages() -> list[dict[str, Any]]:
@@ -169,19 +195,8 @@ def test_a_plan_stream_the_server_cuts_is_asked_again_over_http(
         },
         "replanner": [{"action": "finish", "reason": "done", "response": "Both logged."}],
     }
-    (tmp_path / "drop.json").write_text(json.dumps(script), encoding="utf-8")
-    for key in [k for k in os.environ if k.startswith(("OPENAI_", "PLANEXEC_"))]:
-        monkeypatch.delenv(key)
-    with serving(str(tmp_path / "drop.json")) as running:
-        monkeypatch.setenv("OPENAI_BASE_URL", running.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "not-needed")
-        ctx = Context.of(
-            planner_model="openai:gpt-4o",
-            executor_model="openai:gpt-4o-mini",
-            replanner_model="openai:gpt-4o",
-            tools=["write_file"],
-            workspace=str(tmp_path / "ws"),
-        )
+    with serving_script(tmp_path, monkeypatch, script) as running:
+        ctx = openai_context(["write_file"], tmp_path / "ws")
         graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
         config = {"configurable": {"thread_id": "http-drop"}}
         events = list(graph.stream({"goal": "g"}, config, context=ctx, stream_mode="custom"))
@@ -219,19 +234,8 @@ def test_a_file_name_that_is_not_utf8_reaches_the_model_as_text_over_http(
         },
         "replanner": [{"action": "finish", "reason": "done", "response": "Listed."}],
     }
-    (tmp_path / "surrogate.json").write_text(json.dumps(script), encoding="utf-8")
-    for key in [k for k in os.environ if k.startswith(("OPENAI_", "PLANEXEC_"))]:
-        monkeypatch.delenv(key)
-    with serving(str(tmp_path / "surrogate.json")) as running:
-        monkeypatch.setenv("OPENAI_BASE_URL", running.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "not-needed")
-        ctx = Context.of(
-            planner_model="openai:gpt-4o",
-            executor_model="openai:gpt-4o-mini",
-            replanner_model="openai:gpt-4o",
-            tools=["list_files"],
-            workspace=str(ws),
-        )
+    with serving_script(tmp_path, monkeypatch, script):
+        ctx = openai_context(["list_files"], ws)
         graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
         config = {"configurable": {"thread_id": "http-surrogate"}}
         state = graph.invoke({"goal": "List the files."}, config, context=ctx)
