@@ -608,7 +608,6 @@ def _start(
 
             runner.submit_run(persistence, goal, ctx, thread_id)
             enqueue(persistence, thread_id)
-            runner.mark_queued(persistence, thread_id)  # after the job: see its docstring
             print(thread_id)
             return EXIT_DONE
         runner.ensure_new_thread(persistence, thread_id)  # before the live view starts
@@ -731,7 +730,6 @@ def _queue_existing(db: str | None, thread_id: str) -> int:
                 f"run {thread_id!r} is {status}: there is nothing for a worker to do{hint}"
             )
         queued = enqueue(persistence, thread_id)
-        runner.mark_queued(persistence, thread_id)
     print(thread_id if queued else f"{thread_id} (queued already)")
     return EXIT_DONE
 

@@ -74,6 +74,18 @@ def enqueue(db_path: str, thread_id: str) -> bool:
         return cur.rowcount == 1
 
 
+def has_job(db_path: str, thread_id: str) -> bool:
+    """Whether the run has a row in the queue; read only (`runs` and `show` make no table)."""
+    with closing(sqlite3.connect(db_path, timeout=BUSY_TIMEOUT)) as conn:
+        try:
+            row = conn.execute(
+                "SELECT 1 FROM planexec_queue WHERE thread_id = ?", (thread_id,)
+            ).fetchone()
+        except sqlite3.OperationalError:  # no queue table: nothing was ever queued here
+            return False
+        return row is not None
+
+
 def queued_count(db_path: str) -> int:
     with _connect(db_path) as conn:
         return conn.execute("SELECT count(*) FROM planexec_queue").fetchone()[0]

@@ -106,6 +106,19 @@ def ensure_schema(url: str) -> None:
         conn.commit()
 
 
+def has_job(url: str, thread_id: str) -> bool:
+    """Whether the run's job waits or runs (procrastinate deletes a job that succeeded)."""
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        if conn.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()[0] is None:
+            return False
+        row = conn.execute(
+            "SELECT 1 FROM procrastinate_jobs WHERE queueing_lock = %s "
+            "AND status IN ('todo', 'doing')",
+            (thread_id,),
+        ).fetchone()
+        return row is not None
+
+
 def enqueue(url: str, thread_id: str) -> bool:
     """Defer the run's job; False if it is queued already (its queueing lock is taken)."""
     return enqueue_many(url, [thread_id]) == 1

@@ -118,18 +118,18 @@ def resume_run(
     `reopen_failed`: a run that failed goes on from the node that failed (a person asked for
     it: `planexec resume`; a worker taking over a dead worker's job does not retry failures)."""
     record = run_record(persistence, thread_id)
-    ctx = _restored(record["context"])
-    if budgets:
-        ctx = _with_budgets(persistence, thread_id, record, ctx, budgets)
-    check_models(ctx)
     graph = persistence.graph
     snapshot = graph.get_state(_config(thread_id))
-    if not snapshot.values and "final_status" in record:
+    if not snapshot.values and "final_status" in record:  # before a budget unfinishes it
         raise RunNotFound(
             f"run {thread_id!r} ended {record['final_status']} and its checkpoints are gone (a "
             "`planexec prune` stopped part-way): there is nothing to resume; `planexec prune` "
             "removes the rest"
         )
+    ctx = _restored(record["context"])
+    if budgets:
+        ctx = _with_budgets(persistence, thread_id, record, ctx, budgets)
+    check_models(ctx)
     if not snapshot.values:  # killed before the first checkpoint: start over
         return _drive(graph, {"goal": record["goal"]}, thread_id, ctx, on_event)
     if snapshot.values.get("status") == BUDGET_EXCEEDED and budgets:
@@ -399,27 +399,23 @@ def run_state(persistence: Persistence, thread_id: str) -> dict[str, Any]:
             results[step_id] = {**result, "journaled": True}
     state["results"] = results
     if not snapshot.values:
-        state["status"] = _unstarted_status(record)
+        state["status"] = _unstarted_status(persistence, thread_id, record)
     elif state.get("status", RUNNING) == RUNNING:
         state["status"] = "interrupted"  # or running right now in another process
     state.setdefault("status", RUNNING)
     return state
 
 
-def _unstarted_status(record: dict[str, Any]) -> str:
+def _unstarted_status(persistence: Persistence, thread_id: str, record: dict[str, Any]) -> str:
     """The status of a recorded run with no checkpoint: its final status if it had one (a prune
-    stopped between deleting the checkpoints and the record), `queued` once a job was made for
-    it (`mark_queued`), else `interrupted` (killed after it was recorded: `resume` starts it)."""
-    return record.get("final_status") or ("queued" if record.get("queued_at") else "interrupted")
+    stopped between deleting the checkpoints and the record), `queued` while a job for it waits
+    in the queue, else `interrupted` (a `run --queue` killed between its record and its job, a
+    `run` killed as it started, a job a worker could not run: `resume` starts it)."""
+    from app.runs.worker import has_job
 
-
-def mark_queued(persistence: Persistence, thread_id: str) -> None:
-    """Note in the run's record that a job was made for it: written after the job, so a run
-    whose queuing was cut short (killed between the record and the job) is not shown as
-    queued, which no worker would ever take, but as interrupted."""
-    record = run_record(persistence, thread_id)
-    record["queued_at"] = time.time()
-    persistence.store.put(RUNS_NAMESPACE, thread_id, record, index=False)
+    if "final_status" in record:
+        return str(record["final_status"])
+    return "queued" if has_job(persistence, thread_id) else "interrupted"
 
 
 def _restored(values: dict[str, Any]) -> Context:

@@ -274,6 +274,19 @@ def finish_run(
     return status
 
 
+def has_job(persistence: Persistence, thread_id: str) -> bool:
+    """Whether a job for the run waits in (or is being done from) the queue."""
+    if is_postgres(persistence.url):
+        from app.runs import pg_queue
+
+        return pg_queue.has_job(persistence.url, thread_id)
+    if persistence.url.startswith("memory://"):
+        return False
+    from app.runs import local_queue
+
+    return local_queue.has_job(persistence.url, thread_id)
+
+
 def enqueue(persistence: Persistence, thread_id: str) -> bool:
     """Put a recorded run on the queue for a worker. False if it is already queued."""
     if is_postgres(persistence.url):

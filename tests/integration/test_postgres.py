@@ -194,3 +194,22 @@ def test_tables_live_in_the_test_schema_and_nothing_in_public(
         }
     assert set(checkpoints) == {"k1", "k2"} and min(checkpoints.values()) > 0, checkpoints
     assert runs == {"k1", "k2"}
+
+
+def test_a_run_recorded_with_no_job_reads_interrupted_and_queued_once_queued(
+    tmp_path: Path,
+) -> None:
+    """`run --queue` killed between its record and its job left a run shown as queued that no
+    worker would take; the status now comes from procrastinate's jobs table."""
+    from app.context import Context
+    from app.runs import runner
+    from app.runs.persistence import open_persistence
+    from app.runs.worker import enqueue
+
+    with temporary_schema() as schema:
+        with open_persistence(schema.url) as persistence:
+            ctx = Context.every_role("scripted:demo", workspace=str(tmp_path / "ws"))
+            runner.submit_run(persistence, "go", ctx, "cut")
+            assert runner.run_state(persistence, "cut")["status"] == "interrupted"
+            assert enqueue(persistence, "cut")
+            assert runner.run_state(persistence, "cut")["status"] == "queued"

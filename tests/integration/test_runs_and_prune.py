@@ -229,11 +229,16 @@ def test_a_finished_run_whose_prune_stopped_half_way_is_never_run_again(tmp_path
     with open_persistence(db) as persistence:
         persistence.checkpointer.delete_thread("a")  # where the prune was killed
     assert planexec_json("show", "a", "--db", db)["status"] == "done"
-    for args in (("resume", "a"), ("resume", "a", "--queue")):
+    for args in (
+        ("resume", "a"),
+        ("resume", "a", "--max-tokens", "500000"),
+        ("resume", "a", "--queue"),
+    ):
         result = invoke(*args, "--db", db)
         assert result.exit_code == 4, result.output
         said = " ".join(result.output.split())
         assert "done" in said and "nothing" in said
+        assert planexec_json("show", "a", "--db", db)["status"] == "done", "a budget unfinished it"
     with open_persistence(db) as persistence:
         assert persistence.checkpointer.get_tuple({"configurable": {"thread_id": "a"}}) is None
     assert invoke("prune", "--older-than", "0s", "--db", db).exit_code == 0
@@ -257,6 +262,9 @@ def test_a_run_recorded_but_never_queued_reads_interrupted_not_queued(tmp_path: 
     assert planexec_json("show", "cut", "--db", db)["status"] == "queued"
     make_runs(db, tmp_path, done=[], queued=["q"])
     assert planexec_json("show", "q", "--db", db)["status"] == "queued"
+    with closing(sqlite3.connect(db)) as conn, conn:  # a worker took the job, could not run it
+        conn.execute("DELETE FROM planexec_queue WHERE thread_id = 'q'")
+    assert planexec_json("show", "q", "--db", db)["status"] == "interrupted"
 
 
 def test_show_says_running_while_a_process_holds_the_run(tmp_path: Path) -> None:
@@ -266,3 +274,28 @@ def test_show_says_running_while_a_process_holds_the_run(tmp_path: Path) -> None
         shown = run_cli("show", "q", "--db", db, "--json", cwd=tmp_path)  # another process
     assert json.loads(shown.stdout)["status"] == "running"
     assert planexec_json("show", "q", "--db", db)["status"] == "queued"
+
+
+def test_a_lock_file_that_cannot_be_removed_is_left_behind_unlocked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Releasing a run removes its lock file; in a folder made read-only meanwhile that raised
+    PermissionError after the run had finished (a traceback, exit 1). The file stays, unlocked:
+    the run can be taken again."""
+    import os
+
+    from app.runs import worker
+
+    db = str(tmp_path / "runs.sqlite")
+    with open_persistence(db) as persistence, worker.run_locks(persistence) as locks:
+        assert locks.try_acquire("r1")
+
+        def refuse(path: Any) -> None:
+            raise PermissionError(13, "Permission denied", str(path))
+
+        monkeypatch.setattr(os, "unlink", refuse)
+        locks.release("r1")
+        monkeypatch.undo()
+        assert not locks.held("r1")
+        assert locks.try_acquire("r1"), "a file left behind holds nothing"
+        locks.release("r1")
