@@ -228,7 +228,13 @@ _RECORDED_LOWS = {"max_concurrency": 1, "replan_every": 0, "max_replans": 0}
 
 def restore_context(values: dict[str, Any]) -> Context:
     """A recorded Context exactly as stored: the environment is not applied again, so a run
-    resumed from another shell or worker keeps its configuration."""
+    resumed from another shell or worker keeps its configuration. ContextError when `values`
+    is not an object (a state edit's `"context": "x"` read as all defaults skipped approval)."""
+    if not isinstance(values, dict):
+        raise ContextError(
+            f"the run's recorded context is {type(values).__name__}, not an object of Context "
+            "fields; set it to one (or leave it out to use the caller's)"
+        )
     ctx = object.__new__(Context)
     for f in fields(Context):
         value = values[f.name] if f.name in values else _default_of(f)

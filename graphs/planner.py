@@ -90,7 +90,10 @@ def make_plan(extra_tools: Sequence[BaseTool] = ()) -> RunnableCallable:
 async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> dict[str, Any]:
     ctx = resolve_context(runtime.context)
     started_at = time.time()  # the run starts here: the wall-clock budget counts from it
-    goal = (state.get("goal") or "").strip()
+    given = state.get("goal")
+    if given is not None and not isinstance(given, str):  # a server caller's JSON
+        return _fail(runtime, f"the goal must be text, not {type(given).__name__}")
+    goal = (given or "").strip()
     if not goal:
         return _fail(runtime, "the input has no goal: pass {'goal': '...'}")
     if problem := goal_problem(goal):

@@ -51,10 +51,19 @@ def sendable(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text)
 
 
+MAX_GOAL_CHARS = 100_000  # about 25,000 tokens, sent in every planner and replanner call
+
+
 def goal_problem(goal: str) -> str:
     """Why `goal` cannot be sent to a model ("" when it can). A goal is the user's own text, so
-    it is refused rather than changed: a lone surrogate (undecodable bytes in a command line,
-    a "\\ud800" escape in a server's JSON input)."""
+    it is refused rather than changed: longer than MAX_GOAL_CHARS (a server caller's 5 MB goal
+    was planned, priced at $4.70, and kept in every approval request), or holding a lone
+    surrogate (undecodable bytes in a command line, a "\\ud800" escape in a server's JSON)."""
+    if len(goal) > MAX_GOAL_CHARS:
+        return (
+            f"the goal is {len(goal):,} characters; at most {MAX_GOAL_CHARS:,} are sent to the "
+            "planner. Put long material in a file in the workspace and name it in the goal"
+        )
     found = _SURROGATE.search(goal)
     if found is None:
         return ""

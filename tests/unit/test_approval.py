@@ -189,3 +189,35 @@ def test_a_revision_edited_at_its_pause_may_build_on_completed_steps(tmp_path: P
     assert run.request is None
     assert run.values["status"] == "done"
     assert run.started() == ["s1", "s2", "s4"], "s3 was edited away"
+
+
+def test_a_context_edited_into_something_that_is_not_an_object_is_refused(
+    tmp_path: Path,
+) -> None:
+    """`update_state(..., {"context": "hello"})` was read as every default: approve_plan off,
+    so the paused run went on to its steps with no approval."""
+    import pytest
+
+    from app.context import ContextError
+
+    run = Paused(tmp_path)
+    for edited in ("hello", [1, 2]):
+        with pytest.raises(ContextError, match="not an object of Context fields"):
+            run.graph.update_state(run.config, {"context": edited})
+    assert run.graph.get_state(run.config).next == ("approval",)
+    assert run.started() == []
+
+
+def test_a_goal_that_is_not_text_or_too_long_ends_the_run_with_why(tmp_path: Path) -> None:
+    """A server caller's `{"goal": 123}` crashed the planner (AttributeError: the run and thread
+    ended `error` showing the last run's answer); a 5 MB goal was planned and paid for."""
+    from prompts.untrusted import MAX_GOAL_CHARS
+
+    cases = [(123, "the goal must be text, not int"), (["a"], "the goal must be text, not list")]
+    cases.append(("a" * (MAX_GOAL_CHARS + 1), "the goal is 100,001 characters; at most 100,000"))
+    for goal, why in cases:
+        graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+        ctx = Context.every_role(f"scripted:{write_scenario(tmp_path, SCRIPT)}", tools=[])
+        state = graph.invoke({"goal": goal}, {"configurable": {"thread_id": "t"}}, context=ctx)
+        assert state["status"] == "failed" and state["reason"].startswith(why), state["reason"]
+        assert "usage" not in state or not state["usage"], "refused before the planner is paid"
