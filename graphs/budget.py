@@ -47,6 +47,29 @@ def tool_calls_spent(state: dict[str, Any]) -> int:
     return tool_calls_of(state.get("results") or {}) + sum(map(_calls_of, discarded))
 
 
+def journaled_tool_calls(journal: Any, state: dict[str, Any]) -> int:
+    """Tool calls made by steps that have no result in the state yet: a step a budget stopped
+    mid-way (its turn journal holds its calls) or one killed after its result was journaled.
+    Counted only as each step replayed them, a step beside them could make a fresh call first:
+    a run stopped at a budget of 4 calls, continued, made 5, then 6."""
+    results = state.get("results") or {}
+    calls = 0
+    for step in state.get("plan") or []:
+        settled = results.get(step["id"])
+        if settled is not None and settled.get("attempts", 1) >= step.get("attempt", 1):
+            continue
+        needed = step.get("depends_on") or []
+        if not all((results.get(d) or {}).get("status") == "done" for d in needed):
+            continue  # not ready: nothing of it can have run with these inputs
+        turns = journal.turns(step, {d: results[d] for d in needed})
+        calls += sum(
+            1
+            for key, value in turns.records.items()
+            if key.startswith("t") and value.get("state") == "done"
+        )
+    return calls
+
+
 def _calls_of(result: dict[str, Any]) -> int:
     # Never below 0: an edited state must not buy calls back.
     return max(0, int(_finite(result.get("tool_calls_made", len(result.get("tool_calls", []))))))
@@ -64,6 +87,22 @@ class Spend:
         # A state edit could make either number nan, which no `>=` check would ever reach.
         started_at = _finite(state.get("started_at")) or time.time()
         self.started_at = started_at + max(0.0, _finite(state.get("paused_seconds")))
+        self._prepaid = 0  # journaled calls counted up front, not yet replayed
+
+    def prepay(self, calls: int) -> None:
+        """Count tool calls the turn journal holds for steps with no result in the state (see
+        `journaled_tool_calls`) before any step starts; their replays then add nothing."""
+        with self._lock:
+            self.tool_calls += calls
+            self._prepaid += calls
+
+    def add_replayed_call(self) -> None:
+        """A journaled call replayed: counted by `prepay` if it was, else now."""
+        with self._lock:
+            if self._prepaid > 0:
+                self._prepaid -= 1
+            else:
+                self.tool_calls += 1
 
     def add_model(self, usage: dict[str, dict[str, Any]]) -> None:
         with self._lock:

@@ -312,7 +312,7 @@ class _StepRun:
             # Its result was journaled before a crash: the call is not made again.
             answer = messages_from_dict([journaled["message"]])[0]
             if self.spend:
-                self.spend.add_tool_call()
+                self.spend.add_replayed_call()
             return self._take(record, name, args, answer, journaled.get("error", ""))
         if journaled is not None and self.unknown_outcome == SURPRISE:
             # Started before a crash, no result: it may or may not have had its effect.

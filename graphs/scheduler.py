@@ -42,7 +42,7 @@ from app.models import role_model, tools_for_model
 from app.usage import merge_usage
 from graphs import events
 from graphs.aio import run_sync
-from graphs.budget import Spend, describe
+from graphs.budget import Spend, describe, journaled_tool_calls
 from graphs.executor import Durability, StepOutcome, arun_step, crashed
 from graphs.journal import NO_SCOPE, StepJournal, step_key
 from graphs.run_context import run_context
@@ -127,6 +127,7 @@ async def _execute(
         runtime.store, state.get("run_id", ""), state.get("budget_scope", "")
     )
     spend = Spend(ctx, state)
+    spend.prepay(await asyncio.to_thread(journaled_tool_calls, journal, state))
     if hit := spend.exceeded():  # e.g. the planner alone spent the budget
         return budget_exceeded(
             runtime.stream_writer,

@@ -368,3 +368,53 @@ def test_resume_takes_budget_fields_only_and_a_plain_resume_changes_nothing(
     assert done["status"] == "done", done.get("reason")
     assert recorded["step_deadline_seconds"] == 5.0
     assert recorded["workspace"] == str(tmp_path / "ws")
+
+
+def test_calls_of_steps_stopped_mid_way_count_before_any_step_goes_on(tmp_path: Path) -> None:
+    """Three parallel steps each append twice; a budget of 4 calls stops them mid-way. Each
+    continuation without a raised budget (a server caller's `Command(goto="executor")`) let one
+    step make a fresh call before the others replayed theirs: 5 appends, then 6. Journaled calls
+    now count from the start; a raised budget then finishes every step with each line once."""
+    from dataclasses import asdict
+
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.store.memory import InMemoryStore
+    from langgraph.types import Command
+
+    from graphs.plan_execute import build_graph
+
+    def line(tag: str) -> dict[str, Any]:
+        return append(f"{tag}\n")
+
+    executor = {
+        f"s{i}": [line(f"s{i}-a"), {**line(f"s{i}-b"), "latency": 0.3}, {"content": "done"}]
+        for i in (1, 2, 3)
+    }
+    steps = [{"id": f"s{i}", "description": f"Job {i}."} for i in (1, 2, 3)]
+    path = scenario(
+        tmp_path, tools=["write_file"], planner={"steps": steps}, executor=executor,
+        replanner=[FINISH],
+    )  # fmt: skip
+    ctx = Context.every_role(
+        f"scripted:{path}", tools=["write_file"], workspace=str(tmp_path / "ws"),
+        max_total_tool_calls=4,
+    )  # fmt: skip
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    config = {"configurable": {"thread_id": "t"}}
+    log = tmp_path / "ws" / "log.txt"
+
+    state = graph.invoke({"goal": "g"}, config, context=ctx)
+    assert state["status"] == "budget_exceeded"
+    for _ in range(3):
+        state = graph.invoke(Command(goto="executor"), config, context=ctx)
+        assert state["status"] == "budget_exceeded"
+        assert state["budget"]["spent"]["tool_calls"] == 4
+    assert len(log.read_text().split()) == 4, log.read_text()
+
+    raised = {**asdict(ctx), "max_total_tool_calls": 10}
+    scope = graph.get_state(config).values["budget_scope"]
+    update = {"batch_cut": True, "budget_scope": scope, "status": "running", "context": raised}
+    graph.update_state(config, update, as_node="executor")
+    state = graph.invoke(None, config, context=ctx)
+    assert state["status"] == "done", state.get("reason")
+    assert sorted(log.read_text().split()) == [f"s{i}-{x}" for i in (1, 2, 3) for x in "ab"]
