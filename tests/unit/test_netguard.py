@@ -554,3 +554,27 @@ def test_https_checks_the_certificate_against_the_name_while_connecting_to_the_p
     with pytest.raises(ToolException, match="the TLS certificate was refused"):
         tools["http_get"].invoke({"url": f"https://127.0.0.1:{port}/wrong-name"})
     assert [r["path"] for r in recorder.requests] == ["/ok"]
+
+
+def test_an_ipv4_address_carried_inside_an_ipv6_one_is_checked_too() -> None:
+    """NAT64 and Teredo addresses carry an IPv4 address; it is checked beside the IPv6 one
+    (Python's own flags happen to cover the well-known prefixes, so this checks the unpacking
+    itself: turning it off passed every test)."""
+    from tools.netguard import _with_embedded
+
+    nat64 = ipaddress.ip_address("64:ff9b::7f00:1")
+    assert ipaddress.ip_address("127.0.0.1") in _with_embedded(nat64)
+    teredo = ipaddress.ip_address("2001:0:4136:e378:8000:63bf:f5ff:fffe")  # client 10.0.0.1
+    assert ipaddress.ip_address("10.0.0.1") in _with_embedded(teredo)
+    assert ipaddress.ip_address("127.0.0.1") in _with_embedded(
+        ipaddress.ip_address("::ffff:127.0.0.1")
+    )
+
+
+def test_an_allowed_host_matches_with_or_without_its_trailing_dot() -> None:
+    from tools.netguard import AllowList
+
+    internal = ipaddress.ip_address("10.0.0.1")
+    assert AllowList.parse(["internal.example."]).allows("internal.example", internal)
+    assert AllowList.parse(["internal.example"]).allows("internal.example.", internal)
+    assert not AllowList.parse(["internal.example"]).allows("other.example", internal)

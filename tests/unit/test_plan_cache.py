@@ -398,3 +398,35 @@ def test_a_value_whose_case_changes_its_length_is_refused_in_another_case() -> N
     with pytest.raises(Ambiguous, match="appears in another case"):
         templatise("Find HAUPTSTRASSE 5", {"street": "Hauptstraße 5"})
     assert templatise("Find Hauptstraße 5", {"street": "Hauptstraße 5"}) == "Find {street}"
+
+
+def test_a_previous_runs_marker_settles_nothing_for_this_run() -> None:
+    """The marker names the run it was made for: a later run on the thread that ends `done`
+    must not store (or drop) an entry from the earlier run's marker."""
+    marker = {"template": "t", "key": "k", "run_id": "old", "from_cache": False}
+    state = {"plan_cache": marker, "run_id": "old", "status": "running", "plan": []}
+    later = {"run_id": "new", "status": "done", "plan": [{"id": "s1", "description": "x"}]}
+    assert plan_cache._decide(state, later) is None
+    ours = {**later, "run_id": "old"}
+    decision = plan_cache._decide(state, ours)
+    assert decision is not None and decision.action == "store"
+
+
+def test_a_cached_plan_with_other_parameter_names_is_not_used(tmp_path: Path) -> None:
+    """An entry stored with params {region} must not serve a run whose params differ by name:
+    a placeholder the run has no value for would stay in its plan."""
+    import time
+
+    entry = {
+        "created_at": time.time(),
+        "params": ["region", "unit"],
+        "goal": GOAL,
+        "steps": [{"id": "s1", "description": "Note {region} in {unit}."}],
+    }
+    ctx = Context.every_role(
+        f"scripted:{SCENARIO}", tools=["write_file"], workspace=str(tmp_path / "ws"),
+        template="region-note", params={"region": "Paris"},
+    )  # fmt: skip
+    steps, why = plan_cache._usable(entry, ctx, GOAL.format(region="Paris"), {})
+    assert steps is None
+    assert why == "the cached plan's parameters are ['region', 'unit'], this run's are ['region']"

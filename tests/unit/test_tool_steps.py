@@ -569,3 +569,29 @@ def test_a_revision_step_with_no_tools_list_gets_the_plans_tools(tmp_path: Path)
     assert s4["tools"] == ["calculator"]
     assert r.results["s4"]["status"] == "failed"
     assert "http_get" in r.results["s4"]["error"], r.results["s4"]
+
+
+def test_a_step_whose_tool_is_null_or_empty_is_a_model_step() -> None:
+    """JSON plans often carry `"tool": null` on ordinary steps: they are run by the model."""
+    from graphs.tool_step import is_tool_step
+
+    assert not is_tool_step({"id": "s1", "tool": None})
+    assert not is_tool_step({"id": "s1", "tool": ""})
+    assert is_tool_step({"id": "s1", "tool": "calculator"})
+
+
+def test_a_whole_escaped_reference_is_a_literal() -> None:
+    assert resolve_args({"text": "$${HOME}"}, {}) == {"text": "${HOME}"}
+    assert resolve_args({"text": ["$${a.b}", "x $${y}"]}, {}) == {"text": ["${a.b}", "x ${y}"]}
+
+
+def test_the_planner_is_told_the_first_sentence_of_a_description_within_its_limit() -> None:
+    @tool
+    def lookup(key: str) -> str:
+        """Look a record up by key. It returns JSON with its fields and many notes besides."""
+        return ""
+
+    line = describe_tools([lookup])
+    assert line.endswith("Look a record up by key.")
+    long_line = describe_tools([lookup], description_chars=12)
+    assert len(long_line.partition("): ")[2]) <= 12 and long_line.endswith("...")

@@ -170,3 +170,13 @@ def test_a_lone_surrogate_is_refused_as_a_tool_error(tools) -> None:
     ):
         with pytest.raises(ToolException, match="not valid text"):
             tools[tool].invoke(args)
+
+
+def test_a_path_with_control_characters_is_shown_escaped_in_the_error(tools) -> None:
+    """The error goes to the model, the journal and `planexec show`: a path a model wrote with
+    an escape sequence or a newline is written with visible escapes."""
+    for path, shown in (("a\x1b[31mb", "a\\x1b[31mb"), ("x\ny", "x\\ny")):
+        with pytest.raises(ToolException) as info:
+            tools["read"].invoke({"path": path})
+        message = str(info.value)
+        assert shown in message and path not in message, message

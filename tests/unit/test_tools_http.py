@@ -39,6 +39,7 @@ class Handler(BaseHTTPRequestHandler):
             "/image": (200, "image/png", b"\x89PNG\r\n"),
             "/to-ftp": (302, "text/plain", b""),
             "/compressible": (200, "text/plain", b"plain words"),
+            "/get-bad-request": (400, "text/plain", b"missing parameter"),
         }
         status, content_type, body = routes.get(self.path, (404, "text/plain", b"not found"))
         self.send_response(status)
@@ -263,3 +264,11 @@ def test_http_request_reports_a_redirect_and_does_not_follow_it(http_request, se
         answer = http_request.invoke({"method": "POST", "url": f"{server}{path}", "body": {}})
         assert answer.startswith(f"HTTP {status} {server}{path}")
         assert [p for p, _ in RECEIVED] == [path]
+
+
+def test_http_get_reads_400_as_an_error_too(http_get, server: str) -> None:
+    """400 is the first error status for http_get as for http_request (a mutation to `> 400`
+    passed every test)."""
+    with pytest.raises(ToolException) as info:
+        http_get.invoke({"url": f"{server}/get-bad-request"})
+    assert str(info.value).startswith(f"http_get got HTTP 400 Bad Request from {server}/")

@@ -222,3 +222,42 @@ def test_runs_shows_whole_thread_ids_at_80_columns() -> None:
     text = out.getvalue()
     assert "run-20261126-204109-b8bc" in text and "budget_exceeded" in text
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_a_streamed_plans_event_keeps_steps_that_started_or_finished_before_it() -> None:
+    from app.cli.view import PlanProgress
+
+    progress = PlanProgress()
+    for event in (
+        {"event": "step_started", "step_id": "s1", "description": "One."},
+        {"event": "step_finished", "step_id": "s1", "status": "done", "result": "1"},
+        {"event": "step_started", "step_id": "s2", "description": "Two."},
+    ):
+        progress.apply(event)
+    steps = [{"id": i, "description": i, "depends_on": []} for i in ("s1", "s2", "s3")]
+    progress.apply({"event": "plan", "steps": steps})
+    assert progress.steps["s1"]["status"] == "done" and progress.steps["s1"]["result"] == "1"
+    assert progress.steps["s2"]["status"] == "running"
+    assert progress.steps["s3"].get("status", "pending") == "pending"
+
+
+def test_rows_keep_every_step_that_fits_and_running_ones_when_rows_are_short() -> None:
+    from app.cli.view import _fit_rows
+
+    five = [{"id": f"s{i}", "status": "done", "finished": i} for i in range(5)]
+    assert _fit_rows(five, 5) == (five, 0), "exactly as many steps as rows: none hidden"
+    steps = [{"id": "p", "status": "pending"}] + [
+        {"id": f"r{i}", "status": "running"} for i in range(5)
+    ]
+    shown, hidden = _fit_rows(steps, 3)
+    assert [s["id"] for s in shown] == ["r0", "r1"] and hidden == 4
+
+
+def test_the_cache_line_speaks_only_of_this_runs_marker() -> None:
+    from app.cli.view import plan_cache_line
+
+    marker = {"run_id": "old", "template": "t", "from_cache": True}
+    assert plan_cache_line({"run_id": "new", "plan_cache": marker}) == ""
+    assert (
+        plan_cache_line({"run_id": "old", "plan_cache": marker}) == "plan from cache (template t)"
+    )
