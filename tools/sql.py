@@ -103,8 +103,24 @@ def run_query(settings: ToolSettings, query: str) -> tuple[str, dict[str, Any]]:
             f"sql_query: the database file '{database}' does not exist. "
             "The sql_database setting points to a missing file; the query cannot run."
         )
+    deadline = time.monotonic() + QUERY_TIMEOUT_S
+    try:
+        return _run(database, statement, query, deadline)
+    except _NotUtf8:
+        # Text that is not UTF-8 cannot reach a Python function: instr and replace go back to
+        # SQLite's own for this query (tools/sql_linear.py), within the same time limit.
+        return _run(database, statement, query, deadline, native_search=True)
+
+
+class _NotUtf8(Exception):
+    """A replaced function was given text that is not valid UTF-8 (internal)."""
+
+
+def _run(
+    database: Path, statement: str, query: str, deadline: float, *, native_search: bool = False
+) -> tuple[str, dict[str, Any]]:
     recorder = _DenialRecorder()
-    conn = _connect_read_only(database, recorder)
+    conn = _connect_read_only(database, recorder, deadline, native_search)
     try:
         cursor = conn.execute(statement)
         columns = [d[0] for d in cursor.description or ()]
@@ -115,11 +131,23 @@ def run_query(settings: ToolSettings, query: str) -> tuple[str, dict[str, Any]]:
         if recorder.refused:
             refusal = f"sql_query refused '{_shorten(query)}': {recorder.refused}"
             raise ToolException(refusal) from None
+        if _FUNCTION_RAISED in str(exc):
+            # No function refused: Python's sqlite3 could not decode an argument to one.
+            if not native_search:
+                raise _NotUtf8 from None
+            raise ToolException(
+                f"sql_query failed on '{_shorten(query)}': printf, format or a trim was given "
+                "text that is not valid UTF-8 (they read text as UTF-8 here); use hex(), or "
+                "CAST the value AS BLOB"
+            ) from None
         raise _translate_error(exc, query, recorder.denied) from None
     finally:
         conn.close()
     artifact = {"rows": total, "columns": columns, "empty": total == 0}
     return _format_table(columns, rows, total), artifact
+
+
+_FUNCTION_RAISED = "user-defined function raised exception"
 
 
 def _check_statement(query: str) -> str:
@@ -166,7 +194,12 @@ def _split_first_statement(query: str) -> tuple[str, str]:
     return query, ""
 
 
-def _connect_read_only(database: Path, authorizer: _DenialRecorder) -> sqlite3.Connection:
+def _connect_read_only(
+    database: Path,
+    authorizer: _DenialRecorder,
+    deadline: float | None = None,
+    native_search: bool = False,
+) -> sqlite3.Connection:
     uri = database.resolve().as_uri() + "?mode=ro"
     try:
         conn = sqlite3.connect(uri, uri=True)
@@ -178,13 +211,14 @@ def _connect_read_only(database: Path, authorizer: _DenialRecorder) -> sqlite3.C
 
     def refused(hint: str) -> Callable[[str], None]:
         def record(why: str) -> None:
-            authorizer.refused = f"{why}. {hint}"
+            authorizer.refused = f"{why}. {hint}" if hint else why
 
         return record
 
     sql_printf.install(conn, MAX_VALUE_BYTES, refused("Format with round() or smaller widths."))
-    sql_linear.install(conn, MAX_VALUE_BYTES, refused("Select less, or replace in parts."))
-    deadline = time.monotonic() + QUERY_TIMEOUT_S
+    sql_linear.install(conn, MAX_VALUE_BYTES, refused(""), native_search=native_search)
+    if deadline is None:
+        deadline = time.monotonic() + QUERY_TIMEOUT_S
     # A non-zero return aborts the query ("interrupted"); stops runaway cross joins.
     conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
     return conn
