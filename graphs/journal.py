@@ -162,9 +162,10 @@ class StepJournal:
         return found.get("start"), found.get("plan")
 
     def put_planner_start(self, record: dict[str, Any]) -> None:
-        """Keep when the planner started the run and what the plan cache decided
-        ({"started_at", "cache"}), before any step can start in its node: a resume after a
-        kill keeps both (a cached plan stored since would start the steps afresh)."""
+        """Keep when the planner started the run, what the plan cache decided and the run's
+        context ({"started_at", "cache", "context"}), before any step can start in its node: a
+        resume after a kill or a cancel keeps all three (a cached plan stored since would start
+        the steps afresh; another caller's context would run them with other tools)."""
         if self._store is not None:
             self._store.put(self._planner_namespace, "start", record, index=False)
 

@@ -18,7 +18,7 @@ from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from pydantic import ValidationError
 
-from app.context import Context, resolve_context
+from app.context import Context, resolve_context, restore_context
 from app.limits import LimitRefused
 from app.models import describe_model_error, role_model
 from app.usage import merge_usage
@@ -98,6 +98,19 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
         return _fail(runtime, "the input has no goal: pass {'goal': '...'}")
     if problem := goal_problem(goal):
         return _fail(runtime, problem)
+    run_id = _run_id()
+    # What this node execution kept before it was killed or cancelled (its start, and its plan
+    # once whole) comes first. Its context too: steps ran under it while the plan streamed, and
+    # a caller who continues the run (with another context, or none) must not change its models,
+    # tools or workspace half-way. A cache entry stored since must not be taken either: every
+    # step would start afresh under new idempotency keys and those that ran would run again.
+    journal = StepJournal.for_current_run(runtime.store, run_id)
+    start, recorded = await asyncio.to_thread(journal.planner_records)
+    if start is not None and isinstance(start.get("context"), dict):
+        try:
+            ctx = restore_context(start["context"])
+        except ValueError as exc:
+            return _fail(runtime, f"the run's recorded context cannot be used: {exc}")
     try:  # MCP servers and import paths are reached here, before any model is paid for
         await asyncio.to_thread(_check_tool_names, ctx, extra)
     except ValueError as exc:
@@ -114,15 +127,7 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
         lookups = await asyncio.to_thread(_lookups, ctx, runtime)
     except Exception as exc:  # a setting that cannot be used, named before any model is paid
         return _fail(runtime, f"the planner_tools setting cannot be used: {exc}")
-    run_id = _run_id()
-    # What this node execution kept before it was killed (its start, and its plan once whole)
-    # comes first, even before a cached plan: a cache entry stored since then would start every
-    # step afresh, in the executor under new idempotency keys, and the steps this node had
-    # started (they start while the plan streams) would run again.
-    journal = StepJournal.for_current_run(runtime.store, run_id)
-    # Only a node that streams its plan keeps records (no step runs in the others): no read else.
-    streams = _streams(ctx)
-    start, recorded = await asyncio.to_thread(journal.planner_records) if streams else (None, None)
+    streams = _streams(ctx)  # only a node that streams its plan keeps records
     if start is not None:
         # The run started then (the wall budget counts from it), and its cache decision holds.
         started_at, cache = float(start["started_at"]), plan_cache.Lookup(start.get("cache"))
@@ -135,9 +140,8 @@ async def _plan(state: State, runtime: Runtime[Context], extra: list[BaseTool]) 
         return cache.mark(await _start(ctx, runtime, goal, run_id, hit, None, [], started_at))
     if start is None and streams:
         # Before any step can start in this node: a kill from now on resumes from here.
-        await asyncio.to_thread(
-            journal.put_planner_start, {"started_at": started_at, "cache": cache.marker}
-        )
+        record = {"started_at": started_at, "cache": cache.marker, "context": asdict(ctx)}
+        await asyncio.to_thread(journal.put_planner_start, record)
     streamed: _StreamedPlan | None = None
     try:
         try:

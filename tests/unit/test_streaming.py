@@ -511,3 +511,42 @@ def test_a_long_step_is_parsed_once_not_on_every_chunk(monkeypatch: pytest.Monke
         seen += reader.feed(text[:end])
     assert seen == plan["steps"]
     assert len(calls) == 2, "one parse per step"
+
+
+def test_a_run_continued_after_its_planner_stopped_keeps_the_context_its_steps_ran_under(
+    tmp_path: Path,
+) -> None:
+    """Steps run inside the planner node while the plan streams, and the run's context reached
+    the state only when that node finished. Stopped there (a crash, a server's cancel) and
+    continued by a caller with another context (or none), the run went on under the caller's:
+    other models, tools and workspace half-way through."""
+    log = lambda tag: {  # noqa: E731
+        "tool_calls": [
+            {"name": "write_file", "args": {"path": "log.txt", "append": True, "content": tag}}
+        ]
+    }
+    steps = [step("s1"), step("s2", ["s1"])]
+    script = scenario(
+        {"steps": steps},
+        {"s1": [log("s1\n"), answer("one")[0]], "s2": [log("s2\n"), answer("two")[0]]},
+        tools=["write_file"],
+    )
+    path = write_scenario(tmp_path, script)
+    first = Context.every_role(
+        f"scripted:{path}", tools=["write_file"], workspace=str(tmp_path / "a")
+    )
+    other = Context.every_role(
+        f"scripted:{path}", tools=["write_file"], workspace=str(tmp_path / "b")
+    )
+    graph = build_graph(checkpointer=InMemorySaver(), store=FlakyStore(fail_step="s2"))
+    config = {"configurable": {"thread_id": "t"}}
+
+    with pytest.raises(OSError, match="disk full"):
+        list(graph.stream({"goal": "g"}, config, context=first, stream_mode="custom"))
+    list(graph.stream(None, config, context=other, stream_mode="custom"))
+
+    state = graph.get_state(config).values
+    assert state["status"] == "done", state.get("reason")
+    assert state["context"]["workspace"] == str(tmp_path / "a")
+    assert (tmp_path / "a" / "log.txt").read_text() == "s1\ns2\n"
+    assert not (tmp_path / "b" / "log.txt").exists(), "the caller's workspace was used"
