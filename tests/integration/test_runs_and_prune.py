@@ -299,3 +299,36 @@ def test_a_lock_file_that_cannot_be_removed_is_left_behind_unlocked(
         assert not locks.held("r1")
         assert locks.try_acquire("r1"), "a file left behind holds nothing"
         locks.release("r1")
+
+
+def test_a_lock_taken_on_a_file_its_holder_just_removed_is_not_a_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Release unlinks the lock file while still holding it. A process that opened the file
+    just before, and locks it just after, holds a lock on a file no one else can find: it must
+    see that and lock the file at the path, or a third process could take the same run (a
+    worker and a terminal running it at once)."""
+    import os
+
+    from app.runs import worker
+
+    db = str(tmp_path / "runs.sqlite")
+    first, second, third = (worker._FileLocks(db) for _ in range(3))
+    assert first.try_acquire("t")
+    real_open = os.open
+    released = []
+
+    def open_then_lose_the_race(path: Any, flags: int, *args: Any) -> int:
+        fd = real_open(path, flags, *args)
+        if not released:  # the holder lets go between our open and our lock
+            released.append(True)
+            first.release("t")
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_lose_the_race)
+    assert second.try_acquire("t")
+    monkeypatch.undo()
+    assert not third.try_acquire("t"), "two processes would hold the run"
+    second.release("t")
+    assert third.try_acquire("t")
+    third.release("t")

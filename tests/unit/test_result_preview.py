@@ -89,3 +89,17 @@ def test_fill_gives_the_strings_the_most_that_fits() -> None:
         kept = len(json.loads(shown)["a"].rstrip(CUT))
         wider = {k: v[: kept + 1] + CUT for k, v in value.items()}
         assert len(json.dumps(wider, ensure_ascii=False, separators=(",", ":"))) > limit, limit
+
+
+def test_a_json_list_gets_an_outline_too() -> None:
+    records = json.dumps([{"k": "x" * 500}] * 10)
+    shown, how = preview(records, 300)
+    assert how == "outline"
+    assert shown.startswith('[{"k":"' + "x" * 40 + '…"}') and shown.endswith('"… 7 more"]')
+
+
+def test_an_outline_keeps_three_levels_and_cuts_the_fourth() -> None:
+    nested = json.dumps({"a": {"b": {"c": {"d": 1}}}, "pad": "y" * 600})
+    shown, how = preview(nested, 300)
+    assert how == "outline"
+    assert shown.startswith('{"a":{"b":{"c":"…"}}') and '"d"' not in shown
