@@ -4,7 +4,7 @@ Records (one small store item per run) say when a run was created and, once it f
 final status: filtering and counting finished runs reads no checkpoint. Only unfinished runs
 (queued, running, interrupted, paused) and the runs on the page shown read their state. An
 unfinished run whose lock a process holds (a worker, a terminal) is `running`; otherwise its
-checkpoint and record decide between `queued` (a job was made) and `interrupted`.
+checkpoint and the queue decide between `queued` (its job waits) and `interrupted`.
 """
 
 from __future__ import annotations
