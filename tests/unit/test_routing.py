@@ -793,3 +793,36 @@ def test_a_step_retried_after_a_replan_is_not_settled_by_its_failed_attempt() ->
     assert not settled(retry, results)
     assert remaining_steps([retry], results) == [retry]
     assert settled({**retry, "attempt": 1}, results)
+
+
+def test_a_stop_asked_before_any_step_started_fails_the_node_and_the_run_resumes_whole(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C or SIGTERM (STOP_LAUNCHING) before the executor started a step: the node must
+    fail, writing nothing, so the checkpoint still points at the executor. Returning an empty
+    update instead would loop executor -> executor or end the run with nothing run."""
+    from graphs.scheduler import STOP_LAUNCHING
+
+    script = {
+        "name": "stop_before",
+        "goal": "g",
+        "tools": [],
+        "planner": {"steps": [{"id": "s1", "description": "Say one."}]},
+        "executor": {"s1": [{"content": "one"}]},
+        "replanner": [{"action": "finish", "reason": "done", "response": "one"}],
+    }
+    ctx = Context.every_role(
+        f"scripted:{write_scenario(tmp_path, script)}", tools=[], stream_plan=False
+    )
+    graph = build_graph(checkpointer=InMemorySaver(), store=InMemoryStore())
+    config = {"configurable": {"thread_id": "t"}}
+    STOP_LAUNCHING.set()
+    try:
+        with pytest.raises(RuntimeError, match="asked to stop before any step started"):
+            graph.invoke({"goal": "g"}, config, context=ctx)
+    finally:
+        STOP_LAUNCHING.clear()
+    assert graph.get_state(config).next == ("executor",)
+    state = graph.invoke(None, config, context=ctx)
+    assert state["status"] == "done" and state["results"]["s1"]["result"] == "one"
+    assert state["results"]["s1"]["executions"] == 1
