@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from app.usage import merge_usage, total_usage
+from graphs.state import DONE
 
 # Context field -> the `planexec run/resume` option that sets it.
 BUDGET_OPTIONS = {
@@ -59,14 +60,9 @@ def journaled_tool_calls(journal: Any, state: dict[str, Any]) -> int:
         if settled is not None and settled.get("attempts", 1) >= step.get("attempt", 1):
             continue
         needed = step.get("depends_on") or []
-        if not all((results.get(d) or {}).get("status") == "done" for d in needed):
+        if not all((results.get(d) or {}).get("status") == DONE for d in needed):
             continue  # not ready: nothing of it can have run with these inputs
-        turns = journal.turns(step, {d: results[d] for d in needed})
-        calls += sum(
-            1
-            for key, value in turns.records.items()
-            if key.startswith("t") and value.get("state") == "done"
-        )
+        calls += journal.turns(step, {d: results[d] for d in needed}).calls_answered()
     return calls
 
 

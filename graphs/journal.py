@@ -286,6 +286,10 @@ class StepTurns:
             f"t{index}", {"state": "done", "starts": starts, "message": message, "error": error}
         )
 
+    def calls_answered(self) -> int:
+        """Tool calls of this attempt whose answer is journaled: a replay gives them back."""
+        return sum(k.startswith("t") and v.get("state") == "done" for k, v in self.records.items())
+
     def calls_made(self) -> int:
         """Tool invocations really made for this attempt, repeats after crashes included."""
         return sum(int(v.get("starts", 0)) for k, v in self.records.items() if k.startswith("t"))

@@ -35,7 +35,7 @@ import warnings
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from graphs.schemas import PlanStep
+from graphs.schemas import INT64, PlanStep
 from graphs.tool_args import references, split_ref
 
 _ID = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
@@ -173,9 +173,9 @@ def _no_constant(name: str) -> Any:
 
 
 def _bounded_int(value: int) -> int:
-    """`value` if a 64-bit integer: checkpoints are written with msgpack, which has no larger
-    ones (a model's 400-digit number would fail the run's next checkpoint write)."""
-    if not -(2**63) <= value < 2**63:
+    """`value` if it is in INT64 (graphs/schemas.py), refused at once with the line's other
+    problems (the plan check would refuse it too, after the whole reply)."""
+    if value not in INT64:
         raise ValueError(f"{str(value)[:40]}... is too large a number; write it as a string")
     return value
 

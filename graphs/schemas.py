@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from graphs.tool_args import tool_step_problems
 
+# The integers a plan may hold: checkpoints are written with msgpack, which has no larger ones,
+# so one past them (a model's 400-digit number) would fail the run's next checkpoint write.
+INT64 = range(-(2**63), 2**63)
+
 
 class PlanStep(BaseModel):
     """One step of a plan."""
@@ -206,11 +210,10 @@ def confined(steps: Sequence[PlanStep], plan_tools: set[str] | None) -> list[Pla
 
 
 def _too_large_number(value: Any) -> bool:
-    """Whether `value` holds an integer past 64 bits: checkpoints are msgpack, which has none, so
-    one in a plan would fail the run's next checkpoint write. (Nesting too deep for it fails
-    the check, which graphs/structured.py tells the model as a problem.)"""
+    """Whether `value` holds an integer outside INT64. (Nesting too deep for it fails the
+    check, which graphs/structured.py tells the model as a problem.)"""
     if isinstance(value, int) and not isinstance(value, bool):
-        return not -(2**63) <= value < 2**63
+        return value not in INT64
     if isinstance(value, dict):
         return any(_too_large_number(v) for v in value.values())
     if isinstance(value, list):

@@ -315,7 +315,7 @@ def create_app(scenario: str, *, faults: ServerFaults | None = None) -> Starlett
             # connection is closed as a provider's would be when it fails.
             cut = played.cut(len(chunks))
             return StreamingResponse(
-                _sse(chunks[:cut], played.first_token, played.total - played.first_token, cut),
+                _sse(chunks, played.first_token, played.total - played.first_token, cut),
                 media_type="text/event-stream",
                 headers={"cache-control": "no-cache"},
             )
@@ -733,17 +733,18 @@ async def _sse(
     """Server-sent events, each chunk after its simulated generation time: `first_token` before
     the first, then `generation` seconds split over the chunks by their share of the text (so
     the whole stream takes exactly as long as the unstreamed reply). With `cut`, the stream
-    breaks off after the chunks given (uvicorn closes the connection mid-response)."""
+    breaks off after that many chunks, each on its whole reply's schedule (uvicorn closes the
+    connection mid-response)."""
     items = list(chunks)
     sizes = [len(_delta_text(i)) for i in items]
     total = sum(sizes) or 1
     for n, (item, size) in enumerate(zip(items, sizes, strict=True)):
+        if n == cut:
+            raise StreamDropped(f"scripted: the stream dropped after {cut} chunks")
         wait = (first_token if n == 0 else 0.0) + generation * size / total
         if wait > 0:
             await asyncio.sleep(wait)
         yield f"data: {json.dumps(item)}\n\n"
-    if cut is not None:
-        raise StreamDropped(f"scripted: the stream dropped after {cut} chunks")
     yield "data: [DONE]\n\n"
 
 
