@@ -8,6 +8,11 @@ the run resumes with `Command(resume=...)`:
     {"action": "edit", "steps": [{"id", "description", "depends_on"}, ...]}
     {"action": "reject", "reason": "..."}
 
+The request carries the plan's `revision` (a digest of the steps it shows); an answer that
+carries one too is applied only to that revision. A copy of an answer that arrives later (a
+second client, a retried request) would otherwise approve whatever plan is waiting by then, a
+revision nobody has seen; with the revision it is refused and the run stays paused.
+
 An edit is validated like any plan. An invalid edit (or an answer that is none of the above) is
 refused: the node pauses again, with the problems in the interrupt's `error`, and nothing changes.
 A refusal ends the node and goes back to it through the graph (`goto="approval"`), so the refused
@@ -18,6 +23,8 @@ resume, which kept every refused edit in the checkpoint and re-read it on every 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -70,24 +77,35 @@ def _approve(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
     # `resume` with a raised budget runs the approved plan.
     hit = Spend(ctx, state).exceeded()
     budget = f"approving ends the run at once: {describe(hit)}" if hit else ""
+    steps = remaining_steps(plan, results)
+    revision = plan_revision(steps, done_ids)
     request = {
         "kind": APPROVAL_KIND,
+        "revision": revision,
         "goal": state.get("goal", ""),
-        "steps": remaining_steps(plan, results),
+        "steps": steps,
         "completed": done_ids,
         "replans": state.get("replans", 0),
         "error": error,
         "budget": budget,
         "answers": 'approve: {"action": "approve"}; edit: {"action": "edit", "steps": '
-        '[...]}; reject: {"action": "reject", "reason": "..."}',
+        '[...]}; reject: {"action": "reject", "reason": "..."}; add "revision": '
+        f'"{revision}" to any of them so that it answers this plan only',
     }
     events.emit(
-        runtime.stream_writer, events.PAUSED, steps=request["steps"], error=error, budget=budget
+        runtime.stream_writer,
+        events.PAUSED,
+        steps=steps,
+        revision=revision,
+        error=error,
+        budget=budget,
     )
     answer = interrupt(request)
     # The wait for the answer is not working time: the wall-clock budget leaves it out.
     paused = {"paused_seconds": paused_after(state, waited_in_node(get_config()))}
-    outcome, error = _apply(answer, plan, results, done_ids, ctx.max_steps, tools)
+    outcome, error = None, _stale(answer, revision)
+    if not error:
+        outcome, error = _apply(answer, plan, results, done_ids, ctx.max_steps, tools)
     if outcome is None:
         error = cut_error(error)
         return Command(goto="approval", update={"approval_error": error, **paused})
@@ -100,6 +118,27 @@ def _approve(state: State, runtime: Runtime[Context], extra: list[BaseTool]) -> 
         steps = remaining_steps(update["plan"], results)
         events.emit(runtime.stream_writer, events.PLAN_EDITED, steps=steps)
     return Command(goto=outcome.goto, update=update)
+
+
+def plan_revision(steps: list[dict], completed: list[str]) -> str:
+    """A short digest of the plan an approval request shows: its waiting steps and the completed
+    ones it keeps. Two requests with the same digest ask about the same plan."""
+    shown = json.dumps({"steps": steps, "completed": completed}, sort_keys=True, default=str)
+    return hashlib.sha256(shown.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+def _stale(answer: Any, revision: str) -> str:
+    """Why an answer that names a revision cannot answer this request (empty when it can)."""
+    if not isinstance(answer, dict) or "revision" not in answer:
+        return ""
+    given = answer["revision"]
+    if given == revision:
+        return ""
+    return (
+        f"the answer was for plan revision {repr(given)[:40]}, but the plan waiting now is "
+        f"revision {revision!r} (it changed after the answer was written): read this plan and "
+        "answer it"
+    )
 
 
 def _apply(

@@ -207,13 +207,7 @@ def _drive(
         summary = {k: state.get(k) for k in keys if k in state}
         print(json.dumps({"event": "result", "thread_id": thread_id, **summary}, default=str))
     elif state.get("status") == runner.PAUSED:
-        _show_approval_request(state["approval_request"])
-        console.print(
-            plain(
-                f"paused for approval. Answer with: planexec approve {thread_id} "
-                "[--edit FILE | --reject REASON]"
-            )
-        )
+        _show_paused(thread_id, state["approval_request"])
     else:
         from app.cli.view import print_outcome
 
@@ -349,25 +343,41 @@ def _show_approval_request(request: dict[str, Any]) -> None:
     console.print(table)
     if request.get("completed"):
         console.print(plain(f"completed steps (kept): {', '.join(request['completed'])}"))
+    if request.get("revision"):
+        console.print(plain(f"plan revision {request['revision']}"))
     if request.get("error"):
         console.print(plain(request["error"], style="red"))
     if request.get("budget"):
         console.print(plain(request["budget"], style="yellow"))
 
 
+def _show_paused(thread_id: str, request: dict[str, Any]) -> None:
+    """The plan waiting for approval, and the command that answers it (this revision only)."""
+    _show_approval_request(request)
+    revision = request.get("revision")
+    console.print(
+        plain(
+            f"paused for approval. Answer with: planexec approve {thread_id} "
+            f"{f'--revision {revision} ' if revision else ''}[--edit FILE | --reject REASON]"
+        )
+    )
+
+
 def _ask_approval(request: dict[str, Any]) -> dict[str, Any]:
     """Ask at the terminal until the answer is well-formed (the graph validates edits)."""
     _show_approval_request(request)
+    # The answer names the plan it was given for: the graph refuses it for any other.
+    revision = {"revision": request["revision"]} if "revision" in request else {}
     while True:
         choice = typer.prompt("approve, edit or reject?", default="approve").strip().lower()
         if choice in ("a", "approve"):
-            return {"action": "approve"}
+            return {"action": "approve", **revision}
         if choice in ("r", "reject"):
-            return {"action": "reject", "reason": typer.prompt("reason")}
+            return {"action": "reject", "reason": typer.prompt("reason"), **revision}
         if choice in ("e", "edit"):
             path = typer.prompt("file with the new steps (JSON or YAML)")
             try:
-                return {"action": "edit", "steps": load_steps_file(Path(path))}
+                return {"action": "edit", "steps": load_steps_file(Path(path)), **revision}
             except ValueError as exc:
                 err_console.print(plain(exc, style="red"))
                 continue
@@ -741,6 +751,13 @@ def approve_cmd(
         Path | None, typer.Option(help="JSON/YAML file of steps replacing the remaining ones.")
     ] = None,
     reject: Annotated[str | None, typer.Option(help="Reject the plan, with this reason.")] = None,
+    revision: Annotated[
+        str | None,
+        typer.Option(
+            help="Answer only this plan revision (shown with the plan): if the plan waiting "
+            "now is another one, nothing is answered and the run stays paused."
+        ),
+    ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -754,6 +771,8 @@ def approve_cmd(
             answer = {"action": "reject", "reason": reject}
         elif edit:
             answer = {"action": "edit", "steps": load_steps_file(edit)}
+        if revision is not None:
+            answer["revision"] = revision
         from app.runs.worker import holding_run
 
         with (
@@ -985,6 +1004,9 @@ def show(
             return 0
         console.print(run_header(thread_id, goal=state.get("goal", "")))
         console.print(steps_table(state))
+        if state.get("status") == runner.PAUSED:  # what to answer, and its revision
+            _show_paused(thread_id, state["approval_request"])
+            return 0
         print_outcome(console, state)
         return 0
 

@@ -56,9 +56,20 @@ def test_paused_run_is_answered_from_the_command_line(tmp_path: Path) -> None:
     assert code == PAUSED
     assert "a -> b -> a" in of_kind(events, "result")[0]["approval_request"]["error"]
 
-    code, events = run_json("approve", "ap", "--db", db, cwd=tmp_path)  # the plan
+    first = of_kind(events, "result")[0]["approval_request"]["revision"]
+    code, events = run_json("approve", "ap", "--revision", first, "--db", db, cwd=tmp_path)
     assert code == PAUSED, "the demo's revision asks again"
-    code, events = run_json("approve", "ap", "--db", db, cwd=tmp_path)  # the revision
+    second = of_kind(events, "result")[0]["approval_request"]["revision"]
+    assert of_kind(events, "paused")[-1]["revision"] == second != first
+
+    # The first plan's answer again (a second person, a retried command): nothing is answered.
+    code, events = run_json("approve", "ap", "--revision", first, "--db", db, cwd=tmp_path)
+    assert code == PAUSED and not of_kind(events, "step_started")
+    assert f"plan revision '{first}'" in of_kind(events, "result")[0]["approval_request"]["error"]
+    shown = run_cli("show", "ap", "--db", db, cwd=tmp_path)
+    assert f"planexec approve ap --revision {second}" in " ".join(shown.stdout.split())
+
+    code, events = run_json("approve", "ap", "--revision", second, "--db", db, cwd=tmp_path)
     assert code == 0 and of_kind(events, "result")[0]["status"] == "done"
     assert (tmp_path / "ws" / "report.md").exists()
 
@@ -154,3 +165,58 @@ def test_approve_with_stdin_closed_pauses_rather_than_crashing(tmp_path: Path) -
     proc = run_cli(*args, cwd=tmp_path, preexec_fn=lambda: os.close(0))
     assert proc.returncode == PAUSED, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_run_at_a_terminal_asks_and_goes_on_with_each_answer(tmp_path: Path) -> None:
+    """`planexec run --approve` with a terminal on standard input asks at each pause: the plan,
+    then the demo's revision; the answers go to the run, which ends as the last one says."""
+    import pty
+    import subprocess
+    import threading
+    import time
+
+    from tests.helpers import cli
+
+    db = str(tmp_path / "runs.sqlite")
+    args = ("run", "g", "--scenario", str(instant_demo(tmp_path)), "--approve", "--db", db)
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        cli(*args, "--thread", "tty"),
+        cwd=tmp_path,
+        env=clean_env(),
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    os.close(terminal)
+    out = bytearray()
+
+    def read() -> None:
+        for chunk in iter(proc.stdout.read1, b""):
+            out.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+
+    def answer_when_asked(prompt: bytes, count: int, reply: bytes) -> None:
+        deadline = time.monotonic() + 60
+        while out.count(prompt) < count:
+            assert time.monotonic() < deadline, f"no prompt {prompt!r}; output:\n{out.decode()}"
+            assert proc.poll() is None, f"exited {proc.returncode}; output:\n{out.decode()}"
+            time.sleep(0.05)
+        os.write(controller, reply)
+
+    try:
+        answer_when_asked(b"approve, edit or reject?", 1, b"a\n")  # the plan
+        answer_when_asked(b"approve, edit or reject?", 2, b"r\n")  # the revision
+        answer_when_asked(b"reason", 1, b"enough\n")
+        assert proc.wait(timeout=60) == 1, out.decode()
+    finally:
+        proc.kill()
+        os.close(controller)
+    reader.join(timeout=10)
+    shown = run_cli("show", "tty", "--db", db, "--json", cwd=tmp_path)
+    state = json.loads(shown.stdout)
+    assert state["status"] == "rejected" and state["reason"] == "plan rejected: enough"
+    assert [h["action"] for h in state["history"]] == ["approved", "replan", "rejected"]
+    assert out.count(b"plan revision ") == 2, "each pause shows the revision it asks about"

@@ -322,12 +322,20 @@ def test_plan_approval_pauses_refuses_a_cyclic_edit_and_completes_on_approve(
     assert [s["id"] for s in state["values"]["plan"]] == ["s1", "s2", "s3", "s4"]
 
     # Approve the plan; the demo's surprise leads to a revision, which asks again.
-    answer(client, thread_id, ctx, {"action": "approve"})
+    approval = {"action": "approve", "revision": request["revision"]}
+    answer(client, thread_id, ctx, approval)
     [revision] = pending_interrupts(client, thread_id)
     assert revision["completed"] == ["s1", "s2"]
     assert [s["id"] for s in revision["steps"]] == ["s5", "s6", "s7", "s8", "s9"]
 
-    answer(client, thread_id, ctx, {"action": "approve"})
+    # The same answer again (a retried request): it names the first plan, so it answers nothing.
+    answer(client, thread_id, ctx, approval)
+    [still] = pending_interrupts(client, thread_id)
+    assert still["revision"] == revision["revision"] != request["revision"]
+    assert f"plan revision '{request['revision']}'" in still["error"]
+    assert client.threads.get_state(thread_id)["next"] == ["approval"]
+
+    answer(client, thread_id, ctx, {"action": "approve", "revision": revision["revision"]})
     final = client.threads.get_state(thread_id)
     assert final["next"] == [] and pending_interrupts(client, thread_id) == []
     assert final["values"]["status"] == "done"

@@ -191,6 +191,63 @@ def test_a_revision_edited_at_its_pause_may_build_on_completed_steps(tmp_path: P
     assert run.started() == ["s1", "s2", "s4"], "s3 was edited away"
 
 
+def test_an_answer_for_an_earlier_revision_is_refused_and_the_run_stays_paused(
+    tmp_path: Path,
+) -> None:
+    """A copy of an answer that arrives after the plan changed (a second client, a retried
+    request) must not approve the revision waiting by then, which nobody has seen: an answer
+    that names its revision answers that revision only."""
+    script = {
+        **SCRIPT,
+        "replanner": [
+            {"action": "replan", "reason": "more", "steps": [
+                {"id": "s3", "description": "third", "depends_on": ["s2"]}]},
+            {"action": "finish", "reason": "done", "response": "all done"},
+        ],
+    }  # fmt: skip
+    run = Paused(tmp_path, script)
+    first = run.request["revision"]
+    assert [e for e in run.events if e["event"] == "paused"][-1]["revision"] == first
+    run.answer({"action": "approve", "revision": first})
+    second = run.request["revision"]
+    assert second != first and [s["id"] for s in run.request["steps"]] == ["s3"]
+
+    run.answer({"action": "approve", "revision": first})  # the first answer, again
+    assert run.request is not None, "a stale answer must not approve the revision"
+    assert f"plan revision '{first}'" in run.request["error"]
+    assert f"waiting now is revision '{second}'" in run.request["error"]
+    assert run.started() == ["s1", "s2"], "s3 must not run on an answer given for another plan"
+    # Stale edits and rejections are refused the same way; odd revisions do not crash the node.
+    for stale in (
+        {"action": "reject", "reason": "no", "revision": first},
+        {"action": "edit", "steps": [{"id": "s9", "description": "x"}], "revision": first},
+        {"action": "approve", "revision": ["x" * 10_000]},
+    ):
+        run.answer(stale)
+        assert "plan revision" in run.request["error"], stale
+        assert len(run.request["error"]) < 400
+    assert run.values["status"] != "rejected" and run.request["revision"] == second
+
+    run.answer({"action": "approve", "revision": second})
+    assert run.request is None and run.values["status"] == "done"
+    assert run.started() == ["s1", "s2", "s3"]
+
+
+def test_the_revision_follows_what_the_request_shows(tmp_path: Path) -> None:
+    """The same plan asked about again keeps its revision (a refused answer does not change
+    it, so a corrected answer may still name it); other steps give another."""
+    from graphs.approval import plan_revision
+
+    run = Paused(tmp_path)
+    before = run.request["revision"]
+    run.answer("maybe")
+    assert run.request["revision"] == before
+    steps = run.request["steps"]
+    assert plan_revision(steps, []) == before
+    assert plan_revision(steps, ["s0"]) != before
+    assert plan_revision([{**steps[0], "description": "other"}, *steps[1:]], []) != before
+
+
 def test_a_context_edited_into_something_that_is_not_an_object_is_refused(
     tmp_path: Path,
 ) -> None:
