@@ -46,7 +46,7 @@ from graphs.journal import StepTurns
 from graphs.state import DONE, FAILED
 from graphs.structured import call_config
 from prompts import render
-from prompts.untrusted import wrap
+from prompts.untrusted import storable, storable_message, wrap
 from tools.step_context import StepIdentity, ToolCallIdentity, calling_tool, running_step
 
 DEPENDENCY_CHARS = 4000  # a dependency's result is cut here: enough to act on, cheap to send
@@ -186,7 +186,7 @@ async def arun_step(
                 if hit or run.error:
                     return run.stop(hit, usage)
                 try:
-                    reply = await bound.ainvoke(messages, config=config)
+                    reply = storable_message(await bound.ainvoke(messages, config=config))
                 except FatalModelError as exc:
                     # Marked: `planexec resume` continues a step that failed the run this way
                     # from its journaled turns (app/runs/runner.py).
@@ -348,7 +348,7 @@ class _StepRun:
                 # error), so a resume does not send it again.
                 error = exc_text = why
             else:
-                exc_text = str(exc)
+                exc_text = storable(str(exc))  # a file name that is not UTF-8, say
                 error = cut_error(f"tool {name} failed: {exc_text}")
             answer = ToolMessage(
                 content=exc_text[:OUTPUT_PREVIEW_CHARS], tool_call_id=call_id, status="error"
@@ -442,17 +442,21 @@ def _as_tool_message(answer: Any, name: str, call_id: str) -> ToolMessage:
     each; a longer content is cut and says so, a longer artifact is dropped)."""
     if not isinstance(answer, ToolMessage):  # a tool that returns a Command or raw value
         answer = ToolMessage(content=str(answer), tool_call_id=call_id, name=name)
-    content = answer.content
-    update: dict[str, Any] = {}
+    # Kept as text that can be stored and sent (prompts/untrusted.py), from the start: a step
+    # that reads this answer is keyed by it, before and after a resume alike.
+    content = storable(answer.content)
+    update: dict[str, Any] = {} if content is answer.content else {"content": content}
     if not isinstance(content, str):  # content blocks (MCP): text once, here, as JSON
         update["content"] = content = json.dumps(content, default=str)
     if len(content) > MAX_TOOL_OUTPUT_CHARS:
         shown = MAX_TOOL_OUTPUT_CHARS
         note = f"\n[cut: tool {name} answered {len(content)} characters; the first {shown} shown]"
         update["content"] = content[:shown] + note
-    artifact = answer.artifact
+    artifact = storable(answer.artifact)
     if artifact is not None and len(json.dumps(artifact, default=str)) > MAX_TOOL_OUTPUT_CHARS:
         update["artifact"] = None
+    elif artifact is not answer.artifact:
+        update["artifact"] = artifact
     return answer.model_copy(update=update) if update else answer
 
 

@@ -33,6 +33,8 @@ from typing import Any
 
 from langgraph.store.base import BaseStore, PutOp
 
+from prompts.untrusted import storable
+
 NO_SCOPE = "-"  # outside a graph task (a test calling a node function directly)
 
 
@@ -132,7 +134,8 @@ class StepJournal:
         if self._store is None:
             return
         key = step_key(step, dependencies)
-        ops = [PutOp(self._namespace, key, {"result": result, "usage": usage}, index=False)]
+        record = storable({"result": result, "usage": usage})
+        ops = [PutOp(self._namespace, key, record, index=False)]
         if last_turn is not None:
             ops.append(self.turns(step, dependencies).model_reply_op(*last_turn))
         self._store.batch(ops)
@@ -167,7 +170,7 @@ class StepJournal:
         resume after a kill or a cancel keeps all three (a cached plan stored since would start
         the steps afresh; another caller's context would run them with other tools)."""
         if self._store is not None:
-            self._store.put(self._planner_namespace, "start", record, index=False)
+            self._store.put(self._planner_namespace, "start", storable(record), index=False)
 
     def put_planner_reply(self, record: dict[str, Any]) -> None:
         """Keep the planner's validated plan ({"plan", "steps", "usage", "attempts", "looked"}):
@@ -176,7 +179,7 @@ class StepJournal:
         second answer may word the steps differently, and a step worded differently is a new
         step (step_key): its side effects would happen twice."""
         if self._store is not None:
-            self._store.put(self._planner_namespace, "plan", record, index=False)
+            self._store.put(self._planner_namespace, "plan", storable(record), index=False)
 
     def forget_result(self, step_id: str) -> list[str]:
         """Delete the journaled result of `step_id` in this node execution, keeping its turns:
@@ -269,7 +272,7 @@ class StepTurns:
 
     def model_reply_op(self, turn: int, message: dict, usage: dict) -> PutOp:
         """The write of a model reply, for a caller's batch (StepJournal.put)."""
-        value = {"message": message, "usage": usage}
+        value = storable({"message": message, "usage": usage})
         self.records[f"m{turn}"] = value
         return PutOp(self._namespace, f"m{turn}", value, index=False)
 
@@ -295,6 +298,7 @@ class StepTurns:
         return sum(int(v.get("starts", 0)) for k, v in self.records.items() if k.startswith("t"))
 
     def _put(self, key: str, value: dict[str, Any]) -> None:
+        value = storable(value)
         self.records[key] = value
         if self._store is not None:
             self._store.put(self._namespace, key, value, index=False)

@@ -25,6 +25,8 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
+from prompts.untrusted import storable
+
 T = TypeVar("T")
 
 _OPENING = re.compile(r'\s*\{\s*"steps"\s*:\s*\[')
@@ -156,13 +158,13 @@ class PlanStreamHandler(BaseCallbackHandler):
         )
         found: list[dict[str, Any]] = []
         if args:
-            self._args += args
+            self._args += storable(args)  # as graphs/structured.py reads the whole reply
             found += self._from_args.feed(self._args)
         if isinstance(message.content, str) and message.content:
-            self._content += message.content
+            self._content += storable(message.content)
             found += self._from_content.feed(self._content)
-        for step in found:
-            self.on_step(step)
+        for step in found:  # a JSON escape ("\\u0000") gives what the text did not show
+            self.on_step(storable(step))
 
     def tap_output_aiter(self, run_id: UUID, output: AsyncIterator[T]) -> AsyncIterator[T]:
         return output

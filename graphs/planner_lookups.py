@@ -23,7 +23,7 @@ from app import limits
 from app.context import Context
 from graphs.aio import invoke_tool
 from graphs.tool_step import tool_settings
-from prompts.untrusted import wrap
+from prompts.untrusted import storable, wrap
 from tools import build_tools
 
 READ_ONLY_TOOLS = ("calculator", "list_files", "read_file", "sql_query", "http_get")
@@ -113,6 +113,7 @@ class Lookups:
                 text = f"look-up {name} took longer than {LOOKUP_TIMEOUT_S:.0f} s; it was stopped"
             except Exception as exc:  # a failing look-up is information, not a crash
                 text = f"look-up {name} failed: {exc}"
+            text = storable(text)  # kept in the state and the journal (prompts/untrusted.py)
             if len(text) > LOOKUP_CHARS:
                 text = text[:LOOKUP_CHARS] + f"\n[cut: {len(text)} characters in all]"
             record["output"] = text[:500]

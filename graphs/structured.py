@@ -19,6 +19,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ValidationError
 
 from app.usage import merge_usage, usage_of_call
+from prompts.untrusted import storable, storable_message
 
 if TYPE_CHECKING:
     from graphs.planner_lookups import Lookups
@@ -168,8 +169,13 @@ class _Conversation:
 
     def take(self, reply: dict[str, Any] | AIMessage) -> bool:
         """Account for one reply; True when it is the answer, else the problems go back."""
+        # What the model said, as text that can be stored and sent (prompts/untrusted.py); the
+        # streaming planner reads the same text (graphs/plan_stream.py).
         if isinstance(reply, AIMessage):  # asked for text (parse_text)
-            reply = self._parsed_text(reply)
+            reply = self._parsed_text(storable_message(reply))
+        else:
+            reply = {**reply, "raw": storable_message(reply["raw"])}
+            reply["parsed"] = storable(reply.get("parsed"))
         schema = self.schema
         raw: AIMessage = reply["raw"]
         self.account(raw)

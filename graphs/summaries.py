@@ -5,6 +5,10 @@ so a thread's history (`get_state_history`, Studio's time travel) would be a lis
 and `next` nodes. Each node's update also sets `State.summary` ("planner: planned 4 steps: s1, s2,
 s3, s4"), so a person choosing a checkpoint to fork from or edit can read what it holds. The nodes
 themselves do not know about it: `summarized(name, node)` wraps them in the graph builder.
+
+Being the one place every node's update passes, the wrapper also makes the update storable
+(`prompts.untrusted.storable`): no NUL or lone surrogate from a model, a tool or an error text
+reaches the checkpoint, where one would fail every write of the run.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from langgraph.types import Command
+
+from prompts.untrusted import storable
 
 MAX_CHARS = 300
 
@@ -38,12 +44,16 @@ def summarized(name: str, node: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _with_summary(name: str, out: Any) -> Any:
+    # Every node's update passes here: text that no checkpoint can hold (a NUL, a lone
+    # surrogate, from a model, a tool or an error) is made storable once, for all of them.
     if isinstance(out, Command):
         update = out.update if isinstance(out.update, dict) else None
         if update is None:
             return out
+        update = storable(update)
         return dataclasses.replace(out, update={**update, "summary": describe(name, update)})
     if isinstance(out, dict):
+        out = storable(out)
         return {**out, "summary": describe(name, out)}
     return out
 

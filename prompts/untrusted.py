@@ -15,6 +15,7 @@ one cannot be encoded as UTF-8, so the model call fails (langchain-openai: Unico
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _TAG = re.compile(r"<(/?)(data)", re.IGNORECASE)
 # What `wrap` writes is lower case; only the tag name is matched in any case.
@@ -51,6 +52,43 @@ def sendable(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text)
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """`value` (text, or JSON-like data: dicts, lists, tuples) with every NUL and lone surrogate
+    written as U+FFFD, and the same object back when it holds none. A model reply or a tool
+    answer may hold either ("\\u0000" and "\\ud800" in JSON, a file name that is not UTF-8),
+    and neither can be kept: checkpoints (msgpack) refuse lone surrogates and PostgreSQL's JSON
+    refuses NUL, so one such character failed every write of the run, and every resume."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value) if _UNSTORABLE.search(value) else value
+    if isinstance(value, dict):
+        cleaned = {storable(k): storable(v) for k, v in value.items()}
+        unchanged = len(cleaned) == len(value) and all(
+            k is c and value[k] is cleaned[c] for k, c in zip(value, cleaned, strict=False)
+        )
+        return value if unchanged else cleaned
+    if isinstance(value, list) or type(value) is tuple:
+        items = [storable(v) for v in value]
+        if all(a is b for a, b in zip(value, items, strict=True)):
+            return value
+        return items if isinstance(value, list) else tuple(items)
+    return value
+
+
+def storable_message(message: Any) -> Any:
+    """A LangChain message with `storable` text: what a model said, and the tool calls it made."""
+    fields = ("content", "tool_calls", "invalid_tool_calls", "additional_kwargs")
+    update = {}
+    for name in fields:
+        value = getattr(message, name, None)
+        cleaned = storable(value)
+        if cleaned is not value:
+            update[name] = cleaned
+    return message.model_copy(update=update) if update else message
+
+
 MAX_GOAL_CHARS = 100_000  # about 25,000 tokens, sent in every planner and replanner call
 
 
@@ -64,9 +102,11 @@ def goal_problem(goal: str) -> str:
             f"the goal is {len(goal):,} characters; at most {MAX_GOAL_CHARS:,} are sent to the "
             "planner. Put long material in a file in the workspace and name it in the goal"
         )
-    found = _SURROGATE.search(goal)
+    found = _UNSTORABLE.search(goal)
     if found is None:
         return ""
+    if found.group() == "\x00":
+        return f"the goal holds a NUL character at character {found.start()}; remove it"
     return (
         f"the goal holds {found.group()!a} at character {found.start()}, which is not text "
         "(a lone surrogate: bytes that are not UTF-8, or a broken escape); give it as UTF-8"

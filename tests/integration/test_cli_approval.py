@@ -220,3 +220,24 @@ def test_a_run_at_a_terminal_asks_and_goes_on_with_each_answer(tmp_path: Path) -
     assert state["status"] == "rejected" and state["reason"] == "plan rejected: enough"
     assert [h["action"] for h in state["history"]] == ["approved", "replan", "rejected"]
     assert out.count(b"plan revision ") == 2, "each pause shows the revision it asks about"
+
+
+def test_an_edit_holding_text_no_checkpoint_can_keep_is_stored_as_u_fffd(tmp_path: Path) -> None:
+    """An edit's JSON (a file here, a server caller's body there) may hold "\\u0000" or
+    "\\ud800": the checkpoint write of the edited plan failed, and with it every resume."""
+    db = str(tmp_path / "runs.sqlite")
+    scenario = tmp_path / "one.json"
+    scenario.write_text(json.dumps({
+        "name": "one", "goal": "g", "tools": [],
+        "planner": {"steps": [{"id": "s1", "description": "first"}]},
+        "executor": {"s2": [{"content": "two"}]},
+        "replanner": [{"action": "finish", "reason": "done", "response": "ok"}],
+    }))  # fmt: skip
+    args = ("run", "g", "--scenario", str(scenario), "--approve", "--db", db, "--thread", "nul")
+    assert run_cli(*args, "--json", cwd=tmp_path).returncode == PAUSED
+    edit = tmp_path / "edit.json"
+    edit.write_text(json.dumps([{"id": "s2", "description": "two \x00 \ud800"}]), "utf-8")
+    code, events = run_json("approve", "nul", "--edit", str(edit), "--db", db, cwd=tmp_path)
+    assert code == 0, of_kind(events, "result")
+    state = json.loads(run_cli("show", "nul", "--db", db, "--json", cwd=tmp_path).stdout)
+    assert state["status"] == "done" and state["plan"][0]["description"] == "two \ufffd \ufffd"

@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
@@ -138,3 +138,96 @@ def test_a_goal_that_is_not_text_is_refused_by_the_cli_and_the_planner(tmp_path:
     assert run.state["status"] == "failed"
     assert run.state["reason"].startswith("the goal holds '\\ud800' at character 1")
     assert run.calls("planner") == 0
+
+
+def test_storable_text_has_no_nul_or_lone_surrogate_and_clean_data_is_left_alone() -> None:
+    from graphs.executor import _as_tool_message
+    from prompts.untrusted import goal_problem, storable, storable_message
+
+    clean = {"a": ["x", ("y", 1)], "b": None}
+    assert storable(clean) is clean, "clean data is not copied (it passes on every node update)"
+    assert storable({"k\x00": ["a\ud800b", ("\x00",)], "n": 5}) == {
+        "k\ufffd": ["a\ufffdb", ("\ufffd",)],
+        "n": 5,
+    }
+    assert goal_problem("a\x00b") == "the goal holds a NUL character at character 1; remove it"
+    # A tool's answer and a model's tool calls are made storable where they arrive.
+    answer = _as_tool_message(
+        ToolMessage(content="caf\udce9\x00", artifact={"name": "\udce9"}, tool_call_id="c"),
+        "list_files",
+        "c",
+    )
+    assert (answer.content, answer.artifact) == ("caf\ufffd\ufffd", {"name": "\ufffd"})
+    reply = storable_message(
+        AIMessage("a\x00", tool_calls=[{"name": "t", "args": {"q": "\ud800"}, "id": "1"}])
+    )
+    assert reply.content == "a\ufffd" and reply.tool_calls[0]["args"] == {"q": "\ufffd"}
+
+
+class _Saying(BaseChatModel):
+    """A model that answers with `text` (no tool calls)."""
+
+    text: str = ""
+
+    @property
+    def _llm_type(self) -> str:
+        return "saying"
+
+    def bind_tools(self, tools, *, tool_choice=None, **kwargs):  # noqa: ANN001 - LangChain's hook
+        return self
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):  # noqa: ANN001
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(self.text))])
+
+
+def test_model_and_look_up_text_is_storable_where_it_arrives() -> None:
+    """Not only once stored: a step is keyed by its definition and its dependencies' results
+    (graphs/journal.py), so text must be the same in the node that made it and after a
+    resume; and a prompt holding a lone surrogate cannot be sent."""
+    import asyncio
+
+    from langchain_core.tools import tool
+
+    from graphs.plan_text import parse_plan_text
+    from graphs.planner_lookups import Lookups
+    from graphs.schemas import Plan
+    from graphs.structured import call_structured
+
+    step = {"id": "s1", "description": "say it"}
+    outcome = run_step(step, goal="g", dependencies={}, model=_Saying(text="a\x00b\ud800"),
+                       model_name="m", tools=[], max_tool_calls=1)  # fmt: skip
+    assert outcome.result["result"] == "a\ufffdb\ufffd"
+
+    out = call_structured(_Saying(text="1: look \x00 here"), Plan, [HumanMessage("plan")],
+                          role="planner", model_name="m", validate=lambda _: [],
+                          parse_text=lambda text: Plan(steps=parse_plan_text(text)))  # fmt: skip
+    assert out.value is not None, out.error
+    assert out.value.steps[0].description == "look \ufffd here"
+
+    @tool
+    def peek(path: str) -> str:
+        """List files."""
+        return "caf\udce9.txt\x00"
+
+    call = {"name": "peek", "args": {"path": "."}, "id": "c1"}
+    [answer] = asyncio.run(Lookups([peek], 1).answer(AIMessage("", tool_calls=[call])))
+    assert "caf\ufffd.txt\ufffd" in answer.content
+
+
+def test_the_journal_keeps_storable_text_whatever_it_is_given() -> None:
+    """The journal is the last stop before the store (SQLite's refuses lone surrogates,
+    PostgreSQL's JSON refuses NUL): an error text no boundary cleaned still goes in."""
+    from langgraph.store.memory import InMemoryStore
+
+    from graphs.journal import StepJournal
+
+    journal = StepJournal(InMemoryStore(), "thread", "run", "task")
+    step = {"id": "s1", "description": "d"}
+    journal.put(step, {}, {"status": "failed", "error": "x\x00\ud800"}, {})
+    turns = journal.turns(step, {})
+    turns.tool_done(0, {"content": "\ud800"}, "e\x00")
+    journal.put_planner_reply({"plan": [{"description": "\x00"}]})
+    assert journal.get(step, {})["result"]["error"] == "x\ufffd\ufffd"
+    assert turns.tool_call(0) == {"state": "done", "starts": 1, "message": {"content": "\ufffd"},
+                                  "error": "e\ufffd"}  # fmt: skip
+    assert journal.planner_reply() == {"plan": [{"description": "\ufffd"}]}
