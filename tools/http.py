@@ -8,6 +8,7 @@ after a crash is recognised by callees that honour the header.
 
 from __future__ import annotations
 
+import codecs
 import json
 from typing import Any, Literal
 
@@ -109,12 +110,30 @@ def _format(settings: ToolSettings, response: netguard.Response) -> str:
     return "\n".join(parts)
 
 
+# The page names its charset, and Python has codecs that are no text encoding of the web:
+# punycode decodes in quadratic time (a 300 KB body took 127 s, past the deadline, which covers
+# the network only), idna raises, unicode_escape and utf-7 write lone surrogates. So a page is
+# decoded with an encoding browsers use (the WHATWG Encoding Standard's, and ASCII/UTF-32),
+# and any other declared charset reads as UTF-8.
+_WEB_CHARSETS = frozenset(
+    codecs.lookup(name).name
+    for name in (
+        "utf-8 utf-8-sig utf-16 utf-16-le utf-16-be utf-32 utf-32-le utf-32-be ascii latin-1 "
+        "iso8859-2 iso8859-3 iso8859-4 iso8859-5 iso8859-6 iso8859-7 iso8859-8 iso8859-10 "
+        "iso8859-13 iso8859-14 iso8859-15 iso8859-16 koi8-r koi8-u mac-roman mac-cyrillic "
+        "cp866 cp874 cp1250 cp1251 cp1252 cp1253 cp1254 cp1255 cp1256 cp1257 cp1258 gbk "
+        "gb2312 gb18030 big5 big5hkscs euc-jp iso2022-jp shift-jis cp932 euc-kr cp949"
+    ).split()
+)
+
+
 def _decode(body: bytes, charset: str) -> str:
-    # The declared charset wins; unknown charsets fall back to UTF-8.
+    """The body as text in its declared charset when that is a web text encoding, else UTF-8."""
     try:
-        return body.decode(charset, errors="replace")
-    except LookupError:
-        return body.decode("utf-8", errors="replace")
+        known = codecs.lookup(charset).name in _WEB_CHARSETS
+    except (LookupError, ValueError):  # unknown, or not even a name (a NUL, a surrogate)
+        known = False
+    return body.decode(charset if known else "utf-8", errors="replace")
 
 
 class HttpGetArgs(BaseModel):

@@ -15,6 +15,7 @@ from tools.settings import ToolSettings
 
 LOCAL = AllowList.parse(["127.0.0.1"])
 
+PUNY_BODY = b"a-" + b"7" * 300_000
 BIG_BODY = b"0123456789" * 10  # 100 bytes
 # What POSTs reached the server: path and body length.
 RECEIVED: list[tuple[str, int]] = []
@@ -36,6 +37,11 @@ class Handler(BaseHTTPRequestHandler):
             "/big": (200, "text/plain", BIG_BODY),
             "/exact": (200, "text/plain", BIG_BODY[:50]),
             "/latin1": (200, "text/plain; charset=latin-1", "café".encode("latin-1")),
+            # Codecs a page may name that are no web text encoding (see tools/http.py).
+            "/punycode": (200, "text/plain; charset=punycode", PUNY_BODY),
+            "/idna": (200, "text/plain; charset=idna", b"caf\xc3\xa9 " + b"x" * 100),
+            "/utf7": (200, "text/plain; charset=utf-7", b"+2AA-"),
+            "/shift-jis": (200, "text/plain; charset=Shift_JIS", "日本".encode("shift_jis")),
             "/image": (200, "image/png", b"\x89PNG\r\n"),
             "/to-ftp": (302, "text/plain", b""),
             "/compressible": (200, "text/plain", b"plain words"),
@@ -112,6 +118,23 @@ def test_fetches_text(http_get, server: str) -> None:
 
 def test_uses_declared_charset(http_get, server: str) -> None:
     assert http_get.invoke({"url": f"{server}/latin1"}).endswith("\n\ncafé")
+    assert http_get.invoke({"url": f"{server}/shift-jis"}).endswith("\n\n日本")
+
+
+def test_a_charset_that_is_no_web_text_encoding_is_read_as_utf_8(
+    tmp_path: Path, server: str
+) -> None:
+    """punycode's decoder is quadratic: this 300 KB body took 127 s, past the 10 s deadline
+    (which covers the network only), and a 1 MB one would take about 20 minutes. idna raised
+    instead of decoding, and utf-7 wrote lone surrogates."""
+    settings = ToolSettings(workspace=tmp_path, http_max_bytes=1_000_000, net_allow=LOCAL)
+    http_get = make_http_tools(settings)[0]
+    started = time.monotonic()
+    text = http_get.invoke({"url": f"{server}/punycode"})
+    assert time.monotonic() - started < 5
+    assert text.endswith("\n\n" + PUNY_BODY.decode())
+    assert http_get.invoke({"url": f"{server}/idna"}).endswith("\n\ncafé " + "x" * 100)
+    assert http_get.invoke({"url": f"{server}/utf7"}).endswith("\n\n+2AA-")
 
 
 def test_truncates_at_size_cap(http_get, server: str) -> None:
