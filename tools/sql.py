@@ -7,89 +7,51 @@ Three layers, because each one alone has gaps:
    `mode=ro` alone still allows ATTACH (and so `VACUUM INTO`, which writes a new
    file), and `WITH ... DELETE` passes the text check.
 
-Time and size: a progress handler stops a query after QUERY_TIMEOUT_S, no value may exceed
-1 MB, and the functions that can loop for seconds or minutes inside one call, where the handler
-never runs, are replaced: printf/format have their widths bounded (tools/sql_printf.py), instr,
-replace and the trims with a character set take linear time (tools/sql_linear.py).
+Time and size: the query runs in a child process (tools/sql_engine.py) that is killed at
+QUERY_TIMEOUT_S whatever it is doing and whose memory is capped: SQLite checks its own time
+limit only between instructions, and LIKE, GLOB and other functions loop for minutes inside one.
+Inside the child, a progress handler still ends runaway joins with a clear message, no value may
+exceed 1 MB, printf/format have their widths bounded (tools/sql_printf.py) and instr, replace
+and the trims take linear time (tools/sql_linear.py).
 """
 
 from __future__ import annotations
 
+import json
 import re
-import sqlite3
-import time
-from collections.abc import Callable
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field
 
-from tools import sql_linear, sql_printf
 from tools.settings import ToolSettings
+from tools.sql_engine import (
+    MAX_CELL_CHARS,
+    MAX_OUTPUT_CHARS,
+    MAX_ROWS_SHOWN,
+    out_of_memory,
+    read_only_authorizer,
+    read_only_refusal,
+    shorten,
+    stopped,
+)
 
-MAX_ROWS_SHOWN = 200
-MAX_CELL_CHARS = 200
-# The whole table handed to the model: 200 rows of wide columns would otherwise be megabytes.
-MAX_OUTPUT_CHARS = 20_000
+__all__ = ["MAX_CELL_CHARS", "MAX_OUTPUT_CHARS", "make_sql_tools", "read_only_authorizer"]
+
 # A query longer than this is refused before any parsing: splitting and checking stay cheap.
 MAX_QUERY_CHARS = 20_000
 QUERY_TIMEOUT_S = 10.0
-MAX_VALUE_BYTES = 1_000_000  # of any one value a query makes (SQLITE_LIMIT_LENGTH)
+# The child's own start (an interpreter and sqlite3, about 50 ms) is not the query's time.
+CHILD_START_S = 2.0
 READ_KEYWORDS = frozenset({"SELECT", "WITH"})
-
-_ALLOWED_ACTIONS = frozenset(
-    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
-)
-# Allowed action, dangerous function: never let a query load native code.
-_DENIED_FUNCTIONS = frozenset({"load_extension"})
-
 _LEADING_NOISE = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.S)
 _COMMENTS = re.compile(r"--[^\n]*|/\*.*?(?:\*/|$)", re.S)
-SCHEMA_HINT = (
-    "List tables and their columns with: SELECT name, sql FROM sqlite_master WHERE type='table'"
-)
-
-
-def read_only_authorizer(
-    action: int, arg1: str | None, arg2: str | None, db_name: str | None, trigger: str | None
-) -> int:
-    """sqlite3 authorizer: allow reading (including sqlite_master), deny everything else."""
-    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _DENIED_FUNCTIONS:
-        return sqlite3.SQLITE_DENY
-    return sqlite3.SQLITE_OK if action in _ALLOWED_ACTIONS else sqlite3.SQLITE_DENY
-
-
-# Authorizer action codes by name, to say what a refused query tried.
-_ACTION_NAMES = {
-    getattr(sqlite3, name): name.removeprefix("SQLITE_").replace("_", " ").lower()
-    for name in (
-        "SQLITE_CREATE_INDEX SQLITE_CREATE_TABLE SQLITE_CREATE_TEMP_INDEX SQLITE_CREATE_TEMP_TABLE "
-        "SQLITE_CREATE_TEMP_TRIGGER SQLITE_CREATE_TEMP_VIEW SQLITE_CREATE_TRIGGER "
-        "SQLITE_CREATE_VIEW SQLITE_DELETE SQLITE_DROP_INDEX SQLITE_DROP_TABLE "
-        "SQLITE_DROP_TEMP_INDEX SQLITE_DROP_TEMP_TABLE SQLITE_DROP_TEMP_TRIGGER "
-        "SQLITE_DROP_TEMP_VIEW SQLITE_DROP_TRIGGER SQLITE_DROP_VIEW SQLITE_INSERT SQLITE_PRAGMA "
-        "SQLITE_TRANSACTION SQLITE_UPDATE SQLITE_ATTACH SQLITE_DETACH SQLITE_ALTER_TABLE "
-        "SQLITE_REINDEX SQLITE_ANALYZE SQLITE_CREATE_VTABLE SQLITE_DROP_VTABLE SQLITE_SAVEPOINT "
-        "SQLITE_FUNCTION"
-    ).split()
-}
-
-
-class _DenialRecorder:
-    """The read-only authorizer, remembering what it denied first, so a refused SELECT is told
-    what the database refused (a PRAGMA function, load_extension) instead of "only SELECT"."""
-
-    def __init__(self) -> None:
-        self.denied: tuple[int, str] | None = None
-        self.refused = ""  # why printf or replace refused (sql_printf.py, sql_linear.py), if so
-
-    def __call__(self, action: int, arg1: Any, arg2: Any, db_name: Any, trigger: Any) -> int:
-        verdict = read_only_authorizer(action, arg1, arg2, db_name, trigger)
-        if verdict == sqlite3.SQLITE_DENY and self.denied is None:
-            subject = arg2 if action == sqlite3.SQLITE_FUNCTION else arg1
-            self.denied = (action, subject or "")
-        return verdict
+# The package's folder goes first on the child's path: it runs the same code as this process.
+_CHILD = "import sys; sys.path.insert(0, sys.argv[1]); from tools.sql_engine import serve; serve()"
+_PROJECT = str(Path(__file__).resolve().parents[1])
 
 
 def run_query(settings: ToolSettings, query: str) -> tuple[str, dict[str, Any]]:
@@ -103,51 +65,41 @@ def run_query(settings: ToolSettings, query: str) -> tuple[str, dict[str, Any]]:
             f"sql_query: the database file '{database}' does not exist. "
             "The sql_database setting points to a missing file; the query cannot run."
         )
-    deadline = time.monotonic() + QUERY_TIMEOUT_S
+    request = {
+        "database": str(database),
+        "statement": statement,
+        "query": query,
+        "timeout_s": QUERY_TIMEOUT_S,
+    }
     try:
-        return _run(database, statement, query, deadline)
-    except _NotUtf8:
-        # Text that is not UTF-8 cannot reach a Python function: instr and replace go back to
-        # SQLite's own for this query (tools/sql_linear.py), within the same time limit.
-        return _run(database, statement, query, deadline, native_search=True)
-
-
-class _NotUtf8(Exception):
-    """A replaced function was given text that is not valid UTF-8 (internal)."""
-
-
-def _run(
-    database: Path, statement: str, query: str, deadline: float, *, native_search: bool = False
-) -> tuple[str, dict[str, Any]]:
-    recorder = _DenialRecorder()
-    conn = _connect_read_only(database, recorder, deadline, native_search)
+        done = subprocess.run(
+            # -I -S: no PYTHON* variables, no site-packages (the engine is stdlib only): a
+            # start of tens of milliseconds
+            [sys.executable, "-I", "-S", "-c", _CHILD, _PROJECT],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            timeout=QUERY_TIMEOUT_S + CHILD_START_S,  # then killed, whatever it is doing
+        )
+    except subprocess.TimeoutExpired:
+        raise ToolException(stopped(query, QUERY_TIMEOUT_S)) from None
     try:
-        cursor = conn.execute(statement)
-        columns = [d[0] for d in cursor.description or ()]
-        rows = cursor.fetchmany(MAX_ROWS_SHOWN)
-        # Count the rest without keeping it, so the model learns how much was cut.
-        total = len(rows) + sum(1 for _ in cursor)
-    except sqlite3.Error as exc:
-        if recorder.refused:
-            refusal = f"sql_query refused '{_shorten(query)}': {recorder.refused}"
-            raise ToolException(refusal) from None
-        if _FUNCTION_RAISED in str(exc):
-            # No function refused: Python's sqlite3 could not decode an argument to one.
-            if not native_search:
-                raise _NotUtf8 from None
-            raise ToolException(
-                f"sql_query failed on '{_shorten(query)}': printf, format or a trim was given "
-                "text that is not valid UTF-8 (they read text as UTF-8 here); use hex(), or "
-                "CAST the value AS BLOB"
-            ) from None
-        raise _translate_error(exc, query, recorder.denied) from None
-    finally:
-        conn.close()
-    artifact = {"rows": total, "columns": columns, "empty": total == 0}
-    return _format_table(columns, rows, total), artifact
+        answer = json.loads(done.stdout)
+    except ValueError:
+        raise ToolException(_child_failure(query, done)) from None
+    if "error" in answer:
+        raise ToolException(answer["error"])
+    return answer["text"], answer["artifact"]
 
 
-_FUNCTION_RAISED = "user-defined function raised exception"
+def _child_failure(query: str, done: subprocess.CompletedProcess[str]) -> str:
+    """Why the child gave no answer: its memory cap, its CPU backstop, or something else."""
+    last = (done.stderr.strip().splitlines() or [""])[-1]
+    if "MemoryError" in done.stderr:
+        return out_of_memory(query)
+    if done.returncode < 0:
+        return f"sql_query's process for '{shorten(query)}' was ended by signal {-done.returncode}"
+    return f"sql_query's process for '{shorten(query)}' failed ({done.returncode}): {last[:300]}"
 
 
 def _check_statement(query: str) -> str:
@@ -160,12 +112,12 @@ def _check_statement(query: str) -> str:
     first, rest = _split_first_statement(query)
     if _COMMENTS.sub(" ", rest).strip(" \t\r\n;"):
         raise ToolException(
-            f"sql_query refused: only one statement per call is allowed; got '{_shorten(query)}'. "
+            f"sql_query refused: only one statement per call is allowed; got '{shorten(query)}'. "
             "Send each query in its own call."
         )
     match = re.match(r"[A-Za-z]+", first[_LEADING_NOISE.match(first).end() :])
     if not first.strip() or match is None or match.group().upper() not in READ_KEYWORDS:
-        raise _read_only_refusal(query)
+        raise ToolException(read_only_refusal(query))
     return first
 
 
@@ -192,111 +144,6 @@ def _split_first_statement(query: str) -> tuple[str, str]:
         else:
             i += 1
     return query, ""
-
-
-def _connect_read_only(
-    database: Path,
-    authorizer: _DenialRecorder,
-    deadline: float | None = None,
-    native_search: bool = False,
-) -> sqlite3.Connection:
-    uri = database.resolve().as_uri() + "?mode=ro"
-    try:
-        conn = sqlite3.connect(uri, uri=True)
-    except sqlite3.Error as exc:
-        raise ToolException(f"sql_query could not open the database '{database}': {exc}.") from None
-    conn.set_authorizer(authorizer)
-    # One short query can ask for gigabytes (randomblob(4e8)); no value may exceed 1 MB.
-    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
-
-    def refused(hint: str) -> Callable[[str], None]:
-        def record(why: str) -> None:
-            authorizer.refused = f"{why}. {hint}" if hint else why
-
-        return record
-
-    sql_printf.install(conn, MAX_VALUE_BYTES, refused("Format with round() or smaller widths."))
-    sql_linear.install(conn, MAX_VALUE_BYTES, refused(""), native_search=native_search)
-    if deadline is None:
-        deadline = time.monotonic() + QUERY_TIMEOUT_S
-    # A non-zero return aborts the query ("interrupted"); stops runaway cross joins.
-    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
-    return conn
-
-
-def _translate_error(
-    exc: sqlite3.Error, query: str, denied: tuple[int, str] | None
-) -> ToolException:
-    message = str(exc)
-    if "not authorized" in message and denied is not None:
-        action, subject = _ACTION_NAMES.get(denied[0], f"action {denied[0]}"), denied[1]
-        return ToolException(
-            f"sql_query refused '{_shorten(query)}': it starts like a read, but to run it "
-            f"SQLite needs to {action} '{subject}', and only reading is allowed (no writes, "
-            f"PRAGMA, ATTACH or extension loading). {SCHEMA_HINT}."
-        )
-    if "not authorized" in message:
-        return _read_only_refusal(query)
-    if "readonly database" in message:
-        # A SELECT can hit this too: the file may need recovery or be in WAL mode in a folder
-        # planexec cannot write to. Say so rather than blaming the query.
-        return ToolException(
-            f"sql_query could not read the database for '{_shorten(query)}': SQLite answered "
-            f"'{message}'. The query is a read, but the database needs write access to open "
-            "(a journal to recover, or WAL mode). Ask the operator to check the database file."
-        )
-    if "one statement at a time" in message:
-        return ToolException(
-            f"sql_query refused: only one statement per call is allowed; got '{_shorten(query)}'."
-        )
-    if "interrupted" in message:
-        return ToolException(
-            f"sql_query stopped '{_shorten(query)}' after {QUERY_TIMEOUT_S:g} s. "
-            "Add a WHERE clause or LIMIT, or avoid large joins."
-        )
-    return ToolException(f"sql_query failed on '{_shorten(query)}': {message}. {SCHEMA_HINT}.")
-
-
-def _read_only_refusal(query: str) -> ToolException:
-    return ToolException(
-        f"sql_query refused: only read queries (SELECT/WITH) are allowed; got '{_shorten(query)}'"
-    )
-
-
-def _format_table(columns: list[str], rows: list[tuple[Any, ...]], total: int) -> str:
-    if total == 0:
-        return f"Query returned 0 rows (columns: {', '.join(columns)})."
-    lines = [" | ".join(_format_cell(c) for c in columns)]
-    size = len(lines[0])
-    shown = 0
-    for row in rows:
-        line = " | ".join(_format_cell(v) for v in row)
-        if size + len(line) + 1 > MAX_OUTPUT_CHARS:
-            break
-        lines.append(line)
-        size += len(line) + 1
-        shown += 1
-    if total > shown:
-        lines.append(
-            f"... {total - shown} more rows not shown ({total} rows in total; at most "
-            f"{MAX_ROWS_SHOWN} rows and {MAX_OUTPUT_CHARS} characters are shown). "
-            "Add WHERE/LIMIT, fewer columns, or aggregate to see the rest."
-        )
-    return "\n".join(lines)
-
-
-def _format_cell(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bytes):
-        return f"<{len(value)} bytes>"
-    text = str(value).replace("\n", "\\n")
-    return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 3] + "..."
-
-
-def _shorten(text: str, limit: int = 120) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class SqlQueryArgs(BaseModel):

@@ -300,6 +300,33 @@ def test_a_runaway_query_is_stopped_at_the_time_limit(
     assert "after 0.05 s. Add a WHERE clause or LIMIT" in str(info.value)
 
 
+def test_a_function_that_loops_inside_one_call_is_stopped_with_its_process(
+    sql_query, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite checks the time limit between instructions only, and GLOB and LIKE are quadratic
+    inside one: this took 18 s, and a 1 MB LIKE 435 s, against a 10 s limit. The query's process
+    is killed at the limit."""
+    monkeypatch.setattr(sql_mod, "QUERY_TIMEOUT_S", 1.0)
+    started = time.monotonic()
+    for query in (
+        "SELECT hex(zeroblob(100000)) GLOB '*' || hex(zeroblob(10000)) || '1'",
+        "SELECT hex(zeroblob(100000)) LIKE '%' || hex(zeroblob(10000)) || '1'",
+    ):
+        with pytest.raises(ToolException, match=r"^sql_query stopped 'SELECT hex.* after 1 s\."):
+            sql_query.invoke({"query": query})
+    assert time.monotonic() - started < 2 * (1.0 + sql_mod.CHILD_START_S) + 4  # not 18 s
+
+
+def test_a_result_too_big_for_memory_is_refused_not_read(sql_query) -> None:
+    """1,500 columns of 1 MB each in one row: read into Python, 1.5 GB (2,000 columns fit in a
+    10 KB query). The query's process has 1 GB; the model is told what to do instead."""
+    columns = ", ".join(["a"] * 1500)
+    query = f"WITH d(a) AS (SELECT hex(zeroblob(499990))) SELECT {columns} FROM d"
+    with pytest.raises(ToolException, match="needed more than 1024 MB of memory. Select fewer"):
+        sql_query.invoke({"query": query})
+    assert sql_query.invoke({"query": "SELECT 1 AS one"}) == "one\n1", "the next query runs"
+
+
 def test_a_long_cell_is_cut_with_an_ellipsis(sql_query) -> None:
     """One wide value must not fill the model's context on its own."""
     text = sql_query.invoke({"query": "SELECT printf('%0500d', 7) AS wide"})
@@ -349,8 +376,10 @@ def test_one_row_past_the_cap_is_said_too(sql_query) -> None:
 
 def test_the_file_is_opened_read_only_even_without_the_authorizer(database: Path) -> None:
     """The second of the three layers, on its own: SQLite itself refuses the write."""
-    allow_all = sql_mod._DenialRecorder()
-    conn = sql_mod._connect_read_only(database, allow_all)
+    from tools.sql_engine import DenialRecorder, connect_read_only
+
+    allow_all = DenialRecorder()
+    conn = connect_read_only(database, allow_all, deadline=time.monotonic() + 10)
     conn.set_authorizer(None)
     try:
         with pytest.raises(sqlite3.OperationalError, match="readonly database"):
