@@ -26,6 +26,16 @@ from app.usage import with_cache_hit_rates
 from graphs.journal import run_records
 
 TEXT_CHARS = 2_000  # of a result or error kept in the report: the report stays small
+
+
+def cut(text: str, chars: int) -> str:
+    """`text`, or its first `chars` characters and how long it was: every text a report shows
+    comes from a model, a tool or a person, and a 1 MB reason made a 2 MB report."""
+    if len(text) <= chars:
+        return text
+    return text[:chars] + f" … [cut: {len(text):,} characters in all]"
+
+
 TOOL_OUTPUT_CHARS = 300
 CALL_NODES = ("planner", "replanner", "approval")
 
@@ -134,9 +144,9 @@ def gather(persistence: Persistence, thread_id: str) -> RunReport:
     ctx = state.get("context") or {}
     return RunReport(
         thread_id=thread_id,
-        goal=str(state.get("goal", "")),
+        goal=cut(str(state.get("goal", "")), TEXT_CHARS),
         status=str(state.get("status", "")),
-        reason=str(state.get("reason", "") or ""),
+        reason=cut(str(state.get("reason", "") or ""), TEXT_CHARS),
         response=str(state.get("response", "") or "")[: TEXT_CHARS * 2],
         start=start,
         end=max(end, start + 0.001),
@@ -187,7 +197,7 @@ def _decisions(state: dict[str, Any]) -> list[Decision]:
     return [
         Decision(
             action=str(entry.get("action", "")),
-            reason=str(entry.get("reason", "")),
+            reason=cut(str(entry.get("reason", "")), TEXT_CHARS),
             at=float(entry.get("at") or 0.0),
             by=str(entry.get("by", "replanner")),
             steps=[str(s.get("id", "")) for s in entry.get("steps") or []],
@@ -233,7 +243,7 @@ def _steps(
         views.append(
             StepView(
                 id=str(step_id),
-                description=str(step.get("description", "")),
+                description=cut(str(step.get("description", "")), TEXT_CHARS),
                 depends_on=[str(d) for d in step.get("depends_on", [])],
                 status=status,
                 tool=str(step.get("tool") or ""),

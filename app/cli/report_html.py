@@ -57,6 +57,9 @@ def _e(value: object) -> str:
     return html.escape(visible(value), quote=True)
 
 
+TIP_CHARS = 300  # of a text in a tooltip: the whole text is in the step's or decision's entry
+
+
 def _short(text: str, chars: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= chars else text[: chars - 1] + "…"
@@ -206,7 +209,7 @@ def _node(s: StepView, x: float, y: float) -> str:
     colour = STATUS_COLOURS.get(status, "#9aa4b1")
     dash = " stroke-dasharray='5 3'" if s.replaced else ""
     fill = "#f3f4f6" if s.replaced else "#fff"
-    tip = f"{s.id}: {s.description}\nstatus: {status}" + (
+    tip = f"{s.id}: {_short(s.description, TIP_CHARS)}\nstatus: {status}" + (
         f" (replaced; from plan {s.plan_version})" if s.replaced else ""
     )
     if s.tool:
@@ -271,7 +274,7 @@ def timeline_svg(report: RunReport) -> str:
         for attempt in s.attempts:
             shapes += _attempt_shapes(s, attempt, x, _row_y(len(rows)))
         label = ("⚙ " if s.tool else "") + s.id + (" (replaced)" if s.replaced else "")
-        rows.append((label, f"{s.id}: {s.description}", shapes))
+        rows.append((label, f"{s.id}: {_short(s.description, TIP_CHARS)}", shapes))
     height = 34 + len(rows) * ROW_H
     width = LABEL_W + PLOT_W + 20
     out = [
@@ -299,7 +302,8 @@ def timeline_svg(report: RunReport) -> str:
         if start <= d.at <= report.end:
             dx = x(d.at)
             out.append(
-                f"<g class=replan-mark><title>{_e(f'replan {n}: {d.reason}')}</title>"
+                f"<g class=replan-mark><title>{_e(f'replan {n}: {_short(d.reason, TIP_CHARS)}')}"
+                "</title>"
                 f"<line x1={dx:.1f} y1=20 x2={dx:.1f} y2={height} stroke='#3f78c9' "
                 f"stroke-dasharray='4 3' /><text x={dx + 3:.1f} y={height - 4} font-size=10 "
                 f"fill='#3f78c9'>replan {n}</text></g>"

@@ -166,7 +166,9 @@ class LiveView(PlanProgress):
 
     def _layout(self, height: int) -> Group:
         width = self.console.size.width
-        notes = [one_line(n) for n in self.notes[-3:]]
+        # At most two screen lines a note: a 5,000-character replan reason took every row
+        # (`show` has it whole).
+        notes = [one_line(n, 2 * width) for n in self.notes[-3:]]
         running = sum(s.get("status") == "running" for s in self.steps.values())
         # Lines besides the rows: the table's chrome, the running count, one spare line for
         # the cursor, and the notes (the last decision always; older ones if they fit).
@@ -183,7 +185,7 @@ class LiveView(PlanProgress):
         table.add_column("status", no_wrap=True)
         table.add_column("result", ratio=3, no_wrap=True, overflow="ellipsis")
         if hidden:
-            table.add_row("…", Text(f"{hidden} more finished", style="dim"))
+            table.add_row("…", Text(_hidden_label(list(self.steps.values()), rows), style="dim"))
         for step in rows:
             status = step.get("status", "pending")
             table.add_row(
@@ -198,6 +200,16 @@ class LiveView(PlanProgress):
             parts.append(Text(f"{running} step(s) running", style="yellow"))
         parts += [Text(n, style="magenta") for n in notes]
         return Group(*parts)
+
+
+def _hidden_label(steps: list[dict[str, Any]], shown: list[dict[str, Any]]) -> str:
+    """What the rows not shown are: finished ones, and any others (when rows run out)."""
+    ids = {id(s) for s in shown}
+    hidden = [s for s in steps if id(s) not in ids]
+    done = sum(s.get("status") in FINISHED for s in hidden)
+    if done == len(hidden):
+        return f"{done} more finished"
+    return f"{len(hidden)} more: {done} finished, {len(hidden) - done} not finished"
 
 
 def _lines(text: str, width: int) -> int:

@@ -178,3 +178,30 @@ def test_the_page_policy_blocks_scripts_and_fetches_even_if_escaping_failed(
         collector.server_close()
     assert requests == []
     assert loaded.measured == {"pwned": 0}
+
+
+def test_the_report_stays_small_whatever_the_texts_it_shows(tmp_path: Path) -> None:
+    """A 1 MB reason (the run's, and its decision's: shown in the summary, the decisions and a
+    tooltip) and 15,000-character descriptions (six places each) made a 2.2 MB report."""
+    scenario = {
+        "name": "huge",
+        "goal": "g",
+        "tools": [],
+        "planner": {"steps": [{"id": "a", "description": "d" * 15_000}]},
+        "executor": {},
+        "replanner": [],
+    }
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps(scenario), encoding="utf-8")
+    db = str(tmp_path / "runs.sqlite")
+    args = ("run", "g", "--scenario", str(path), "--approve", "--db", db, "--thread", "r")
+    assert run_cli(*args, cwd=tmp_path).returncode == 5  # paused
+    reject = run_cli("approve", "r", "--reject", "R" * 100_000, "--db", db, cwd=tmp_path)
+    assert reject.returncode == 1, reject.stderr  # rejected
+    out = tmp_path / "report.html"
+    assert run_cli("report", "r", "--db", db, "-o", str(out), cwd=tmp_path).returncode == 0
+    page = out.read_text(encoding="utf-8")
+    assert len(page) < 60_000, len(page)
+    # The run's reason ("plan rejected: R…") and its decision's ("R…"), each cut once.
+    assert len(re.findall(r"R … \[cut: 100,0\d\d characters in all\]", page)) == 2
+    assert "[cut: 15,000 characters in all]" in page

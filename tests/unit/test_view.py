@@ -146,6 +146,29 @@ def test_live_view_fits_80x24_scrolling_finished_steps_away() -> None:
     assert "3 step(s) running" in text
 
 
+def test_a_long_note_cannot_take_the_rows_of_steps_still_to_run() -> None:
+    """A 5,000-character replan reason was kept whole and took the screen: the new steps got no
+    row and were counted as finished."""
+    view = LiveView(Console(width=80, height=24, file=io.StringIO()))
+    steps = [{"id": f"n{i}", "description": "new step", "depends_on": []} for i in range(1, 5)]
+    view.handle({"event": "replanned", "replans": 1, "reason": "R" * 5_000, "steps": steps})
+    view.handle({"event": "step_started", "step_id": "n1"})
+    lines = screen(view)
+    text = "\n".join(lines)
+    assert len(lines) <= 23
+    assert all(f"n{i}" in text for i in range(1, 5)), text
+    assert "more finished" not in text
+    assert text.count("R") <= 2 * 80
+
+
+def test_rows_that_run_out_say_how_many_steps_are_not_finished() -> None:
+    from app.cli.view import _hidden_label
+
+    steps = [{"id": "d", "status": "done"}, {"id": "p"}, {"id": "r", "status": "running"}]
+    assert _hidden_label(steps, steps[2:]) == "2 more: 1 finished, 1 not finished"
+    assert _hidden_label(steps, steps[1:]) == "1 more finished"
+
+
 def test_a_long_failure_reason_wraps_inside_the_panel_not_in_its_title() -> None:
     reason = "step fetch failed: Connection refused by 10.0.0.7:5432 " + "and more detail " * 8
     console = Console(record=True, width=80, file=io.StringIO())
