@@ -8,6 +8,7 @@ runs. Entries hold text a model wrote (step descriptions, arguments): printed es
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,9 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from app.cli.text import labelled, one_line, plain
-
-EXIT_CONFIG = 4  # the CLI's exit code for a configuration or input error
+from app.cli.text import json_text, labelled, one_line, plain
 
 DbOption = Annotated[
     str | None,
@@ -81,13 +80,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _guarded(fn: Any) -> int:
-    from app.runs.persistence import DatabaseURLError
+    """The CLI's guard (app/cli/commands.py): bad input, and a database that is corrupt,
+    read-only or locked, as one line and exit code 4, never a traceback."""
+    from app.cli.commands import _guarded as guarded
 
-    try:
-        return fn()
-    except (DatabaseURLError, ValueError) as exc:
-        Console(stderr=True).print(labelled("error:", exc), soft_wrap=True)
-        return EXIT_CONFIG
+    return guarded(fn)
 
 
 def _entries(db: str | None, name: str | None) -> list[dict[str, Any]]:
@@ -120,7 +117,7 @@ def _list(db: str | None, name: str | None, as_json: bool) -> int:
             plain(one_line(", ".join(row["params"]), 80)),
             str(row["steps"]),
             _age(row["age_s"]),
-            str(row["hits"]),
+            str(row["hits"]),  # numbers (_summary): nothing here is read as markup
         )
     console = Console()
     if not console.is_terminal:  # piped: the whole table, not one cut to 80 columns
@@ -134,7 +131,7 @@ def _show(db: str | None, name: str, as_json: bool) -> int:
     if not found:
         raise ValueError(f"no cached plan for template {name!r} (`planexec cache list` lists them)")
     if as_json:
-        print(json.dumps(found, indent=2, default=str))
+        print(json_text(found, indent=2))
         return 0
     console = Console()
     for entry in found:
@@ -147,13 +144,17 @@ def _show(db: str | None, name: str, as_json: bool) -> int:
         table = Table()
         for column in ("id", "depends on", "description / tool call"):
             table.add_column(column)
-        for step in entry.get("steps", []):
+        steps = entry.get("steps")
+        for step in steps if isinstance(steps, list) else []:
+            if not isinstance(step, dict):  # a database row: shown as far as it has the shape
+                continue
             what = step.get("description", "")
             if step.get("tool"):
-                what = f"{step['tool']} {json.dumps(step.get('args', {}))}"
+                what = f"{step['tool']} {json.dumps(step.get('args', {}), default=str)}"
+            after = step.get("depends_on")
             table.add_row(
                 plain(one_line(step.get("id", ""), 40)),
-                plain(one_line(", ".join(step.get("depends_on", [])), 80)),
+                plain(one_line(", ".join(map(str, after)) if isinstance(after, list) else "", 80)),
                 plain(one_line(what, 300)),
             )
         console.print(table)
@@ -181,15 +182,27 @@ def _clear(db: str | None, name: str | None, as_json: bool) -> int:
 
 
 def _summary(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry as listed. It is a database row, so each field is held to its type: text as
+    text, counts as numbers (an edited row's "hits" had reached the terminal as markup, and a
+    text "created_at" crashed the listing)."""
+
+    def texts(value: Any) -> list[str]:
+        return [str(v) for v in value] if isinstance(value, list) else []
+
+    def number(value: Any) -> float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return value if ok and math.isfinite(value) else 0
+
+    steps = entry.get("steps")
     return {
-        "template": entry.get("template", ""),
-        "key": entry.get("key", ""),
-        "planner_model": entry.get("planner_model", ""),
-        "tools": list(entry.get("tools", [])),
-        "params": list(entry.get("params", [])),
-        "steps": len(entry.get("steps", [])),
-        "age_s": round(time.time() - entry.get("created_at", 0), 1),
-        "hits": entry.get("hits", 0),
+        "template": str(entry.get("template", "")),
+        "key": str(entry.get("key", "")),
+        "planner_model": str(entry.get("planner_model", "")),
+        "tools": texts(entry.get("tools")),
+        "params": texts(entry.get("params")),
+        "steps": len(steps) if isinstance(steps, list) else 0,
+        "age_s": round(time.time() - number(entry.get("created_at")), 1),
+        "hits": int(number(entry.get("hits"))),
     }
 
 

@@ -31,7 +31,7 @@ from app.cli.bench_command import register as register_bench_command
 from app.cli.cache_command import register as register_cache_command
 from app.cli.serve_command import register as register_serve_command
 from app.cli.steps_file import load_steps_file
-from app.cli.text import labelled, plain
+from app.cli.text import json_text, labelled, plain
 from app.runs.demo import DEMO_SCENARIO, DEMO_WORKSPACE
 
 if TYPE_CHECKING:
@@ -205,7 +205,7 @@ def _drive(
     if as_json:
         keys = ("status", "reason", "response", "usage", "replans", "approval_request")
         summary = {k: state.get(k) for k in keys if k in state}
-        print(json.dumps({"event": "result", "thread_id": thread_id, **summary}, default=str))
+        print(json_text({"event": "result", "thread_id": thread_id, **summary}))
     elif state.get("status") == runner.PAUSED:
         _show_paused(thread_id, state["approval_request"])
     else:
@@ -321,7 +321,7 @@ def _ctrl_c_finishes_steps_in_flight() -> Iterator[None]:
 
 def _stream(persistence: Persistence, thread_id: str, as_json: bool, action: Any) -> dict:
     if as_json:
-        return action(lambda e: print(json.dumps(e, default=str), flush=True))
+        return action(lambda e: print(json_text(e), flush=True))
     from app.cli.view import make_view, run_header
 
     plan, results = _current_plan(persistence, thread_id)
@@ -838,7 +838,7 @@ def worker(
 
         def on_event(thread_id: str, event: dict[str, Any]) -> None:
             if as_json:
-                print(json.dumps({"thread_id": thread_id, **event}, default=str), flush=True)
+                print(json_text({"thread_id": thread_id, **event}), flush=True)
             elif event.get("event") in ("plan", "finished"):
                 console.print(plain(f"{thread_id}: {event['event']} {event.get('status', '')}"))
             elif event.get("event") == "run_error":
@@ -897,7 +897,7 @@ def list_runs(
             return EXIT_DONE
         if as_json:
             page = {"total": total, "shown": len(runs), "runs": [_run_summary(r) for r in runs]}
-            print(json.dumps(page, default=str, indent=2))
+            print(json_text(page, indent=2))
             return 0
         table = runs_table([_run_summary(r) for r in runs])
         table.title = f"runs: {len(runs)} shown of {total}"
@@ -939,7 +939,10 @@ def prune(
             with open_persistence(db, create=False) as persistence:
                 report = prune_runs(persistence, age, statuses, dry_run)
         except NoDatabase as exc:  # as `runs` says it: not an error
-            print(json.dumps({"removed": 0, "reason": str(exc)}) if as_json else exc)
+            if as_json:
+                print(json.dumps({"removed": 0, "reason": str(exc)}))
+            else:
+                console.print(plain(exc), soft_wrap=True)  # the path as given, escaped
             return EXIT_DONE
         summary = {
             "removed" if not dry_run else "would_remove": len(report.runs),
@@ -1000,7 +1003,7 @@ def show(
             from app.usage import with_cache_hit_rates
 
             state["usage"] = with_cache_hit_rates(state.get("usage"))
-            print(json.dumps(state, default=str, indent=2))
+            print(json_text(state, indent=2))
             return 0
         console.print(run_header(thread_id, goal=state.get("goal", "")))
         console.print(steps_table(state))

@@ -5,13 +5,20 @@ Light on purpose (rich.text only): the command line imports it at startup for it
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from typing import Any
 
 from rich.text import Text
 
-# C0/C1 control characters except tab and newline, and the bidi overrides that reorder a line.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# C0/C1 control characters except tab and newline; the bidi controls that reorder a line
+# (embeddings, overrides, isolates, and the marks U+200E, U+200F, U+061C); the invisible ones
+# that hide text or shift a table's columns (zero-width space, word joiner, BOM). The zero-width
+# joiners U+200C/U+200D stay: Persian and Indic text and emoji sequences need them.
+_CONTROL = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c\u200b\u2060\ufeff]"
+)
 
 
 def visible(text: Any) -> str:
@@ -42,3 +49,20 @@ def plain(text: Any, style: str = "") -> Text:
 def labelled(label: str, text: Any, style: str = "red") -> Text:
     """`label` (ours, styled) followed by untrusted `text`, e.g. an error message."""
     return Text.assemble((label, style), " ", visible(text))
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    """`value` as JSON any parser reads: a model may give NaN or Infinity as a tool argument
+    (Python's JSON reads and writes them; JSON has none), so non-finite numbers are written as
+    strings; objects JSON cannot hold as their text."""
+    return json.dumps(_finite(value), default=str, indent=indent, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

@@ -402,3 +402,44 @@ def test_a_budget_stop_names_the_option_that_raises_it_and_a_memory_run_offers_n
     in_memory = run_cli(*base, "--db", "memory://", cwd=tmp_path, env=wide)
     assert in_memory.returncode == 6
     assert "go on with" not in in_memory.stdout + in_memory.stderr, "nothing was kept"
+
+
+NAN = float("nan")
+
+
+def _strict_json(text: str) -> object:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_is_json_when_a_model_gives_nan_as_an_argument(tmp_path: Path) -> None:
+    """A model's tool arguments may hold NaN (Python reads it in JSON; JSON has no NaN):
+    `show --json` and the event lines printed it bare, which other parsers refuse."""
+    scenario = {
+        "name": "nan",
+        "goal": "g",
+        "tools": ["calculator"],
+        "planner": {"steps": [{"id": "a", "description": "compute"}]},
+        "executor": {"a": [
+            {"tool_calls": [{"name": "calculator", "args": {"expression": "1", "x": NAN}}]},
+            {"content": "done"}]},
+        "replanner": [{"action": "finish", "reason": "r", "response": "ok"}],
+    }  # fmt: skip
+    (tmp_path / "nan.json").write_text(json.dumps(scenario), encoding="utf-8")
+    db = str(tmp_path / "runs.sqlite")
+    run = run_cli("run", "g", "--scenario", "nan.json", "--db", db, "--thread", "n", "--json",
+                  cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 0 and [_strict_json(line) for line in run.stdout.splitlines()]
+    shown = run_cli("show", "n", "--db", db, "--json", cwd=tmp_path)
+    assert shown.returncode == 0
+    [call] = _strict_json(shown.stdout)["results"]["a"]["tool_calls"]
+    assert call["args"]["x"] == "nan", "the argument is there, as text"
+
+
+def test_prune_shows_a_missing_database_s_path_escaped(tmp_path: Path) -> None:
+    db = str(tmp_path / "no\x1b]52;c;SGk=\x07where" / "x.sqlite")
+    proc = run_cli("prune", "--older-than", "1d", "--db", db, cwd=tmp_path)
+    assert proc.returncode == 0 and "\x1b" not in proc.stdout and "\x07" not in proc.stdout
+    assert "no\\x1b]52;c;SGk=\\x07where" in proc.stdout

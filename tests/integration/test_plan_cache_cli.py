@@ -130,3 +130,39 @@ def test_cache_show_and_clear_name_one_template_only(tmp_path: Path) -> None:
     assert json.loads(cleared.stdout) == {"removed": 1, "template": "first"}
     listed = json.loads(run_cli("cache", "list", "--db", db, "--json", cwd=tmp_path).stdout)
     assert [e["template"] for e in listed] == ["second"]
+
+
+def test_cache_commands_hold_an_edited_entry_to_its_types_and_a_locked_database_exits_4(
+    tmp_path: Path,
+) -> None:
+    """An entry is a database row: its "hits" reached the terminal as markup (a real OSC 8
+    link, a clipboard write), a text "created_at" crashed `cache list`; and `cache clear` on a
+    locked database printed a traceback where every other command exits 4 with one line."""
+    import sqlite3
+
+    db = str(tmp_path / "runs.sqlite")
+    code, events = run_json("run", "Write the sales note for region Berlin.", "--scenario",
+                            str(SCENARIO), "--template", "t", "--workspace", "ws", "--db", db,
+                            cwd=tmp_path)  # fmt: skip
+    assert code == 0 and cache_actions(events) == ["miss", "stored"]
+    hostile = "[link=https://evil.example]x[/link] \x1b]52;c;SGk=\x07"
+    with sqlite3.connect(db) as conn:
+        [(value,)] = conn.execute("SELECT value FROM store WHERE prefix LIKE 'planexec%cache%'")
+        entry = json.loads(value)
+        entry.update(hits=hostile, created_at="yesterday", steps=[5, {"id": "a", "depends_on": 7}])
+        conn.execute("UPDATE store SET value = ? WHERE prefix LIKE 'planexec%cache%'",
+                     (json.dumps(entry),))  # fmt: skip
+    for command in ("list", "show"):
+        shown = run_cli("cache", command, *(["t"] if command == "show" else []), "--db", db,
+                        cwd=tmp_path)  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        assert "\x1b" not in shown.stdout and "evil.example" not in shown.stdout
+
+    locker = sqlite3.connect(db, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        cleared = run_cli("cache", "clear", "t", "--db", db, cwd=tmp_path, timeout=60)
+    finally:
+        locker.close()
+    assert cleared.returncode == 4 and "Traceback" not in cleared.stderr
+    assert "database error:" in cleared.stderr and "locked" in cleared.stderr

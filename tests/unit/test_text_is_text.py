@@ -251,11 +251,19 @@ def test_every_terminal_control_is_made_visible_literally() -> None:
         "\u2067": "\\u2067",
         "\u2068": "\\u2068",
         "\u2069": "\\u2069",
+        "\u200e": "\\u200e",  # bidi marks: Trojan Source's table lists them beside overrides
+        "\u200f": "\\u200f",
+        "\u061c": "\\u061c",
+        "\u200b": "\\u200b",  # invisible: hides text, and shifts a table's borders
+        "\u2060": "\\u2060",
+        "\ufeff": "\\ufeff",
     }
     for char, escape in cases.items():
         assert visible(f"a{char}b") == f"a{escape}b", repr(char)
-    # Tab, newline and ordinary text (accents, CJK, the arrow U+2192) are left as they are.
-    assert visible("a\tb\nc é 中 →") == "a\tb\nc é 中 →"
+    # Tab, newline and ordinary text (accents, CJK, the arrow U+2192, Persian with its
+    # zero-width non-joiner, an emoji sequence with its joiner) are left as they are.
+    ordinary = "a\tb\nc é 中 → می\u200cخواهم 👩\u200d💻"
+    assert visible(ordinary) == ordinary
 
 
 def _attributes(page: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
