@@ -243,6 +243,19 @@ def _sqlite(path: Path, create: bool = True) -> Iterator[Persistence]:
         saver_conn.close()
 
 
+CONNECT_TIMEOUT_S = 10
+
+
+def with_connect_timeout(url: str) -> str:
+    """`url` with libpq's `connect_timeout` when it sets none: without one, a server that takes
+    the connection and never answers kept every command waiting for good."""
+    import psycopg.conninfo
+
+    if "connect_timeout" in psycopg.conninfo.conninfo_to_dict(url):
+        return url
+    return psycopg.conninfo.make_conninfo(url, connect_timeout=CONNECT_TIMEOUT_S)
+
+
 @contextmanager
 def _postgres(url: str) -> Iterator[Persistence]:
     import psycopg
@@ -252,11 +265,12 @@ def _postgres(url: str) -> Iterator[Persistence]:
     with ExitStack() as stack:
         # Only opening and setup are wrapped: an error during the run is not "cannot connect".
         try:
-            checkpointer = stack.enter_context(PostgresSaver.from_conn_string(url))
-            store = stack.enter_context(PostgresStore.from_conn_string(url))
+            conninfo = with_connect_timeout(url)
+            checkpointer = stack.enter_context(PostgresSaver.from_conn_string(conninfo))
+            store = stack.enter_context(PostgresStore.from_conn_string(conninfo))
             # setup() reads the schema version, then migrates, with no lock: two processes
             # starting at once on a new database both migrate and one fails on a duplicate key.
-            with psycopg.connect(url, autocommit=True) as guard:
+            with psycopg.connect(conninfo, autocommit=True) as guard:
                 _take_setup_turn(guard)
                 _check_postgres(guard, url)
                 checkpointer.setup()

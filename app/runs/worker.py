@@ -66,7 +66,9 @@ class _PostgresLocks:
     def __init__(self, url: str) -> None:
         import psycopg
 
-        self._conn = psycopg.connect(url, autocommit=True)
+        from app.runs.persistence import with_connect_timeout
+
+        self._conn = psycopg.connect(with_connect_timeout(url), autocommit=True)
         self._held: set[str] = set()
         self._guard = threading.Lock()
 

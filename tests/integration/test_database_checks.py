@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from app.runs.persistence import ForeignDatabase, open_persistence
@@ -85,3 +87,30 @@ def test_a_run_in_a_database_this_user_cannot_write_is_refused_before_it_goes_on
     finally:
         folder.chmod(0o755)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_server_that_takes_the_connection_and_never_answers_is_given_up_on(
+    tmp_path: Path,
+) -> None:
+    """Every wait has a timeout: `runs` and `run` waited for good on a PostgreSQL URL whose
+    server accepted the connection and said nothing (a hung server, a wrong port behind a
+    proxy). They now give up after the connect timeout, exit 4 and name the URL."""
+    import socket
+    import time
+
+    from app.runs.persistence import CONNECT_TIMEOUT_S
+    from tests.helpers import run_cli
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    url = f"postgresql://postgres@127.0.0.1:{listener.getsockname()[1]}/test"
+    try:
+        for args in (("runs",), ("run", "g", "--scenario", "demo")):
+            started = time.monotonic()
+            proc = run_cli(*args, "--db", url, cwd=tmp_path, timeout=CONNECT_TIMEOUT_S * 6)
+            assert proc.returncode == 4, proc.stdout + proc.stderr
+            assert "cannot connect to PostgreSQL at postgresql://" in " ".join(proc.stderr.split())
+            assert time.monotonic() - started < CONNECT_TIMEOUT_S * 4
+    finally:
+        listener.close()
