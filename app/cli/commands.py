@@ -222,7 +222,7 @@ def _next_step(state: dict[str, Any], persistence: Persistence, thread_id: str) 
     from graphs.budget import BUDGET_OPTIONS
     from graphs.state import BUDGET_EXCEEDED, FAILED
 
-    status, resume = state.get("status"), _resume_command(persistence, thread_id)
+    status, resume = state.get("status"), runner.resume_command(persistence, thread_id)
     if status not in (FAILED, BUDGET_EXCEEDED) or not resume:
         return ""
     if status == FAILED:
@@ -235,23 +235,9 @@ def _next_step(state: dict[str, Any], persistence: Persistence, thread_id: str) 
 
 def _go_on(persistence: Persistence, thread_id: str) -> str:
     """How to continue a run that stopped: from its last checkpoint, unless nothing kept it."""
-    if resume := _resume_command(persistence, thread_id):
+    if resume := runner.resume_command(persistence, thread_id):
         return f"The last checkpoint is kept; continue with: {resume}"
     return "The database was in memory: nothing was kept, the run cannot be resumed."
-
-
-def _resume_command(persistence: Persistence | None, thread_id: str) -> str:
-    """`planexec resume ID` with the --db it needs, ready to paste; "" for an in-memory
-    database, which keeps nothing to resume."""
-    import shlex
-
-    from app.runs.persistence import default_db_url
-
-    url = str(getattr(persistence, "url", ""))
-    if url.startswith("memory://"):
-        return ""
-    db = "" if url in ("", default_db_url()) else f" --db {shlex.quote(persistence.shown)}"
-    return f"planexec resume {shlex.quote(thread_id)}{db}"
 
 
 def _interactive() -> bool:
@@ -644,7 +630,8 @@ def _interrupted_before_start(persistence: Persistence, thread_id: str) -> int:
     except runner.RunNotFound:
         err_console.print(plain("\ninterrupted before the run was recorded: nothing ran"))
     else:
-        go_on = _resume_command(persistence, thread_id) or "(an in-memory run: start it again)"
+        again = "(an in-memory run: start it again)"
+        go_on = runner.resume_command(persistence, thread_id) or again
         err_console.print(plain(f"\ninterrupted before the run started. Start it with: {go_on}"))
     return EXIT_INTERRUPTED
 
@@ -707,10 +694,16 @@ def resume(
             runner.check_models(raised)
             if problem := runner.reopen_problem(persistence, thread_id):
                 raise ValueError(problem)
-            if runner.run_state(persistence, thread_id)["status"] == runner.PAUSED:
+            status = runner.run_state(persistence, thread_id)["status"]
+            if status == runner.PAUSED:
                 raise runner.RunPaused(
                     f"run {thread_id!r} is paused for plan approval; answer with `planexec "
                     f"approve {thread_id}` (or --edit FILE / --reject REASON)"
+                )
+            if status in _OVER:  # said, so the outcome shown is not taken for a new one
+                err_console.print(
+                    plain(f"run {thread_id} ended {status} already: nothing to resume"),
+                    soft_wrap=True,
                 )
             return _drive(
                 persistence,
@@ -724,6 +717,10 @@ def resume(
     raise typer.Exit(_guarded(go))
 
 
+# Final statuses `resume` has nothing to do for (a failed run is tried again, a budget raised).
+_OVER = ("done", "rejected", "replan_limit")
+
+
 def _queue_existing(db: str | None, thread_id: str) -> int:
     """`resume --queue`: hand an interrupted (e.g. killed) run to the workers."""
     from app.runs.worker import enqueue
@@ -733,7 +730,7 @@ def _queue_existing(db: str | None, thread_id: str) -> int:
         if status in runner.FINAL or status == runner.PAUSED:
             hint = {
                 "paused": f"; answer it with `planexec approve {thread_id}`",
-                "failed": f"; `{_resume_command(persistence, thread_id)}` (no --queue) tries "
+                "failed": f"; `{runner.resume_command(persistence, thread_id)}` (no --queue) tries "
                 "it again here",
             }.get(status, "")
             raise ValueError(

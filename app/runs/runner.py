@@ -75,8 +75,22 @@ def ensure_new_thread(persistence: Persistence, thread_id: str) -> None:
     if persistence.store.get(RUNS_NAMESPACE, thread_id) is not None:
         raise ValueError(
             f"thread {thread_id!r} already has a run; continue it with "
-            f"`planexec resume {thread_id}` or pick another --thread"
+            f"`{resume_command(persistence, thread_id)}` or pick another --thread"
         )
+
+
+def resume_command(persistence: Persistence | None, thread_id: str) -> str:
+    """`planexec resume ID` with the --db it needs, ready to paste; "" for an in-memory
+    database, which keeps nothing to resume."""
+    import shlex
+
+    from app.runs.persistence import default_db_url
+
+    url = str(getattr(persistence, "url", ""))
+    if url.startswith("memory://"):
+        return ""
+    db = "" if url in ("", default_db_url()) else f" --db {shlex.quote(persistence.shown)}"
+    return f"planexec resume {shlex.quote(thread_id)}{db}"
 
 
 def submit_run(persistence: Persistence, goal: str, ctx: Context, thread_id: str) -> None:

@@ -443,3 +443,21 @@ def test_prune_shows_a_missing_database_s_path_escaped(tmp_path: Path) -> None:
     proc = run_cli("prune", "--older-than", "1d", "--db", db, cwd=tmp_path)
     assert proc.returncode == 0 and "\x1b" not in proc.stdout and "\x07" not in proc.stdout
     assert "no\\x1b]52;c;SGk=\\x07where" in proc.stdout
+
+
+def test_a_second_run_on_a_thread_and_resuming_a_finished_run_say_what_to_do(
+    tmp_path: Path,
+) -> None:
+    """The hint to continue a thread's run must name the database it is in (the default one
+    held no such run), and resuming a run that is over says so rather than only reprinting it."""
+    db = str(tmp_path / "my runs.sqlite")
+    args = ("run", "g", "--scenario", str(instant_demo(tmp_path)), "--workspace", "ws",
+            "--db", db, "--thread", "t")  # fmt: skip
+    assert run_cli(*args, cwd=tmp_path).returncode == 0
+    again = run_cli(*args, cwd=tmp_path)
+    assert again.returncode == 4
+    assert f"`planexec resume t --db '{db}'`" in " ".join(again.stderr.split())
+    resumed = run_cli("resume", "t", "--db", db, cwd=tmp_path)
+    assert resumed.returncode == 0 and "run t ended done already: nothing to resume" in " ".join(
+        resumed.stderr.split()
+    )

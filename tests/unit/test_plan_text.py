@@ -398,12 +398,13 @@ def test_a_fenced_more_steps_reply_is_read_as_steps_and_a_fenced_answer_kept() -
 
 def test_a_plan_of_many_references_parses_in_linear_time() -> None:
     """Each reference re-sorted every id (split_ref) and each line copied the ids before it:
-    10,000 lines took 12.8 s. A bound far above linear's cost and far below quadratic's."""
+    10,000 lines took 12.8 s, so these 20,000 about 50 s; linear takes about 1 s. A bound far
+    above linear's cost, with room for a loaded machine, and far below quadratic's."""
     text = "1: a\n" + "".join(f'{i} = t(x="${{1}}")\n' for i in range(2, 20_000))
     started = time.monotonic()
     steps = parse_plan_text(text)
     problems = plan_problems(steps, max_steps=12)
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 25
     assert len(steps) == 19_999 and steps[-1].depends_on == ["1"]
     assert problems[0] == "the plan has 19999 steps; the limit is 12"
 
