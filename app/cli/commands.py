@@ -87,20 +87,26 @@ DbOption = Annotated[
 ThreadOption = Annotated[str | None, typer.Option("--thread", help="Thread id for this run.")]
 # Run budgets (graphs/budget.py): on `run`, and on `resume` to raise them.
 MaxTokensOption = Annotated[
-    int | None, typer.Option("--max-tokens", min=1, help="Budget: tokens of all model calls.")
+    int | None,
+    typer.Option("--max-tokens", min=0, help="Budget: tokens of all model calls (0: none)."),
 ]
 MaxCostOption = Annotated[
-    float | None, typer.Option("--max-cost", min=0.0, help="Budget in USD (genai-prices).")
+    float | None,
+    typer.Option("--max-cost", min=0.0, help="Budget in USD, priced by genai-prices (0: none)."),
 ]
 MaxSecondsOption = Annotated[
-    float | None, typer.Option("--max-seconds", min=0.0, help="Budget: wall-clock seconds.")
+    float | None,
+    typer.Option("--max-seconds", min=0.0, help="Budget: wall-clock seconds (0: none)."),
 ]
 MaxToolCallsOption = Annotated[
-    int | None, typer.Option("--max-tool-calls", min=1, help="Budget: tool calls of all steps.")
+    int | None,
+    typer.Option("--max-tool-calls", min=0, help="Budget: tool calls of all steps (0: none)."),
 ]
 StepDeadlineOption = Annotated[
     float | None,
-    typer.Option("--step-deadline", min=0.0, help="Seconds a step may work before it fails."),
+    typer.Option(
+        "--step-deadline", min=0.0, help="Seconds a step may work before it fails (0: none)."
+    ),
 ]
 
 
