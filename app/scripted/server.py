@@ -831,8 +831,10 @@ def banner(scenario: str, url: str, faults: ServerFaults | None = None) -> str:
     )
     if script.tools:
         run += f" --tools {','.join(script.tools)}"
+    demo = script.name == "demo"
+    if demo:  # where `planexec demo` keeps its workspace, as docs/openai-endpoint.md runs it
+        run += " --workspace .planexec/demo"
     if "sql_query" in script.tools:
-        demo = script.name == "demo"
         run += " --sql-database " + (".planexec/demo-shop.sqlite" if demo else "YOUR.sqlite")
     lines = [
         f"OPENAI_BASE_URL={url}",

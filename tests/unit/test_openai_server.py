@@ -635,7 +635,8 @@ def test_banner_starts_with_the_base_url_and_says_how_to_run() -> None:
     assert lines[0] == "OPENAI_BASE_URL=http://127.0.0.1:8123/v1"
     assert "export OPENAI_BASE_URL=http://127.0.0.1:8123/v1" in text
     assert "--planner-model openai:gpt-4o --executor-model openai:gpt-4o-mini" in text
-    assert "--sql-database .planexec/demo-shop.sqlite" in text
+    # The workspace `planexec demo` made, as docs/openai-endpoint.md runs it.
+    assert "--workspace .planexec/demo --sql-database .planexec/demo-shop.sqlite" in text
     assert "fail_first_429=2" in text
 
 
