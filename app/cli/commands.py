@@ -135,6 +135,7 @@ ReportOutputOption = Annotated[
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print events and the result as JSON lines, no live view.")
 ]
+AsJsonOption = Annotated[bool, typer.Option("--json", help="Print it as JSON.")]
 
 
 def _exit_code(state: dict[str, Any]) -> int:
@@ -864,7 +865,7 @@ def worker(
 @app.command("runs")
 def list_runs(
     db: DbOption = None,
-    as_json: JsonOption = False,
+    as_json: AsJsonOption = False,
     limit: Annotated[int, typer.Option(min=1, help="Show at most this many (newest first).")] = 100,
     show_all: Annotated[bool, typer.Option("--all", help="Show every matching run.")] = False,
     status: Annotated[
@@ -923,7 +924,7 @@ def prune(
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Say what would go; remove nothing.")] = False,
     db: DbOption = None,
-    as_json: JsonOption = False,
+    as_json: AsJsonOption = False,
 ) -> None:
     """Remove finished runs' checkpoints, journal, records and write records; never a run in
     progress, interrupted or paused. Safe while workers run (a run held by a process is
@@ -989,7 +990,7 @@ def _run_summary(state: dict[str, Any]) -> dict[str, Any]:
 def show(
     thread_id: Annotated[str, typer.Argument(help="The run's thread id.")],
     db: DbOption = None,
-    as_json: JsonOption = False,
+    as_json: AsJsonOption = False,
     html: Annotated[
         bool, typer.Option("--html", help="Write the run's HTML report instead (see `report`).")
     ] = False,
