@@ -31,6 +31,16 @@ SCRIPT = {
     "replanner": [{"action": "finish", "reason": "done", "response": "all done"}],
 }
 
+# The plan runs, then the replanner revises it (s3), which asks for approval again.
+REVISED = {
+    **SCRIPT,
+    "replanner": [
+        {"action": "replan", "reason": "more", "steps": [
+            {"id": "s3", "description": "third", "depends_on": ["s2"]}]},
+        {"action": "finish", "reason": "done", "response": "all done"},
+    ],
+}  # fmt: skip
+
 
 class Paused:
     """A graph run with approval on, answered one call at a time."""
@@ -168,15 +178,7 @@ def test_an_edit_is_held_to_the_run_s_tools_and_step_limit(tmp_path: Path) -> No
 def test_a_revision_edited_at_its_pause_may_build_on_completed_steps(tmp_path: Path) -> None:
     """After a replan the run pauses again; an edit then revises the remaining steps only, so
     its steps may depend on the completed ones (and may not reuse their ids)."""
-    script = {
-        **SCRIPT,
-        "executor": {**SCRIPT["executor"], "s4": [{"content": "four"}]},
-        "replanner": [
-            {"action": "replan", "reason": "more", "steps": [
-                {"id": "s3", "description": "third", "depends_on": ["s2"]}]},
-            {"action": "finish", "reason": "done", "response": "all done"},
-        ],
-    }  # fmt: skip
+    script = {**REVISED, "executor": {**SCRIPT["executor"], "s4": [{"content": "four"}]}}
     run = Paused(tmp_path, script)
     run.answer({"action": "approve"})
     assert [s["id"] for s in run.request["steps"]] == ["s3"]
@@ -197,15 +199,7 @@ def test_an_answer_for_an_earlier_revision_is_refused_and_the_run_stays_paused(
     """A copy of an answer that arrives after the plan changed (a second client, a retried
     request) must not approve the revision waiting by then, which nobody has seen: an answer
     that names its revision answers that revision only."""
-    script = {
-        **SCRIPT,
-        "replanner": [
-            {"action": "replan", "reason": "more", "steps": [
-                {"id": "s3", "description": "third", "depends_on": ["s2"]}]},
-            {"action": "finish", "reason": "done", "response": "all done"},
-        ],
-    }  # fmt: skip
-    run = Paused(tmp_path, script)
+    run = Paused(tmp_path, REVISED)
     first = run.request["revision"]
     assert [e for e in run.events if e["event"] == "paused"][-1]["revision"] == first
     run.answer({"action": "approve", "revision": first})
