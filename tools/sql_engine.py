@@ -45,8 +45,9 @@ class SqlRefused(Exception):
 _ALLOWED_ACTIONS = frozenset(
     {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
 )
-# Allowed action, dangerous function: never let a query load native code.
-_DENIED_FUNCTIONS = frozenset({"load_extension"})
+# Allowed action, dangerous function: never let a query load native code, nor read a pointer
+# out of the process (fts3_tokenizer('simple') gives an 8-byte address: a help to exploits).
+_DENIED_FUNCTIONS = frozenset({"load_extension", "fts3_tokenizer"})
 
 SCHEMA_HINT = (
     "List tables and their columns with: SELECT name, sql FROM sqlite_master WHERE type='table'"

@@ -155,6 +155,7 @@ def test_authorizer_blocks_writes_disguised_as_reads(sql_query, database: Path, 
     [
         ("WITH d AS (SELECT 10 AS id) DELETE FROM orders WHERE id IN d", "delete 'orders'"),
         ("SELECT load_extension('evil')", "function 'load_extension'"),
+        ("SELECT hex(fts3_tokenizer('simple'))", "function 'fts3_tokenizer'"),
         ("SELECT * FROM pragma_table_info('orders')", "update 'sqlite_master'"),
     ],
 )
