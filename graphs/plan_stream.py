@@ -158,12 +158,12 @@ class PlanStreamHandler(BaseCallbackHandler):
         )
         found: list[dict[str, Any]] = []
         if args:
-            self._args += storable(args)  # as graphs/structured.py reads the whole reply
+            self._args += args
             found += self._from_args.feed(self._args)
         if isinstance(message.content, str) and message.content:
-            self._content += storable(message.content)
+            self._content += message.content
             found += self._from_content.feed(self._content)
-        for step in found:  # a JSON escape ("\\u0000") gives what the text did not show
+        for step in found:  # storable as graphs/structured.py makes the whole reply's plan
             self.on_step(storable(step))
 
     def tap_output_aiter(self, run_id: UUID, output: AsyncIterator[T]) -> AsyncIterator[T]:

@@ -550,3 +550,20 @@ def test_a_run_continued_after_its_planner_stopped_keeps_the_context_its_steps_r
     assert state["context"]["workspace"] == str(tmp_path / "a")
     assert (tmp_path / "a" / "log.txt").read_text() == "s1\ns2\n"
     assert not (tmp_path / "b" / "log.txt").exists(), "the caller's workspace was used"
+
+
+@pytest.mark.parametrize("plan_format", ["lines", "json"])
+def test_a_streamed_step_holding_unstorable_text_is_the_plan_s_step_and_runs_once(
+    tmp_path: Path, plan_format: str
+) -> None:
+    """A step that starts while the plan streams is read from the stream, the plan from the
+    whole reply: both must make a NUL or lone surrogate U+FFFD alike, or the started step is
+    not the plan's step, its result is set aside, and it runs again."""
+    script = fanout(2)
+    script["planner"]["steps"][0]["description"] = "Look up \x00 item \ud800 one."
+    r = run_scenario(tmp_path, write_scenario(tmp_path, script), max_concurrency=8,
+                     plan_format=plan_format)  # fmt: skip
+    assert r.state["status"] == "done", r.state.get("reason")
+    assert r.state["plan"][0]["description"] == "Look up \ufffd item \ufffd one."
+    started = [e["step_id"] for e in r.of_kind("step_started")]
+    assert started.count("s1") == 1 and r.calls("executor") == 3
