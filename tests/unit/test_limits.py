@@ -497,3 +497,23 @@ def test_resume_refuses_a_budget_past_a_ceiling_before_recording_it(tmp_path: Pa
     assert json.loads(shown)["context"]["max_total_tool_calls"] == 1, "the refused one was kept"
     done = run_cli("resume", "d1", "--db", db, "--max-tool-calls", "100", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_scenario_file_refused_by_the_folder_rule_is_never_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pricing a run under a cost budget reads its scenario (the models it stands for): that
+    must come after the folder check, or a server caller makes the server read any file."""
+    import app.scripted.scenarios as scenarios
+
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text('{"name": "x", "stands_for": {"planner": "nowhere:unpriced"}}')
+    read: list[str] = []
+    real = scenarios.load_scenario
+    monkeypatch.setattr(scenarios, "load_scenario", lambda name: read.append(name) or real(name))
+    ctx = Context.every_role(f"scripted:{outside}", max_cost_usd=1.0)
+    problems = context_problems(ctx, ServerLimits(scenario_dir=folder.resolve()))
+    assert problems and all("PLANEXEC_SCENARIO_DIR" in p for p in problems)
+    assert read == []

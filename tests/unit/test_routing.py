@@ -826,3 +826,30 @@ def test_a_stop_asked_before_any_step_started_fails_the_node_and_the_run_resumes
     state = graph.invoke(None, config, context=ctx)
     assert state["status"] == "done" and state["results"]["s1"]["result"] == "one"
     assert state["results"]["s1"]["executions"] == 1
+
+
+def test_a_transient_model_error_is_raised_for_a_retry_only_while_attempts_remain() -> None:
+    """The node raises a passing error (429, 5xx, timeout) for LangGraph's RetryPolicy while
+    attempts remain, and ends the run cleanly on the last; with no attempt number to go by
+    (no execution info) it ends the run: raising then would crash it."""
+    from types import SimpleNamespace
+
+    from graphs.retries import MODEL_NODE_ATTEMPTS, retry_node
+
+    def at(attempt: int) -> SimpleNamespace:
+        return SimpleNamespace(execution_info=SimpleNamespace(node_attempt=attempt))
+
+    transient, lasting = TimeoutError("slow"), ValueError("bad request")
+    assert retry_node(transient, at(1)) and retry_node(transient, at(MODEL_NODE_ATTEMPTS - 1))
+    assert not retry_node(transient, at(MODEL_NODE_ATTEMPTS))
+    assert not retry_node(lasting, at(1))
+    assert not retry_node(transient, SimpleNamespace())
+
+
+def test_a_summary_says_why_the_run_ended_at_the_replan_limit() -> None:
+    """Checkpoints are chosen from their summaries (history, Studio's time travel)."""
+    from graphs.summaries import describe
+
+    for status in ("failed", "rejected", "replan_limit"):
+        update = {"status": status, "reason": "3 replans used", "history": [{"action": "replan"}]}
+        assert describe("replanner", update) == f"replanner: run {status}: 3 replans used"

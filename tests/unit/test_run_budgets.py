@@ -418,3 +418,24 @@ def test_calls_of_steps_stopped_mid_way_count_before_any_step_goes_on(tmp_path: 
     state = graph.invoke(None, config, context=ctx)
     assert state["status"] == "done", state.get("reason")
     assert sorted(log.read_text().split()) == [f"s{i}-{x}" for i in (1, 2, 3) for x in "ab"]
+
+
+def test_a_retried_step_s_journaled_calls_count_until_its_own_attempt_is_settled() -> None:
+    """A step's second attempt stopped mid-way by the budget has a result in the state: its
+    first attempt's. Its journaled calls still count, or a step beside it calls first."""
+    from langgraph.store.memory import InMemoryStore
+
+    from graphs.budget import journaled_tool_calls
+    from graphs.journal import StepJournal
+
+    journal = StepJournal(InMemoryStore(), "thread", "run", "task")
+    retry = {"id": "s1", "description": "d", "attempt": 2}
+    turns = journal.turns(retry, {})
+    for index in (0, 1):
+        turns.tool_started(index)
+        turns.tool_done(index, {"content": "ok"})
+    waiting = {"id": "s2", "description": "e", "depends_on": ["s1"]}
+    state = {"plan": [retry, waiting], "results": {"s1": {"status": "failed", "attempts": 1}}}
+    assert journaled_tool_calls(journal, state) == 2
+    state["results"]["s1"] = {"status": "done", "attempts": 2}  # its result is in now
+    assert journaled_tool_calls(journal, state) == 0

@@ -234,3 +234,25 @@ def test_waits_add_up_across_an_approval_and_a_stop(tmp_path: Path) -> None:
     assert done["paused_seconds"] >= 2 * WAIT_S
     ahead = datetime.fromtimestamp(time.time() + 10, UTC).isoformat()
     assert waited_since(ahead) == 0.0
+
+
+def _v6_made_at(unix_seconds: float) -> str:
+    """A UUIDv6 checkpoint id stamped at `unix_seconds` (RFC 9562's layout, as LangGraph's)."""
+    stamp = int(unix_seconds * 10_000_000) + 0x01B21DD213814000  # 100 ns since 1582-10-15
+    value = ((stamp >> 12) & 0xFFFFFFFFFFFF) << 80 | 0x6 << 76 | (stamp & 0x0FFF) << 64
+    return str(uuid.UUID(int=value | 0x8 << 60 | 7 << 48 | 1))
+
+
+def test_the_wait_counts_from_the_latest_checkpoint_of_the_nested_graphs() -> None:
+    """A run inside a user's graph has a checkpoint per graph; the question waited at the
+    latest (its own graph's). The outer, older one would count working time as paused."""
+    from graphs.run_clock import waited_in_node
+
+    now = time.time()
+    assert abs(checkpoint_time(_v6_made_at(now - 100)) - (now - 100)) < 0.01
+    config = {"configurable": {"checkpoint_map": {
+        "": _v6_made_at(now - 100), "outer|inner": _v6_made_at(now - 10)}}}  # fmt: skip
+    assert 9 <= waited_in_node(config) < 12
+    # A UUIDv1 (time-based too, another layout) is no checkpoint time: nothing is counted.
+    assert checkpoint_time(str(uuid.uuid1())) is None
+    assert waited_in_node({"configurable": {"checkpoint_map": {"": str(uuid.uuid1())}}}) == 0.0

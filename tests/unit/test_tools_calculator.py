@@ -192,3 +192,22 @@ def test_a_literal_too_large_for_a_float_is_refused(calculator, expression: str)
     """Python reads 1e999 as inf: min(1e999, 5) would quietly be 5."""
     with pytest.raises(ToolException, match="too large for a floating-point number"):
         calc(calculator, expression)
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        # Integers are exact up to 30 digits, then 12 significant digits.
+        ("10 ** 29", "1" + "0" * 29),
+        ("10 ** 30", "1e+30"),
+        # A whole float is shown as an integer only while a float holds it exactly: past 10**15
+        # its digits would be made up.
+        ("1e15 - 1", "999999999999999"),
+        ("1e15 * 1.0", "1e+15"),
+        ("2.0 ** 60", "1.15292150461e+18"),
+    ],
+)
+def test_numbers_are_exact_where_they_can_be_and_never_invent_digits(
+    calculator, expression: str, expected: str
+) -> None:
+    assert calc(calculator, expression) == expected
