@@ -434,6 +434,9 @@ def test_a_retried_step_s_journaled_calls_count_until_its_own_attempt_is_settled
     for index in (0, 1):
         turns.tool_started(index)
         turns.tool_done(index, {"content": "ok"})
+    # A call started and never answered (killed in flight) is no replay: the step decides
+    # about it again (unknown_outcome), and counts it then.
+    turns.tool_started(2)
     waiting = {"id": "s2", "description": "e", "depends_on": ["s1"]}
     state = {"plan": [retry, waiting], "results": {"s1": {"status": "failed", "attempts": 1}}}
     assert journaled_tool_calls(journal, state) == 2
