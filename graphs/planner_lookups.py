@@ -53,7 +53,8 @@ def planner_tools_problem(ctx: Context) -> str:
             f"planner_tools may name only read-only tools ({', '.join(READ_ONLY_TOOLS)}); "
             f"not {', '.join(map(repr, refused))}"
         )
-    if ctx.planner_tools and not 0 <= ctx.max_planner_tool_calls <= MAX_LOOKUPS:
+    # Checked with no planner tools too: a value the run cannot use is a mistake to say now.
+    if not 0 <= ctx.max_planner_tool_calls <= MAX_LOOKUPS:
         return f"max_planner_tool_calls is {ctx.max_planner_tool_calls}; give 0 to {MAX_LOOKUPS}"
     return ""
 

@@ -142,6 +142,7 @@ def test_help_keeps_the_env_note_and_the_demo_its_surprise_prefix(tmp_path: Path
         (("g", "--unknown-outcome", "maybe"), "--unknown-outcome 'maybe': use 'repeat' or"),
         (("g", "--planner-tools", "write_file"), "may name only read-only tools"),
         (("g", "--planner-tools", "sql_query", "--max-planner-tool-calls", "50"), "give 0 to 10"),
+        (("g", "--max-planner-tool-calls", "11"), "give 0 to 10"),  # with no planner tools too
         (("g", "--workspace", "a_file/sub"), "/a_file' is a file; give --workspace a folder"),
         (("g", "--thread", "-x"), "starts with '-'"),
         (("g", "--thread", "a\x1b[2Jb"), "holds control characters"),
