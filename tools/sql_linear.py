@@ -9,7 +9,7 @@ reads them, byte for byte), numbers (in SQLite's own text form) and NULLs.
 
 Two limits of doing it in Python:
 - Text that is not valid UTF-8 never reaches the function: Python's sqlite3 fails the call while
-  decoding the argument. `run_query` then runs the query again with SQLite's own instr and
+  decoding the argument. `sql_engine.run` then runs the query again with SQLite's own instr and
   replace (as before these functions were replaced: time bounded per call by the 1 MB value
   limit). The trims stay replaced: on such text SQLite's take minutes.
 - A function returns text only as valid UTF-8: a result that would not be (replace or a trim of
