@@ -515,3 +515,18 @@ def test_a_replace_too_big_for_the_limit_is_refused_before_it_is_built(sql_query
     with pytest.raises(ToolException, match="replace\\(\\) would make a value of over 1,000,000"):
         sql_query.invoke({"query": query})
     assert time.monotonic() - started < 2.0
+
+
+def test_a_query_process_that_dies_without_answering_is_said_plainly(
+    sql_query, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The query's process may die (the kernel's OOM killer, a crash in SQLite): the step is
+    told so, with the query, not handed a JSON error or a traceback."""
+    killed = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    monkeypatch.setattr(sql_mod, "_CHILD", killed)
+    with pytest.raises(ToolException, match=r"^sql_query's process for 'SELECT 1' was ended by "
+                       r"signal 9$"):  # fmt: skip
+        sql_query.invoke({"query": "SELECT 1"})
+    monkeypatch.setattr(sql_mod, "_CHILD", "import sys; sys.exit('broken install')")
+    with pytest.raises(ToolException, match=r"failed \(1\): broken install$"):
+        sql_query.invoke({"query": "SELECT 1"})
